@@ -1,0 +1,105 @@
+//! The agent gRPC service: bootstrap and renewal of agent certificates, and the long-lived task session.
+
+mod bootstrap;
+mod dispatch;
+mod identity;
+pub mod install;
+mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_protocol::agent_service_server::{AgentService, AgentServiceServer};
+use agent_protocol::{
+    AgentMessage, BootstrapRequest, BootstrapResponse, RenewRequest, RenewResponse,
+};
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use tonic::{Request, Response, Status, Streaming};
+
+pub use dispatch::Dispatcher;
+
+use crate::logs::LogSink;
+use crate::metrics::Metrics;
+use crate::pki::AgentCa;
+use crate::store::Store;
+
+/// Task kinds that agents execute (other kinds run inside the control plane).
+pub const AGENT_TASK_KINDS: &[&str] = &["apply"];
+
+/// Settings of the agent service, taken from the config at start.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    pub certificate_ttl: Duration,
+    pub heartbeat_interval: Duration,
+    pub lease: Duration,
+    /// How long a new stream may take to send its Hello.
+    pub hello_timeout: Duration,
+}
+
+#[derive(Clone)]
+pub struct AgentGrpc {
+    store: Store,
+    ca: Arc<AgentCa>,
+    dispatcher: Arc<Dispatcher>,
+    logs: LogSink,
+    metrics: Metrics,
+    settings: AgentSettings,
+}
+
+impl AgentGrpc {
+    pub fn new(
+        store: Store,
+        ca: Arc<AgentCa>,
+        dispatcher: Arc<Dispatcher>,
+        logs: LogSink,
+        metrics: Metrics,
+        settings: AgentSettings,
+    ) -> Self {
+        Self {
+            store,
+            ca,
+            dispatcher,
+            logs,
+            metrics,
+            settings,
+        }
+    }
+
+    pub fn into_server(self) -> AgentServiceServer<Self> {
+        AgentServiceServer::new(self)
+    }
+
+    /// TLS for the agent port: our serving certificate, and client certificates verified against the agent CA
+    /// when presented. They are optional at the TLS layer only because `Bootstrap` is called before the agent
+    /// has one; every other call refuses a connection without one.
+    pub fn tls_config(&self, tls_names: &[String]) -> Result<ServerTlsConfig, crate::pki::PkiError> {
+        let (chain, key) = self.ca.issue_server_certificate(tls_names)?;
+        Ok(ServerTlsConfig::new()
+            .identity(Identity::from_pem(chain, key))
+            .client_ca_root(Certificate::from_pem(self.ca.ca_pem()))
+            .client_auth_optional(true))
+    }
+}
+
+#[tonic::async_trait]
+impl AgentService for AgentGrpc {
+    async fn bootstrap(
+        &self,
+        request: Request<BootstrapRequest>,
+    ) -> Result<Response<BootstrapResponse>, Status> {
+        bootstrap::bootstrap(self, request).await
+    }
+
+    async fn renew(&self, request: Request<RenewRequest>) -> Result<Response<RenewResponse>, Status> {
+        bootstrap::renew(self, request).await
+    }
+
+    type SessionStream = session::ControlStream;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        session::open(self, request).await
+    }
+}

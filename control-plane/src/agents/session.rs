@@ -1,0 +1,450 @@
+//! One agent stream: delivers the cluster's tasks within the agent's concurrency, records what the agent
+//! reports, renews leases on heartbeats, and stores log batches before acknowledging them.
+
+use std::collections::HashMap;
+
+use agent_protocol::agent_message::Msg as Up;
+use agent_protocol::control_message::Msg as Down;
+use agent_protocol::task_assignment::Spec;
+use agent_protocol::{
+    AgentMessage, ApplySpec, ControlMessage, Heartbeat, LogBatch, LogBatchAck, LogLevel,
+    ObjectOutcome, ObjectResult, ResultAck, TaskAssignment, TaskCancel, TaskResult, Welcome,
+};
+use chrono::Utc;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::dispatch::ClusterSignal;
+use super::identity::internal;
+use super::{AGENT_TASK_KINDS, AgentGrpc};
+use crate::logs::TaskLogLine;
+use crate::metrics::StateLabel;
+use crate::pki::AgentIdentity;
+use crate::store::{self, LeasedTask, ObjectReport, TaskCompletion};
+use crate::taskspec::ApplyPayload;
+
+pub type ControlStream = ReceiverStream<Result<ControlMessage, Status>>;
+
+/// Never more deliveries in flight on one stream than this, whatever the agent asks for.
+const MAX_CONCURRENT_TASKS: u32 = 64;
+
+pub(super) async fn open(
+    service: &AgentGrpc,
+    request: Request<Streaming<AgentMessage>>,
+) -> Result<Response<ControlStream>, Status> {
+    let identity = service.authenticate(&request).await?;
+    let peer_addr = request.remote_addr().map(|a| a.to_string());
+    let mut inbound = request.into_inner();
+    let hello = match tokio::time::timeout(service.settings.hello_timeout, inbound.message()).await {
+        Ok(Ok(Some(AgentMessage {
+            msg: Some(Up::Hello(hello)),
+        }))) => hello,
+        Ok(Ok(Some(_))) => return Err(Status::invalid_argument("the first message on a session must be Hello")),
+        Ok(Ok(None)) => return Err(Status::cancelled("the agent closed the session before Hello")),
+        Ok(Err(status)) => return Err(status),
+        Err(_) => return Err(Status::deadline_exceeded("no Hello received in time")),
+    };
+    let cluster_id = identity.cluster_id;
+    // Subscribe before the first lease so no notification falls in between.
+    let signals = service.dispatcher.subscribe(cluster_id);
+    let session_id = service
+        .store
+        .open_session(cluster_id, &identity.serial, &hello.agent_version, peer_addr.clone())
+        .await
+        .map_err(|e| internal("opening the session", e))?;
+    let (tx, rx) = mpsc::channel(256);
+    let welcome = Down::Welcome(Welcome {
+        cluster_id: cluster_id.to_string(),
+        heartbeat_interval_seconds: service.settings.heartbeat_interval.as_secs() as u32,
+        server_time_unix: Utc::now().timestamp(),
+    });
+    tx.send(Ok(ControlMessage { msg: Some(welcome) }))
+        .await
+        .map_err(|_| Status::cancelled("the agent went away"))?;
+    service.metrics.agent_streams.inc();
+    let span = tracing::info_span!("agent_session", %cluster_id, %session_id);
+    tracing::info!(parent: &span, agent_version = %hello.agent_version, peer = ?peer_addr, "agent connected");
+    let session = Session {
+        service: service.clone(),
+        identity,
+        session_id,
+        max_concurrent: hello.max_concurrent_tasks.clamp(1, MAX_CONCURRENT_TASKS) as usize,
+        tx,
+        in_flight: HashMap::new(),
+    };
+    tokio::spawn(session.run(inbound, signals).instrument(span));
+    Ok(Response::new(ReceiverStream::new(rx)))
+}
+
+/// Why a session ended, for the log line.
+enum End {
+    AgentClosed,
+    AgentError(Status),
+    Revoked,
+    Failed(Status),
+}
+
+struct Session {
+    service: AgentGrpc,
+    identity: AgentIdentity,
+    session_id: Uuid,
+    max_concurrent: usize,
+    tx: mpsc::Sender<Result<ControlMessage, Status>>,
+    /// Deliveries on this stream without a recorded result: task id -> lease id.
+    in_flight: HashMap<Uuid, Uuid>,
+}
+
+impl Session {
+    fn cluster_id(&self) -> Uuid {
+        self.identity.cluster_id
+    }
+
+    async fn run(mut self, mut inbound: Streaming<AgentMessage>, mut signals: broadcast::Receiver<ClusterSignal>) {
+        let end = self.serve(&mut inbound, &mut signals).await;
+        match &end {
+            End::AgentClosed => tracing::info!("agent closed the session"),
+            End::AgentError(status) => tracing::info!(error = %status, "agent stream broke"),
+            End::Revoked => tracing::warn!("cluster deleted: session closed, certificate revoked"),
+            End::Failed(status) => tracing::warn!(error = %status, "session ended by the control plane"),
+        }
+        match end {
+            End::Revoked => {
+                let _ = self
+                    .tx
+                    .send(Err(Status::permission_denied("the cluster was deleted; its agent is revoked")))
+                    .await;
+            }
+            End::Failed(status) => {
+                let _ = self.tx.send(Err(status)).await;
+            }
+            End::AgentClosed | End::AgentError(_) => {}
+        }
+        drop(signals);
+        self.service.dispatcher.release(self.cluster_id());
+        self.service.metrics.agent_streams.dec();
+        if let Err(error) = self.service.store.close_session(self.session_id).await {
+            tracing::warn!(%error, "could not record the end of the session");
+        }
+    }
+
+    async fn serve(
+        &mut self,
+        inbound: &mut Streaming<AgentMessage>,
+        signals: &mut broadcast::Receiver<ClusterSignal>,
+    ) -> End {
+        if let Err(status) = self.deliver().await {
+            return End::Failed(status);
+        }
+        loop {
+            let step = tokio::select! {
+                message = inbound.message() => match message {
+                    Ok(Some(message)) => self.handle(message).await,
+                    Ok(None) => return End::AgentClosed,
+                    Err(status) => return End::AgentError(status),
+                },
+                signal = signals.recv() => match signal {
+                    Ok(ClusterSignal::TasksReady) | Err(broadcast::error::RecvError::Lagged(_)) => self.deliver().await,
+                    Ok(ClusterSignal::Cancelled { task_id, lease_id }) => self.cancel(task_id, lease_id).await,
+                    Ok(ClusterSignal::Revoked) => return End::Revoked,
+                    Err(broadcast::error::RecvError::Closed) => return End::Failed(Status::unavailable("control plane is shutting down")),
+                },
+                () = self.tx.closed() => return End::AgentClosed,
+            };
+            if let Err(status) = step {
+                return if status.code() == tonic::Code::PermissionDenied {
+                    End::Revoked
+                } else {
+                    End::Failed(status)
+                };
+            }
+        }
+    }
+
+    async fn send(&self, msg: Down) -> Result<(), Status> {
+        self.tx
+            .send(Ok(ControlMessage { msg: Some(msg) }))
+            .await
+            .map_err(|_| Status::cancelled("the agent went away"))
+    }
+
+    /// Leases as many pending tasks as the agent has room for and sends them.
+    async fn deliver(&mut self) -> Result<(), Status> {
+        let room = self.max_concurrent.saturating_sub(self.in_flight.len());
+        if room == 0 {
+            return Ok(());
+        }
+        let leased = self
+            .service
+            .store
+            .lease_tasks(
+                self.cluster_id(),
+                self.session_id,
+                AGENT_TASK_KINDS,
+                room as i64,
+                self.service.settings.lease,
+            )
+            .await
+            .map_err(|e| internal("leasing tasks", e))?;
+        for task in leased {
+            self.service.metrics.tasks_delivered.inc();
+            let waited = (Utc::now() - task.created_at).to_std().unwrap_or_default();
+            self.service.metrics.task_delivery_seconds.observe(waited.as_secs_f64());
+            match assignment(&task) {
+                Ok(assignment) => {
+                    tracing::info!(task_id = %task.id, attempt = task.attempts, "task delivered");
+                    self.in_flight.insert(task.id, task.lease_id);
+                    self.send(Down::Task(assignment)).await?;
+                }
+                Err(error) => {
+                    tracing::error!(task_id = %task.id, %error, "undeliverable task payload");
+                    let completion = TaskCompletion {
+                        success: false,
+                        error: Some(error),
+                        objects: Vec::new(),
+                        retryable: false,
+                    };
+                    self.record_result(task.id, task.lease_id, &completion).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn cancel(&mut self, task_id: Uuid, lease_id: Uuid) -> Result<(), Status> {
+        if self.in_flight.get(&task_id) == Some(&lease_id) {
+            self.in_flight.remove(&task_id);
+            self.send(Down::Cancel(TaskCancel {
+                task_id: task_id.to_string(),
+                lease_id: lease_id.to_string(),
+            }))
+            .await?;
+            return self.deliver().await;
+        }
+        Ok(())
+    }
+
+    async fn handle(&mut self, message: AgentMessage) -> Result<(), Status> {
+        let Some(msg) = message.msg else {
+            return Ok(());
+        };
+        match msg {
+            Up::Hello(_) => {
+                tracing::debug!("ignoring a repeated Hello");
+                Ok(())
+            }
+            Up::Heartbeat(beat) => self.heartbeat(beat).await,
+            Up::Accepted(accepted) => {
+                let Some((task_id, lease_id)) = ids(&accepted.task_id, &accepted.lease_id) else {
+                    return Ok(());
+                };
+                let current = self
+                    .service
+                    .store
+                    .mark_running(self.cluster_id(), task_id, lease_id)
+                    .await
+                    .map_err(|e| internal("recording task start", e))?;
+                if !current {
+                    tracing::debug!(%task_id, "accept for a stale lease ignored");
+                }
+                Ok(())
+            }
+            Up::Progress(progress) => {
+                let Some((task_id, lease_id)) = ids(&progress.task_id, &progress.lease_id) else {
+                    return Ok(());
+                };
+                let objects: Vec<ObjectReport> = progress.objects.iter().map(object_report).collect();
+                self.service
+                    .store
+                    .record_progress(self.cluster_id(), task_id, lease_id, &progress.message, &objects)
+                    .await
+                    .map_err(|e| internal("recording task progress", e))?;
+                Ok(())
+            }
+            Up::Result(result) => self.result(result).await,
+            Up::Logs(batch) => self.logs(batch).await,
+        }
+    }
+
+    async fn heartbeat(&mut self, beat: Heartbeat) -> Result<(), Status> {
+        let record = store::Heartbeat {
+            agent_version: beat.agent_version.clone(),
+            kubernetes_version: beat.kubernetes_version.clone(),
+            node_count: i32::try_from(beat.node_count).unwrap_or(i32::MAX),
+            kubernetes_reachable: beat.kubernetes_reachable,
+            kubernetes_error: Some(beat.kubernetes_error.clone()).filter(|e| !e.is_empty()),
+        };
+        let live = self
+            .service
+            .store
+            .record_heartbeat(self.cluster_id(), self.session_id, &record)
+            .await
+            .map_err(|e| internal("recording a heartbeat", e))?;
+        if !live {
+            return Err(Status::permission_denied("the cluster was deleted"));
+        }
+        let leases: Vec<(Uuid, Uuid)> = beat
+            .running
+            .iter()
+            .filter_map(|lease| ids(&lease.task_id, &lease.lease_id))
+            .collect();
+        self.service
+            .store
+            .renew_leases(self.cluster_id(), &leases, self.service.settings.lease)
+            .await
+            .map_err(|e| internal("renewing leases", e))?;
+        Ok(())
+    }
+
+    async fn result(&mut self, result: TaskResult) -> Result<(), Status> {
+        let ack = Down::ResultAck(ResultAck {
+            task_id: result.task_id.clone(),
+            lease_id: result.lease_id.clone(),
+        });
+        if let Some((task_id, lease_id)) = ids(&result.task_id, &result.lease_id) {
+            let completion = TaskCompletion {
+                success: result.success,
+                error: Some(result.error.clone()).filter(|e| !e.is_empty()),
+                objects: result.objects.iter().map(object_report).collect(),
+                retryable: result.retryable,
+            };
+            self.record_result(task_id, lease_id, &completion).await?;
+        }
+        // Acknowledge even a stale report: the agent must stop resending it either way.
+        self.send(ack).await?;
+        self.deliver().await
+    }
+
+    async fn record_result(
+        &mut self,
+        task_id: Uuid,
+        lease_id: Uuid,
+        completion: &TaskCompletion,
+    ) -> Result<(), Status> {
+        if self.in_flight.get(&task_id) == Some(&lease_id) {
+            self.in_flight.remove(&task_id);
+        }
+        let state = self
+            .service
+            .store
+            .complete_task(self.cluster_id(), task_id, lease_id, completion)
+            .await
+            .map_err(|e| internal("recording a task result", e))?;
+        match state {
+            Some(state) => {
+                tracing::info!(%task_id, state = state.as_str(), "task result recorded");
+                self.service
+                    .metrics
+                    .task_results
+                    .get_or_create(&StateLabel {
+                        state: state.as_str().to_string(),
+                    })
+                    .inc();
+            }
+            None => tracing::debug!(%task_id, "result for a stale lease ignored"),
+        }
+        Ok(())
+    }
+
+    /// Hands the batch to the shared ClickHouse writer; the ack goes out once the batch is stored. If it
+    /// cannot be stored the stream is ended, so the agent reconnects and resends what it still holds.
+    async fn logs(&mut self, batch: LogBatch) -> Result<(), Status> {
+        let cluster_id = self.cluster_id().to_string();
+        let lines = batch
+            .lines
+            .into_iter()
+            .map(|line| {
+                let fields = serde_json::to_string(&line.fields).unwrap_or_else(|_| "{}".into());
+                let level = level_name(line.level()).to_string();
+                TaskLogLine::new(
+                    line.unix_nanos,
+                    cluster_id.clone(),
+                    line.task_id,
+                    level,
+                    line.message,
+                    fields,
+                    "agent",
+                )
+            })
+            .collect();
+        let stored = self.service.logs.submit(lines).await;
+        let tx = self.tx.clone();
+        let batch_id = batch.batch_id;
+        tokio::spawn(async move {
+            let reply = match stored.await {
+                Ok(Ok(())) => Ok(ControlMessage {
+                    msg: Some(Down::LogAck(LogBatchAck { batch_id })),
+                }),
+                Ok(Err(error)) => Err(Status::unavailable(format!("log storage unavailable: {error}"))),
+                Err(_) => Err(Status::unavailable("log storage unavailable")),
+            };
+            let _ = tx.send(reply).await;
+        });
+        Ok(())
+    }
+}
+
+fn ids(task_id: &str, lease_id: &str) -> Option<(Uuid, Uuid)> {
+    match (Uuid::parse_str(task_id), Uuid::parse_str(lease_id)) {
+        (Ok(task), Ok(lease)) => Some((task, lease)),
+        _ => {
+            tracing::warn!(task_id, lease_id, "agent quoted a malformed task or lease id");
+            None
+        }
+    }
+}
+
+fn assignment(task: &LeasedTask) -> Result<TaskAssignment, String> {
+    let spec = match task.kind.as_str() {
+        "apply" => {
+            let payload: ApplyPayload = serde_json::from_value(task.payload.0.clone())
+                .map_err(|e| format!("stored apply payload is invalid: {e}"))?;
+            Spec::Apply(ApplySpec {
+                manifest_yaml: payload.manifest,
+                wait_timeout_seconds: payload.wait_timeout_seconds,
+                force_conflicts: payload.force_conflicts,
+            })
+        }
+        other => return Err(format!("task kind {other:?} cannot run on an agent")),
+    };
+    Ok(TaskAssignment {
+        task_id: task.id.to_string(),
+        lease_id: task.lease_id.to_string(),
+        attempt: task.attempts.max(0) as u32,
+        lease_expires_unix: task.lease_expires_at.timestamp(),
+        reason: task.reason.clone(),
+        spec: Some(spec),
+    })
+}
+
+fn object_report(object: &ObjectResult) -> ObjectReport {
+    let outcome = match object.outcome() {
+        ObjectOutcome::Unspecified => "unspecified",
+        ObjectOutcome::Applied => "applied",
+        ObjectOutcome::Unchanged => "unchanged",
+        ObjectOutcome::Failed => "failed",
+        ObjectOutcome::Ready => "ready",
+        ObjectOutcome::NotReady => "not_ready",
+        ObjectOutcome::Deleted => "deleted",
+    };
+    ObjectReport {
+        document_index: object.document_index,
+        api_version: object.api_version.clone(),
+        kind: object.kind.clone(),
+        namespace: object.namespace.clone(),
+        name: object.name.clone(),
+        outcome: outcome.to_string(),
+        message: object.message.clone(),
+    }
+}
+
+fn level_name(level: LogLevel) -> &'static str {
+    match level {
+        LogLevel::Debug => "debug",
+        LogLevel::Info | LogLevel::Unspecified => "info",
+        LogLevel::Warn => "warn",
+        LogLevel::Error => "error",
+    }
+}

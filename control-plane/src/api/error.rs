@@ -1,0 +1,137 @@
+//! The API's error body: `{"error": {"code", "message", "details": [{"field", "message"}]}}`, with stable codes.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::store::StoreError;
+use crate::taskspec::FieldProblem;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Vec<FieldProblem>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    details: &'a [FieldProblem],
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: Vec::new(),
+        }
+    }
+
+    /// 422 with one entry per problem, each naming its field.
+    pub fn validation(details: Vec<FieldProblem>) -> Self {
+        let summary = details
+            .iter()
+            .map(|d| format!("{}: {}", d.field, d.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Self {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "validation_failed",
+            message: format!("the request is invalid: {summary}"),
+            details,
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        tracing::error!(%error, "request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; the control plane log has the details",
+        )
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound { what, id } => Self::not_found(format!("{what} {id} not found")),
+            StoreError::Conflict(message) => Self::new(StatusCode::CONFLICT, "conflict", message),
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            error: Inner {
+                code: self.code,
+                message: &self.message,
+                details: &self.details,
+            },
+        };
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+/// Collects field problems for one request body.
+#[derive(Default)]
+pub struct Problems(Vec<FieldProblem>);
+
+impl Problems {
+    pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldProblem {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    pub fn extend(&mut self, problems: Vec<FieldProblem>) {
+        self.0.extend(problems);
+    }
+
+    pub fn into_result(self) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::validation(self.0))
+        }
+    }
+
+    /// A DNS-label style name: what Kubernetes, Terraform state keys and URLs all accept.
+    pub fn check_name(&mut self, field: &str, value: &str) {
+        let ok = !value.is_empty()
+            && value.len() <= 63
+            && value
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !value.starts_with('-')
+            && !value.ends_with('-');
+        if !ok {
+            self.add(
+                field,
+                "must be 1-63 characters of lowercase letters, digits and '-', not starting or ending with '-'",
+            );
+        }
+    }
+}

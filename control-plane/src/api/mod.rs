@@ -1,0 +1,142 @@
+//! The REST API under `/api/v1` (JSON, bearer tokens), plus health, readiness, metrics and the OpenAPI document.
+
+mod auth;
+mod clouds;
+mod clusters;
+mod error;
+mod json;
+mod regions;
+mod tasks;
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router, middleware};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
+
+pub use auth::Role;
+pub use error::ApiError;
+
+use crate::config::Config;
+use crate::crypto::SecretBox;
+use crate::logs::LogStore;
+use crate::metrics::Metrics;
+use crate::pki::AgentCa;
+use crate::store::Store;
+
+/// The OpenAPI document, kept beside the handlers it describes.
+const OPENAPI_YAML: &str = include_str!("openapi.yaml");
+const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Store,
+    pub logs: LogStore,
+    pub sbox: SecretBox,
+    pub ca: Arc<AgentCa>,
+    pub config: Arc<Config>,
+    pub metrics: Metrics,
+}
+
+/// Every `/api/v1` route as (method, path), for the OpenAPI consistency test.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/api/v1/clouds"),
+    ("post", "/api/v1/clouds"),
+    ("get", "/api/v1/clouds/{id}"),
+    ("delete", "/api/v1/clouds/{id}"),
+    ("get", "/api/v1/regions"),
+    ("post", "/api/v1/regions"),
+    ("get", "/api/v1/regions/{id}"),
+    ("get", "/api/v1/clusters"),
+    ("post", "/api/v1/clusters"),
+    ("get", "/api/v1/clusters/{id}"),
+    ("delete", "/api/v1/clusters/{id}"),
+    ("post", "/api/v1/clusters/{id}/bootstrap-tokens"),
+    ("post", "/api/v1/clusters/{id}/tasks"),
+    ("get", "/api/v1/tasks"),
+    ("get", "/api/v1/tasks/{id}"),
+    ("post", "/api/v1/tasks/{id}/cancel"),
+    ("get", "/api/v1/tasks/{id}/logs"),
+];
+
+pub fn router(state: ApiState) -> Router {
+    let api = Router::new()
+        .route("/clouds", get(clouds::list).post(clouds::create))
+        .route("/clouds/{id}", get(clouds::get).delete(clouds::delete))
+        .route("/regions", get(regions::list).post(regions::create))
+        .route("/regions/{id}", get(regions::get))
+        .route("/clusters", get(clusters::list).post(clusters::create))
+        .route("/clusters/{id}", get(clusters::get).delete(clusters::delete))
+        .route("/clusters/{id}/bootstrap-tokens", post(clusters::create_bootstrap_token))
+        .route("/clusters/{id}/tasks", post(tasks::create))
+        .route("/tasks", get(tasks::list))
+        .route("/tasks/{id}", get(tasks::get))
+        .route("/tasks/{id}/cancel", post(tasks::cancel))
+        .route("/tasks/{id}/logs", get(tasks::logs))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .route("/openapi.json", get(openapi))
+        .fallback(|| async { ApiError::not_found("no such API endpoint") });
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn openapi() -> impl IntoResponse {
+    let doc: serde_json::Value = serde_yaml::from_str(OPENAPI_YAML).expect("openapi.yaml is valid YAML (tested)");
+    Json(doc)
+}
+
+/// Ready when PostgreSQL and ClickHouse both answer.
+async fn readyz(State(state): State<ApiState>) -> impl IntoResponse {
+    let mut problems = Vec::new();
+    if let Err(e) = state.store.ping().await {
+        problems.push(format!("postgresql: {e}"));
+    }
+    if let Err(e) = state.logs.ping().await {
+        problems.push(format!("clickhouse: {e}"));
+    }
+    if problems.is_empty() {
+        (StatusCode::OK, "ready".to_string())
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, problems.join("\n"))
+    }
+}
+
+async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.encode(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openapi_documents_every_route_and_nothing_else() {
+        let doc: serde_json::Value = serde_yaml::from_str(OPENAPI_YAML).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        let mut documented = Vec::new();
+        for (path, ops) in paths {
+            for method in ops.as_object().unwrap().keys() {
+                if method != "parameters" {
+                    documented.push((method.clone(), format!("/api/v1{path}")));
+                }
+            }
+        }
+        documented.sort();
+        let mut routes: Vec<(String, String)> = ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        routes.sort();
+        assert_eq!(documented, routes);
+    }
+}

@@ -1,0 +1,74 @@
+//! `/api/v1/regions`: provider regions under a cloud account.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::ApiState;
+use super::auth::{Principal, Role};
+use super::error::{ApiError, Problems};
+use super::json::JsonBody;
+use crate::store::{NewRegion, Region};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRegion {
+    pub cloud_account_id: Uuid,
+    /// Provider region code, e.g. `ap-shanghai` or `us-east-1`.
+    pub code: String,
+    pub display_name: Option<String>,
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+pub async fn create(
+    State(state): State<ApiState>,
+    principal: Principal,
+    JsonBody(body): JsonBody<CreateRegion>,
+) -> Result<(StatusCode, Json<Region>), ApiError> {
+    principal.require(Role::Admin, "add regions")?;
+    let mut problems = Problems::default();
+    problems.check_name("code", &body.code);
+    if let Some(name) = &body.display_name
+        && (name.trim().is_empty() || name.len() > 100)
+    {
+        problems.add("display_name", "must be 1-100 characters");
+    }
+    problems.into_result()?;
+    let region = state
+        .store
+        .insert_region(NewRegion {
+            cloud_account_id: body.cloud_account_id,
+            display_name: body.display_name.unwrap_or_else(|| body.code.clone()),
+            code: body.code,
+            enabled: body.enabled,
+        })
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::NotFound { .. } => ApiError::validation(vec![crate::taskspec::FieldProblem {
+                field: "cloud_account_id".into(),
+                message: format!("no cloud account {}", body.cloud_account_id),
+            }]),
+            other => other.into(),
+        })?;
+    tracing::info!(region_id = %region.id, code = %region.code, by = %principal.label(), "region added");
+    Ok((StatusCode::CREATED, Json(region)))
+}
+
+pub async fn list(State(state): State<ApiState>, _: Principal) -> Result<Json<Vec<Region>>, ApiError> {
+    Ok(Json(state.store.regions().await?))
+}
+
+pub async fn get(
+    State(state): State<ApiState>,
+    _: Principal,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Region>, ApiError> {
+    Ok(Json(state.store.region(id).await?))
+}

@@ -1,0 +1,220 @@
+//! `/api/v1/clusters/{id}/tasks` and `/api/v1/tasks`: submit, inspect, cancel tasks and read their logs.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::ApiState;
+use super::auth::{Principal, Role};
+use super::error::{ApiError, Problems};
+use super::json::JsonBody;
+use crate::logs::TaskLogLine;
+use crate::store::{NewTask, Task, TaskEvent, TaskFilter, TaskInsert, TaskState};
+use crate::taskspec::ApplyPayload;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTask {
+    pub kind: String,
+    /// For `apply`: multi-document Kubernetes YAML.
+    pub manifest: Option<String>,
+    pub wait_timeout_seconds: Option<u32>,
+    #[serde(default)]
+    pub force_conflicts: bool,
+    /// The same key on the same cluster returns the task created first instead of a new one.
+    pub idempotency_key: Option<String>,
+    pub max_attempts: Option<i32>,
+    /// Free text recorded as the task's reason.
+    pub reason: Option<String>,
+}
+
+pub async fn create(
+    State(state): State<ApiState>,
+    principal: Principal,
+    Path(cluster_id): Path<Uuid>,
+    JsonBody(body): JsonBody<CreateTask>,
+) -> Result<(StatusCode, Json<Task>), ApiError> {
+    principal.require(Role::Operator, "submit tasks")?;
+    let mut problems = Problems::default();
+    if body.kind != "apply" {
+        problems.add("kind", "must be apply");
+    }
+    let payload = ApplyPayload {
+        manifest: body.manifest.clone().unwrap_or_default(),
+        wait_timeout_seconds: body.wait_timeout_seconds.unwrap_or(300),
+        force_conflicts: body.force_conflicts,
+    };
+    if body.manifest.is_none() {
+        problems.add("manifest", "is required for apply tasks");
+    } else {
+        problems.extend(payload.validate());
+    }
+    if let Some(key) = &body.idempotency_key
+        && (key.is_empty() || key.len() > 200)
+    {
+        problems.add("idempotency_key", "must be 1-200 characters");
+    }
+    let max_attempts = body.max_attempts.unwrap_or(state.config.tasks.default_max_attempts);
+    if !(1..=20).contains(&max_attempts) {
+        problems.add("max_attempts", "must be between 1 and 20");
+    }
+    problems.into_result()?;
+    let cluster = state.store.live_cluster(cluster_id).await?;
+    let inserted = state
+        .store
+        .insert_task(NewTask {
+            cluster_id: cluster.id,
+            kind: body.kind,
+            payload: serde_json::to_value(&payload).expect("payload serializes"),
+            reason: body
+                .reason
+                .unwrap_or_else(|| format!("submitted through the API by {}", principal.label())),
+            idempotency_key: body.idempotency_key,
+            parent_id: None,
+            created_by: principal.label(),
+            max_attempts,
+        })
+        .await?;
+    Ok(match inserted {
+        TaskInsert::Created(task) => {
+            tracing::info!(task_id = %task.id, cluster_id = %cluster.id, by = %principal.label(), "task created");
+            (StatusCode::CREATED, Json(task))
+        }
+        TaskInsert::Existing(task) => (StatusCode::OK, Json(task)),
+    })
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    pub cluster_id: Option<Uuid>,
+    pub state: Option<String>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+pub async fn list(
+    State(state): State<ApiState>,
+    _: Principal,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Vec<Task>>, ApiError> {
+    let mut problems = Problems::default();
+    let task_state = match query.state.as_deref() {
+        None => None,
+        Some(s) => {
+            let parsed = TaskState::parse(s);
+            if parsed.is_none() {
+                problems.add("state", "must be pending, leased, running, succeeded, failed or cancelled");
+            }
+            parsed
+        }
+    };
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        problems.add("limit", "must be between 1 and 500");
+    }
+    let offset = query.offset.unwrap_or(0);
+    if offset < 0 {
+        problems.add("offset", "must not be negative");
+    }
+    problems.into_result()?;
+    let filter = TaskFilter {
+        cluster_id: query.cluster_id,
+        state: task_state,
+        limit,
+        offset,
+    };
+    Ok(Json(state.store.tasks(&filter).await?))
+}
+
+#[derive(Serialize)]
+pub struct TaskDetail {
+    #[serde(flatten)]
+    pub task: Task,
+    pub events: Vec<TaskEvent>,
+}
+
+pub async fn get(
+    State(state): State<ApiState>,
+    _: Principal,
+    Path(id): Path<Uuid>,
+) -> Result<Json<TaskDetail>, ApiError> {
+    let task = state.store.task(id).await?;
+    let events = state.store.task_events(id).await?;
+    Ok(Json(TaskDetail { task, events }))
+}
+
+pub async fn cancel(
+    State(state): State<ApiState>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Task>, ApiError> {
+    principal.require(Role::Operator, "cancel tasks")?;
+    let task = state.store.cancel_task(id, &principal.label()).await?;
+    tracing::info!(task_id = %id, by = %principal.label(), "task cancelled");
+    Ok(Json(task))
+}
+
+#[derive(Deserialize)]
+pub struct LogQuery {
+    /// Only lines after this time (Unix nanoseconds), for paging and tailing.
+    pub after: Option<i64>,
+    pub limit: Option<u64>,
+}
+
+#[derive(Serialize)]
+pub struct LogLineView {
+    pub time: chrono::DateTime<chrono::Utc>,
+    pub ts_nanos: i64,
+    pub level: String,
+    pub message: String,
+    pub fields: serde_json::Value,
+    pub source: String,
+}
+
+#[derive(Serialize)]
+pub struct TaskLogs {
+    pub task_id: Uuid,
+    pub lines: Vec<LogLineView>,
+    /// Pass as `after` to get the next page; absent when this page was not full.
+    pub next_after: Option<i64>,
+}
+
+pub async fn logs(
+    State(state): State<ApiState>,
+    _: Principal,
+    Path(id): Path<Uuid>,
+    Query(query): Query<LogQuery>,
+) -> Result<Json<TaskLogs>, ApiError> {
+    let limit = query.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::validation(vec![crate::taskspec::FieldProblem {
+            field: "limit".into(),
+            message: "must be between 1 and 10000".into(),
+        }]));
+    }
+    let task = state.store.task(id).await?;
+    let lines = state
+        .logs
+        .task_logs(&task.cluster_id.to_string(), &id.to_string(), query.after.unwrap_or(i64::MIN), limit)
+        .await
+        .map_err(ApiError::internal)?;
+    let next_after = (lines.len() as u64 == limit).then(|| lines.last().map(|l| l.ts_nanos)).flatten();
+    Ok(Json(TaskLogs {
+        task_id: id,
+        lines: lines.into_iter().map(view).collect(),
+        next_after,
+    }))
+}
+
+fn view(line: TaskLogLine) -> LogLineView {
+    LogLineView {
+        time: chrono::DateTime::from_timestamp_nanos(line.ts_nanos),
+        ts_nanos: line.ts_nanos,
+        level: line.level,
+        message: line.message,
+        fields: serde_json::from_str(&line.fields).unwrap_or(serde_json::Value::Null),
+        source: line.source,
+    }
+}

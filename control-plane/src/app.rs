@@ -1,0 +1,170 @@
+//! Wires the control plane together: database, ClickHouse, CA, the agent gRPC service and the REST API.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::agents::{AgentGrpc, AgentSettings, Dispatcher};
+use crate::api::{self, ApiState};
+use crate::config::{Config, ConfigError};
+use crate::crypto::{API_TOKEN_PREFIX, CryptoError, OneTimeSecret, SecretBox, sha256_hex};
+use crate::logs::{LogSink, LogStore, LogStoreError, SinkSettings};
+use crate::metrics::Metrics;
+use crate::pki::{AgentCa, PkiError};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("encryption key: {0}")]
+    Key(#[from] CryptoError),
+    #[error("PostgreSQL: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Logs(#[from] LogStoreError),
+    #[error("agent CA: {0}")]
+    Pki(#[from] PkiError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("agent service TLS: {0}")]
+    Tls(#[from] tonic::transport::Error),
+}
+
+/// A started control plane: its bound addresses and the future that serves until shutdown.
+pub struct Running {
+    pub api_addr: SocketAddr,
+    pub agent_addr: SocketAddr,
+    pub serve: std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>,
+}
+
+pub async fn start(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Running, StartError> {
+    let config = Arc::new(config);
+    let sbox = SecretBox::from_base64_key(&config.encryption_key_base64()?)?;
+    let stale_after = Duration::from_secs(3 * u64::from(config.agents.heartbeat_interval_seconds));
+    let store = Store::connect(&config.database_url, config.database_max_connections, stale_after).await?;
+    store.migrate().await?;
+    let logs = LogStore::new(&config.clickhouse)?;
+    logs.ensure_schema().await?;
+    let ca = Arc::new(AgentCa::load_or_create(&store, &sbox).await?);
+    ensure_admin_token(&store, config.admin_token.as_deref()).await?;
+
+    let metrics = Metrics::new();
+    let dispatcher = Arc::new(Dispatcher::default());
+    tokio::spawn(dispatcher.clone().run(store.clone()));
+    tokio::spawn(expire_leases(store.clone(), Duration::from_millis(config.tasks.poll_interval_ms)));
+    let sink = LogSink::start(logs.clone(), SinkSettings::default(), metrics.clone());
+
+    let grpc = AgentGrpc::new(
+        store.clone(),
+        ca.clone(),
+        dispatcher,
+        sink,
+        metrics.clone(),
+        AgentSettings {
+            certificate_ttl: Duration::from_secs(u64::from(config.agents.certificate_ttl_hours) * 3600),
+            heartbeat_interval: Duration::from_secs(u64::from(config.agents.heartbeat_interval_seconds)),
+            lease: config.lease_duration(),
+            hello_timeout: Duration::from_secs(10),
+        },
+    );
+    let tls = grpc.tls_config(&config.agent_tls_names)?;
+    let agent_listener = bind(config.agent_listen).await?;
+    let agent_addr = agent_listener.local_addr().map_err(|source| StartError::Listen {
+        addr: config.agent_listen,
+        source,
+    })?;
+    let api_listener = bind(config.api_listen).await?;
+    let api_addr = api_listener.local_addr().map_err(|source| StartError::Listen {
+        addr: config.api_listen,
+        source,
+    })?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let grpc_server = tonic::transport::Server::builder()
+        .tls_config(tls)?
+        // Detects agents that vanished without closing their connection (e.g. a killed node).
+        .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .tcp_keepalive(Some(Duration::from_secs(30)))
+        .add_service(grpc.into_server())
+        .serve_with_incoming_shutdown(TcpListenerStream::new(agent_listener), wait_stop(stop_rx.clone()));
+
+    let router = api::router(ApiState {
+        store,
+        logs,
+        sbox,
+        ca,
+        config: config.clone(),
+        metrics,
+    });
+    let api_server = axum::serve(api_listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(wait_stop(stop_rx));
+
+    tracing::info!(instance = %config.instance_name, %api_addr, %agent_addr, agent_endpoint = %config.agent_endpoint, "control plane started");
+    let serve = Box::pin(async move {
+        let (grpc_result, api_result) = tokio::join!(grpc_server, api_server);
+        grpc_result.map_err(|e| format!("agent service: {e}"))?;
+        api_result.map_err(|e| format!("API: {e}"))?;
+        Ok(())
+    });
+    Ok(Running {
+        api_addr,
+        agent_addr,
+        serve,
+    })
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen { addr, source })
+}
+
+/// Registers the configured admin token, or on a fresh database prints a generated one exactly once.
+async fn ensure_admin_token(store: &Store, configured: Option<&str>) -> Result<(), StartError> {
+    if let Some(token) = configured {
+        store.insert_api_token("admin", &sha256_hex(token), "admin").await?;
+        return Ok(());
+    }
+    if store.api_token_count().await? == 0 {
+        let token = OneTimeSecret::generate(API_TOKEN_PREFIX);
+        store.insert_api_token("admin", &token.digest(), "admin").await?;
+        // Printed to stdout, not to the log: this is the only time it can be seen.
+        println!("initial admin API token (shown once, store it now): {}", token.expose());
+    }
+    Ok(())
+}
+
+/// Periodically returns tasks with expired leases to the queue; idempotent, so every process runs it.
+async fn expire_leases(store: Store, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match store.expire_leases().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(tasks = n, "expired task leases returned to the queue"),
+            Err(error) => tracing::warn!(%error, "could not expire task leases"),
+        }
+    }
+}

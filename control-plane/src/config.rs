@@ -1,0 +1,364 @@
+//! The control plane's configuration: one YAML file, overridable by `EDGEFLEET_CP_*` environment variables.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Environment variables with this prefix override config keys; `__` separates nesting levels, so
+/// `EDGEFLEET_CP_CLICKHOUSE__URL` sets `clickhouse.url`.
+pub const ENV_PREFIX: &str = "EDGEFLEET_CP_";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid YAML: {source}")]
+    Yaml {
+        path: PathBuf,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the REST API, console, health and metrics endpoints listen.
+    #[serde(default = "defaults::api_listen")]
+    pub api_listen: SocketAddr,
+    /// Where the agent gRPC service (mTLS) listens.
+    #[serde(default = "defaults::agent_listen")]
+    pub agent_listen: SocketAddr,
+    /// The URL agents dial, written into install manifests (`https://host:port`).
+    pub agent_endpoint: String,
+    /// DNS names / IP addresses put into the agent service's TLS certificate.
+    #[serde(default = "defaults::agent_tls_names")]
+    pub agent_tls_names: Vec<String>,
+    pub database_url: String,
+    #[serde(default = "defaults::database_max_connections")]
+    pub database_max_connections: u32,
+    pub clickhouse: ClickHouseConfig,
+    /// Base64 of 32 random bytes; seals cloud credentials and the CA key at rest.
+    #[serde(default)]
+    pub encryption_key: Option<String>,
+    /// File holding the encryption key (base64), used when `encryption_key` is not set; must be mode 0600.
+    #[serde(default)]
+    pub encryption_key_file: Option<PathBuf>,
+    /// An admin API token to register at start (for automation); when absent and no token exists yet, one is
+    /// generated and printed once.
+    #[serde(default)]
+    pub admin_token: Option<String>,
+    #[serde(default)]
+    pub tasks: TaskConfig,
+    #[serde(default)]
+    pub agents: AgentConfig,
+    /// Name of this process in logs and agent sessions (several control planes may share one database).
+    #[serde(default = "defaults::instance_name")]
+    pub instance_name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClickHouseConfig {
+    pub url: String,
+    #[serde(default = "defaults::clickhouse_database")]
+    pub database: String,
+    #[serde(default = "defaults::clickhouse_user")]
+    pub user: String,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TaskConfig {
+    /// How long a delivered task stays leased to one agent stream without a heartbeat renewing it.
+    pub lease_seconds: u64,
+    /// Attempts before a task whose lease keeps expiring (or that fails retryably) is failed for good.
+    pub default_max_attempts: i32,
+    /// How often each agent stream re-checks the queue for redeliverable tasks, besides notifications.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for TaskConfig {
+    fn default() -> Self {
+        Self {
+            lease_seconds: 30,
+            default_max_attempts: 3,
+            poll_interval_ms: 2000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    pub heartbeat_interval_seconds: u32,
+    pub certificate_ttl_hours: u32,
+    pub bootstrap_token_ttl_seconds: u64,
+    /// Container image of the agent, used in install manifests.
+    pub image: String,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_seconds: 10,
+            certificate_ttl_hours: 24,
+            bootstrap_token_ttl_seconds: 3600,
+            image: format!("ghcr.io/edgefleet/node-agent:{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+mod defaults {
+    use std::net::SocketAddr;
+
+    pub fn api_listen() -> SocketAddr {
+        "127.0.0.1:8080".parse().expect("valid literal")
+    }
+    pub fn agent_listen() -> SocketAddr {
+        "127.0.0.1:8443".parse().expect("valid literal")
+    }
+    pub fn agent_tls_names() -> Vec<String> {
+        vec!["localhost".into(), "127.0.0.1".into()]
+    }
+    pub fn database_max_connections() -> u32 {
+        20
+    }
+    pub fn clickhouse_database() -> String {
+        "edgefleet".into()
+    }
+    pub fn clickhouse_user() -> String {
+        "default".into()
+    }
+    pub fn instance_name() -> String {
+        std::env::var("HOSTNAME").unwrap_or_else(|_| format!("control-plane-{}", std::process::id()))
+    }
+}
+
+impl Config {
+    /// Loads the YAML file (if any), applies `EDGEFLEET_CP_*` overrides from `env`, and validates.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut doc = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                serde_yaml::from_str::<serde_yaml::Value>(&text).map_err(|source| {
+                    ConfigError::Yaml {
+                        path: path.to_path_buf(),
+                        source,
+                    }
+                })?
+            }
+            None => serde_yaml::Value::Mapping(Default::default()),
+        };
+        if doc.is_null() {
+            doc = serde_yaml::Value::Mapping(Default::default());
+        }
+        for (name, value) in env {
+            if let Some(key) = name.strip_prefix(ENV_PREFIX) {
+                apply_override(&mut doc, key, &value)?;
+            }
+        }
+        let config: Config = serde_path_to_error::deserialize(doc).map_err(|err| {
+            let key = err.path().to_string();
+            invalid(&key, err.into_inner().to_string())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let endpoint = url::Url::parse(&self.agent_endpoint)
+            .map_err(|e| invalid("agent_endpoint", format!("not a URL: {e}")))?;
+        if endpoint.scheme() != "https" || endpoint.host_str().is_none() {
+            return Err(invalid(
+                "agent_endpoint",
+                "must be an https://host:port URL (agents only speak TLS)",
+            ));
+        }
+        if self.agent_tls_names.is_empty() {
+            return Err(invalid("agent_tls_names", "must name at least one host"));
+        }
+        if !self.database_url.starts_with("postgres://")
+            && !self.database_url.starts_with("postgresql://")
+        {
+            return Err(invalid(
+                "database_url",
+                "must be a postgres:// or postgresql:// URL",
+            ));
+        }
+        url::Url::parse(&self.clickhouse.url)
+            .map_err(|e| invalid("clickhouse.url", format!("not a URL: {e}")))?;
+        if self.encryption_key.is_none() && self.encryption_key_file.is_none() {
+            return Err(invalid(
+                "encryption_key",
+                "set encryption_key or encryption_key_file (base64 of 32 random bytes, e.g. `openssl rand -base64 32`)",
+            ));
+        }
+        if self.tasks.lease_seconds == 0 {
+            return Err(invalid("tasks.lease_seconds", "must be at least 1"));
+        }
+        if !(1..=20).contains(&self.tasks.default_max_attempts) {
+            return Err(invalid(
+                "tasks.default_max_attempts",
+                "must be between 1 and 20",
+            ));
+        }
+        if self.agents.heartbeat_interval_seconds == 0 {
+            return Err(invalid(
+                "agents.heartbeat_interval_seconds",
+                "must be at least 1",
+            ));
+        }
+        if u64::from(self.agents.heartbeat_interval_seconds) >= self.tasks.lease_seconds {
+            return Err(invalid(
+                "agents.heartbeat_interval_seconds",
+                "must be shorter than tasks.lease_seconds, or leases expire between heartbeats",
+            ));
+        }
+        if self.agents.certificate_ttl_hours == 0 {
+            return Err(invalid("agents.certificate_ttl_hours", "must be at least 1"));
+        }
+        if self.agents.bootstrap_token_ttl_seconds < 60 {
+            return Err(invalid(
+                "agents.bootstrap_token_ttl_seconds",
+                "must be at least 60",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads the encryption key from the config value or its file (checking the file is private).
+    pub fn encryption_key_base64(&self) -> Result<String, ConfigError> {
+        if let Some(key) = &self.encryption_key {
+            return Ok(key.trim().to_string());
+        }
+        let path = self
+            .encryption_key_file
+            .as_ref()
+            .ok_or_else(|| invalid("encryption_key", "not set"))?;
+        let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(invalid(
+                "encryption_key_file",
+                format!("{} must not be readable by group or others (chmod 600)", path.display()),
+            ));
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(text.trim().to_string())
+    }
+
+    pub fn lease_duration(&self) -> Duration {
+        Duration::from_secs(self.tasks.lease_seconds)
+    }
+}
+
+/// Sets `key` (an env-var suffix such as `CLICKHOUSE__URL`) in the YAML document. The value is read as a YAML
+/// scalar so numbers and booleans keep their type.
+fn apply_override(
+    doc: &mut serde_yaml::Value,
+    key: &str,
+    raw: &str,
+) -> Result<(), ConfigError> {
+    let path: Vec<String> = key.split("__").map(|p| p.to_ascii_lowercase()).collect();
+    let dotted = path.join(".");
+    let value = match serde_yaml::from_str::<serde_yaml::Value>(raw) {
+        Ok(v @ (serde_yaml::Value::Bool(_) | serde_yaml::Value::Number(_))) => v,
+        _ => serde_yaml::Value::String(raw.to_string()),
+    };
+    let mut node = doc;
+    for (i, part) in path.iter().enumerate() {
+        let map = node.as_mapping_mut().ok_or_else(|| {
+            invalid(&dotted, format!("{ENV_PREFIX}{key} overrides a key that is not a section"))
+        })?;
+        let part_key = serde_yaml::Value::String(part.clone());
+        if i == path.len() - 1 {
+            map.insert(part_key, value);
+            return Ok(());
+        }
+        node = map
+            .entry(part_key)
+            .or_insert_with(|| serde_yaml::Value::Mapping(Default::default()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal_env() -> Vec<(String, String)> {
+        vec![
+            ("EDGEFLEET_CP_AGENT_ENDPOINT".into(), "https://127.0.0.1:8443".into()),
+            ("EDGEFLEET_CP_DATABASE_URL".into(), "postgres://localhost/x".into()),
+            ("EDGEFLEET_CP_CLICKHOUSE__URL".into(), "http://127.0.0.1:8123".into()),
+            ("EDGEFLEET_CP_ENCRYPTION_KEY".into(), "a2V5".into()),
+        ]
+    }
+
+    #[test]
+    fn env_overrides_nested_keys_and_keeps_types() {
+        let mut env = minimal_env();
+        env.push(("EDGEFLEET_CP_TASKS__LEASE_SECONDS".into(), "45".into()));
+        env.push(("UNRELATED".into(), "1".into()));
+        let config = Config::load(None, env).unwrap();
+        assert_eq!(config.clickhouse.url, "http://127.0.0.1:8123");
+        assert_eq!(config.tasks.lease_seconds, 45);
+        assert_eq!(config.tasks.default_max_attempts, 3);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let mut env = minimal_env();
+        env.push(("EDGEFLEET_CP_TASKS__LEASE_SECS".into(), "45".into()));
+        let err = Config::load(None, env).unwrap_err().to_string();
+        assert!(err.contains("tasks"), "{err}");
+        assert!(err.contains("lease_secs"), "{err}");
+    }
+
+    #[test]
+    fn plain_http_agent_endpoint_is_refused() {
+        let mut env = minimal_env();
+        env[0].1 = "http://127.0.0.1:8443".into();
+        let err = Config::load(None, env).unwrap_err().to_string();
+        assert!(err.starts_with("config key `agent_endpoint`"), "{err}");
+    }
+
+    #[test]
+    fn heartbeat_must_be_shorter_than_lease() {
+        let mut env = minimal_env();
+        env.push(("EDGEFLEET_CP_TASKS__LEASE_SECONDS".into(), "5".into()));
+        env.push(("EDGEFLEET_CP_AGENTS__HEARTBEAT_INTERVAL_SECONDS".into(), "5".into()));
+        let err = Config::load(None, env).unwrap_err().to_string();
+        assert!(err.contains("agents.heartbeat_interval_seconds"), "{err}");
+    }
+}

@@ -1,0 +1,13 @@
+//! Edgefleet control plane: keeps clusters, tasks and agent identities in PostgreSQL, serves the REST API,
+//! and talks to node agents over mutually authenticated gRPC.
+
+pub mod agents;
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod crypto;
+pub mod logs;
+pub mod metrics;
+pub mod pki;
+pub mod store;
+pub mod taskspec;

@@ -1,0 +1,105 @@
+//! Prometheus metrics of the control plane, served at `/metrics`.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectionLabel {
+    pub reason: String,
+}
+
+/// Cheap to clone: every field is a shared handle.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub agent_streams: Gauge,
+    pub tasks_delivered: Counter,
+    pub task_results: Family<StateLabel, Counter>,
+    /// Seconds from a task's creation to its delivery to an agent.
+    pub task_delivery_seconds: Histogram,
+    pub log_lines_stored: Counter,
+    pub log_insert_failures: Counter,
+    pub agent_rejections: Family<RejectionLabel, Counter>,
+    pub certificates_issued: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("edgefleet");
+        let agent_streams = Gauge::default();
+        let tasks_delivered = Counter::default();
+        let task_results = Family::<StateLabel, Counter>::default();
+        let task_delivery_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        let log_lines_stored = Counter::default();
+        let log_insert_failures = Counter::default();
+        let agent_rejections = Family::<RejectionLabel, Counter>::default();
+        let certificates_issued = Counter::default();
+        registry.register("agent_streams", "Open agent streams on this process", agent_streams.clone());
+        registry.register("tasks_delivered", "Task deliveries to agents", tasks_delivered.clone());
+        registry.register("task_results", "Task results recorded, by resulting state", task_results.clone());
+        registry.register(
+            "task_delivery_seconds",
+            "Time from task creation to delivery to an agent",
+            task_delivery_seconds.clone(),
+        );
+        registry.register("log_lines_stored", "Log lines written to ClickHouse", log_lines_stored.clone());
+        registry.register(
+            "log_insert_failures",
+            "Log batches ClickHouse did not accept after retries",
+            log_insert_failures.clone(),
+        );
+        registry.register(
+            "agent_rejections",
+            "Agent calls refused, by reason",
+            agent_rejections.clone(),
+        );
+        registry.register(
+            "certificates_issued",
+            "Agent client certificates issued",
+            certificates_issued.clone(),
+        );
+        Self {
+            registry: Arc::new(registry),
+            agent_streams,
+            tasks_delivered,
+            task_results,
+            task_delivery_seconds,
+            log_lines_stored,
+            log_insert_failures,
+            agent_rejections,
+            certificates_issued,
+        }
+    }
+
+    pub fn reject(&self, reason: &str) {
+        self.agent_rejections
+            .get_or_create(&RejectionLabel {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("encoding metrics into a String cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

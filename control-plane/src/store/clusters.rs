@@ -1,0 +1,205 @@
+//! Clusters and the agent state shown on them (connection, heartbeat, versions, certificate expiry).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use sqlx::AssertSqlSafe;
+
+use super::{Store, StoreError, channels, unique_violation};
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Cluster {
+    pub id: Uuid,
+    pub region_id: Uuid,
+    pub region_code: String,
+    pub name: String,
+    pub role: String,
+    pub status: String,
+    pub status_message: Option<String>,
+    pub provisioning: String,
+    pub api_endpoint: Option<String>,
+    pub external_ip: Option<String>,
+    #[sqlx(flatten)]
+    pub agent: AgentStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct AgentStatus {
+    /// An agent stream is open and has been heard from within three heartbeat intervals.
+    #[sqlx(rename = "agent_connected")]
+    pub connected: bool,
+    #[sqlx(rename = "agent_version")]
+    pub version: Option<String>,
+    pub kubernetes_version: Option<String>,
+    pub node_count: Option<i32>,
+    pub kubernetes_reachable: Option<bool>,
+    pub kubernetes_error: Option<String>,
+    pub last_heartbeat_at: Option<DateTime<Utc>>,
+    /// Expiry of the newest unrevoked certificate issued to this cluster's agent.
+    pub certificate_expires_at: Option<DateTime<Utc>>,
+}
+
+pub struct NewCluster {
+    pub region_id: Uuid,
+    pub name: String,
+    pub role: String,
+    pub api_endpoint: Option<String>,
+}
+
+pub struct Heartbeat {
+    pub agent_version: String,
+    pub kubernetes_version: String,
+    pub node_count: i32,
+    pub kubernetes_reachable: bool,
+    pub kubernetes_error: Option<String>,
+}
+
+const SELECT: &str = "SELECT k.id, k.region_id, r.code AS region_code, k.name, k.role, k.status, k.status_message,
+        k.provisioning, k.api_endpoint, k.external_ip, k.agent_version, k.kubernetes_version, k.node_count,
+        k.kubernetes_reachable, k.kubernetes_error, k.last_heartbeat_at, k.created_at, k.updated_at, k.deleted_at,
+        EXISTS (SELECT 1 FROM agent_sessions s WHERE s.cluster_id = k.id AND s.disconnected_at IS NULL
+                AND s.last_seen_at > now() - make_interval(secs => $1)) AS agent_connected,
+        (SELECT max(c.not_after) FROM agent_certificates c WHERE c.cluster_id = k.id AND c.revoked_at IS NULL)
+            AS certificate_expires_at
+    FROM clusters k JOIN regions r ON r.id = k.region_id";
+
+impl Store {
+    pub async fn insert_cluster(&self, new: NewCluster) -> Result<Cluster, StoreError> {
+        self.region(new.region_id).await?;
+        let id = Uuid::new_v4();
+        let name = new.name.clone();
+        sqlx::query(
+            "INSERT INTO clusters (id, region_id, name, role, status, status_message, api_endpoint)
+             VALUES ($1, $2, $3, $4, 'registered', 'waiting for its agent to connect', $5)",
+        )
+        .bind(id)
+        .bind(new.region_id)
+        .bind(&new.name)
+        .bind(&new.role)
+        .bind(&new.api_endpoint)
+        .execute(self.pool())
+        .await
+        .map_err(|e| unique_violation(e, || format!("a cluster named {name:?} already exists")))?;
+        self.cluster(id).await
+    }
+
+    /// A cluster, including deleted ones (their record stays for history).
+    pub async fn cluster(&self, id: Uuid) -> Result<Cluster, StoreError> {
+        sqlx::query_as::<_, Cluster>(AssertSqlSafe(format!("{SELECT} WHERE k.id = $2")))
+            .bind(self.agent_stale_after_secs())
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| StoreError::not_found("cluster", id))
+    }
+
+    /// A cluster that has not been deleted.
+    pub async fn live_cluster(&self, id: Uuid) -> Result<Cluster, StoreError> {
+        let cluster = self.cluster(id).await?;
+        if cluster.deleted_at.is_some() {
+            return Err(StoreError::not_found("cluster", id));
+        }
+        Ok(cluster)
+    }
+
+    pub async fn clusters(&self) -> Result<Vec<Cluster>, StoreError> {
+        Ok(sqlx::query_as::<_, Cluster>(AssertSqlSafe(format!(
+            "{SELECT} WHERE k.deleted_at IS NULL ORDER BY k.name"
+        )))
+        .bind(self.agent_stale_after_secs())
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Marks the cluster deleted, revokes its agent certificates, cancels its open tasks and tells every
+    /// control-plane process to close the cluster's agent streams.
+    pub async fn delete_cluster(&self, id: Uuid) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let updated = sqlx::query(
+            "UPDATE clusters SET deleted_at = now(), status = 'deleted', status_message = 'deleted',
+                    updated_at = now()
+             WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::not_found("cluster", id));
+        }
+        sqlx::query(
+            "UPDATE agent_certificates SET revoked_at = now() WHERE cluster_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE bootstrap_tokens SET expires_at = least(expires_at, now()) WHERE cluster_id = $1 AND used_at IS NULL",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let cancelled: Vec<Uuid> = sqlx::query_scalar(
+            "UPDATE tasks SET state = 'cancelled', error = 'cluster deleted', finished_at = now(), updated_at = now()
+             WHERE cluster_id = $1 AND state IN ('pending', 'leased', 'running') RETURNING id",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for task_id in cancelled {
+            sqlx::query("INSERT INTO task_events (task_id, kind, message) VALUES ($1, 'cancelled', 'cluster deleted')")
+                .bind(task_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(channels::CLUSTER_REVOKED)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records a heartbeat: the cluster becomes `ready` (or `degraded` when the agent cannot reach its API).
+    /// Returns false when the cluster has been deleted.
+    pub async fn record_heartbeat(
+        &self,
+        cluster_id: Uuid,
+        session_id: Uuid,
+        beat: &Heartbeat,
+    ) -> Result<bool, StoreError> {
+        let (status, message) = if beat.kubernetes_reachable {
+            ("ready", "agent connected".to_string())
+        } else {
+            (
+                "degraded",
+                format!(
+                    "agent cannot reach the Kubernetes API: {}",
+                    beat.kubernetes_error.as_deref().unwrap_or("unknown error")
+                ),
+            )
+        };
+        let updated = sqlx::query(
+            "UPDATE clusters SET agent_version = $2, kubernetes_version = $3, node_count = $4,
+                    kubernetes_reachable = $5, kubernetes_error = $6, last_heartbeat_at = now(),
+                    status = $7, status_message = $8, updated_at = now()
+             WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(cluster_id)
+        .bind(&beat.agent_version)
+        .bind(&beat.kubernetes_version)
+        .bind(beat.node_count)
+        .bind(beat.kubernetes_reachable)
+        .bind(&beat.kubernetes_error)
+        .bind(status)
+        .bind(message)
+        .execute(self.pool())
+        .await?;
+        self.touch_session(session_id).await?;
+        Ok(updated.rows_affected() == 1)
+    }
+}

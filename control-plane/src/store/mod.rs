@@ -1,0 +1,118 @@
+//! PostgreSQL access: every SQL statement of the control plane lives under this module.
+
+mod certificates;
+mod clouds;
+mod clusters;
+mod regions;
+mod sessions;
+mod tasks;
+mod tokens;
+
+pub use certificates::AgentCertificateRow;
+pub use clouds::{CloudAccount, NewCloudAccount};
+pub use clusters::{AgentStatus, Cluster, Heartbeat, NewCluster};
+pub use regions::{NewRegion, Region};
+pub use sessions::SessionRow;
+pub use tasks::{
+    LeasedTask, NewTask, ObjectReport, Task, TaskCompletion, TaskEvent, TaskFilter, TaskInsert,
+    TaskState,
+};
+pub use tokens::{ApiPrincipal, BootstrapRedemption};
+
+use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::PgPool;
+
+/// Channels used with LISTEN/NOTIFY so every control-plane process hears about work for its agent streams.
+pub mod channels {
+    /// Payload: cluster id. A task for the cluster became leasable.
+    pub const TASK_READY: &str = "edgefleet_task_ready";
+    /// Payload: `<cluster id>:<task id>:<lease id>`. A leased or running task was cancelled.
+    pub const TASK_CANCELLED: &str = "edgefleet_task_cancelled";
+    /// Payload: cluster id. The cluster was deleted: its agent streams must close.
+    pub const CLUSTER_REVOKED: &str = "edgefleet_cluster_revoked";
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{what} {id} not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    pub(crate) fn not_found(what: &'static str, id: impl ToString) -> Self {
+        Self::NotFound {
+            what,
+            id: id.to_string(),
+        }
+    }
+}
+
+/// Maps a unique-constraint violation to a conflict with a readable message; passes other errors through.
+pub(crate) fn unique_violation(err: sqlx::Error, message: impl FnOnce() -> String) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(message()),
+        _ => StoreError::Database(err),
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: PgPool,
+    agent_stale_after_secs: f64,
+}
+
+impl Store {
+    /// `agent_stale_after`: an agent stream not heard from for this long no longer counts as connected.
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        agent_stale_after: std::time::Duration,
+    ) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        Ok(Self {
+            pool,
+            agent_stale_after_secs: agent_stale_after.as_secs_f64(),
+        })
+    }
+
+    /// Applies pending migrations; safe to run from several processes at once (sqlx takes an advisory lock).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations").run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn listener(&self) -> Result<PgListener, StoreError> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener
+            .listen_all([
+                channels::TASK_READY,
+                channels::TASK_CANCELLED,
+                channels::CLUSTER_REVOKED,
+            ])
+            .await?;
+        Ok(listener)
+    }
+
+    fn agent_stale_after_secs(&self) -> f64 {
+        self.agent_stale_after_secs
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}

@@ -1,0 +1,481 @@
+//! The task queue: pending -> leased -> running -> succeeded | failed | cancelled, with leases that expire,
+//! attempt counting, idempotency keys, and NOTIFY so agent streams in any process learn of new work at once.
+//! Every transition is a single conditional UPDATE, so several control-plane processes can share the queue.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use sqlx::AssertSqlSafe;
+
+use super::{Store, StoreError, channels};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    Pending,
+    Leased,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl TaskState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Leased => "leased",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Pending,
+            Self::Leased,
+            Self::Running,
+            Self::Succeeded,
+            Self::Failed,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == s)
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+/// What happened to one object of an apply task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectReport {
+    pub document_index: u32,
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub outcome: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Task {
+    pub id: Uuid,
+    pub cluster_id: Uuid,
+    pub kind: String,
+    pub payload: Json<serde_json::Value>,
+    pub state: String,
+    pub reason: String,
+    pub idempotency_key: Option<String>,
+    pub parent_id: Option<Uuid>,
+    pub created_by: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub objects: Json<Vec<ObjectReport>>,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct TaskEvent {
+    pub at: DateTime<Utc>,
+    pub kind: String,
+    pub message: String,
+}
+
+pub struct NewTask {
+    pub cluster_id: Uuid,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub reason: String,
+    pub idempotency_key: Option<String>,
+    pub parent_id: Option<Uuid>,
+    pub created_by: String,
+    pub max_attempts: i32,
+}
+
+/// Whether `insert_task` created a task or found the one with the same idempotency key.
+pub enum TaskInsert {
+    Created(Task),
+    Existing(Task),
+}
+
+/// One delivery of a task to an agent stream.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LeasedTask {
+    pub id: Uuid,
+    pub lease_id: Uuid,
+    pub attempts: i32,
+    pub kind: String,
+    pub payload: Json<serde_json::Value>,
+    pub reason: String,
+    pub lease_expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}
+
+pub struct TaskCompletion {
+    pub success: bool,
+    pub error: Option<String>,
+    pub objects: Vec<ObjectReport>,
+    pub retryable: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct TaskFilter {
+    pub cluster_id: Option<Uuid>,
+    pub state: Option<TaskState>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+const SELECT: &str = "SELECT id, cluster_id, kind, payload, state, reason, idempotency_key, parent_id, created_by,
+        attempts, max_attempts, lease_expires_at, objects, error, created_at, updated_at, started_at, finished_at
+    FROM tasks";
+
+async fn add_event(
+    conn: &mut sqlx::PgConnection,
+    task_id: Uuid,
+    kind: &str,
+    message: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO task_events (task_id, kind, message) VALUES ($1, $2, $3)")
+        .bind(task_id)
+        .bind(kind)
+        .bind(message)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn notify(conn: &mut sqlx::PgConnection, channel: &str, payload: &str) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(channel)
+        .bind(payload)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Inserts a task, or returns the existing one with the same (cluster, idempotency key). A reused key with
+    /// a different kind or payload is a conflict, so a retried request can never silently mean something else.
+    pub async fn insert_task(&self, new: NewTask) -> Result<TaskInsert, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let id = Uuid::new_v4();
+        let inserted: Option<Uuid> = sqlx::query_scalar(
+            "INSERT INTO tasks (id, cluster_id, kind, payload, state, reason, idempotency_key, parent_id,
+                                created_by, max_attempts)
+             VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9)
+             ON CONFLICT (cluster_id, idempotency_key) DO NOTHING RETURNING id",
+        )
+        .bind(id)
+        .bind(new.cluster_id)
+        .bind(&new.kind)
+        .bind(&new.payload)
+        .bind(&new.reason)
+        .bind(&new.idempotency_key)
+        .bind(new.parent_id)
+        .bind(&new.created_by)
+        .bind(new.max_attempts)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if inserted.is_none() {
+            tx.rollback().await?;
+            let key = new.idempotency_key.clone().unwrap_or_default();
+            let existing = sqlx::query_as::<_, Task>(AssertSqlSafe(format!(
+                "{SELECT} WHERE cluster_id = $1 AND idempotency_key = $2"
+            )))
+            .bind(new.cluster_id)
+            .bind(&key)
+            .fetch_one(self.pool())
+            .await?;
+            if existing.kind != new.kind || existing.payload.0 != new.payload {
+                return Err(StoreError::Conflict(format!(
+                    "idempotency key {key:?} was already used for task {} with a different request",
+                    existing.id
+                )));
+            }
+            return Ok(TaskInsert::Existing(existing));
+        }
+        add_event(&mut tx, id, "created", &new.reason).await?;
+        notify(&mut tx, channels::TASK_READY, &new.cluster_id.to_string()).await?;
+        tx.commit().await?;
+        Ok(TaskInsert::Created(self.task(id).await?))
+    }
+
+    pub async fn task(&self, id: Uuid) -> Result<Task, StoreError> {
+        sqlx::query_as::<_, Task>(AssertSqlSafe(format!("{SELECT} WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| StoreError::not_found("task", id))
+    }
+
+    pub async fn tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>, StoreError> {
+        Ok(sqlx::query_as::<_, Task>(AssertSqlSafe(format!(
+            "{SELECT} WHERE ($1::uuid IS NULL OR cluster_id = $1) AND ($2::text IS NULL OR state = $2)
+             ORDER BY created_at DESC LIMIT $3 OFFSET $4"
+        )))
+        .bind(filter.cluster_id)
+        .bind(filter.state.map(TaskState::as_str))
+        .bind(filter.limit)
+        .bind(filter.offset)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    pub async fn task_events(&self, task_id: Uuid) -> Result<Vec<TaskEvent>, StoreError> {
+        Ok(sqlx::query_as::<_, TaskEvent>(
+            "SELECT at, kind, message FROM task_events WHERE task_id = $1 ORDER BY id",
+        )
+        .bind(task_id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Leases up to `limit` pending tasks of `kinds` for the cluster to one agent stream. `SKIP LOCKED` lets
+    /// concurrent streams (in any process) take different tasks instead of waiting on each other.
+    pub async fn lease_tasks(
+        &self,
+        cluster_id: Uuid,
+        session_id: Uuid,
+        kinds: &[&str],
+        limit: i64,
+        lease: Duration,
+    ) -> Result<Vec<LeasedTask>, StoreError> {
+        if limit <= 0 {
+            return Ok(Vec::new());
+        }
+        let kinds: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
+        let mut tx = self.pool().begin().await?;
+        let leased = sqlx::query_as::<_, LeasedTask>(
+            "WITH candidates AS (
+                 SELECT id FROM tasks
+                 WHERE cluster_id = $1 AND state = 'pending' AND kind = ANY($5)
+                 ORDER BY created_at
+                 LIMIT $2
+                 FOR UPDATE SKIP LOCKED)
+             UPDATE tasks t SET state = 'leased', attempts = t.attempts + 1, lease_id = gen_random_uuid(),
+                    lease_session_id = $3, lease_expires_at = now() + make_interval(secs => $4),
+                    objects = '[]'::jsonb, error = NULL, updated_at = now()
+             FROM candidates c WHERE t.id = c.id
+             RETURNING t.id, t.lease_id, t.attempts, t.kind, t.payload, t.reason, t.lease_expires_at, t.created_at",
+        )
+        .bind(cluster_id)
+        .bind(limit)
+        .bind(session_id)
+        .bind(lease.as_secs_f64())
+        .bind(&kinds)
+        .fetch_all(&mut *tx)
+        .await?;
+        for task in &leased {
+            add_event(
+                &mut tx,
+                task.id,
+                "leased",
+                &format!("delivered to agent (attempt {})", task.attempts),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(leased)
+    }
+
+    /// The agent accepted a delivery: leased -> running. False when the lease is no longer current.
+    pub async fn mark_running(&self, cluster_id: Uuid, task_id: Uuid, lease_id: Uuid) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let updated = sqlx::query(
+            "UPDATE tasks SET state = 'running', started_at = coalesce(started_at, now()), updated_at = now()
+             WHERE id = $1 AND cluster_id = $2 AND lease_id = $3 AND state = 'leased'",
+        )
+        .bind(task_id)
+        .bind(cluster_id)
+        .bind(lease_id)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 1 {
+            add_event(&mut tx, task_id, "running", "agent started the task").await?;
+        }
+        tx.commit().await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    /// Appends progress from the current lease holder. False when the lease is no longer current.
+    pub async fn record_progress(
+        &self,
+        cluster_id: Uuid,
+        task_id: Uuid,
+        lease_id: Uuid,
+        message: &str,
+        objects: &[ObjectReport],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let updated = sqlx::query(
+            "UPDATE tasks SET objects = objects || $4::jsonb, updated_at = now()
+             WHERE id = $1 AND cluster_id = $2 AND lease_id = $3 AND state IN ('leased', 'running')",
+        )
+        .bind(task_id)
+        .bind(cluster_id)
+        .bind(lease_id)
+        .bind(Json(objects))
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 1 && !message.is_empty() {
+            add_event(&mut tx, task_id, "progress", message).await?;
+        }
+        tx.commit().await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    /// Records the lease holder's result. A retryable failure with attempts left goes back to pending.
+    /// Returns the new state, or `None` when the report quotes a lease that is no longer current.
+    pub async fn complete_task(
+        &self,
+        cluster_id: Uuid,
+        task_id: Uuid,
+        lease_id: Uuid,
+        completion: &TaskCompletion,
+    ) -> Result<Option<TaskState>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let state: Option<String> = sqlx::query_scalar(
+            "UPDATE tasks SET
+                 state = CASE WHEN $4 THEN 'succeeded'
+                              WHEN $6 AND attempts < max_attempts THEN 'pending'
+                              ELSE 'failed' END,
+                 error = $5, objects = $7, updated_at = now(),
+                 lease_id = NULL, lease_session_id = NULL, lease_expires_at = NULL,
+                 finished_at = CASE WHEN $4 OR NOT ($6 AND attempts < max_attempts) THEN now() END
+             WHERE id = $1 AND cluster_id = $2 AND lease_id = $3 AND state IN ('leased', 'running')
+             RETURNING state",
+        )
+        .bind(task_id)
+        .bind(cluster_id)
+        .bind(lease_id)
+        .bind(completion.success)
+        .bind(&completion.error)
+        .bind(completion.retryable)
+        .bind(Json(&completion.objects))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(state) = state.as_deref().and_then(TaskState::parse) else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let message = match (state, &completion.error) {
+            (TaskState::Succeeded, _) => "succeeded".to_string(),
+            (TaskState::Pending, Some(error)) => format!("failed, will retry: {error}"),
+            (_, Some(error)) => format!("failed: {error}"),
+            (_, None) => "failed".to_string(),
+        };
+        add_event(&mut tx, task_id, state.as_str(), &message).await?;
+        if state == TaskState::Pending {
+            notify(&mut tx, channels::TASK_READY, &cluster_id.to_string()).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(state))
+    }
+
+    /// Extends the leases an agent says it still holds.
+    pub async fn renew_leases(
+        &self,
+        cluster_id: Uuid,
+        leases: &[(Uuid, Uuid)],
+        lease: Duration,
+    ) -> Result<u64, StoreError> {
+        if leases.is_empty() {
+            return Ok(0);
+        }
+        let (task_ids, lease_ids): (Vec<Uuid>, Vec<Uuid>) = leases.iter().copied().unzip();
+        let result = sqlx::query(
+            "UPDATE tasks t SET lease_expires_at = now() + make_interval(secs => $4)
+             FROM unnest($2::uuid[], $3::uuid[]) AS l(task_id, lease_id)
+             WHERE t.cluster_id = $1 AND t.id = l.task_id AND t.lease_id = l.lease_id
+               AND t.state IN ('leased', 'running')",
+        )
+        .bind(cluster_id)
+        .bind(&task_ids)
+        .bind(&lease_ids)
+        .bind(lease.as_secs_f64())
+        .execute(self.pool())
+        .await?;
+        Ok(result.rows_affected())
+    }
+
+    /// Returns tasks whose lease expired to pending (or fails them when attempts are used up). Any process may
+    /// run this at any time.
+    pub async fn expire_leases(&self) -> Result<u64, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let expired: Vec<(Uuid, Uuid, String, i32)> = sqlx::query_as(
+            "UPDATE tasks SET
+                 state = CASE WHEN attempts < max_attempts THEN 'pending' ELSE 'failed' END,
+                 error = CASE WHEN attempts < max_attempts THEN error
+                              ELSE 'no result from the agent within the lease, ' || attempts || ' attempt(s)' END,
+                 finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE now() END,
+                 lease_id = NULL, lease_session_id = NULL, lease_expires_at = NULL, updated_at = now()
+             WHERE state IN ('leased', 'running') AND lease_expires_at < now()
+             RETURNING id, cluster_id, state, attempts",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for (task_id, cluster_id, state, attempts) in &expired {
+            let message = if state == "pending" {
+                format!("lease of attempt {attempts} expired without a result; will be redelivered")
+            } else {
+                format!("lease of attempt {attempts} expired without a result; no attempts left")
+            };
+            add_event(&mut tx, *task_id, state, &message).await?;
+            if state == "pending" {
+                notify(&mut tx, channels::TASK_READY, &cluster_id.to_string()).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(expired.len() as u64)
+    }
+
+    /// Cancels a task that has not finished. When an agent holds it, the agent's stream is told to stop.
+    pub async fn cancel_task(&self, task_id: Uuid, by: &str) -> Result<Task, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let row: Option<(Uuid, Option<Uuid>)> = sqlx::query_as(
+            "UPDATE tasks t SET state = 'cancelled', error = 'cancelled by ' || $2, finished_at = now(),
+                    updated_at = now(), lease_expires_at = NULL
+             FROM (SELECT id, lease_id AS old_lease FROM tasks WHERE id = $1 FOR UPDATE) old
+             WHERE t.id = old.id AND t.state IN ('pending', 'leased', 'running')
+             RETURNING t.cluster_id, old.old_lease",
+        )
+        .bind(task_id)
+        .bind(by)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((cluster_id, lease_id)) = row else {
+            tx.rollback().await?;
+            let task = self.task(task_id).await?;
+            return Err(StoreError::Conflict(format!(
+                "task {task_id} is already {} and cannot be cancelled",
+                task.state
+            )));
+        };
+        add_event(&mut tx, task_id, "cancelled", &format!("cancelled by {by}")).await?;
+        if let Some(lease_id) = lease_id {
+            notify(
+                &mut tx,
+                channels::TASK_CANCELLED,
+                &format!("{cluster_id}:{task_id}:{lease_id}"),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        self.task(task_id).await
+    }
+}

@@ -1,0 +1,111 @@
+//! Bootstrap tokens (one-time, expiring, stored as SHA-256) and API tokens for scripts.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{Store, StoreError};
+
+/// The outcome of presenting a bootstrap token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootstrapRedemption {
+    Redeemed { cluster_id: Uuid },
+    Unknown,
+    AlreadyUsed,
+    Expired,
+    ClusterDeleted,
+}
+
+/// Who an API token belongs to.
+#[derive(Debug, Clone)]
+pub struct ApiPrincipal {
+    pub token_id: Uuid,
+    pub name: String,
+    pub role: String,
+}
+
+impl Store {
+    pub async fn insert_bootstrap_token(
+        &self,
+        cluster_id: Uuid,
+        token_sha256: &str,
+        expires_at: DateTime<Utc>,
+        created_by: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO bootstrap_tokens (id, cluster_id, token_sha256, created_by, expires_at)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(Uuid::new_v4())
+        .bind(cluster_id)
+        .bind(token_sha256)
+        .bind(created_by)
+        .bind(expires_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Marks the token used if it is valid. The single UPDATE makes concurrent redemptions safe: exactly one
+    /// caller sees `Redeemed`.
+    pub async fn redeem_bootstrap_token(&self, token_sha256: &str) -> Result<BootstrapRedemption, StoreError> {
+        let redeemed: Option<Uuid> = sqlx::query_scalar(
+            "UPDATE bootstrap_tokens t SET used_at = now()
+             FROM clusters k
+             WHERE t.token_sha256 = $1 AND t.used_at IS NULL AND t.expires_at > now()
+               AND k.id = t.cluster_id AND k.deleted_at IS NULL
+             RETURNING t.cluster_id",
+        )
+        .bind(token_sha256)
+        .fetch_optional(self.pool())
+        .await?;
+        if let Some(cluster_id) = redeemed {
+            return Ok(BootstrapRedemption::Redeemed { cluster_id });
+        }
+        let row: Option<(Option<DateTime<Utc>>, DateTime<Utc>, Option<DateTime<Utc>>)> = sqlx::query_as(
+            "SELECT t.used_at, t.expires_at, k.deleted_at FROM bootstrap_tokens t JOIN clusters k ON k.id = t.cluster_id
+             WHERE t.token_sha256 = $1",
+        )
+        .bind(token_sha256)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(match row {
+            None => BootstrapRedemption::Unknown,
+            Some((_, _, Some(_))) => BootstrapRedemption::ClusterDeleted,
+            Some((Some(_), _, None)) => BootstrapRedemption::AlreadyUsed,
+            Some((None, _, None)) => BootstrapRedemption::Expired,
+        })
+    }
+
+    pub async fn insert_api_token(&self, name: &str, token_sha256: &str, role: &str) -> Result<Uuid, StoreError> {
+        let id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO api_tokens (id, name, token_sha256, role) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (token_sha256) DO NOTHING",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(token_sha256)
+        .bind(role)
+        .execute(self.pool())
+        .await?;
+        Ok(id)
+    }
+
+    pub async fn api_token_count(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM api_tokens")
+            .fetch_one(self.pool())
+            .await?)
+    }
+
+    pub async fn authenticate_api_token(&self, token_sha256: &str) -> Result<Option<ApiPrincipal>, StoreError> {
+        let row: Option<(Uuid, String, String)> = sqlx::query_as(
+            "UPDATE api_tokens SET last_used_at = now()
+             WHERE token_sha256 = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+             RETURNING id, name, role",
+        )
+        .bind(token_sha256)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|(token_id, name, role)| ApiPrincipal { token_id, name, role }))
+    }
+}

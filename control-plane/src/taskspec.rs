@@ -1,0 +1,140 @@
+//! Task kinds the control plane knows, their payloads, and validation of what users submit.
+
+use serde::{Deserialize, Serialize};
+
+/// Payload of an `apply` task: Kubernetes objects to server-side apply on the task's cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyPayload {
+    /// Multi-document Kubernetes YAML.
+    pub manifest: String,
+    /// How long the agent waits for Deployments to become available; 0 = do not wait.
+    #[serde(default = "default_wait_timeout")]
+    pub wait_timeout_seconds: u32,
+    #[serde(default)]
+    pub force_conflicts: bool,
+}
+
+fn default_wait_timeout() -> u32 {
+    300
+}
+
+pub const MAX_WAIT_TIMEOUT_SECONDS: u32 = 3600;
+pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
+
+/// A problem with one part of a submitted task, named so a person can find it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldProblem {
+    pub field: String,
+    pub message: String,
+}
+
+impl ApplyPayload {
+    /// Checks the manifest before it is queued: every document must be a YAML mapping with `apiVersion`,
+    /// `kind` and `metadata.name`. Kinds are resolved later by the agent against its cluster's discovery.
+    pub fn validate(&self) -> Vec<FieldProblem> {
+        let mut problems = Vec::new();
+        let push = |problems: &mut Vec<FieldProblem>, field: String, message: String| {
+            problems.push(FieldProblem { field, message })
+        };
+        if self.manifest.len() > MAX_MANIFEST_BYTES {
+            push(
+                &mut problems,
+                "manifest".into(),
+                format!("is {} bytes; the limit is {MAX_MANIFEST_BYTES}", self.manifest.len()),
+            );
+        }
+        if self.wait_timeout_seconds > MAX_WAIT_TIMEOUT_SECONDS {
+            push(
+                &mut problems,
+                "wait_timeout_seconds".into(),
+                format!("must be at most {MAX_WAIT_TIMEOUT_SECONDS}"),
+            );
+        }
+        let mut documents = 0;
+        for (index, document) in serde_yaml::Deserializer::from_str(&self.manifest).enumerate() {
+            let field = format!("manifest[document {index}]");
+            let value = match serde_yaml::Value::deserialize(document) {
+                Ok(value) => value,
+                Err(error) => {
+                    push(&mut problems, field, format!("is not valid YAML: {error}"));
+                    // The YAML stream cannot be resynchronised after a syntax error.
+                    break;
+                }
+            };
+            if value.is_null() {
+                continue;
+            }
+            documents += 1;
+            let Some(map) = value.as_mapping() else {
+                push(&mut problems, field, "must be a mapping (an object), not a list or scalar".into());
+                continue;
+            };
+            let text = |key: &str| map.get(key).and_then(|v| v.as_str()).filter(|s| !s.is_empty());
+            if text("apiVersion").is_none() {
+                push(&mut problems, field.clone(), "has no apiVersion".into());
+            }
+            if text("kind").is_none() {
+                push(&mut problems, field.clone(), "has no kind".into());
+            }
+            let name = map
+                .get("metadata")
+                .and_then(|m| m.get("name"))
+                .and_then(|v| v.as_str())
+                .filter(|s| !s.is_empty());
+            if name.is_none() {
+                push(&mut problems, field, "has no metadata.name".into());
+            }
+        }
+        if documents == 0 && problems.is_empty() {
+            push(&mut problems, "manifest".into(), "contains no Kubernetes objects".into());
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(manifest: &str) -> ApplyPayload {
+        ApplyPayload {
+            manifest: manifest.into(),
+            wait_timeout_seconds: 10,
+            force_conflicts: false,
+        }
+    }
+
+    #[test]
+    fn accepts_multi_document_manifests_with_empty_documents() {
+        let manifest = "---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n---\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n  namespace: a\n";
+        assert_eq!(payload(manifest).validate(), vec![]);
+    }
+
+    #[test]
+    fn names_the_document_and_the_missing_field() {
+        let manifest = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n---\napiVersion: v1\nmetadata:\n  name: b\n";
+        let problems = payload(manifest).validate();
+        assert_eq!(
+            problems,
+            vec![FieldProblem {
+                field: "manifest[document 1]".into(),
+                message: "has no kind".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn reports_yaml_syntax_errors_with_position() {
+        let problems = payload("apiVersion: v1\nkind: [unclosed\n").validate();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].field, "manifest[document 0]");
+        assert!(problems[0].message.contains("line"), "{}", problems[0].message);
+    }
+
+    #[test]
+    fn empty_manifest_is_refused() {
+        let problems = payload("\n---\n").validate();
+        assert_eq!(problems[0].message, "contains no Kubernetes objects");
+    }
+}

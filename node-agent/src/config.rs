@@ -1,0 +1,497 @@
+//! The agent's command line, its optional YAML config file and the validated settings built from both.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::identity::BootstrapToken;
+use crate::session::BackoffSettings;
+use crate::tasklog::LogSettings;
+
+/// Environment variable holding the install bundle's CA certificate as PEM text (alternative to `ca_file`).
+pub const ENV_CA_PEM: &str = "EDGEFLEET_CA_PEM";
+/// Environment variable holding the one-time bootstrap token (alternative to `bootstrap_token_file`).
+pub const ENV_BOOTSTRAP_TOKEN: &str = "EDGEFLEET_BOOTSTRAP_TOKEN";
+
+const DEFAULT_MAX_CONCURRENT_TASKS: u32 = 4;
+const MAX_CONCURRENT_TASKS_LIMIT: u32 = 64;
+const DEFAULT_LOG_BATCH_LINES: usize = 200;
+const DEFAULT_LOG_FLUSH_INTERVAL: Duration = Duration::from_millis(1000);
+const DEFAULT_LOG_BUFFER_BATCHES: usize = 500;
+const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_millis(500);
+const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30);
+const DEFAULT_RENEW_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {source}")]
+    ParseFile {
+        path: PathBuf,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("`{key}` is required ({hint})")]
+    Missing { key: &'static str, hint: &'static str },
+    #[error("`{key}` is invalid: {reason}")]
+    Invalid { key: &'static str, reason: String },
+    #[error("`{key}`: cannot read {path}: {source}")]
+    ReadReferencedFile {
+        key: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("set only one of `{first}` and `{second}`")]
+    Conflict { first: &'static str, second: &'static str },
+}
+
+/// Edge agent of the edgefleet control plane.
+#[derive(Debug, Parser)]
+#[command(name = "node-agent", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Enrol with the control plane (if needed) and run tasks for this cluster until stopped.
+    Run(Box<RunArgs>),
+    /// Print the agent version.
+    Version,
+}
+
+/// Flags of `node-agent run`; every flag also reads an `EDGEFLEET_*` variable and may be set in the YAML file
+/// (flag/env wins over the file). `EDGEFLEET_CA_PEM` and `EDGEFLEET_BOOTSTRAP_TOKEN` are environment-only so
+/// secrets never appear in a process listing.
+#[derive(Debug, Default, Args)]
+pub struct RunArgs {
+    /// YAML config file with the same keys as the flags, in snake_case.
+    #[arg(long, env = "EDGEFLEET_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Control plane gRPC endpoint, `https://host:port`.
+    #[arg(long, env = "EDGEFLEET_CONTROL_PLANE")]
+    pub control_plane: Option<String>,
+    /// TLS name to verify on the control plane certificate (default: the URL's host).
+    #[arg(long, env = "EDGEFLEET_SERVER_NAME")]
+    pub server_name: Option<String>,
+    /// Install bundle CA certificate (PEM) pinned for bootstrap.
+    #[arg(long, env = "EDGEFLEET_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// File holding the one-time bootstrap token.
+    #[arg(long, env = "EDGEFLEET_BOOTSTRAP_TOKEN_FILE")]
+    pub bootstrap_token_file: Option<PathBuf>,
+    /// Directory for key.pem, cert.pem and ca.pem (outside a cluster).
+    #[arg(long, env = "EDGEFLEET_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Kubernetes Secret `<namespace>/<name>` for tls.key, tls.crt and ca.crt (in a cluster).
+    #[arg(long, env = "EDGEFLEET_STATE_SECRET")]
+    pub state_secret: Option<String>,
+    /// Kubeconfig file (default: in-cluster config, then ~/.kube/config).
+    #[arg(long, env = "EDGEFLEET_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// How many tasks run at once.
+    #[arg(long, env = "EDGEFLEET_MAX_CONCURRENT_TASKS")]
+    pub max_concurrent_tasks: Option<u32>,
+    /// Heartbeat interval overriding the server's (e.g. `10s`).
+    #[arg(long, env = "EDGEFLEET_HEARTBEAT")]
+    pub heartbeat: Option<String>,
+    /// Log output format on stderr.
+    #[arg(long, env = "EDGEFLEET_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Task log lines per batch before it is sent.
+    #[arg(long, env = "EDGEFLEET_LOG_BATCH_LINES")]
+    pub log_batch_lines: Option<usize>,
+    /// Longest time a task log line waits before its batch is sent (e.g. `1s`, `250ms`).
+    #[arg(long, env = "EDGEFLEET_LOG_FLUSH_INTERVAL")]
+    pub log_flush_interval: Option<String>,
+    /// Unacknowledged log batches kept for resending; the oldest is dropped beyond this.
+    #[arg(long, env = "EDGEFLEET_LOG_BUFFER_BATCHES")]
+    pub log_buffer_batches: Option<usize>,
+    /// First reconnect delay ceiling (doubles per failed attempt, full jitter).
+    #[arg(long, env = "EDGEFLEET_BACKOFF_INITIAL")]
+    pub backoff_initial: Option<String>,
+    /// Largest reconnect delay ceiling.
+    #[arg(long, env = "EDGEFLEET_BACKOFF_MAX")]
+    pub backoff_max: Option<String>,
+    /// How often the certificate is checked for renewal (at most `60s`).
+    #[arg(long, env = "EDGEFLEET_RENEW_CHECK_INTERVAL")]
+    pub renew_check_interval: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The YAML config file: the same keys as the `run` flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    control_plane: Option<String>,
+    server_name: Option<String>,
+    ca_file: Option<PathBuf>,
+    bootstrap_token_file: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    state_secret: Option<String>,
+    kubeconfig: Option<PathBuf>,
+    max_concurrent_tasks: Option<u32>,
+    heartbeat: Option<String>,
+    log_format: Option<LogFormat>,
+    log_batch_lines: Option<usize>,
+    log_flush_interval: Option<String>,
+    log_buffer_batches: Option<usize>,
+    backoff_initial: Option<String>,
+    backoff_max: Option<String>,
+    renew_check_interval: Option<String>,
+}
+
+/// Where the control plane is and which TLS name its certificate must carry.
+#[derive(Debug, Clone)]
+pub struct ControlPlane {
+    pub url: String,
+    pub server_name: Option<String>,
+}
+
+/// Where the agent keeps its key and certificates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateLocation {
+    Directory(PathBuf),
+    Secret { namespace: String, name: String },
+}
+
+/// Validated settings of `node-agent run`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub control_plane: ControlPlane,
+    /// The install bundle's CA (PEM), pinned for bootstrap; optional once credentials are stored.
+    pub install_ca_pem: Option<String>,
+    pub bootstrap_token: Option<BootstrapToken>,
+    pub state: StateLocation,
+    pub kubeconfig: Option<PathBuf>,
+    pub max_concurrent_tasks: u32,
+    /// Overrides the heartbeat interval the server announces in `Welcome`.
+    pub heartbeat_override: Option<Duration>,
+    pub log_format: LogFormat,
+    pub logs: LogSettings,
+    pub backoff: BackoffSettings,
+    pub renew_check_interval: Duration,
+}
+
+impl Settings {
+    /// Merges flags/env over the config file over defaults and validates the result.
+    /// `env` looks up the environment-only variables (`EDGEFLEET_CA_PEM`, `EDGEFLEET_BOOTSTRAP_TOKEN`).
+    pub fn load(args: &RunArgs, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file_config(path)?,
+            None => FileConfig::default(),
+        };
+        let control_plane = args
+            .control_plane
+            .clone()
+            .or(file.control_plane)
+            .ok_or(ConfigError::Missing {
+                key: "control_plane",
+                hint: "--control-plane or EDGEFLEET_CONTROL_PLANE",
+            })?;
+        validate_control_plane_url(&control_plane)?;
+        let server_name = args.server_name.clone().or(file.server_name);
+        if server_name.as_deref().is_some_and(|name| name.trim().is_empty()) {
+            return Err(ConfigError::Invalid { key: "server_name", reason: "must not be empty".into() });
+        }
+
+        let install_ca_pem = match (args.ca_file.clone().or(file.ca_file), env(ENV_CA_PEM)) {
+            (Some(_), Some(_)) => return Err(ConfigError::Conflict { first: "ca_file", second: ENV_CA_PEM }),
+            (Some(path), None) => Some(validate_ca_pem("ca_file", read_referenced("ca_file", &path)?)?),
+            (None, Some(pem)) => Some(validate_ca_pem(ENV_CA_PEM, pem)?),
+            (None, None) => None,
+        };
+        let token_file = args.bootstrap_token_file.clone().or(file.bootstrap_token_file);
+        let bootstrap_token = match (token_file, env(ENV_BOOTSTRAP_TOKEN)) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Conflict { first: "bootstrap_token_file", second: ENV_BOOTSTRAP_TOKEN });
+            }
+            (Some(path), None) => {
+                Some(parse_token("bootstrap_token_file", read_referenced("bootstrap_token_file", &path)?)?)
+            }
+            (None, Some(token)) => Some(parse_token(ENV_BOOTSTRAP_TOKEN, token)?),
+            (None, None) => None,
+        };
+
+        let state = match (args.state_dir.clone().or(file.state_dir), args.state_secret.clone().or(file.state_secret)) {
+            (Some(_), Some(_)) => return Err(ConfigError::Conflict { first: "state_dir", second: "state_secret" }),
+            (Some(dir), None) => StateLocation::Directory(dir),
+            (None, Some(secret)) => parse_state_secret(&secret)?,
+            (None, None) => {
+                return Err(ConfigError::Missing {
+                    key: "state_dir",
+                    hint: "--state-dir outside a cluster, or --state-secret <namespace>/<name> inside one",
+                });
+            }
+        };
+
+        let max_concurrent_tasks =
+            args.max_concurrent_tasks.or(file.max_concurrent_tasks).unwrap_or(DEFAULT_MAX_CONCURRENT_TASKS);
+        if !(1..=MAX_CONCURRENT_TASKS_LIMIT).contains(&max_concurrent_tasks) {
+            return Err(ConfigError::Invalid {
+                key: "max_concurrent_tasks",
+                reason: format!("must be between 1 and {MAX_CONCURRENT_TASKS_LIMIT}, got {max_concurrent_tasks}"),
+            });
+        }
+        let heartbeat_override = optional_duration("heartbeat", args.heartbeat.as_ref().or(file.heartbeat.as_ref()))?;
+        if heartbeat_override.is_some_and(|interval| interval < Duration::from_secs(1)) {
+            return Err(ConfigError::Invalid { key: "heartbeat", reason: "must be at least 1s".into() });
+        }
+
+        let logs = LogSettings {
+            batch_lines: args.log_batch_lines.or(file.log_batch_lines).unwrap_or(DEFAULT_LOG_BATCH_LINES),
+            flush_interval: optional_duration(
+                "log_flush_interval",
+                args.log_flush_interval.as_ref().or(file.log_flush_interval.as_ref()),
+            )?
+            .unwrap_or(DEFAULT_LOG_FLUSH_INTERVAL),
+            buffer_batches: args.log_buffer_batches.or(file.log_buffer_batches).unwrap_or(DEFAULT_LOG_BUFFER_BATCHES),
+        };
+        if logs.batch_lines == 0 {
+            return Err(ConfigError::Invalid { key: "log_batch_lines", reason: "must be at least 1".into() });
+        }
+        if logs.flush_interval < Duration::from_millis(10) {
+            return Err(ConfigError::Invalid { key: "log_flush_interval", reason: "must be at least 10ms".into() });
+        }
+        if logs.buffer_batches == 0 {
+            return Err(ConfigError::Invalid { key: "log_buffer_batches", reason: "must be at least 1".into() });
+        }
+
+        let backoff = BackoffSettings {
+            initial: optional_duration(
+                "backoff_initial",
+                args.backoff_initial.as_ref().or(file.backoff_initial.as_ref()),
+            )?
+            .unwrap_or(DEFAULT_BACKOFF_INITIAL),
+            max: optional_duration("backoff_max", args.backoff_max.as_ref().or(file.backoff_max.as_ref()))?
+                .unwrap_or(DEFAULT_BACKOFF_MAX),
+        };
+        if backoff.initial.is_zero() {
+            return Err(ConfigError::Invalid { key: "backoff_initial", reason: "must be greater than 0".into() });
+        }
+        if backoff.max < backoff.initial {
+            return Err(ConfigError::Invalid {
+                key: "backoff_max",
+                reason: format!("must be at least backoff_initial ({:?})", backoff.initial),
+            });
+        }
+        let renew_check_interval = optional_duration(
+            "renew_check_interval",
+            args.renew_check_interval.as_ref().or(file.renew_check_interval.as_ref()),
+        )?
+        .unwrap_or(DEFAULT_RENEW_CHECK_INTERVAL);
+        if renew_check_interval.is_zero() || renew_check_interval > DEFAULT_RENEW_CHECK_INTERVAL {
+            return Err(ConfigError::Invalid {
+                key: "renew_check_interval",
+                reason: "must be greater than 0 and at most 60s".into(),
+            });
+        }
+
+        Ok(Settings {
+            control_plane: ControlPlane { url: control_plane, server_name },
+            install_ca_pem,
+            bootstrap_token,
+            state,
+            kubeconfig: args.kubeconfig.clone().or(file.kubeconfig),
+            max_concurrent_tasks,
+            heartbeat_override,
+            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            logs,
+            backoff,
+            renew_check_interval,
+        })
+    }
+}
+
+fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile { path: path.to_owned(), source })?;
+    if text.trim().is_empty() {
+        return Ok(FileConfig::default());
+    }
+    serde_yaml::from_str(&text).map_err(|source| ConfigError::ParseFile { path: path.to_owned(), source })
+}
+
+fn read_referenced(key: &'static str, path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::ReadReferencedFile {
+        key,
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn validate_control_plane_url(url: &str) -> Result<(), ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid { key: "control_plane", reason };
+    let uri: tonic::transport::Uri = url.parse().map_err(|err| invalid(format!("{url:?} is not a URL: {err}")))?;
+    if uri.scheme_str() != Some("https") {
+        return Err(invalid(format!("{url:?} must use https:// (the agent only talks TLS)")));
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(invalid(format!("{url:?} has no host")));
+    }
+    Ok(())
+}
+
+/// Accepts PEM only when it holds at least one parsable certificate, because an unusable CA would otherwise
+/// surface much later as an opaque TLS handshake failure.
+fn validate_ca_pem(key: &'static str, pem: String) -> Result<String, ConfigError> {
+    let count = crate::identity::count_certificates(&pem)
+        .map_err(|reason| ConfigError::Invalid { key, reason: format!("not a PEM CA certificate: {reason}") })?;
+    if count == 0 {
+        return Err(ConfigError::Invalid { key, reason: "contains no PEM certificate".into() });
+    }
+    Ok(pem)
+}
+
+fn parse_token(key: &'static str, raw: String) -> Result<BootstrapToken, ConfigError> {
+    let token = raw.trim();
+    if token.is_empty() {
+        return Err(ConfigError::Invalid { key, reason: "the bootstrap token is empty".into() });
+    }
+    Ok(BootstrapToken::new(token.to_owned()))
+}
+
+fn parse_state_secret(value: &str) -> Result<StateLocation, ConfigError> {
+    match value.split_once('/') {
+        Some((namespace, name)) if !namespace.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(StateLocation::Secret { namespace: namespace.to_owned(), name: name.to_owned() })
+        }
+        _ => Err(ConfigError::Invalid {
+            key: "state_secret",
+            reason: format!("expected <namespace>/<name>, got {value:?}"),
+        }),
+    }
+}
+
+fn optional_duration(key: &'static str, value: Option<&String>) -> Result<Option<Duration>, ConfigError> {
+    value
+        .map(|text| parse_duration(text).map_err(|reason| ConfigError::Invalid { key, reason }))
+        .transpose()
+}
+
+/// Parses `250ms`, `10s`, `5m`, `1h`, or a bare number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let amount: u64 = digits.parse().map_err(|_| format!("{text:?} is not a duration such as 500ms, 10s or 2m"))?;
+    let duration = match unit.trim() {
+        "ms" => Duration::from_millis(amount),
+        "" | "s" => Duration::from_secs(amount),
+        "m" => Duration::from_secs(amount.saturating_mul(60)),
+        "h" => Duration::from_secs(amount.saturating_mul(3600)),
+        other => return Err(format!("{text:?} has unknown unit {other:?} (use ms, s, m or h)")),
+    };
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> RunArgs {
+        RunArgs {
+            control_plane: Some("https://cp.example:8443".into()),
+            state_dir: Some("/tmp/agent".into()),
+            ..RunArgs::default()
+        }
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_else_is_set() {
+        let settings = Settings::load(&args(), no_env).unwrap();
+        assert_eq!(settings.max_concurrent_tasks, DEFAULT_MAX_CONCURRENT_TASKS);
+        assert_eq!(settings.logs.batch_lines, DEFAULT_LOG_BATCH_LINES);
+        assert_eq!(settings.backoff.max, DEFAULT_BACKOFF_MAX);
+        assert_eq!(settings.state, StateLocation::Directory("/tmp/agent".into()));
+        assert!(settings.bootstrap_token.is_none());
+    }
+
+    #[test]
+    fn flags_override_the_file_and_unknown_file_keys_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.yaml");
+        std::fs::write(&path, "max_concurrent_tasks: 9\nheartbeat: 3s\nlog_format: json\n").unwrap();
+        let mut args = args();
+        args.config = Some(path.clone());
+        args.max_concurrent_tasks = Some(2);
+        let settings = Settings::load(&args, no_env).unwrap();
+        assert_eq!(settings.max_concurrent_tasks, 2);
+        assert_eq!(settings.heartbeat_override, Some(Duration::from_secs(3)));
+        assert_eq!(settings.log_format, LogFormat::Json);
+
+        std::fs::write(&path, "max_concurent_tasks: 9\n").unwrap();
+        let err = Settings::load(&args, no_env).unwrap_err().to_string();
+        assert!(err.contains("max_concurent_tasks"), "{err}");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let mut bad_url = args();
+        bad_url.control_plane = Some("http://cp:80".into());
+        let err = Settings::load(&bad_url, no_env).unwrap_err().to_string();
+        assert!(err.contains("`control_plane`") && err.contains("https"), "{err}");
+
+        let mut no_state = args();
+        no_state.state_dir = None;
+        assert!(Settings::load(&no_state, no_env).unwrap_err().to_string().contains("`state_dir`"));
+
+        let mut bad_secret = args();
+        bad_secret.state_dir = None;
+        bad_secret.state_secret = Some("just-a-name".into());
+        assert!(Settings::load(&bad_secret, no_env).unwrap_err().to_string().contains("`state_secret`"));
+
+        let mut bad_duration = args();
+        bad_duration.heartbeat = Some("10 parsecs".into());
+        assert!(Settings::load(&bad_duration, no_env).unwrap_err().to_string().contains("`heartbeat`"));
+
+        let mut missing_ca = args();
+        missing_ca.ca_file = Some("/nonexistent/ca.pem".into());
+        let err = Settings::load(&missing_ca, no_env).unwrap_err().to_string();
+        assert!(err.contains("`ca_file`") && err.contains("/nonexistent/ca.pem"), "{err}");
+    }
+
+    #[test]
+    fn ca_pem_must_hold_a_certificate() {
+        let env = |key: &str| (key == ENV_CA_PEM).then(|| "not a certificate".to_owned());
+        let err = Settings::load(&args(), env).unwrap_err().to_string();
+        assert!(err.contains(ENV_CA_PEM), "{err}");
+    }
+
+    #[test]
+    fn token_comes_from_env_and_is_trimmed() {
+        let env = |key: &str| (key == ENV_BOOTSTRAP_TOKEN).then(|| " secret-token\n".to_owned());
+        let settings = Settings::load(&args(), env).unwrap();
+        assert_eq!(settings.bootstrap_token.unwrap().expose(), "secret-token");
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("ms").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+}

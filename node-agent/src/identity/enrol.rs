@@ -1,0 +1,183 @@
+//! Enrolment with the control plane: the one-time `Bootstrap` and the periodic `Renew` of the client certificate.
+
+use std::time::Duration;
+
+use agent_protocol::{BootstrapRequest, RenewRequest};
+use chrono::Utc;
+use thiserror::Error;
+use tokio::sync::watch;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use super::{BootstrapToken, CredentialStore, Credentials, IdentityError, KeyRequest, StoreError};
+use crate::config::ControlPlane;
+use crate::transport::{self, TransportError};
+
+const RPC_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Error)]
+pub enum EnrolError {
+    #[error(
+        "no valid credentials in {store} and no bootstrap token: set --bootstrap-token-file or EDGEFLEET_BOOTSTRAP_TOKEN"
+    )]
+    NoToken { store: String },
+    #[error(
+        "no valid credentials in {store} and no install CA to pin for bootstrap: set --ca-file or EDGEFLEET_CA_PEM"
+    )]
+    NoInstallCa { store: String },
+    #[error("the control plane rejected the bootstrap token ({code:?}): {message}")]
+    TokenRejected { code: tonic::Code, message: String },
+    #[error("the control plane refused to renew the certificate of cluster {cluster_id} ({code:?}): {message}")]
+    RenewRejected { cluster_id: String, code: tonic::Code, message: String },
+    #[error("{call} call failed ({code:?}): {message}")]
+    Rpc { call: &'static str, code: tonic::Code, message: String },
+    #[error("{call} call timed out after {RPC_TIMEOUT:?}")]
+    Timeout { call: &'static str },
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("the certificate returned by {call} is unusable: {source}")]
+    BadCertificate {
+        call: &'static str,
+        #[source]
+        source: IdentityError,
+    },
+    #[error("{call} reported cluster {reported} but the certificate names cluster {in_certificate}")]
+    ClusterMismatch { call: &'static str, reported: String, in_certificate: String },
+    #[error(transparent)]
+    KeyGeneration(IdentityError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl EnrolError {
+    /// Whether trying again later can succeed without an operator changing something.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Rpc { .. } | Self::Timeout { .. } | Self::Transport(_) => true,
+            Self::Store(err) => err.is_retryable(),
+            _ => false,
+        }
+    }
+}
+
+/// Exchanges the one-time token and a CSR for a client certificate, over TLS that trusts only the install CA.
+pub async fn bootstrap(
+    control_plane: &ControlPlane,
+    install_ca_pem: &str,
+    token: &BootstrapToken,
+) -> Result<Credentials, EnrolError> {
+    let request = KeyRequest::generate(None).map_err(EnrolError::KeyGeneration)?;
+    let mut client = transport::connect_pinned(control_plane, install_ca_pem).await?;
+    let call = "Bootstrap";
+    let response = tokio::time::timeout(
+        RPC_TIMEOUT,
+        client.bootstrap(BootstrapRequest {
+            token: token.expose().to_owned(),
+            csr_pem: request.csr_pem().to_owned(),
+            agent_version: crate::AGENT_VERSION.to_owned(),
+        }),
+    )
+    .await
+    .map_err(|_| EnrolError::Timeout { call })?
+    .map_err(|status| match status.code() {
+        tonic::Code::Unauthenticated
+        | tonic::Code::PermissionDenied
+        | tonic::Code::InvalidArgument
+        | tonic::Code::NotFound
+        | tonic::Code::FailedPrecondition => {
+            EnrolError::TokenRejected { code: status.code(), message: status.message().to_owned() }
+        }
+        code => EnrolError::Rpc { call, code, message: status.message().to_owned() },
+    })?
+    .into_inner();
+    // The response's CA is the one that issues client certificates; fall back to the pinned install CA.
+    let ca_pem = if response.ca_pem.trim().is_empty() { install_ca_pem.to_owned() } else { response.ca_pem };
+    let credentials = request
+        .into_credentials(response.certificate_pem, ca_pem)
+        .map_err(|source| EnrolError::BadCertificate { call, source })?;
+    if !response.cluster_id.is_empty() && response.cluster_id != credentials.cluster_id() {
+        return Err(EnrolError::ClusterMismatch {
+            call,
+            reported: response.cluster_id,
+            in_certificate: credentials.cluster_id().to_owned(),
+        });
+    }
+    Ok(credentials)
+}
+
+/// Gets a certificate for a fresh key pair, authenticating with the current (still valid) certificate.
+pub async fn renew(
+    control_plane: &ControlPlane,
+    current: &Credentials,
+    install_ca_pem: Option<&str>,
+) -> Result<Credentials, EnrolError> {
+    let request = KeyRequest::generate(Some(current.cluster_id())).map_err(EnrolError::KeyGeneration)?;
+    let mut client = transport::connect_mutual(control_plane, current, install_ca_pem).await?;
+    let call = "Renew";
+    let response = tokio::time::timeout(
+        RPC_TIMEOUT,
+        client.renew(RenewRequest { csr_pem: request.csr_pem().to_owned() }),
+    )
+    .await
+    .map_err(|_| EnrolError::Timeout { call })?
+    .map_err(|status| match status.code() {
+        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => EnrolError::RenewRejected {
+            cluster_id: current.cluster_id().to_owned(),
+            code: status.code(),
+            message: status.message().to_owned(),
+        },
+        code => EnrolError::Rpc { call, code, message: status.message().to_owned() },
+    })?
+    .into_inner();
+    let renewed = request
+        .into_credentials(response.certificate_pem, current.ca_pem().to_owned())
+        .map_err(|source| EnrolError::BadCertificate { call, source })?;
+    if renewed.cluster_id() != current.cluster_id() {
+        return Err(EnrolError::ClusterMismatch {
+            call,
+            reported: current.cluster_id().to_owned(),
+            in_certificate: renewed.cluster_id().to_owned(),
+        });
+    }
+    Ok(renewed)
+}
+
+/// Checks the certificate at start and every `check_every`; when renewal is due, renews, stores the new
+/// credentials and publishes them (the session reconnects with them).
+pub async fn renewal_loop(
+    control_plane: ControlPlane,
+    install_ca_pem: Option<String>,
+    store: CredentialStore,
+    check_every: Duration,
+    credentials: watch::Sender<Credentials>,
+) {
+    let mut ticker = tokio::time::interval(check_every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let current = credentials.borrow().clone();
+        let now = Utc::now();
+        if !current.renewal_due_at(now) {
+            continue;
+        }
+        let span = info_span!("renew_certificate", cluster = current.cluster_id(), not_after = %current.not_after());
+        let attempt = async {
+            let renewed = renew(&control_plane, &current, install_ca_pem.as_deref()).await?;
+            // Store before use: if storing fails the old certificate stays in use and the next check retries.
+            store.save(&renewed).await?;
+            Ok::<_, EnrolError>(renewed)
+        };
+        match attempt.instrument(span.clone()).await {
+            Ok(renewed) => {
+                span.in_scope(|| info!(not_after = %renewed.not_after(), "client certificate renewed; reconnecting"));
+                credentials.send_replace(renewed);
+            }
+            Err(err) if !current.is_valid_at(now) => span.in_scope(|| {
+                error!(
+                    error = %err,
+                    "client certificate has expired and cannot be renewed; the agent needs a new bootstrap token"
+                )
+            }),
+            Err(err) => span.in_scope(|| warn!(error = %err, "certificate renewal failed; retrying at the next check")),
+        }
+    }
+}

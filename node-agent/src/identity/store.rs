@@ -1,0 +1,254 @@
+//! Where the agent keeps its key and certificates: a directory outside a cluster, a pre-created Secret inside one.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+use thiserror::Error;
+
+use super::{Credentials, IdentityError};
+use crate::config::StateLocation;
+
+const KEY_FILE: &str = "key.pem";
+const CERT_FILE: &str = "cert.pem";
+const CA_FILE: &str = "ca.pem";
+const SECRET_KEY: &str = "tls.key";
+const SECRET_CERT: &str = "tls.crt";
+const SECRET_CA: &str = "ca.crt";
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("credential store {store}: cannot read {path}: {source}")]
+    ReadFile {
+        store: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("credential store {store}: cannot write {path}: {source}")]
+    WriteFile {
+        store: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "credential store {store}: the Secret does not exist; the install manifest must create it (empty) because the agent may only get/update/patch it"
+    )]
+    SecretMissing { store: String },
+    #[error("credential store {store}: Kubernetes API call failed: {source}")]
+    Kube {
+        store: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("credential store {store}: key {key:?} is not UTF-8 PEM")]
+    NotUtf8 { store: String, key: &'static str },
+    #[error("credential store {store}: stored credentials are unusable: {source}")]
+    Unusable {
+        store: String,
+        #[source]
+        source: IdentityError,
+    },
+}
+
+/// The credential store chosen by configuration.
+#[derive(Clone)]
+pub enum CredentialStore {
+    Directory(PathBuf),
+    Secret { api: Box<Api<Secret>>, namespace: String, name: String },
+}
+
+impl fmt::Display for CredentialStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Directory(dir) => write!(f, "directory {}", dir.display()),
+            Self::Secret { namespace, name, .. } => write!(f, "secret {namespace}/{name}"),
+        }
+    }
+}
+
+impl StoreError {
+    /// I/O and API trouble can pass; a missing Secret or corrupt contents need an operator.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::ReadFile { .. } | Self::WriteFile { .. } | Self::Kube { .. })
+    }
+}
+
+impl CredentialStore {
+    pub fn new(location: &StateLocation, client: kube::Client) -> Self {
+        match location {
+            StateLocation::Directory(dir) => Self::Directory(dir.clone()),
+            StateLocation::Secret { namespace, name } => Self::Secret {
+                api: Box::new(Api::namespaced(client, namespace)),
+                namespace: namespace.clone(),
+                name: name.clone(),
+            },
+        }
+    }
+
+    /// Reads the stored credentials; `Ok(None)` when the store is (still) empty.
+    pub async fn load(&self) -> Result<Option<Credentials>, StoreError> {
+        let parts = match self {
+            Self::Directory(dir) => self.read_dir(dir)?,
+            Self::Secret { api, name, .. } => self.read_secret(api, name).await?,
+        };
+        let Some([key, cert, ca]) = parts else { return Ok(None) };
+        Credentials::from_pem(key, cert, ca)
+            .map(Some)
+            .map_err(|source| StoreError::Unusable { store: self.to_string(), source })
+    }
+
+    /// Replaces the stored credentials.
+    pub async fn save(&self, credentials: &Credentials) -> Result<(), StoreError> {
+        match self {
+            Self::Directory(dir) => self.write_dir(dir, credentials),
+            Self::Secret { api, name, .. } => {
+                let encode = |pem: &str| ByteString(pem.as_bytes().to_vec());
+                let data = BTreeMap::from([
+                    (SECRET_KEY, encode(credentials.key_pem())),
+                    (SECRET_CERT, encode(credentials.cert_pem())),
+                    (SECRET_CA, encode(credentials.ca_pem())),
+                ]);
+                // A merge patch on the existing Secret: RBAC grants patch on this one name but never create.
+                api.patch(name, &PatchParams::default(), &Patch::Merge(json!({ "data": data })))
+                    .await
+                    .map_err(|source| self.kube_error(source))?;
+                Ok(())
+            }
+        }
+    }
+
+    fn read_dir(&self, dir: &Path) -> Result<Option<[String; 3]>, StoreError> {
+        let read = |file: &str| {
+            let path = dir.join(file);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => Ok(Some(text)),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(source) => Err(StoreError::ReadFile { store: self.to_string(), path, source }),
+            }
+        };
+        match (read(KEY_FILE)?, read(CERT_FILE)?, read(CA_FILE)?) {
+            (Some(key), Some(cert), Some(ca)) => Ok(Some([key, cert, ca])),
+            _ => Ok(None),
+        }
+    }
+
+    /// Writes each file to a temporary name and renames it into place so a crash never leaves a truncated file;
+    /// a crash between two renames leaves a key/certificate mismatch that `load` detects.
+    fn write_dir(&self, dir: &Path, credentials: &Credentials) -> Result<(), StoreError> {
+        let write_error = |path: &Path, source| StoreError::WriteFile {
+            store: self.to_string(),
+            path: path.to_owned(),
+            source,
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| write_error(dir, source))?;
+        for (file, contents, mode) in [
+            (CA_FILE, credentials.ca_pem(), 0o644),
+            (CERT_FILE, credentials.cert_pem(), 0o644),
+            (KEY_FILE, credentials.key_pem(), 0o600),
+        ] {
+            let path = dir.join(file);
+            let temp = dir.join(format!(".{file}.tmp"));
+            // Remove a leftover temp file so `mode` applies to a freshly created file.
+            let _ = std::fs::remove_file(&temp);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&temp)
+                .and_then(|mut out| {
+                    out.write_all(contents.as_bytes())?;
+                    out.sync_all()
+                })
+                .map_err(|source| write_error(&temp, source))?;
+            std::fs::rename(&temp, &path).map_err(|source| write_error(&path, source))?;
+        }
+        Ok(())
+    }
+
+    async fn read_secret(&self, api: &Api<Secret>, name: &str) -> Result<Option<[String; 3]>, StoreError> {
+        let secret = api
+            .get_opt(name)
+            .await
+            .map_err(|source| self.kube_error(source))?
+            .ok_or_else(|| StoreError::SecretMissing { store: self.to_string() })?;
+        let data = secret.data.unwrap_or_default();
+        let field = |key: &'static str| -> Result<Option<String>, StoreError> {
+            match data.get(key) {
+                Some(bytes) if !bytes.0.is_empty() => String::from_utf8(bytes.0.clone())
+                    .map(Some)
+                    .map_err(|_| StoreError::NotUtf8 { store: self.to_string(), key }),
+                _ => Ok(None),
+            }
+        };
+        match (field(SECRET_KEY)?, field(SECRET_CERT)?, field(SECRET_CA)?) {
+            (Some(key), Some(cert), Some(ca)) => Ok(Some([key, cert, ca])),
+            _ => Ok(None),
+        }
+    }
+
+    fn kube_error(&self, source: kube::Error) -> StoreError {
+        StoreError::Kube { store: self.to_string(), source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::KeyRequest;
+    use crate::identity::testing::TestCa;
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
+
+    fn unreachable_client() -> kube::Client {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        kube::Client::try_from(config).unwrap()
+    }
+
+    fn credentials(cluster: &str) -> Credentials {
+        let ca = TestCa::new();
+        let request = KeyRequest::generate(None).unwrap();
+        let cert = ca.sign(request.csr_pem(), cluster, Duration::ZERO, Duration::from_secs(3600));
+        request.into_credentials(cert, ca.pem.clone()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn directory_store_round_trips_with_private_key_mode_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let store = CredentialStore::new(&StateLocation::Directory(state.clone()), unreachable_client());
+        assert!(store.load().await.unwrap().is_none());
+
+        store.save(&credentials("first")).await.unwrap();
+        store.save(&credentials("second")).await.unwrap();
+        let loaded = store.load().await.unwrap().unwrap();
+        assert_eq!(loaded.cluster_id(), "second");
+
+        let mode = |file: &str| std::fs::metadata(state.join(file)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(KEY_FILE), 0o600);
+        assert_eq!(mode(CERT_FILE), 0o644);
+        assert_eq!(std::fs::metadata(&state).unwrap().permissions().mode() & 0o777, 0o700);
+    }
+
+    #[tokio::test]
+    async fn directory_store_detects_a_key_that_does_not_match_the_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CredentialStore::new(&StateLocation::Directory(dir.path().into()), unreachable_client());
+        store.save(&credentials("c1")).await.unwrap();
+        let other = credentials("c2");
+        std::fs::write(dir.path().join(KEY_FILE), other.key_pem()).unwrap();
+        let err = store.load().await.unwrap_err();
+        assert!(matches!(err, StoreError::Unusable { source: IdentityError::KeyMismatch, .. }), "{err}");
+    }
+}

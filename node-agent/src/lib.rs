@@ -1,0 +1,14 @@
+//! The edgefleet node agent: enrols its cluster with the control plane and applies the tasks it pulls.
+
+pub mod agent;
+pub mod apply;
+pub mod cluster;
+pub mod config;
+pub mod identity;
+pub mod runner;
+pub mod session;
+pub mod tasklog;
+pub mod transport;
+
+/// The agent's version, reported in `Hello`, heartbeats and `Bootstrap`.
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");

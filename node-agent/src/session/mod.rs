@@ -1,0 +1,439 @@
+//! The session with the control plane: one bidi stream at a time, reconnected with backoff, carrying tasks down and
+//! heartbeats, progress, results and log batches up. Tasks, results and logs outlive any one stream.
+
+mod backoff;
+mod outbox;
+
+pub use backoff::{Backoff, BackoffSettings};
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_protocol::agent_message::Msg as Up;
+use agent_protocol::control_message::Msg as Down;
+use agent_protocol::{
+    AgentMessage, ControlMessage, Heartbeat, Hello, LogLine, TaskAccepted, TaskLease, TaskResult, Welcome,
+};
+use chrono::Utc;
+use thiserror::Error;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tracing::{Instrument, debug, error, info, info_span, warn};
+
+use crate::apply::Applier;
+use crate::cluster::ClusterStatus;
+use crate::config::{ControlPlane, Settings};
+use crate::identity::Credentials;
+use crate::runner::{Started, TaskEvent, TaskRunner};
+use crate::tasklog::{LogBuffer, LogSettings, TaskLog};
+use crate::transport::{self, TransportError};
+use outbox::ResultOutbox;
+
+const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
+/// Used when the server's `Welcome` names no interval and none is configured.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
+// A session that got its Welcome and lasted this long counts as healthy and resets the backoff; shorter ones do
+// not, so a server that accepts and immediately drops the stream is not hammered.
+const HEALTHY_SESSION: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Connect(#[from] TransportError),
+    #[error("opening the session failed ({code:?}): {message}")]
+    Open { code: tonic::Code, message: String },
+    #[error("no Welcome from the control plane within {WELCOME_TIMEOUT:?}")]
+    NoWelcome,
+    #[error("the control plane sent {0} before Welcome")]
+    UnexpectedFirstMessage(&'static str),
+    #[error("the stream failed ({code:?}): {message}")]
+    Stream { code: tonic::Code, message: String },
+    #[error("the control plane closed the stream")]
+    Closed,
+}
+
+impl SessionError {
+    /// The server says the certificate's cluster no longer exists or the certificate was revoked.
+    fn identity_rejected(&self) -> bool {
+        match self {
+            Self::Open { code, .. } | Self::Stream { code, .. } => {
+                matches!(code, tonic::Code::PermissionDenied | tonic::Code::Unauthenticated)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// How one stream ended.
+enum Ending {
+    /// The certificate was renewed: reconnect at once with the new one.
+    Renewed,
+    Failed(SessionError),
+}
+
+/// Sends on the current stream; a send fails only once the stream is gone, which the inbound side reports.
+struct Link(mpsc::UnboundedSender<AgentMessage>);
+
+impl Link {
+    fn send(&self, msg: Up) {
+        let _ = self.0.send(AgentMessage { msg: Some(msg) });
+    }
+}
+
+/// Settings the session uses, taken from [`Settings`].
+struct SessionSettings {
+    control_plane: ControlPlane,
+    install_ca_pem: Option<String>,
+    max_concurrent_tasks: u32,
+    heartbeat_override: Option<Duration>,
+    logs: LogSettings,
+}
+
+/// Owns everything that must survive a reconnect: running tasks, unacknowledged results and log batches.
+pub struct Session {
+    settings: SessionSettings,
+    credentials: watch::Receiver<Credentials>,
+    credentials_live: bool,
+    cluster: watch::Receiver<ClusterStatus>,
+    runner: TaskRunner,
+    task_events: mpsc::UnboundedReceiver<TaskEvent>,
+    log_lines: mpsc::UnboundedReceiver<LogLine>,
+    agent_log: TaskLog,
+    outbox: ResultOutbox,
+    logs: LogBuffer,
+    backoff: Backoff,
+}
+
+impl Session {
+    pub fn new(
+        settings: &Settings,
+        credentials: watch::Receiver<Credentials>,
+        cluster: watch::Receiver<ClusterStatus>,
+        applier: Arc<Applier>,
+    ) -> Self {
+        let (event_sender, task_events) = mpsc::unbounded_channel();
+        let (log_sender, log_lines) = mpsc::unbounded_channel();
+        let cluster_id = credentials.borrow().cluster_id().to_owned();
+        // Batch ids start at the start time in microseconds so they keep growing across agent restarts.
+        let first_batch_id = u64::try_from(Utc::now().timestamp_micros()).unwrap_or_default();
+        Self {
+            settings: SessionSettings {
+                control_plane: settings.control_plane.clone(),
+                install_ca_pem: settings.install_ca_pem.clone(),
+                max_concurrent_tasks: settings.max_concurrent_tasks,
+                heartbeat_override: settings.heartbeat_override,
+                logs: settings.logs,
+            },
+            credentials,
+            credentials_live: true,
+            cluster,
+            runner: TaskRunner::new(
+                applier,
+                settings.max_concurrent_tasks,
+                event_sender,
+                log_sender.clone(),
+                cluster_id,
+            ),
+            task_events,
+            log_lines,
+            agent_log: TaskLog::new("", log_sender),
+            outbox: ResultOutbox::default(),
+            logs: LogBuffer::new(settings.logs, first_batch_id),
+            backoff: Backoff::new(settings.backoff),
+        }
+    }
+
+    /// Keeps a session open for as long as the agent runs.
+    pub async fn run(mut self) -> Infallible {
+        let mut previous_end: Option<String> = None;
+        loop {
+            let credentials = self.credentials.borrow_and_update().clone();
+            let span = info_span!(
+                "session",
+                cluster = credentials.cluster_id(),
+                control_plane = %self.settings.control_plane.url,
+            );
+            let (welcomed_at, ending) = self.serve(credentials, previous_end.take()).instrument(span.clone()).await;
+            let err = match ending {
+                Ending::Renewed => {
+                    span.in_scope(|| info!("reconnecting with the renewed certificate"));
+                    self.backoff.reset();
+                    continue;
+                }
+                Ending::Failed(err) => err,
+            };
+            if welcomed_at.is_some_and(|at| at.elapsed() >= HEALTHY_SESSION) {
+                self.backoff.reset();
+            }
+            let delay = self.backoff.next_delay();
+            span.in_scope(|| {
+                let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+                if err.identity_rejected() {
+                    error!(
+                        error = %err,
+                        delay_ms,
+                        "the control plane rejected this agent's identity (cluster deleted or certificate revoked); \
+                         retrying with backoff"
+                    );
+                } else {
+                    warn!(error = %err, delay_ms, "session with the control plane ended; reconnecting after backoff");
+                }
+            });
+            previous_end = Some(err.to_string());
+            self.idle(delay).await;
+        }
+    }
+
+    /// Runs one stream until it ends; returns when the Welcome arrived (if it did) and why it ended.
+    async fn serve(&mut self, credentials: Credentials, previous_end: Option<String>) -> (Option<Instant>, Ending) {
+        let connected = transport::connect_mutual(
+            &self.settings.control_plane,
+            &credentials,
+            self.settings.install_ca_pem.as_deref(),
+        )
+        .await;
+        let mut client = match connected {
+            Ok(client) => client,
+            Err(err) => return (None, Ending::Failed(err.into())),
+        };
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let link = Link(sender);
+        link.send(Up::Hello(Hello {
+            agent_version: crate::AGENT_VERSION.to_owned(),
+            max_concurrent_tasks: self.settings.max_concurrent_tasks,
+        }));
+        // Whatever the previous stream did not get acknowledged goes first, right after Hello.
+        for result in self.outbox.iter() {
+            link.send(Up::Result(result.clone()));
+        }
+        for batch in self.logs.unacked() {
+            link.send(Up::Logs(batch.clone()));
+        }
+        let mut inbound = match client.session(UnboundedReceiverStream::new(receiver)).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => {
+                let err = SessionError::Open { code: status.code(), message: status.message().to_owned() };
+                return (None, Ending::Failed(err));
+            }
+        };
+
+        let welcome_deadline = tokio::time::sleep(WELCOME_TIMEOUT);
+        tokio::pin!(welcome_deadline);
+        let mut welcomed_at: Option<Instant> = None;
+        let mut heartbeat: Option<Interval> = None;
+        let mut flush = flush_timer(&self.settings.logs);
+        loop {
+            tokio::select! {
+                message = inbound.message() => match message {
+                    Ok(Some(message)) => {
+                        if welcomed_at.is_none() {
+                            let interval = match self.on_first_message(message, &credentials) {
+                                Ok(interval) => interval,
+                                Err(err) => return (None, Ending::Failed(err)),
+                            };
+                            welcomed_at = Some(Instant::now());
+                            heartbeat = Some(heartbeat_timer(interval));
+                            if let Some(previous_end) = &previous_end {
+                                self.agent_log.info(
+                                    "session with the control plane re-established",
+                                    &[("previous_end", previous_end.clone())],
+                                );
+                            }
+                        } else {
+                            self.on_control(message, &link);
+                        }
+                    }
+                    Ok(None) => return (welcomed_at, Ending::Failed(SessionError::Closed)),
+                    Err(status) => {
+                        let err = SessionError::Stream { code: status.code(), message: status.message().to_owned() };
+                        return (welcomed_at, Ending::Failed(err));
+                    }
+                },
+                Some(event) = self.task_events.recv() => self.on_task_event(event, Some(&link)),
+                Some(line) = self.log_lines.recv() => self.on_log_line(line, Some(&link)),
+                _ = flush.tick() => self.flush_logs(Some(&link)),
+                () = next_tick(&mut heartbeat) => self.send_heartbeat(&link),
+                () = &mut welcome_deadline, if welcomed_at.is_none() => {
+                    return (None, Ending::Failed(SessionError::NoWelcome));
+                }
+                changed = self.credentials.changed(), if self.credentials_live => match changed {
+                    Ok(()) => return (welcomed_at, Ending::Renewed),
+                    // Renewal has stopped; keep the current certificate for as long as it works.
+                    Err(_) => self.credentials_live = false,
+                },
+            }
+        }
+    }
+
+    /// Between streams: keep collecting results and log lines so nothing is lost while disconnected.
+    async fn idle(&mut self, delay: Duration) {
+        let until = tokio::time::sleep(delay);
+        tokio::pin!(until);
+        let mut flush = flush_timer(&self.settings.logs);
+        loop {
+            tokio::select! {
+                () = &mut until => return,
+                Some(event) = self.task_events.recv() => self.on_task_event(event, None),
+                Some(line) = self.log_lines.recv() => self.on_log_line(line, None),
+                _ = flush.tick() => self.flush_logs(None),
+            }
+        }
+    }
+
+    /// The first message must be Welcome; returns the heartbeat interval to use.
+    fn on_first_message(&self, message: ControlMessage, credentials: &Credentials) -> Result<Duration, SessionError> {
+        let welcome: Welcome = match message.msg {
+            Some(Down::Welcome(welcome)) => welcome,
+            other => return Err(SessionError::UnexpectedFirstMessage(message_name(other.as_ref()))),
+        };
+        if welcome.cluster_id != credentials.cluster_id() {
+            warn!(
+                server_says = %welcome.cluster_id,
+                "Welcome names a different cluster than the certificate; the certificate is authoritative"
+            );
+        }
+        let server_interval =
+            Some(Duration::from_secs(welcome.heartbeat_interval_seconds.into())).filter(|interval| !interval.is_zero());
+        let interval = self.settings.heartbeat_override.or(server_interval).unwrap_or(DEFAULT_HEARTBEAT);
+        info!(
+            heartbeat_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+            resent_results = self.outbox.iter().count(),
+            resent_log_batches = self.logs.unacked().count(),
+            "session established"
+        );
+        Ok(interval)
+    }
+
+    fn on_control(&mut self, message: ControlMessage, link: &Link) {
+        match message.msg {
+            Some(Down::Task(assignment)) => {
+                let (task_id, lease_id) = (assignment.task_id.clone(), assignment.lease_id.clone());
+                if self.outbox.contains(&task_id, &lease_id) {
+                    debug!(%task_id, %lease_id, "assignment redelivered while its result awaits an ack; ignored");
+                    return;
+                }
+                match self.runner.start(assignment) {
+                    Started::Duplicate => {
+                        debug!(%task_id, %lease_id, "duplicate assignment for a running task; ignored");
+                        return;
+                    }
+                    Started::Superseded { old_lease_id } => {
+                        info!(%task_id, %lease_id, %old_lease_id, "task re-leased; restarted under the new lease");
+                    }
+                    Started::New => {}
+                }
+                let dropped = self.outbox.discard_stale(&task_id, &lease_id);
+                if dropped > 0 {
+                    debug!(%task_id, dropped, "dropped unacknowledged results of older leases");
+                }
+                link.send(Up::Accepted(TaskAccepted { task_id, lease_id }));
+            }
+            Some(Down::Cancel(cancel)) => match self.runner.cancel(&cancel.task_id, &cancel.lease_id) {
+                Some(result) => self.record_result(result, Some(link)),
+                None => debug!(
+                    task_id = %cancel.task_id,
+                    lease_id = %cancel.lease_id,
+                    "cancel for a task not running under that lease; ignored"
+                ),
+            },
+            Some(Down::LogAck(ack)) => {
+                if !self.logs.ack(ack.batch_id) {
+                    debug!(batch_id = ack.batch_id, "ack for a log batch no longer buffered");
+                }
+            }
+            Some(Down::ResultAck(ack)) => {
+                if !self.outbox.ack(&ack.task_id, &ack.lease_id) {
+                    debug!(task_id = %ack.task_id, lease_id = %ack.lease_id, "ack for a result no longer buffered");
+                }
+            }
+            Some(Down::Welcome(_)) => debug!("repeated Welcome ignored"),
+            None => debug!("empty control message ignored"),
+        }
+    }
+
+    fn on_task_event(&mut self, event: TaskEvent, link: Option<&Link>) {
+        match event {
+            TaskEvent::Progress(progress) => {
+                // Progress is advisory: it is not buffered while disconnected, the result carries every object.
+                if let Some(link) = link.filter(|_| self.runner.is_current(&progress.task_id, &progress.lease_id)) {
+                    link.send(Up::Progress(progress));
+                }
+            }
+            TaskEvent::Finished(result) => {
+                if self.runner.finish(&result.task_id, &result.lease_id) {
+                    self.record_result(result, link);
+                }
+            }
+        }
+    }
+
+    /// Keeps the result until its ack, and sends it now if a stream is open.
+    fn record_result(&mut self, result: TaskResult, link: Option<&Link>) {
+        self.outbox.push(result.clone());
+        if let Some(link) = link {
+            link.send(Up::Result(result));
+        }
+    }
+
+    fn on_log_line(&mut self, line: LogLine, link: Option<&Link>) {
+        if let (Some(batch), Some(link)) = (self.logs.push(line), link) {
+            link.send(Up::Logs(batch));
+        }
+    }
+
+    fn flush_logs(&mut self, link: Option<&Link>) {
+        if let (Some(batch), Some(link)) = (self.logs.flush(), link) {
+            link.send(Up::Logs(batch));
+        }
+    }
+
+    fn send_heartbeat(&self, link: &Link) {
+        let status = self.cluster.borrow().clone();
+        let mut running: Vec<TaskLease> = self.runner.leases().chain(self.outbox.leases()).collect();
+        running.sort_by(|a, b| (&a.task_id, &a.lease_id).cmp(&(&b.task_id, &b.lease_id)));
+        running.dedup();
+        link.send(Up::Heartbeat(Heartbeat {
+            agent_version: crate::AGENT_VERSION.to_owned(),
+            kubernetes_version: status.kubernetes_version,
+            node_count: status.node_count,
+            running,
+            kubernetes_reachable: status.reachable,
+            kubernetes_error: status.error,
+        }));
+    }
+}
+
+fn flush_timer(settings: &LogSettings) -> Interval {
+    let mut timer = tokio::time::interval(settings.flush_interval);
+    timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    timer
+}
+
+fn heartbeat_timer(interval: Duration) -> Interval {
+    // The first tick fires at once, so the server learns the running leases right after Welcome.
+    let mut timer = tokio::time::interval(interval);
+    timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    timer
+}
+
+async fn next_tick(timer: &mut Option<Interval>) {
+    match timer {
+        Some(timer) => {
+            timer.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+fn message_name(message: Option<&Down>) -> &'static str {
+    match message {
+        Some(Down::Welcome(_)) => "Welcome",
+        Some(Down::Task(_)) => "TaskAssignment",
+        Some(Down::Cancel(_)) => "TaskCancel",
+        Some(Down::LogAck(_)) => "LogBatchAck",
+        Some(Down::ResultAck(_)) => "ResultAck",
+        None => "an empty message",
+    }
+}

@@ -1,0 +1,20 @@
+//! The agent <-> control plane gRPC protocol (generated from `proto/agent.proto`).
+
+pub mod v1 {
+    tonic::include_proto!("edgefleet.agent.v1");
+}
+
+pub use v1::*;
+
+/// The field manager and user-agent prefix the agent uses; also the certificate organisation for agent identities.
+pub const AGENT_ORGANISATION: &str = "edgefleet-agent";
+
+/// Builds the subject common name that binds an agent certificate to one cluster.
+pub fn agent_common_name(cluster_id: &str) -> String {
+    format!("cluster:{cluster_id}")
+}
+
+/// Reads the cluster id back out of an agent certificate's common name.
+pub fn cluster_id_from_common_name(common_name: &str) -> Option<&str> {
+    common_name.strip_prefix("cluster:").filter(|id| !id.is_empty())
+}

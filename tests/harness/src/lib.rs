@@ -1,0 +1,76 @@
+//! Test support: private PostgreSQL and ClickHouse servers, the product's processes, and polling helpers.
+//!
+//! Every test process gets its own servers, started from the system's binaries on first use and
+//! shared by all tests in that process; each test takes a fresh database so tests stay independent.
+//!
+//! ```no_run
+//! use std::process::Command;
+//! use std::time::Duration;
+//!
+//! # async fn example() -> anyhow::Result<()> {
+//! // Both servers start concurrently; or call `harness::postgres()` / `harness::clickhouse()` alone.
+//! let (postgres, clickhouse) = harness::postgres_and_clickhouse();
+//! let database_url = postgres.create_database("control_plane");
+//! let log_database = clickhouse.create_database("logs");
+//!
+//! let mut command = Command::new(harness::workspace_bin("control-plane")?);
+//! command
+//!     .env("DATABASE_URL", &database_url)
+//!     .env("CLICKHOUSE_URL", clickhouse.http_url())
+//!     .env("CLICKHOUSE_DATABASE", &log_database)
+//!     .arg(format!("--listen=127.0.0.1:{}", harness::free_port()));
+//! let mut control_plane = harness::Process::spawn("control-plane", command)?;
+//! control_plane.wait_for_line("listening", Duration::from_secs(30)).await?;
+//!
+//! let count_logs = format!("SELECT count() FROM {log_database}.entries");
+//! let (timeout, interval) = (Duration::from_secs(10), Duration::from_millis(100));
+//! harness::wait_until("a log line in ClickHouse", timeout, interval, || async {
+//!     clickhouse.query(&count_logs).is_ok_and(|count| count.trim() != "0")
+//! })
+//! .await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Where things are: each test process has a run directory, `$TMPDIR/harness-<test binary>-XXXXXX`,
+//! holding `postgres/` and `clickhouse/` (data and server logs) and one directory per test (named after
+//! the test) with the logs of the processes it spawned. Servers and processes are killed by the kernel
+//! when the test process exits, even by `kill -9`. The run directory is then deleted, except the logs
+//! when a test panicked (the path is printed then) or `HARNESS_KEEP_LOGS` is set. When running as
+//! root, PostgreSQL and ClickHouse run as the `postgres` and `clickhouse` users, because they refuse
+//! to run as root.
+
+mod clickhouse;
+mod logs;
+mod ports;
+mod postgres;
+mod process;
+mod run_dir;
+mod server;
+mod spawn;
+mod wait;
+mod workspace;
+
+pub use clickhouse::{ClickHouse, clickhouse};
+pub use ports::free_port;
+pub use postgres::{Postgres, postgres};
+pub use process::{LinePattern, Process};
+pub use run_dir::test_dir;
+pub use wait::{Outcome, wait_until};
+pub use workspace::workspace_bin;
+
+/// Both servers of this test process, starting whichever is not running yet concurrently (start-up
+/// then takes as long as the slower of the two, about a second).
+///
+/// # Panics
+/// If either server cannot start, like [`postgres`] and [`clickhouse`].
+pub fn postgres_and_clickhouse() -> (&'static Postgres, &'static ClickHouse) {
+    std::thread::scope(|scope| {
+        let clickhouse = scope.spawn(clickhouse);
+        let postgres = postgres();
+        let clickhouse = clickhouse
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (postgres, clickhouse)
+    })
+}

@@ -1,0 +1,244 @@
+//! A private PostgreSQL server per test process, started from the system's PostgreSQL binaries.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+
+use crate::logs::file_tail;
+use crate::ports::free_port;
+use crate::server::{Launch, find_executable, server_dir, unique_database_name};
+use crate::spawn::ServiceAccount;
+
+/// The superuser `initdb` creates; the harness always connects as it.
+const SUPERUSER: &str = "postgres";
+
+/// A PostgreSQL server that belongs to this test process. Get it with [`postgres`].
+#[derive(Debug)]
+pub struct Postgres {
+    port: u16,
+    pid: u32,
+    bin_dir: PathBuf,
+    dir: PathBuf,
+    databases_created: AtomicU64,
+}
+
+/// The PostgreSQL server of this test process, started on first use (about a second) and stopped by the
+/// kernel when the process exits.
+///
+/// # Panics
+/// If the server cannot start; the message says why and shows the end of its log. Later calls panic
+/// with the same message instead of trying again.
+pub fn postgres() -> &'static Postgres {
+    static POSTGRES: OnceLock<Result<Postgres, String>> = OnceLock::new();
+    POSTGRES
+        .get_or_init(|| Postgres::start().map_err(|error| format!("{error:#}")))
+        .as_ref()
+        .unwrap_or_else(|error| panic!("harness: PostgreSQL did not start: {error}"))
+}
+
+impl Postgres {
+    fn start() -> anyhow::Result<Postgres> {
+        let started = Instant::now();
+        let bin_dir = find_bin_dir()?;
+        let account = ServiceAccount::for_server("postgres")?;
+        let dir = server_dir("postgres", account)?;
+        let data_dir = dir.join("data");
+        init_cluster(&bin_dir, &data_dir, &dir, account)?;
+
+        let port = free_port();
+        let mut command = Command::new(bin_dir.join("postgres"));
+        command
+            .arg("-D")
+            .arg(&data_dir)
+            .args(["-p", &port.to_string()])
+            // The socket goes into our own directory: the system's /var/run/postgresql may not exist.
+            .arg("-k")
+            .arg(&dir)
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            // Durability is pointless for throwaway data and slows every commit down.
+            .args(["-c", "fsync=off"])
+            .args(["-c", "synchronous_commit=off"])
+            .args(["-c", "full_page_writes=off"])
+            // Many tests in one process each open a connection pool.
+            .args(["-c", "max_connections=300"])
+            .current_dir(&dir);
+        let pg_isready = bin_dir.join("pg_isready");
+        let pid = Launch {
+            label: "PostgreSQL",
+            command,
+            account,
+            // Immediate shutdown: the postmaster stops its backends and exits at once.
+            death_signal: libc::SIGQUIT,
+            output_log: dir.join("server.log"),
+            other_logs: Vec::new(),
+        }
+        .start(|| accepts_connections(&pg_isready, port))?;
+
+        let postgres = Postgres {
+            port,
+            pid,
+            bin_dir,
+            dir,
+            databases_created: AtomicU64::new(0),
+        };
+        eprintln!(
+            "harness: PostgreSQL ready at {} after {} ms (log: {})",
+            postgres.admin_url(),
+            started.elapsed().as_millis(),
+            postgres.log_path().display()
+        );
+        Ok(postgres)
+    }
+
+    /// URL of the `postgres` database as the superuser, e.g. `postgres://postgres@127.0.0.1:41234/postgres`.
+    pub fn admin_url(&self) -> String {
+        self.url("postgres")
+    }
+
+    /// Creates an empty database with a new name that starts with `name_hint` and returns its URL
+    /// (superuser, no password).
+    ///
+    /// # Panics
+    /// If PostgreSQL refuses; the message carries its error.
+    pub fn create_database(&self, name_hint: &str) -> String {
+        let number = self.databases_created.fetch_add(1, Ordering::Relaxed) + 1;
+        let name = unique_database_name(name_hint, number);
+        if let Err(error) = self.query(&self.admin_url(), &format!("CREATE DATABASE {name}")) {
+            panic!("harness: {error:#}");
+        }
+        self.url(&name)
+    }
+
+    /// Runs SQL (one or more statements) with `psql` against `database_url` and returns the rows of the
+    /// last statement, one per line, columns separated by tabs. An error carries PostgreSQL's message.
+    pub fn query(&self, database_url: &str, sql: &str) -> anyhow::Result<String> {
+        let output = Command::new(self.bin_dir.join("psql"))
+            // No ~/.psqlrc, no headers or alignment, stop at the first error.
+            .args(["-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1"])
+            .args(["-d", database_url, "-c", sql])
+            .stdin(Stdio::null())
+            .output()
+            .context("run psql")?;
+        if !output.status.success() {
+            bail!(
+                "PostgreSQL rejected `{sql}` ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim_end()
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// The TCP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The postmaster's process id, for tests that inject a database failure.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The server's log (stdout and stderr of the postmaster).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("server.log")
+    }
+
+    fn url(&self, database: &str) -> String {
+        format!("postgres://{SUPERUSER}@127.0.0.1:{}/{database}", self.port)
+    }
+}
+
+/// Where `initdb` and `postgres` are: `pg_config --bindir`, else the newest Debian/Ubuntu
+/// `/usr/lib/postgresql/<major>/bin`, else `$PATH`. None of these is on PATH on Debian.
+fn find_bin_dir() -> anyhow::Result<PathBuf> {
+    let has_server = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
+    let from_pg_config = Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()));
+    let newest_debian_major = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let major: u32 = entry.file_name().to_str()?.parse().ok()?;
+            Some((major, entry.path().join("bin")))
+        })
+        .filter(|(_, bin)| has_server(bin))
+        .max_by_key(|(major, _)| *major)
+        .map(|(_, bin)| bin);
+    let on_path =
+        find_executable("initdb", &[]).and_then(|initdb| Some(initdb.parent()?.to_owned()));
+    from_pg_config
+        .into_iter()
+        .chain(newest_debian_major)
+        .chain(on_path)
+        .find(|dir| has_server(dir))
+        .context(
+            "PostgreSQL server binaries (initdb, postgres) not found via pg_config, in /usr/lib/postgresql/*/bin \
+             or on PATH; run scripts/install-deps.sh",
+        )
+}
+
+fn init_cluster(
+    bin_dir: &Path,
+    data_dir: &Path,
+    dir: &Path,
+    account: Option<ServiceAccount>,
+) -> anyhow::Result<()> {
+    let log_path = dir.join("initdb.log");
+    let log = File::create(&log_path)?;
+    let mut command = Command::new(bin_dir.join("initdb"));
+    command
+        .arg("-D")
+        .arg(data_dir)
+        .args([
+            "-U",
+            SUPERUSER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+        ])
+        // Skipping the final fsync saves most of initdb's time; the data is thrown away anyway.
+        .arg("--no-sync")
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    if let Some(account) = account {
+        account.apply(&mut command);
+    }
+    let status = command
+        .status()
+        .with_context(|| format!("run {}", bin_dir.join("initdb").display()))?;
+    if !status.success() {
+        bail!("initdb failed ({status}):\n{}", file_tail(&log_path, 40));
+    }
+    Ok(())
+}
+
+fn accepts_connections(pg_isready: &Path, port: u16) -> bool {
+    Command::new(pg_isready)
+        .args([
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            SUPERUSER,
+            "-d",
+            "postgres",
+        ])
+        .stdin(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
