@@ -43,60 +43,79 @@ pub async fn run(settings: Settings, client: kube::Client) -> Result<Infallible,
         settings.renew_check_interval,
         credentials_sender,
     ));
-    let cluster = cluster::spawn_prober(client.clone(), settings.heartbeat_override.unwrap_or(DEFAULT_HEARTBEAT));
+    let cluster = cluster::spawn_prober(
+        client.clone(),
+        settings.heartbeat_override.unwrap_or(DEFAULT_HEARTBEAT),
+    );
     let applier = Arc::new(Applier::new(client));
-    Ok(Session::new(&settings, credentials, cluster, applier).run().await)
+    Ok(Session::new(&settings, credentials, cluster, applier)
+        .run()
+        .await)
 }
 
 /// Uses the stored credentials while their certificate is valid; otherwise bootstraps with the token. Transient
 /// failures (store or control plane unreachable) are retried with backoff; the rest stop the agent.
-async fn ensure_credentials(settings: &Settings, store: &CredentialStore) -> Result<Credentials, EnrolError> {
+async fn ensure_credentials(
+    settings: &Settings,
+    store: &CredentialStore,
+) -> Result<Credentials, EnrolError> {
     let mut backoff = Backoff::new(settings.backoff);
     let span = info_span!("bootstrap", store = %store, control_plane = %settings.control_plane.url);
-    async {
-        loop {
-            let attempt = async {
-                match store.load().await {
-                    Ok(Some(stored)) if stored.is_valid_at(Utc::now()) => return Ok(stored),
-                    Ok(Some(stored)) => {
-                        info!(cluster = stored.cluster_id(), expired = %stored.not_after(), "stored certificate is not valid; bootstrapping");
-                    }
-                    Ok(None) => info!("no stored credentials; bootstrapping"),
-                    Err(err @ StoreError::Unusable { .. }) => {
-                        warn!(error = %err, "ignoring unusable stored credentials; bootstrapping");
-                    }
-                    Err(err) => return Err(EnrolError::Store(err)),
-                }
-                let token = settings
-                    .bootstrap_token
-                    .as_ref()
-                    .ok_or_else(|| EnrolError::NoToken { store: store.to_string() })?;
-                let install_ca = settings
-                    .install_ca_pem
-                    .as_deref()
-                    .ok_or_else(|| EnrolError::NoInstallCa { store: store.to_string() })?;
-                let credentials = identity::bootstrap(&settings.control_plane, install_ca, token).await?;
-                info!(cluster = credentials.cluster_id(), "bootstrap succeeded");
-                // The token is spent: keep running on the new certificate even if storing it fails.
-                if let Err(err) = store.save(&credentials).await {
-                    error!(
-                        error = %err,
-                        "could not store the new credentials; a restart before the next renewal will need a new bootstrap token"
-                    );
-                }
-                Ok(credentials)
-            };
-            match attempt.await {
-                Ok(credentials) => return Ok(credentials),
-                Err(err) if err.is_retryable() => {
-                    let delay = backoff.next_delay();
-                    warn!(error = %err, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "enrolment failed; retrying");
-                    tokio::time::sleep(delay).await;
-                }
-                Err(err) => return Err(err),
+    loop {
+        match load_or_bootstrap(settings, store)
+            .instrument(span.clone())
+            .await
+        {
+            Ok(credentials) => return Ok(credentials),
+            Err(err) if err.is_retryable() => {
+                let delay = backoff.next_delay();
+                let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+                span.in_scope(|| warn!(error = %err, delay_ms, "enrolment failed; retrying"));
+                tokio::time::sleep(delay).await;
             }
+            Err(err) => return Err(err),
         }
     }
-    .instrument(span)
-    .await
+}
+
+async fn load_or_bootstrap(
+    settings: &Settings,
+    store: &CredentialStore,
+) -> Result<Credentials, EnrolError> {
+    match store.load().await {
+        Ok(Some(stored)) if stored.is_valid_at(Utc::now()) => return Ok(stored),
+        Ok(Some(stored)) => info!(
+            cluster = stored.cluster_id(),
+            not_after = %stored.not_after(),
+            "stored certificate is not valid; bootstrapping"
+        ),
+        Ok(None) => info!("no stored credentials; bootstrapping"),
+        Err(err @ StoreError::Unusable { .. }) => {
+            warn!(error = %err, "ignoring unusable stored credentials; bootstrapping");
+        }
+        Err(err) => return Err(EnrolError::Store(err)),
+    }
+    let token = settings
+        .bootstrap_token
+        .as_ref()
+        .ok_or_else(|| EnrolError::NoToken {
+            store: store.to_string(),
+        })?;
+    let install_ca = settings
+        .install_ca_pem
+        .as_deref()
+        .ok_or_else(|| EnrolError::NoInstallCa {
+            store: store.to_string(),
+        })?;
+    let credentials = identity::bootstrap(&settings.control_plane, install_ca, token).await?;
+    info!(cluster = credentials.cluster_id(), "bootstrap succeeded");
+    // The token is spent: keep running on the new certificate even if storing it fails.
+    if let Err(err) = store.save(&credentials).await {
+        error!(
+            error = %err,
+            "could not store the new credentials; \
+             a restart before the next renewal will need a new bootstrap token"
+        );
+    }
+    Ok(credentials)
 }

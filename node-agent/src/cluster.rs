@@ -41,17 +41,37 @@ pub async fn probe(client: &kube::Client) -> ClusterStatus {
         Err(_) => return unreachable(format!("GET /version: no answer within {PROBE_TIMEOUT:?}")),
     };
     let nodes: Api<Node> = Api::all(client.clone());
-    let (node_count, error) = match tokio::time::timeout(PROBE_TIMEOUT, nodes.list_metadata(&ListParams::default())).await
+    let (node_count, error) = match tokio::time::timeout(
+        PROBE_TIMEOUT,
+        nodes.list_metadata(&ListParams::default()),
+    )
+    .await
     {
-        Ok(Ok(list)) => (u32::try_from(list.items.len()).unwrap_or(u32::MAX), String::new()),
+        Ok(Ok(list)) => (
+            u32::try_from(list.items.len()).unwrap_or(u32::MAX),
+            String::new(),
+        ),
         Ok(Err(err)) => (0, format!("listing nodes: {}", error_chain(&err))),
-        Err(_) => (0, format!("listing nodes: no answer within {PROBE_TIMEOUT:?}")),
+        Err(_) => (
+            0,
+            format!("listing nodes: no answer within {PROBE_TIMEOUT:?}"),
+        ),
     };
-    ClusterStatus { kubernetes_version: version, node_count, reachable: true, error }
+    ClusterStatus {
+        kubernetes_version: version,
+        node_count,
+        reachable: true,
+        error,
+    }
 }
 
 fn unreachable(error: String) -> ClusterStatus {
-    ClusterStatus { kubernetes_version: String::new(), node_count: 0, reachable: false, error }
+    ClusterStatus {
+        kubernetes_version: String::new(),
+        node_count: 0,
+        reachable: false,
+        error,
+    }
 }
 
 /// Probes every `interval` in the background; the receiver always holds the latest status.

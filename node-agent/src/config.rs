@@ -40,7 +40,10 @@ pub enum ConfigError {
         source: serde_yaml::Error,
     },
     #[error("`{key}` is required ({hint})")]
-    Missing { key: &'static str, hint: &'static str },
+    Missing {
+        key: &'static str,
+        hint: &'static str,
+    },
     #[error("`{key}` is invalid: {reason}")]
     Invalid { key: &'static str, reason: String },
     #[error("`{key}`: cannot read {path}: {source}")]
@@ -51,7 +54,10 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     #[error("set only one of `{first}` and `{second}`")]
-    Conflict { first: &'static str, second: &'static str },
+    Conflict {
+        first: &'static str,
+        second: &'static str,
+    },
 }
 
 /// Edge agent of the edgefleet control plane.
@@ -198,40 +204,73 @@ impl Settings {
             Some(path) => read_file_config(path)?,
             None => FileConfig::default(),
         };
-        let control_plane = args
-            .control_plane
-            .clone()
-            .or(file.control_plane)
-            .ok_or(ConfigError::Missing {
-                key: "control_plane",
-                hint: "--control-plane or EDGEFLEET_CONTROL_PLANE",
-            })?;
+        let control_plane =
+            args.control_plane
+                .clone()
+                .or(file.control_plane)
+                .ok_or(ConfigError::Missing {
+                    key: "control_plane",
+                    hint: "--control-plane or EDGEFLEET_CONTROL_PLANE",
+                })?;
         validate_control_plane_url(&control_plane)?;
         let server_name = args.server_name.clone().or(file.server_name);
-        if server_name.as_deref().is_some_and(|name| name.trim().is_empty()) {
-            return Err(ConfigError::Invalid { key: "server_name", reason: "must not be empty".into() });
+        if server_name
+            .as_deref()
+            .is_some_and(|name| name.trim().is_empty())
+        {
+            return Err(ConfigError::Invalid {
+                key: "server_name",
+                reason: "must not be empty".into(),
+            });
         }
 
         let install_ca_pem = match (args.ca_file.clone().or(file.ca_file), env(ENV_CA_PEM)) {
-            (Some(_), Some(_)) => return Err(ConfigError::Conflict { first: "ca_file", second: ENV_CA_PEM }),
-            (Some(path), None) => Some(validate_ca_pem("ca_file", read_referenced("ca_file", &path)?)?),
-            (None, Some(pem)) => Some(validate_ca_pem(ENV_CA_PEM, pem)?),
-            (None, None) => None,
-        };
-        let token_file = args.bootstrap_token_file.clone().or(file.bootstrap_token_file);
-        let bootstrap_token = match (token_file, env(ENV_BOOTSTRAP_TOKEN)) {
             (Some(_), Some(_)) => {
-                return Err(ConfigError::Conflict { first: "bootstrap_token_file", second: ENV_BOOTSTRAP_TOKEN });
+                return Err(ConfigError::Conflict {
+                    first: "ca_file",
+                    second: ENV_CA_PEM,
+                });
             }
             (Some(path), None) => {
-                Some(parse_token("bootstrap_token_file", read_referenced("bootstrap_token_file", &path)?)?)
+                let pem = read_referenced("ca_file", &path)?;
+                Some(validate_ca_pem(
+                    "ca_file",
+                    &path.display().to_string(),
+                    pem,
+                )?)
             }
+            (None, Some(pem)) => Some(validate_ca_pem(ENV_CA_PEM, "the variable", pem)?),
+            (None, None) => None,
+        };
+        let token_file = args
+            .bootstrap_token_file
+            .clone()
+            .or(file.bootstrap_token_file);
+        let bootstrap_token = match (token_file, env(ENV_BOOTSTRAP_TOKEN)) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Conflict {
+                    first: "bootstrap_token_file",
+                    second: ENV_BOOTSTRAP_TOKEN,
+                });
+            }
+            (Some(path), None) => Some(parse_token(
+                "bootstrap_token_file",
+                read_referenced("bootstrap_token_file", &path)?,
+            )?),
             (None, Some(token)) => Some(parse_token(ENV_BOOTSTRAP_TOKEN, token)?),
             (None, None) => None,
         };
 
-        let state = match (args.state_dir.clone().or(file.state_dir), args.state_secret.clone().or(file.state_secret)) {
-            (Some(_), Some(_)) => return Err(ConfigError::Conflict { first: "state_dir", second: "state_secret" }),
+        let state = match (
+            args.state_dir.clone().or(file.state_dir),
+            args.state_secret.clone().or(file.state_secret),
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Conflict {
+                    first: "state_dir",
+                    second: "state_secret",
+                });
+            }
             (Some(dir), None) => StateLocation::Directory(dir),
             (None, Some(secret)) => parse_state_secret(&secret)?,
             (None, None) => {
@@ -242,49 +281,84 @@ impl Settings {
             }
         };
 
-        let max_concurrent_tasks =
-            args.max_concurrent_tasks.or(file.max_concurrent_tasks).unwrap_or(DEFAULT_MAX_CONCURRENT_TASKS);
+        let max_concurrent_tasks = args
+            .max_concurrent_tasks
+            .or(file.max_concurrent_tasks)
+            .unwrap_or(DEFAULT_MAX_CONCURRENT_TASKS);
         if !(1..=MAX_CONCURRENT_TASKS_LIMIT).contains(&max_concurrent_tasks) {
             return Err(ConfigError::Invalid {
                 key: "max_concurrent_tasks",
-                reason: format!("must be between 1 and {MAX_CONCURRENT_TASKS_LIMIT}, got {max_concurrent_tasks}"),
+                reason: format!(
+                    "must be between 1 and {MAX_CONCURRENT_TASKS_LIMIT}, got {max_concurrent_tasks}"
+                ),
             });
         }
-        let heartbeat_override = optional_duration("heartbeat", args.heartbeat.as_ref().or(file.heartbeat.as_ref()))?;
+        let heartbeat_override = optional_duration(
+            "heartbeat",
+            args.heartbeat.as_ref().or(file.heartbeat.as_ref()),
+        )?;
         if heartbeat_override.is_some_and(|interval| interval < Duration::from_secs(1)) {
-            return Err(ConfigError::Invalid { key: "heartbeat", reason: "must be at least 1s".into() });
+            return Err(ConfigError::Invalid {
+                key: "heartbeat",
+                reason: "must be at least 1s".into(),
+            });
         }
 
         let logs = LogSettings {
-            batch_lines: args.log_batch_lines.or(file.log_batch_lines).unwrap_or(DEFAULT_LOG_BATCH_LINES),
+            batch_lines: args
+                .log_batch_lines
+                .or(file.log_batch_lines)
+                .unwrap_or(DEFAULT_LOG_BATCH_LINES),
             flush_interval: optional_duration(
                 "log_flush_interval",
-                args.log_flush_interval.as_ref().or(file.log_flush_interval.as_ref()),
+                args.log_flush_interval
+                    .as_ref()
+                    .or(file.log_flush_interval.as_ref()),
             )?
             .unwrap_or(DEFAULT_LOG_FLUSH_INTERVAL),
-            buffer_batches: args.log_buffer_batches.or(file.log_buffer_batches).unwrap_or(DEFAULT_LOG_BUFFER_BATCHES),
+            buffer_batches: args
+                .log_buffer_batches
+                .or(file.log_buffer_batches)
+                .unwrap_or(DEFAULT_LOG_BUFFER_BATCHES),
         };
         if logs.batch_lines == 0 {
-            return Err(ConfigError::Invalid { key: "log_batch_lines", reason: "must be at least 1".into() });
+            return Err(ConfigError::Invalid {
+                key: "log_batch_lines",
+                reason: "must be at least 1".into(),
+            });
         }
         if logs.flush_interval < Duration::from_millis(10) {
-            return Err(ConfigError::Invalid { key: "log_flush_interval", reason: "must be at least 10ms".into() });
+            return Err(ConfigError::Invalid {
+                key: "log_flush_interval",
+                reason: "must be at least 10ms".into(),
+            });
         }
         if logs.buffer_batches == 0 {
-            return Err(ConfigError::Invalid { key: "log_buffer_batches", reason: "must be at least 1".into() });
+            return Err(ConfigError::Invalid {
+                key: "log_buffer_batches",
+                reason: "must be at least 1".into(),
+            });
         }
 
         let backoff = BackoffSettings {
             initial: optional_duration(
                 "backoff_initial",
-                args.backoff_initial.as_ref().or(file.backoff_initial.as_ref()),
+                args.backoff_initial
+                    .as_ref()
+                    .or(file.backoff_initial.as_ref()),
             )?
             .unwrap_or(DEFAULT_BACKOFF_INITIAL),
-            max: optional_duration("backoff_max", args.backoff_max.as_ref().or(file.backoff_max.as_ref()))?
-                .unwrap_or(DEFAULT_BACKOFF_MAX),
+            max: optional_duration(
+                "backoff_max",
+                args.backoff_max.as_ref().or(file.backoff_max.as_ref()),
+            )?
+            .unwrap_or(DEFAULT_BACKOFF_MAX),
         };
         if backoff.initial.is_zero() {
-            return Err(ConfigError::Invalid { key: "backoff_initial", reason: "must be greater than 0".into() });
+            return Err(ConfigError::Invalid {
+                key: "backoff_initial",
+                reason: "must be greater than 0".into(),
+            });
         }
         if backoff.max < backoff.initial {
             return Err(ConfigError::Invalid {
@@ -294,7 +368,9 @@ impl Settings {
         }
         let renew_check_interval = optional_duration(
             "renew_check_interval",
-            args.renew_check_interval.as_ref().or(file.renew_check_interval.as_ref()),
+            args.renew_check_interval
+                .as_ref()
+                .or(file.renew_check_interval.as_ref()),
         )?
         .unwrap_or(DEFAULT_RENEW_CHECK_INTERVAL);
         if renew_check_interval.is_zero() || renew_check_interval > DEFAULT_RENEW_CHECK_INTERVAL {
@@ -305,7 +381,10 @@ impl Settings {
         }
 
         Ok(Settings {
-            control_plane: ControlPlane { url: control_plane, server_name },
+            control_plane: ControlPlane {
+                url: control_plane,
+                server_name,
+            },
             install_ca_pem,
             bootstrap_token,
             state,
@@ -321,12 +400,17 @@ impl Settings {
 }
 
 fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?;
     if text.trim().is_empty() {
         return Ok(FileConfig::default());
     }
-    serde_yaml::from_str(&text).map_err(|source| ConfigError::ParseFile { path: path.to_owned(), source })
+    serde_yaml::from_str(&text).map_err(|source| ConfigError::ParseFile {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn read_referenced(key: &'static str, path: &Path) -> Result<String, ConfigError> {
@@ -338,10 +422,17 @@ fn read_referenced(key: &'static str, path: &Path) -> Result<String, ConfigError
 }
 
 fn validate_control_plane_url(url: &str) -> Result<(), ConfigError> {
-    let invalid = |reason: String| ConfigError::Invalid { key: "control_plane", reason };
-    let uri: tonic::transport::Uri = url.parse().map_err(|err| invalid(format!("{url:?} is not a URL: {err}")))?;
+    let invalid = |reason: String| ConfigError::Invalid {
+        key: "control_plane",
+        reason,
+    };
+    let uri: tonic::transport::Uri = url
+        .parse()
+        .map_err(|err| invalid(format!("{url:?} is not a URL: {err}")))?;
     if uri.scheme_str() != Some("https") {
-        return Err(invalid(format!("{url:?} must use https:// (the agent only talks TLS)")));
+        return Err(invalid(format!(
+            "{url:?} must use https:// (the agent only talks TLS)"
+        )));
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(invalid(format!("{url:?} has no host")));
@@ -351,11 +442,17 @@ fn validate_control_plane_url(url: &str) -> Result<(), ConfigError> {
 
 /// Accepts PEM only when it holds at least one parsable certificate, because an unusable CA would otherwise
 /// surface much later as an opaque TLS handshake failure.
-fn validate_ca_pem(key: &'static str, pem: String) -> Result<String, ConfigError> {
-    let count = crate::identity::count_certificates(&pem)
-        .map_err(|reason| ConfigError::Invalid { key, reason: format!("not a PEM CA certificate: {reason}") })?;
+fn validate_ca_pem(key: &'static str, origin: &str, pem: String) -> Result<String, ConfigError> {
+    let count =
+        crate::identity::count_certificates(&pem).map_err(|reason| ConfigError::Invalid {
+            key,
+            reason: format!("{origin} holds a certificate that does not parse: {reason}"),
+        })?;
     if count == 0 {
-        return Err(ConfigError::Invalid { key, reason: "contains no PEM certificate".into() });
+        return Err(ConfigError::Invalid {
+            key,
+            reason: format!("{origin} contains no PEM certificate"),
+        });
     }
     Ok(pem)
 }
@@ -363,15 +460,23 @@ fn validate_ca_pem(key: &'static str, pem: String) -> Result<String, ConfigError
 fn parse_token(key: &'static str, raw: String) -> Result<BootstrapToken, ConfigError> {
     let token = raw.trim();
     if token.is_empty() {
-        return Err(ConfigError::Invalid { key, reason: "the bootstrap token is empty".into() });
+        return Err(ConfigError::Invalid {
+            key,
+            reason: "the bootstrap token is empty".into(),
+        });
     }
     Ok(BootstrapToken::new(token.to_owned()))
 }
 
 fn parse_state_secret(value: &str) -> Result<StateLocation, ConfigError> {
     match value.split_once('/') {
-        Some((namespace, name)) if !namespace.is_empty() && !name.is_empty() && !name.contains('/') => {
-            Ok(StateLocation::Secret { namespace: namespace.to_owned(), name: name.to_owned() })
+        Some((namespace, name))
+            if !namespace.is_empty() && !name.is_empty() && !name.contains('/') =>
+        {
+            Ok(StateLocation::Secret {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            })
         }
         _ => Err(ConfigError::Invalid {
             key: "state_secret",
@@ -380,7 +485,10 @@ fn parse_state_secret(value: &str) -> Result<StateLocation, ConfigError> {
     }
 }
 
-fn optional_duration(key: &'static str, value: Option<&String>) -> Result<Option<Duration>, ConfigError> {
+fn optional_duration(
+    key: &'static str,
+    value: Option<&String>,
+) -> Result<Option<Duration>, ConfigError> {
     value
         .map(|text| parse_duration(text).map_err(|reason| ConfigError::Invalid { key, reason }))
         .transpose()
@@ -389,15 +497,23 @@ fn optional_duration(key: &'static str, value: Option<&String>) -> Result<Option
 /// Parses `250ms`, `10s`, `5m`, `1h`, or a bare number of seconds.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let amount: u64 = digits.parse().map_err(|_| format!("{text:?} is not a duration such as 500ms, 10s or 2m"))?;
+    let amount: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 500ms, 10s or 2m"))?;
     let duration = match unit.trim() {
         "ms" => Duration::from_millis(amount),
         "" | "s" => Duration::from_secs(amount),
         "m" => Duration::from_secs(amount.saturating_mul(60)),
         "h" => Duration::from_secs(amount.saturating_mul(3600)),
-        other => return Err(format!("{text:?} has unknown unit {other:?} (use ms, s, m or h)")),
+        other => {
+            return Err(format!(
+                "{text:?} has unknown unit {other:?} (use ms, s, m or h)"
+            ));
+        }
     };
     Ok(duration)
 }
@@ -424,7 +540,10 @@ mod tests {
         assert_eq!(settings.max_concurrent_tasks, DEFAULT_MAX_CONCURRENT_TASKS);
         assert_eq!(settings.logs.batch_lines, DEFAULT_LOG_BATCH_LINES);
         assert_eq!(settings.backoff.max, DEFAULT_BACKOFF_MAX);
-        assert_eq!(settings.state, StateLocation::Directory("/tmp/agent".into()));
+        assert_eq!(
+            settings.state,
+            StateLocation::Directory("/tmp/agent".into())
+        );
         assert!(settings.bootstrap_token.is_none());
     }
 
@@ -432,7 +551,11 @@ mod tests {
     fn flags_override_the_file_and_unknown_file_keys_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("agent.yaml");
-        std::fs::write(&path, "max_concurrent_tasks: 9\nheartbeat: 3s\nlog_format: json\n").unwrap();
+        std::fs::write(
+            &path,
+            "max_concurrent_tasks: 9\nheartbeat: 3s\nlog_format: json\n",
+        )
+        .unwrap();
         let mut args = args();
         args.config = Some(path.clone());
         args.max_concurrent_tasks = Some(2);
@@ -451,25 +574,46 @@ mod tests {
         let mut bad_url = args();
         bad_url.control_plane = Some("http://cp:80".into());
         let err = Settings::load(&bad_url, no_env).unwrap_err().to_string();
-        assert!(err.contains("`control_plane`") && err.contains("https"), "{err}");
+        assert!(
+            err.contains("`control_plane`") && err.contains("https"),
+            "{err}"
+        );
 
         let mut no_state = args();
         no_state.state_dir = None;
-        assert!(Settings::load(&no_state, no_env).unwrap_err().to_string().contains("`state_dir`"));
+        assert!(
+            Settings::load(&no_state, no_env)
+                .unwrap_err()
+                .to_string()
+                .contains("`state_dir`")
+        );
 
         let mut bad_secret = args();
         bad_secret.state_dir = None;
         bad_secret.state_secret = Some("just-a-name".into());
-        assert!(Settings::load(&bad_secret, no_env).unwrap_err().to_string().contains("`state_secret`"));
+        assert!(
+            Settings::load(&bad_secret, no_env)
+                .unwrap_err()
+                .to_string()
+                .contains("`state_secret`")
+        );
 
         let mut bad_duration = args();
         bad_duration.heartbeat = Some("10 parsecs".into());
-        assert!(Settings::load(&bad_duration, no_env).unwrap_err().to_string().contains("`heartbeat`"));
+        assert!(
+            Settings::load(&bad_duration, no_env)
+                .unwrap_err()
+                .to_string()
+                .contains("`heartbeat`")
+        );
 
         let mut missing_ca = args();
         missing_ca.ca_file = Some("/nonexistent/ca.pem".into());
         let err = Settings::load(&missing_ca, no_env).unwrap_err().to_string();
-        assert!(err.contains("`ca_file`") && err.contains("/nonexistent/ca.pem"), "{err}");
+        assert!(
+            err.contains("`ca_file`") && err.contains("/nonexistent/ca.pem"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -477,6 +621,18 @@ mod tests {
         let env = |key: &str| (key == ENV_CA_PEM).then(|| "not a certificate".to_owned());
         let err = Settings::load(&args(), env).unwrap_err().to_string();
         assert!(err.contains(ENV_CA_PEM), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, "hello").unwrap();
+        let mut with_file = args();
+        with_file.ca_file = Some(path.clone());
+        let err = Settings::load(&with_file, no_env).unwrap_err().to_string();
+        let expected = format!(
+            "`ca_file` is invalid: {} contains no PEM certificate",
+            path.display()
+        );
+        assert_eq!(err, expected);
     }
 
     #[test]

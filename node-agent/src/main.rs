@@ -15,7 +15,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Run(args) => args,
     };
-    let settings = Settings::load(&args, |key| std::env::var(key).ok()).context("invalid configuration")?;
+    let settings =
+        Settings::load(&args, |key| std::env::var(key).ok()).context("invalid configuration")?;
     init_tracing(settings.log_format);
     node_agent::transport::install_crypto_provider();
 
@@ -23,11 +24,16 @@ async fn main() -> anyhow::Result<()> {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
                 .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-                .await
-                .with_context(|| format!("loading kubeconfig {}", path.display()))?
+            kube::Config::from_custom_kubeconfig(
+                kubeconfig,
+                &kube::config::KubeConfigOptions::default(),
+            )
+            .await
+            .with_context(|| format!("loading kubeconfig {}", path.display()))?
         }
-        None => kube::Config::infer().await.context("no in-cluster config and no usable ~/.kube/config")?,
+        None => kube::Config::infer()
+            .await
+            .context("no in-cluster config and no usable ~/.kube/config")?,
     };
     let client = kube::Client::try_from(kube_config).context("building the Kubernetes client")?;
 
@@ -42,8 +48,11 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("EDGEFLEET_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_env("EDGEFLEET_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),

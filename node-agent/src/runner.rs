@@ -7,7 +7,7 @@ use agent_protocol::task_assignment::Spec;
 use agent_protocol::{LogLine, ObjectResult, TaskAssignment, TaskLease, TaskProgress, TaskResult};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::AbortHandle;
-use tracing::{Instrument, info_span};
+use tracing::{Instrument, Span, info_span};
 
 use crate::apply::Applier;
 use crate::tasklog::TaskLog;
@@ -34,6 +34,8 @@ pub enum Started {
 struct Running {
     lease_id: String,
     abort: AbortHandle,
+    /// The run's span, so what the session logs about the task (its cancel) carries the task's fields.
+    span: Span,
 }
 
 /// Tracks the tasks in flight, keyed by task id.
@@ -72,7 +74,9 @@ impl TaskRunner {
             Some(run) => {
                 // The server re-leased the task (the old lease expired); reports under the old lease are ignored.
                 run.abort.abort();
-                Started::Superseded { old_lease_id: run.lease_id.clone() }
+                Started::Superseded {
+                    old_lease_id: run.lease_id.clone(),
+                }
             }
             None => Started::New,
         };
@@ -99,19 +103,32 @@ impl TaskRunner {
                 let _slot = slots.acquire_owned().await;
                 worker.run(assignment).await;
             }
-            .instrument(span),
+            .instrument(span.clone()),
         );
-        self.running.insert(task_id, Running { lease_id, abort: handle.abort_handle() });
+        self.running.insert(
+            task_id,
+            Running {
+                lease_id,
+                abort: handle.abort_handle(),
+                span,
+            },
+        );
         started
     }
 
     /// Stops the run of `task_id` under `lease_id`; returns the failed "cancelled" result to report, or `None`
     /// when no such run is in progress (already finished, or another lease).
     pub fn cancel(&mut self, task_id: &str, lease_id: &str) -> Option<TaskResult> {
-        let run = self.running.get(task_id).filter(|run| run.lease_id == lease_id)?;
+        let run = self
+            .running
+            .get(task_id)
+            .filter(|run| run.lease_id == lease_id)?;
         run.abort.abort();
+        run.span.in_scope(|| {
+            TaskLog::new(task_id, self.log_sink.clone())
+                .warn("task cancelled by the control plane", &[]);
+        });
         self.running.remove(task_id);
-        TaskLog::new(task_id, self.log_sink.clone()).warn("task cancelled by the control plane", &[]);
         Some(TaskResult {
             task_id: task_id.to_owned(),
             lease_id: lease_id.to_owned(),
@@ -133,14 +150,17 @@ impl TaskRunner {
 
     /// Whether `task_id` is running under `lease_id`.
     pub fn is_current(&self, task_id: &str, lease_id: &str) -> bool {
-        self.running.get(task_id).is_some_and(|run| run.lease_id == lease_id)
+        self.running
+            .get(task_id)
+            .is_some_and(|run| run.lease_id == lease_id)
     }
 
     /// The leases of all runs in progress, for heartbeats.
     pub fn leases(&self) -> impl Iterator<Item = TaskLease> + '_ {
-        self.running
-            .iter()
-            .map(|(task_id, run)| TaskLease { task_id: task_id.clone(), lease_id: run.lease_id.clone() })
+        self.running.iter().map(|(task_id, run)| TaskLease {
+            task_id: task_id.clone(),
+            lease_id: run.lease_id.clone(),
+        })
     }
 }
 
@@ -157,7 +177,10 @@ impl Worker {
     async fn run(self, assignment: TaskAssignment) {
         self.log.info(
             "task started",
-            &[("attempt", assignment.attempt.to_string()), ("reason", assignment.reason.clone())],
+            &[
+                ("attempt", assignment.attempt.to_string()),
+                ("reason", assignment.reason.clone()),
+            ],
         );
         let outcome = match &assignment.spec {
             Some(Spec::Apply(spec)) => {
@@ -172,17 +195,27 @@ impl Worker {
                 self.applier
                     .apply(spec, &self.log, &progress)
                     .await
-                    .map_err(|failure| (failure.error.to_string(), failure.error.is_retryable(), failure.objects))
+                    .map_err(|failure| {
+                        (
+                            failure.error.to_string(),
+                            failure.error.is_retryable(),
+                            failure.objects,
+                        )
+                    })
             }
             None => Err((
-                format!("the task has no spec this agent (version {}) understands", crate::AGENT_VERSION),
+                format!(
+                    "the task has no spec this agent (version {}) understands",
+                    crate::AGENT_VERSION
+                ),
                 false,
                 Vec::new(),
             )),
         };
         let result = match outcome {
             Ok(objects) => {
-                self.log.info("task succeeded", &[("objects", objects.len().to_string())]);
+                self.log
+                    .info("task succeeded", &[("objects", objects.len().to_string())]);
                 TaskResult {
                     task_id: self.task_id,
                     lease_id: self.lease_id,
@@ -193,8 +226,18 @@ impl Worker {
                 }
             }
             Err((error, retryable, objects)) => {
-                self.log.error(format!("task failed: {error}"), &[("retryable", retryable.to_string())]);
-                TaskResult { task_id: self.task_id, lease_id: self.lease_id, success: false, error, objects, retryable }
+                self.log.error(
+                    format!("task failed: {error}"),
+                    &[("retryable", retryable.to_string())],
+                );
+                TaskResult {
+                    task_id: self.task_id,
+                    lease_id: self.lease_id,
+                    success: false,
+                    error,
+                    objects,
+                    retryable,
+                }
             }
         };
         let _ = self.events.send(TaskEvent::Finished(result));

@@ -72,7 +72,10 @@ impl LogBuffer {
     }
 
     fn seal(&mut self) -> LogBatch {
-        let batch = LogBatch { batch_id: self.next_batch_id, lines: std::mem::take(&mut self.pending) };
+        let batch = LogBatch {
+            batch_id: self.next_batch_id,
+            lines: std::mem::take(&mut self.pending),
+        };
         self.next_batch_id += 1;
         self.unacked.push_back(batch.clone());
         while self.unacked.len() > self.settings.buffer_batches {
@@ -100,7 +103,10 @@ pub struct TaskLog {
 
 impl TaskLog {
     pub fn new(task_id: impl Into<String>, sink: mpsc::UnboundedSender<LogLine>) -> Self {
-        Self { task_id: task_id.into(), sink }
+        Self {
+            task_id: task_id.into(),
+            sink,
+        }
     }
 
     pub fn info(&self, message: impl Into<String>, fields: &[(&str, String)]) {
@@ -116,7 +122,11 @@ impl TaskLog {
     }
 
     fn record(&self, level: LogLevel, message: String, fields: &[(&str, String)]) {
-        let rendered = fields.iter().map(|(key, value)| format!("{key}={value}")).collect::<Vec<_>>().join(" ");
+        let rendered = fields
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect::<Vec<_>>()
+            .join(" ");
         match level {
             LogLevel::Error => tracing::error!(fields = %rendered, "{message}"),
             LogLevel::Warn => tracing::warn!(fields = %rendered, "{message}"),
@@ -127,7 +137,10 @@ impl TaskLog {
             level: level.into(),
             task_id: self.task_id.clone(),
             message,
-            fields: fields.iter().map(|(key, value)| ((*key).to_owned(), value.clone())).collect(),
+            fields: fields
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), value.clone()))
+                .collect(),
         };
         // The receiver only goes away when the agent shuts down; the line is on stderr either way.
         let _ = self.sink.send(line);
@@ -139,11 +152,18 @@ mod tests {
     use super::*;
 
     fn settings(batch_lines: usize, buffer_batches: usize) -> LogSettings {
-        LogSettings { batch_lines, flush_interval: Duration::from_millis(100), buffer_batches }
+        LogSettings {
+            batch_lines,
+            flush_interval: Duration::from_millis(100),
+            buffer_batches,
+        }
     }
 
     fn line(message: &str) -> LogLine {
-        LogLine { message: message.into(), ..LogLine::default() }
+        LogLine {
+            message: message.into(),
+            ..LogLine::default()
+        }
     }
 
     #[test]

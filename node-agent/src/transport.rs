@@ -54,7 +54,10 @@ pub async fn connect_mutual(
         .map(Certificate::from_pem);
     let tls = ClientTlsConfig::new()
         .ca_certificates(roots)
-        .identity(Identity::from_pem(credentials.cert_pem(), credentials.key_pem()));
+        .identity(Identity::from_pem(
+            credentials.cert_pem(),
+            credentials.key_pem(),
+        ));
     connect(control_plane, tls).await
 }
 
@@ -63,7 +66,10 @@ async fn connect(
     tls: ClientTlsConfig,
 ) -> Result<AgentServiceClient<Channel>, TransportError> {
     let url = &control_plane.url;
-    let endpoint_error = |source| TransportError::Endpoint { url: url.clone(), source };
+    let endpoint_error = |source| TransportError::Endpoint {
+        url: url.clone(),
+        source,
+    };
     let tls = match &control_plane.server_name {
         Some(name) => tls.domain_name(name.clone()),
         None => tls,
@@ -76,10 +82,13 @@ async fn connect(
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(true);
-    let channel = endpoint.connect().await.map_err(|err| TransportError::Connect {
-        url: url.clone(),
-        detail: error_chain(&err),
-    })?;
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|err| TransportError::Connect {
+            url: url.clone(),
+            detail: error_chain(&err),
+        })?;
     Ok(AgentServiceClient::new(channel))
 }
 

@@ -65,6 +65,9 @@ impl TaskLogLine {
 
 #[derive(Clone)]
 pub struct LogStore {
+    /// Bound to no database, for creating ours.
+    server: clickhouse::Client,
+    /// Bound to our database: the crate quotes table names, so `db.table` cannot be passed as one.
     client: clickhouse::Client,
     url: String,
     database: String,
@@ -89,7 +92,8 @@ impl LogStore {
             client = client.with_password(password);
         }
         Ok(Self {
-            client,
+            client: client.clone().with_database(&config.database),
+            server: client,
             url: config.url.clone(),
             database: config.database.clone(),
         })
@@ -105,8 +109,12 @@ impl LogStore {
     /// Creates the database and tables when missing; safe to run from several processes.
     pub async fn ensure_schema(&self) -> Result<(), LogStoreError> {
         let db = &self.database;
+        self.server
+            .query(&format!("CREATE DATABASE IF NOT EXISTS {db}"))
+            .execute()
+            .await
+            .map_err(|e| self.err(e))?;
         for statement in [
-            format!("CREATE DATABASE IF NOT EXISTS {db}"),
             format!(
                 "CREATE TABLE IF NOT EXISTS {db}.task_logs (
                     date Date,
@@ -142,10 +150,9 @@ impl LogStore {
         if lines.is_empty() {
             return Ok(());
         }
-        let table = format!("{}.task_logs", self.database);
         let mut insert = self
             .client
-            .insert::<TaskLogLine>(&table)
+            .insert::<TaskLogLine>("task_logs")
             .await
             .map_err(|e| self.err(e))?;
         for line in lines {

@@ -16,11 +16,17 @@ pub struct DiscoveryCache {
 
 impl DiscoveryCache {
     pub fn new(client: kube::Client) -> Self {
-        Self { client, groups: Mutex::new(HashMap::new()) }
+        Self {
+            client,
+            groups: Mutex::new(HashMap::new()),
+        }
     }
 
     /// `Ok(None)` when the API server does not serve the kind.
-    pub async fn resolve(&self, gvk: &GroupVersionKind) -> Result<Option<(ApiResource, ApiCapabilities)>, kube::Error> {
+    pub async fn resolve(
+        &self,
+        gvk: &GroupVersionKind,
+    ) -> Result<Option<(ApiResource, ApiCapabilities)>, kube::Error> {
         let api_version = gvk.api_version();
         if let Some(found) = self.cached(&api_version, &gvk.kind) {
             return Ok(Some(found));
@@ -33,12 +39,20 @@ impl DiscoveryCache {
             Err(err) => return Err(err),
         };
         let found = group.recommended_kind(&gvk.kind);
-        self.groups.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(api_version, group);
+        self.groups
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(api_version, group);
         Ok(found)
     }
 
     fn cached(&self, api_version: &str, kind: &str) -> Option<(ApiResource, ApiCapabilities)> {
-        let groups = self.groups.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        groups.get(api_version).and_then(|group| group.recommended_kind(kind))
+        let groups = self
+            .groups
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        groups
+            .get(api_version)
+            .and_then(|group| group.recommended_kind(kind))
     }
 }

@@ -38,15 +38,30 @@ pub enum ManifestError {
     #[error("the manifest contains no objects")]
     Empty,
     #[error("{document}: invalid YAML: {reason}")]
-    Yaml { document: DocumentRef, reason: String },
+    Yaml {
+        document: DocumentRef,
+        reason: String,
+    },
     #[error("{document}: expected a mapping with apiVersion, kind and metadata, found {found}")]
-    NotAnObject { document: DocumentRef, found: &'static str },
+    NotAnObject {
+        document: DocumentRef,
+        found: &'static str,
+    },
     #[error("{document}: missing or empty `{field}`")]
-    MissingField { document: DocumentRef, field: &'static str },
+    MissingField {
+        document: DocumentRef,
+        field: &'static str,
+    },
     #[error("{document}: invalid apiVersion {api_version:?} (expected `v1` or `group/version`)")]
-    InvalidApiVersion { document: DocumentRef, api_version: String },
+    InvalidApiVersion {
+        document: DocumentRef,
+        api_version: String,
+    },
     #[error("{document}: {reason}")]
-    InvalidObject { document: DocumentRef, reason: String },
+    InvalidObject {
+        document: DocumentRef,
+        reason: String,
+    },
 }
 
 /// One object of the manifest with its position and type.
@@ -80,7 +95,8 @@ impl Document {
     }
 
     fn applies_first(&self) -> bool {
-        (self.gvk.group.is_empty() && self.gvk.kind == "Namespace") || self.is_custom_resource_definition()
+        (self.gvk.group.is_empty() && self.gvk.kind == "Namespace")
+            || self.is_custom_resource_definition()
     }
 }
 
@@ -88,9 +104,14 @@ impl Document {
 pub fn parse(manifest: &str) -> Result<Vec<Document>, ManifestError> {
     let mut documents = Vec::new();
     for (index, yaml) in serde_yaml::Deserializer::from_str(manifest).enumerate() {
-        let at = DocumentRef { index, ..DocumentRef::default() };
-        let value = serde_json::Value::deserialize(yaml)
-            .map_err(|err| ManifestError::Yaml { document: at.clone(), reason: err.to_string() })?;
+        let at = DocumentRef {
+            index,
+            ..DocumentRef::default()
+        };
+        let value = serde_json::Value::deserialize(yaml).map_err(|err| ManifestError::Yaml {
+            document: at.clone(),
+            reason: err.to_string(),
+        })?;
         if let Some(document) = parse_document(index, value)? {
             documents.push(document);
         }
@@ -108,37 +129,69 @@ pub fn apply_order(mut documents: Vec<Document>) -> Vec<Document> {
     documents
 }
 
-fn parse_document(index: usize, value: serde_json::Value) -> Result<Option<Document>, ManifestError> {
-    let mut at = DocumentRef { index, ..DocumentRef::default() };
+fn parse_document(
+    index: usize,
+    value: serde_json::Value,
+) -> Result<Option<Document>, ManifestError> {
+    let mut at = DocumentRef {
+        index,
+        ..DocumentRef::default()
+    };
     let fields = match &value {
         serde_json::Value::Null => return Ok(None),
         serde_json::Value::Object(fields) => fields,
-        other => return Err(ManifestError::NotAnObject { document: at, found: json_type(other) }),
+        other => {
+            return Err(ManifestError::NotAnObject {
+                document: at,
+                found: json_type(other),
+            });
+        }
     };
     let text = |value: Option<&serde_json::Value>| {
-        value.and_then(serde_json::Value::as_str).filter(|text| !text.is_empty()).map(str::to_owned)
+        value
+            .and_then(serde_json::Value::as_str)
+            .filter(|text| !text.is_empty())
+            .map(str::to_owned)
     };
     let metadata = fields.get("metadata");
     at.kind = text(fields.get("kind"));
     at.name = text(metadata.and_then(|metadata| metadata.get("name")));
     at.namespace = text(metadata.and_then(|metadata| metadata.get("namespace")));
 
-    let api_version = text(fields.get("apiVersion"))
-        .ok_or_else(|| ManifestError::MissingField { document: at.clone(), field: "apiVersion" })?;
-    let kind = at.kind.clone().ok_or_else(|| ManifestError::MissingField { document: at.clone(), field: "kind" })?;
+    let api_version =
+        text(fields.get("apiVersion")).ok_or_else(|| ManifestError::MissingField {
+            document: at.clone(),
+            field: "apiVersion",
+        })?;
+    let kind = at.kind.clone().ok_or_else(|| ManifestError::MissingField {
+        document: at.clone(),
+        field: "kind",
+    })?;
     if at.name.is_none() {
-        return Err(ManifestError::MissingField { document: at, field: "metadata.name" });
+        return Err(ManifestError::MissingField {
+            document: at,
+            field: "metadata.name",
+        });
     }
     let (group, version) = match api_version.split_once('/') {
         Some((group, version)) => (group, version),
         None => ("", api_version.as_str()),
     };
-    if version.is_empty() || version.contains('/') || (api_version.contains('/') && group.is_empty()) {
-        return Err(ManifestError::InvalidApiVersion { document: at, api_version });
+    if version.is_empty()
+        || version.contains('/')
+        || (api_version.contains('/') && group.is_empty())
+    {
+        return Err(ManifestError::InvalidApiVersion {
+            document: at,
+            api_version,
+        });
     }
     let gvk = GroupVersionKind::gvk(group, version, &kind);
-    let object: DynamicObject = serde_json::from_value(value)
-        .map_err(|err| ManifestError::InvalidObject { document: at.clone(), reason: err.to_string() })?;
+    let object: DynamicObject =
+        serde_json::from_value(value).map_err(|err| ManifestError::InvalidObject {
+            document: at.clone(),
+            reason: err.to_string(),
+        })?;
     Ok(Some(Document { index, gvk, object }))
 }
 
@@ -187,7 +240,10 @@ metadata: {name: demo}
         let documents = parse(MIXED).unwrap();
         let indices: Vec<usize> = documents.iter().map(|document| document.index).collect();
         assert_eq!(indices, [0, 2, 3, 4]);
-        assert_eq!(documents[1].gvk, GroupVersionKind::gvk("apps", "v1", "Deployment"));
+        assert_eq!(
+            documents[1].gvk,
+            GroupVersionKind::gvk("apps", "v1", "Deployment")
+        );
         assert_eq!(documents[1].api_version(), "apps/v1");
         assert_eq!(documents[0].object.data["data"]["greeting"], "hello");
     }
@@ -195,13 +251,25 @@ metadata: {name: demo}
     #[test]
     fn namespaces_and_crds_go_first_then_document_order() {
         let ordered = apply_order(parse(MIXED).unwrap());
-        let kinds: Vec<&str> = ordered.iter().map(|document| document.gvk.kind.as_str()).collect();
-        assert_eq!(kinds, ["CustomResourceDefinition", "Namespace", "ConfigMap", "Deployment"]);
+        let kinds: Vec<&str> = ordered
+            .iter()
+            .map(|document| document.gvk.kind.as_str())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "CustomResourceDefinition",
+                "Namespace",
+                "ConfigMap",
+                "Deployment"
+            ]
+        );
     }
 
     #[test]
     fn a_leading_separator_and_trailing_empty_documents_are_fine() {
-        let documents = parse("---\napiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n").unwrap();
+        let documents =
+            parse("---\napiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n").unwrap();
         assert_eq!(documents.len(), 1);
     }
 
@@ -213,19 +281,29 @@ metadata: {name: demo}
 
     #[test]
     fn missing_fields_name_the_document_and_what_is_known() {
-        let err = error_of("apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\nkind: ConfigMap\nmetadata: {name: b}\n");
-        assert_eq!(err, "document 1 (ConfigMap b): missing or empty `apiVersion`");
+        let err = error_of(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\nkind: ConfigMap\nmetadata: {name: b}\n",
+        );
+        assert_eq!(
+            err,
+            "document 1 (ConfigMap b): missing or empty `apiVersion`"
+        );
 
         let err = error_of("apiVersion: v1\nmetadata: {name: b}\n");
         assert_eq!(err, "document 0 (b): missing or empty `kind`");
 
         let err = error_of("apiVersion: v1\nkind: ConfigMap\nmetadata: {namespace: x}\n");
-        assert_eq!(err, "document 0 (ConfigMap): missing or empty `metadata.name`");
+        assert_eq!(
+            err,
+            "document 0 (ConfigMap): missing or empty `metadata.name`"
+        );
     }
 
     #[test]
     fn bad_yaml_names_the_document_and_the_position() {
-        let err = error_of("apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\nkind: [unclosed\n");
+        let err = error_of(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\nkind: [unclosed\n",
+        );
         assert!(err.starts_with("document 1: invalid YAML:"), "{err}");
         assert!(err.contains("line"), "{err}");
     }
@@ -237,7 +315,10 @@ metadata: {name: demo}
             "document 0: expected a mapping with apiVersion, kind and metadata, found a list"
         );
         let err = error_of("apiVersion: a/b/c\nkind: Thing\nmetadata: {name: x}\n");
-        assert_eq!(err, "document 0 (Thing x): invalid apiVersion \"a/b/c\" (expected `v1` or `group/version`)");
+        assert_eq!(
+            err,
+            "document 0 (Thing x): invalid apiVersion \"a/b/c\" (expected `v1` or `group/version`)"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 mod discovery;
 pub mod manifest;
-pub mod readiness;
+mod readiness;
 
 use std::fmt;
 use std::time::Duration;
@@ -35,9 +35,16 @@ pub enum ObjectProblem {
     UnknownKind { api_version: String, kind: String },
     #[error("field manager conflict{}: {message} (set force_conflicts to take ownership)",
         manager.as_ref().map(|manager| format!(" with {manager:?}")).unwrap_or_default())]
-    Conflict { manager: Option<String>, message: String },
+    Conflict {
+        manager: Option<String>,
+        message: String,
+    },
     #[error("rejected by the API server ({code} {reason}): {message}")]
-    Rejected { code: u16, reason: String, message: String },
+    Rejected {
+        code: u16,
+        reason: String,
+        message: String,
+    },
     #[error("Kubernetes API call failed: {0}")]
     Unreachable(String),
 }
@@ -45,12 +52,19 @@ pub enum ObjectProblem {
 impl ObjectProblem {
     fn from_kube(err: kube::Error) -> Self {
         match err {
-            kube::Error::Api(status) if status.code == 409 && status.message.contains("conflict") => {
-                Self::Conflict { manager: conflicting_manager(&status.message), message: status.message }
+            kube::Error::Api(status)
+                if status.code == 409 && status.message.contains("conflict") =>
+            {
+                Self::Conflict {
+                    manager: conflicting_manager(&status.message),
+                    message: status.message,
+                }
             }
-            kube::Error::Api(status) => {
-                Self::Rejected { code: status.code, reason: status.reason, message: status.message }
-            }
+            kube::Error::Api(status) => Self::Rejected {
+                code: status.code,
+                reason: status.reason,
+                message: status.message,
+            },
             other => Self::Unreachable(error_chain(&other)),
         }
     }
@@ -71,9 +85,16 @@ pub enum ApplyError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     #[error("{document}: {problem}{}", NotAttempted(not_attempted))]
-    Object { document: DocumentRef, problem: ObjectProblem, not_attempted: Vec<usize> },
+    Object {
+        document: DocumentRef,
+        problem: ObjectProblem,
+        not_attempted: Vec<usize>,
+    },
     #[error("not available within {timeout:?}: {}", deployments.join("; "))]
-    NotReady { timeout: Duration, deployments: Vec<String> },
+    NotReady {
+        timeout: Duration,
+        deployments: Vec<String>,
+    },
 }
 
 impl ApplyError {
@@ -92,8 +113,17 @@ impl fmt::Display for NotAttempted<'_> {
         if self.0.is_empty() {
             return Ok(());
         }
-        let list = self.0.iter().map(usize::to_string).collect::<Vec<_>>().join(", ");
-        write!(f, "; not attempted: document{} {list}", if self.0.len() == 1 { "" } else { "s" })
+        let list = self
+            .0
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        write!(
+            f,
+            "; not attempted: document{} {list}",
+            if self.0.len() == 1 { "" } else { "s" }
+        )
     }
 }
 
@@ -112,7 +142,10 @@ pub struct Applier {
 
 impl Applier {
     pub fn new(client: kube::Client) -> Self {
-        Self { discovery: DiscoveryCache::new(client.clone()), client }
+        Self {
+            discovery: DiscoveryCache::new(client.clone()),
+            client,
+        }
     }
 
     /// Applies every object of `spec` in order, stopping at the first failure, then waits for Deployments when
@@ -125,16 +158,25 @@ impl Applier {
     ) -> Result<Vec<ObjectResult>, ApplyFailure> {
         let documents = manifest::parse(&spec.manifest_yaml)
             .map(manifest::apply_order)
-            .map_err(|err| ApplyFailure { error: err.into(), objects: Vec::new() })?;
+            .map_err(|err| ApplyFailure {
+                error: err.into(),
+                objects: Vec::new(),
+            })?;
         log.info(
             format!("applying {} objects", documents.len()),
-            &[("documents", documents.len().to_string()), ("force_conflicts", spec.force_conflicts.to_string())],
+            &[
+                ("documents", documents.len().to_string()),
+                ("force_conflicts", spec.force_conflicts.to_string()),
+            ],
         );
 
         let mut objects = Vec::with_capacity(documents.len());
         let mut crd_applied = false;
         for (position, document) in documents.iter().enumerate() {
-            match self.apply_document(document, spec.force_conflicts, crd_applied).await {
+            match self
+                .apply_document(document, spec.force_conflicts, crd_applied)
+                .await
+            {
                 Ok(result) => {
                     crd_applied |= document.is_custom_resource_definition();
                     log.info(
@@ -145,12 +187,24 @@ impl Applier {
                     objects.push(result);
                 }
                 Err((reference, problem)) => {
-                    let failed = object_result(document, &reference, ObjectOutcome::Failed, problem.to_string());
+                    let failed = object_result(
+                        document,
+                        &reference,
+                        ObjectOutcome::Failed,
+                        problem.to_string(),
+                    );
                     log.error(format!("{reference}: {problem}"), &object_fields(&failed));
                     progress("object failed", vec![failed.clone()]);
                     objects.push(failed);
-                    let not_attempted = documents[position + 1..].iter().map(|document| document.index).collect();
-                    let error = ApplyError::Object { document: reference, problem, not_attempted };
+                    let not_attempted = documents[position + 1..]
+                        .iter()
+                        .map(|document| document.index)
+                        .collect();
+                    let error = ApplyError::Object {
+                        document: reference,
+                        problem,
+                        not_attempted,
+                    };
                     return Err(ApplyFailure { error, objects });
                 }
             }
@@ -165,14 +219,26 @@ impl Applier {
             if !deployments.is_empty() {
                 let timeout = Duration::from_secs(spec.wait_timeout_seconds.into());
                 log.info(
-                    format!("waiting up to {timeout:?} for {} deployments", deployments.len()),
+                    format!(
+                        "waiting up to {timeout:?} for {} deployments",
+                        deployments.len()
+                    ),
                     &[("deployments", deployments.len().to_string())],
                 );
-                let waited =
-                    readiness::wait_for_deployments(&self.client, &deployments, timeout, log, progress).await;
+                let waited = readiness::wait_for_deployments(
+                    &self.client,
+                    &deployments,
+                    timeout,
+                    log,
+                    progress,
+                )
+                .await;
                 objects.extend(waited.results);
                 if !waited.not_ready.is_empty() {
-                    let error = ApplyError::NotReady { timeout, deployments: waited.not_ready };
+                    let error = ApplyError::NotReady {
+                        timeout,
+                        deployments: waited.not_ready,
+                    };
                     return Err(ApplyFailure { error, objects });
                 }
             }
@@ -195,7 +261,13 @@ impl Applier {
         let mut object = document.object.clone();
         // Namespaced objects without a namespace go to `default`, as kubectl does; cluster-scoped ones carry none.
         let namespace = match capabilities.scope {
-            Scope::Namespaced => Some(object.metadata.namespace.clone().unwrap_or_else(|| "default".to_owned())),
+            Scope::Namespaced => Some(
+                object
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".to_owned()),
+            ),
             Scope::Cluster => None,
         };
         object.metadata.namespace = namespace.clone();
@@ -207,12 +279,19 @@ impl Applier {
         let name = document.name();
         let fail = |err| (reference.clone(), ObjectProblem::from_kube(err));
         // The resourceVersion before and after tells APPLIED from UNCHANGED: a no-op apply does not bump it.
-        let before = api.get_opt(name).await.map_err(fail)?.and_then(|current| current.metadata.resource_version);
+        let before = api
+            .get_opt(name)
+            .await
+            .map_err(fail)?
+            .and_then(|current| current.metadata.resource_version);
         let mut params = PatchParams::apply(FIELD_MANAGER);
         if force {
             params = params.force();
         }
-        let after = api.patch(name, &params, &Patch::Apply(&object)).await.map_err(fail)?;
+        let after = api
+            .patch(name, &params, &Patch::Apply(&object))
+            .await
+            .map_err(fail)?;
         let (outcome, message) = match before {
             Some(version) if after.metadata.resource_version.as_ref() == Some(&version) => {
                 (ObjectOutcome::Unchanged, "unchanged")
@@ -220,7 +299,12 @@ impl Applier {
             Some(_) => (ObjectOutcome::Applied, "configured"),
             None => (ObjectOutcome::Applied, "created"),
         };
-        Ok(object_result(document, &reference, outcome, message.to_owned()))
+        Ok(object_result(
+            document,
+            &reference,
+            outcome,
+            message.to_owned(),
+        ))
     }
 
     async fn resolve(
@@ -230,11 +314,9 @@ impl Applier {
     ) -> Result<(ApiResource, ApiCapabilities), ObjectProblem> {
         let deadline = tokio::time::Instant::now() + CRD_ESTABLISH_WAIT;
         loop {
-            let found = self
-                .discovery
-                .resolve(&document.gvk)
-                .await
-                .map_err(|err| ObjectProblem::Unreachable(format!("discovery failed: {}", error_chain(&err))))?;
+            let found = self.discovery.resolve(&document.gvk).await.map_err(|err| {
+                ObjectProblem::Unreachable(format!("discovery failed: {}", error_chain(&err)))
+            })?;
             match found {
                 Some(found) => return Ok(found),
                 None if crd_applied && tokio::time::Instant::now() < deadline => {
@@ -258,7 +340,12 @@ fn conflicting_manager(message: &str) -> Option<String> {
     Some(rest[..rest.find('"')?].to_owned())
 }
 
-fn object_result(document: &Document, reference: &DocumentRef, outcome: ObjectOutcome, message: String) -> ObjectResult {
+fn object_result(
+    document: &Document,
+    reference: &DocumentRef,
+    outcome: ObjectOutcome,
+    message: String,
+) -> ObjectResult {
     ObjectResult {
         document_index: u32::try_from(document.index).unwrap_or(u32::MAX),
         api_version: document.api_version(),
@@ -300,11 +387,23 @@ mod tests {
     #[test]
     fn conflict_messages_name_the_other_manager() {
         let message = r#"Apply failed with 1 conflict: conflict with "kubectl-edit" using apps/v1: .spec.replicas"#;
-        assert_eq!(conflicting_manager(message).as_deref(), Some("kubectl-edit"));
-        let problem = ObjectProblem::Conflict { manager: conflicting_manager(message), message: message.into() };
+        assert_eq!(
+            conflicting_manager(message).as_deref(),
+            Some("kubectl-edit")
+        );
+        let problem = ObjectProblem::Conflict {
+            manager: conflicting_manager(message),
+            message: message.into(),
+        };
         let text = problem.to_string();
-        assert!(text.starts_with("field manager conflict with \"kubectl-edit\": Apply failed"), "{text}");
-        assert!(text.ends_with("(set force_conflicts to take ownership)"), "{text}");
+        assert!(
+            text.starts_with("field manager conflict with \"kubectl-edit\": Apply failed"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("(set force_conflicts to take ownership)"),
+            "{text}"
+        );
         assert!(!problem.is_retryable());
         assert_eq!(conflicting_manager("conflict without a name"), None);
     }
@@ -318,7 +417,11 @@ mod tests {
                 namespace: Some("demo".into()),
                 name: Some("web".into()),
             },
-            problem: ObjectProblem::Rejected { code: 422, reason: "Invalid".into(), message: "spec.replicas: bad".into() },
+            problem: ObjectProblem::Rejected {
+                code: 422,
+                reason: "Invalid".into(),
+                message: "spec.replicas: bad".into(),
+            },
             not_attempted: vec![3, 4],
         };
         assert_eq!(
@@ -328,11 +431,17 @@ mod tests {
         );
         assert!(!error.is_retryable());
         let unreachable = ApplyError::Object {
-            document: DocumentRef { index: 0, ..DocumentRef::default() },
+            document: DocumentRef {
+                index: 0,
+                ..DocumentRef::default()
+            },
             problem: ObjectProblem::Unreachable("connection refused".into()),
             not_attempted: vec![],
         };
         assert!(unreachable.is_retryable());
-        assert_eq!(unreachable.to_string(), "document 0: Kubernetes API call failed: connection refused");
+        assert_eq!(
+            unreachable.to_string(),
+            "document 0: Kubernetes API call failed: connection refused"
+        );
     }
 }

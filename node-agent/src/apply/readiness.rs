@@ -43,7 +43,8 @@ pub fn assess(deployment: &Deployment) -> Readiness {
         .unwrap_or_default()
         .iter()
         .find(|condition| condition.type_.as_deref() == Some("Available"));
-    let condition_true = available.is_some_and(|condition| condition.status.as_deref() == Some("True"));
+    let condition_true =
+        available.is_some_and(|condition| condition.status.as_deref() == Some("True"));
     if condition_true && available_replicas >= desired {
         return Readiness::Available;
     }
@@ -56,7 +57,9 @@ pub fn assess(deployment: &Deployment) -> Readiness {
         ),
         None => "no Available condition".into(),
     };
-    Readiness::Waiting(format!("{condition}, {available_replicas}/{desired} replicas available"))
+    Readiness::Waiting(format!(
+        "{condition}, {available_replicas}/{desired} replicas available"
+    ))
 }
 
 /// The outcome of waiting: one READY or NOT_READY result per Deployment, and the last state of those not ready.
@@ -75,8 +78,10 @@ pub async fn wait_for_deployments(
     progress: &(dyn Fn(&str, Vec<ObjectResult>) + Send + Sync),
 ) -> WaitOutcome {
     let deadline = Instant::now() + timeout;
-    let mut pending: Vec<(ObjectResult, String)> =
-        applied.iter().map(|object| (object.clone(), "not checked yet".to_owned())).collect();
+    let mut pending: Vec<(ObjectResult, String)> = applied
+        .iter()
+        .map(|object| (object.clone(), "not checked yet".to_owned()))
+        .collect();
     let mut results = Vec::new();
     loop {
         let mut still_pending = Vec::new();
@@ -85,7 +90,10 @@ pub async fn wait_for_deployments(
             let state = match api.get_opt(&object.name).await {
                 Ok(Some(deployment)) => assess(&deployment),
                 Ok(None) => Readiness::Waiting("the deployment no longer exists".into()),
-                Err(err) => Readiness::Waiting(format!("reading the deployment failed: {}", error_chain(&err))),
+                Err(err) => Readiness::Waiting(format!(
+                    "reading the deployment failed: {}",
+                    error_chain(&err)
+                )),
             };
             match state {
                 Readiness::Available => {
@@ -96,7 +104,10 @@ pub async fn wait_for_deployments(
                     };
                     log.info(
                         format!("deployment {}/{} is available", ready.namespace, ready.name),
-                        &[("document_index", ready.document_index.to_string()), ("outcome", "READY".into())],
+                        &[
+                            ("document_index", ready.document_index.to_string()),
+                            ("outcome", "READY".into()),
+                        ],
                     );
                     progress("deployment available", vec![ready.clone()]);
                     results.push(ready);
@@ -115,14 +126,21 @@ pub async fn wait_for_deployments(
     for (object, why) in pending {
         let description = format!("deployment {}/{}: {why}", object.namespace, object.name);
         log.error(
-            format!("deployment {}/{} did not become available within {timeout:?}", object.namespace, object.name),
+            format!(
+                "deployment {}/{} did not become available within {timeout:?}",
+                object.namespace, object.name
+            ),
             &[
                 ("document_index", object.document_index.to_string()),
                 ("outcome", "NOT_READY".into()),
                 ("last_state", why.clone()),
             ],
         );
-        let result = ObjectResult { outcome: ObjectOutcome::NotReady.into(), message: why, ..object };
+        let result = ObjectResult {
+            outcome: ObjectOutcome::NotReady.into(),
+            message: why,
+            ..object
+        };
         progress("deployment not available in time", vec![result.clone()]);
         results.push(result);
         not_ready.push(description);
@@ -176,7 +194,12 @@ mod tests {
                     .into()
             )
         );
-        let fresh = deployment(json!({"metadata": {"name": "web"}, "spec": {"selector": {}, "template": {}}}));
-        assert_eq!(assess(&fresh), Readiness::Waiting("no status reported yet".into()));
+        let fresh = deployment(
+            json!({"metadata": {"name": "web"}, "spec": {"selector": {}, "template": {}}}),
+        );
+        assert_eq!(
+            assess(&fresh),
+            Readiness::Waiting("no status reported yet".into())
+        );
     }
 }

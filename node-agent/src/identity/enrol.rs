@@ -26,10 +26,20 @@ pub enum EnrolError {
     NoInstallCa { store: String },
     #[error("the control plane rejected the bootstrap token ({code:?}): {message}")]
     TokenRejected { code: tonic::Code, message: String },
-    #[error("the control plane refused to renew the certificate of cluster {cluster_id} ({code:?}): {message}")]
-    RenewRejected { cluster_id: String, code: tonic::Code, message: String },
+    #[error(
+        "the control plane refused to renew the certificate of cluster {cluster_id} ({code:?}): {message}"
+    )]
+    RenewRejected {
+        cluster_id: String,
+        code: tonic::Code,
+        message: String,
+    },
     #[error("{call} call failed ({code:?}): {message}")]
-    Rpc { call: &'static str, code: tonic::Code, message: String },
+    Rpc {
+        call: &'static str,
+        code: tonic::Code,
+        message: String,
+    },
     #[error("{call} call timed out after {RPC_TIMEOUT:?}")]
     Timeout { call: &'static str },
     #[error(transparent)]
@@ -40,8 +50,14 @@ pub enum EnrolError {
         #[source]
         source: IdentityError,
     },
-    #[error("{call} reported cluster {reported} but the certificate names cluster {in_certificate}")]
-    ClusterMismatch { call: &'static str, reported: String, in_certificate: String },
+    #[error(
+        "{call} reported cluster {reported} but the certificate names cluster {in_certificate}"
+    )]
+    ClusterMismatch {
+        call: &'static str,
+        reported: String,
+        in_certificate: String,
+    },
     #[error(transparent)]
     KeyGeneration(IdentityError),
     #[error(transparent)]
@@ -83,14 +99,23 @@ pub async fn bootstrap(
         | tonic::Code::PermissionDenied
         | tonic::Code::InvalidArgument
         | tonic::Code::NotFound
-        | tonic::Code::FailedPrecondition => {
-            EnrolError::TokenRejected { code: status.code(), message: status.message().to_owned() }
-        }
-        code => EnrolError::Rpc { call, code, message: status.message().to_owned() },
+        | tonic::Code::FailedPrecondition => EnrolError::TokenRejected {
+            code: status.code(),
+            message: status.message().to_owned(),
+        },
+        code => EnrolError::Rpc {
+            call,
+            code,
+            message: status.message().to_owned(),
+        },
     })?
     .into_inner();
     // The response's CA is the one that issues client certificates; fall back to the pinned install CA.
-    let ca_pem = if response.ca_pem.trim().is_empty() { install_ca_pem.to_owned() } else { response.ca_pem };
+    let ca_pem = if response.ca_pem.trim().is_empty() {
+        install_ca_pem.to_owned()
+    } else {
+        response.ca_pem
+    };
     let credentials = request
         .into_credentials(response.certificate_pem, ca_pem)
         .map_err(|source| EnrolError::BadCertificate { call, source })?;
@@ -110,12 +135,15 @@ pub async fn renew(
     current: &Credentials,
     install_ca_pem: Option<&str>,
 ) -> Result<Credentials, EnrolError> {
-    let request = KeyRequest::generate(Some(current.cluster_id())).map_err(EnrolError::KeyGeneration)?;
+    let request =
+        KeyRequest::generate(Some(current.cluster_id())).map_err(EnrolError::KeyGeneration)?;
     let mut client = transport::connect_mutual(control_plane, current, install_ca_pem).await?;
     let call = "Renew";
     let response = tokio::time::timeout(
         RPC_TIMEOUT,
-        client.renew(RenewRequest { csr_pem: request.csr_pem().to_owned() }),
+        client.renew(RenewRequest {
+            csr_pem: request.csr_pem().to_owned(),
+        }),
     )
     .await
     .map_err(|_| EnrolError::Timeout { call })?
@@ -125,7 +153,11 @@ pub async fn renew(
             code: status.code(),
             message: status.message().to_owned(),
         },
-        code => EnrolError::Rpc { call, code, message: status.message().to_owned() },
+        code => EnrolError::Rpc {
+            call,
+            code,
+            message: status.message().to_owned(),
+        },
     })?
     .into_inner();
     let renewed = request

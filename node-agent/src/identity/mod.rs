@@ -22,7 +22,9 @@ pub enum IdentityError {
     InvalidKey(#[source] rcgen::Error),
     #[error("the {what} is not a valid PEM certificate: {reason}")]
     InvalidCertificate { what: &'static str, reason: String },
-    #[error("the certificate subject CN {common_name:?} does not name a cluster (expected `cluster:<id>`)")]
+    #[error(
+        "the certificate subject CN {common_name:?} does not name a cluster (expected `cluster:<id>`)"
+    )]
     NoClusterId { common_name: String },
     #[error("the certificate was issued for a different key than the agent's own")]
     KeyMismatch,
@@ -62,13 +64,19 @@ pub struct Credentials {
 
 impl Credentials {
     /// Checks that the certificate parses, names a cluster and belongs to `key_pem`.
-    pub fn from_pem(key_pem: String, cert_pem: String, ca_pem: String) -> Result<Self, IdentityError> {
+    pub fn from_pem(
+        key_pem: String,
+        cert_pem: String,
+        ca_pem: String,
+    ) -> Result<Self, IdentityError> {
         let key = KeyPair::from_pem(&key_pem).map_err(IdentityError::InvalidKey)?;
         let pem = first_certificate(&cert_pem, "client certificate")?;
-        let cert = pem.parse_x509().map_err(|err| IdentityError::InvalidCertificate {
-            what: "client certificate",
-            reason: err.to_string(),
-        })?;
+        let cert = pem
+            .parse_x509()
+            .map_err(|err| IdentityError::InvalidCertificate {
+                what: "client certificate",
+                reason: err.to_string(),
+            })?;
         if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
             return Err(IdentityError::KeyMismatch);
         }
@@ -80,7 +88,9 @@ impl Credentials {
             .unwrap_or_default()
             .to_owned();
         let cluster_id = cluster_id_from_common_name(&common_name)
-            .ok_or_else(|| IdentityError::NoClusterId { common_name: common_name.clone() })?
+            .ok_or_else(|| IdentityError::NoClusterId {
+                common_name: common_name.clone(),
+            })?
             .to_owned();
         let validity = cert.validity();
         let timestamp = |seconds: i64| DateTime::from_timestamp(seconds, 0).unwrap_or_default();
@@ -148,8 +158,10 @@ impl KeyRequest {
     /// Generates an ECDSA P-256 key pair that never leaves the agent, and a CSR for it. The server ignores the
     /// CSR's subject, so the cluster id is included only as a hint when renewing.
     pub fn generate(cluster_id: Option<&str>) -> Result<Self, IdentityError> {
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(IdentityError::Generate)?;
-        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(IdentityError::Generate)?;
+        let key =
+            KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(IdentityError::Generate)?;
+        let mut params =
+            CertificateParams::new(Vec::<String>::new()).map_err(IdentityError::Generate)?;
         let mut subject = DistinguishedName::new();
         subject.push(DnType::OrganizationName, AGENT_ORGANISATION);
         if let Some(cluster_id) = cluster_id {
@@ -168,7 +180,11 @@ impl KeyRequest {
     }
 
     /// Pairs the key with the certificate the control plane issued for the CSR.
-    pub fn into_credentials(self, cert_pem: String, ca_pem: String) -> Result<Credentials, IdentityError> {
+    pub fn into_credentials(
+        self,
+        cert_pem: String,
+        ca_pem: String,
+    ) -> Result<Credentials, IdentityError> {
         Credentials::from_pem(self.key.serialize_pem(), cert_pem, ca_pem)
     }
 }
@@ -201,7 +217,9 @@ fn first_certificate(pem: &str, what: &'static str) -> Result<Pem, IdentityError
 pub(crate) mod testing {
     //! A throwaway CA that signs agent CSRs the way the control plane does, for unit tests.
 
-    use rcgen::{CertificateParams, CertificateSigningRequestParams, DnType, IsCa, Issuer, KeyPair};
+    use rcgen::{
+        CertificateParams, CertificateSigningRequestParams, DnType, IsCa, Issuer, KeyPair,
+    };
     use std::time::Duration;
 
     pub struct TestCa {
@@ -214,19 +232,33 @@ pub(crate) mod testing {
             let key = KeyPair::generate().unwrap();
             let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
             params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-            params.distinguished_name.push(DnType::CommonName, "test ca");
+            params
+                .distinguished_name
+                .push(DnType::CommonName, "test ca");
             let pem = params.self_signed(&key).unwrap().pem();
-            Self { issuer: Issuer::new(params, key), pem }
+            Self {
+                issuer: Issuer::new(params, key),
+                pem,
+            }
         }
 
         /// Signs `csr_pem` for `cluster_id`, valid from `age` ago for `lifetime`.
-        pub fn sign(&self, csr_pem: &str, cluster_id: &str, age: Duration, lifetime: Duration) -> String {
+        pub fn sign(
+            &self,
+            csr_pem: &str,
+            cluster_id: &str,
+            age: Duration,
+            lifetime: Duration,
+        ) -> String {
             let mut csr = CertificateSigningRequestParams::from_pem(csr_pem).unwrap();
             let now = time::OffsetDateTime::now_utc();
             csr.params.not_before = now - age;
             csr.params.not_after = now - age + lifetime;
             csr.params.distinguished_name = rcgen::DistinguishedName::new();
-            csr.params.distinguished_name.push(DnType::CommonName, agent_protocol::agent_common_name(cluster_id));
+            csr.params.distinguished_name.push(
+                DnType::CommonName,
+                agent_protocol::agent_common_name(cluster_id),
+            );
             csr.signed_by(&self.issuer).unwrap().pem()
         }
     }
@@ -268,7 +300,10 @@ mod tests {
         let request = KeyRequest::generate(None).unwrap();
         let other = KeyRequest::generate(None).unwrap();
         let cert = ca.sign(other.csr_pem(), "c1", Duration::ZERO, HOUR);
-        assert!(matches!(request.into_credentials(cert, ca.pem.clone()), Err(IdentityError::KeyMismatch)));
+        assert!(matches!(
+            request.into_credentials(cert, ca.pem.clone()),
+            Err(IdentityError::KeyMismatch)
+        ));
     }
 
     #[test]
@@ -276,6 +311,9 @@ mod tests {
         let ca = TestCa::new();
         assert_eq!(count_certificates(&format!("{}{}", ca.pem, ca.pem)), Ok(2));
         assert_eq!(count_certificates("hello"), Ok(0));
-        assert!(count_certificates("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").is_err());
+        assert!(
+            count_certificates("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+                .is_err()
+        );
     }
 }

@@ -62,14 +62,20 @@ pub enum StoreError {
 #[derive(Clone)]
 pub enum CredentialStore {
     Directory(PathBuf),
-    Secret { api: Box<Api<Secret>>, namespace: String, name: String },
+    Secret {
+        api: Box<Api<Secret>>,
+        namespace: String,
+        name: String,
+    },
 }
 
 impl fmt::Display for CredentialStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Directory(dir) => write!(f, "directory {}", dir.display()),
-            Self::Secret { namespace, name, .. } => write!(f, "secret {namespace}/{name}"),
+            Self::Secret {
+                namespace, name, ..
+            } => write!(f, "secret {namespace}/{name}"),
         }
     }
 }
@@ -77,7 +83,10 @@ impl fmt::Display for CredentialStore {
 impl StoreError {
     /// I/O and API trouble can pass; a missing Secret or corrupt contents need an operator.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::ReadFile { .. } | Self::WriteFile { .. } | Self::Kube { .. })
+        matches!(
+            self,
+            Self::ReadFile { .. } | Self::WriteFile { .. } | Self::Kube { .. }
+        )
     }
 }
 
@@ -99,10 +108,15 @@ impl CredentialStore {
             Self::Directory(dir) => self.read_dir(dir)?,
             Self::Secret { api, name, .. } => self.read_secret(api, name).await?,
         };
-        let Some([key, cert, ca]) = parts else { return Ok(None) };
+        let Some([key, cert, ca]) = parts else {
+            return Ok(None);
+        };
         Credentials::from_pem(key, cert, ca)
             .map(Some)
-            .map_err(|source| StoreError::Unusable { store: self.to_string(), source })
+            .map_err(|source| StoreError::Unusable {
+                store: self.to_string(),
+                source,
+            })
     }
 
     /// Replaces the stored credentials.
@@ -117,10 +131,16 @@ impl CredentialStore {
                     (SECRET_CA, encode(credentials.ca_pem())),
                 ]);
                 // A merge patch on the existing Secret: RBAC grants patch on this one name but never create.
-                api.patch(name, &PatchParams::default(), &Patch::Merge(json!({ "data": data })))
-                    .await
-                    .map_err(|source| self.kube_error(source))?;
-                Ok(())
+                let patch = Patch::Merge(json!({ "data": data }));
+                match api.patch(name, &PatchParams::default(), &patch).await {
+                    Ok(_) => Ok(()),
+                    Err(kube::Error::Api(status)) if status.code == 404 => {
+                        Err(StoreError::SecretMissing {
+                            store: self.to_string(),
+                        })
+                    }
+                    Err(source) => Err(self.kube_error(source)),
+                }
             }
         }
     }
@@ -131,7 +151,11 @@ impl CredentialStore {
             match std::fs::read_to_string(&path) {
                 Ok(text) => Ok(Some(text)),
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(source) => Err(StoreError::ReadFile { store: self.to_string(), path, source }),
+                Err(source) => Err(StoreError::ReadFile {
+                    store: self.to_string(),
+                    path,
+                    source,
+                }),
             }
         };
         match (read(KEY_FILE)?, read(CERT_FILE)?, read(CA_FILE)?) {
@@ -177,18 +201,27 @@ impl CredentialStore {
         Ok(())
     }
 
-    async fn read_secret(&self, api: &Api<Secret>, name: &str) -> Result<Option<[String; 3]>, StoreError> {
+    async fn read_secret(
+        &self,
+        api: &Api<Secret>,
+        name: &str,
+    ) -> Result<Option<[String; 3]>, StoreError> {
         let secret = api
             .get_opt(name)
             .await
             .map_err(|source| self.kube_error(source))?
-            .ok_or_else(|| StoreError::SecretMissing { store: self.to_string() })?;
+            .ok_or_else(|| StoreError::SecretMissing {
+                store: self.to_string(),
+            })?;
         let data = secret.data.unwrap_or_default();
         let field = |key: &'static str| -> Result<Option<String>, StoreError> {
             match data.get(key) {
                 Some(bytes) if !bytes.0.is_empty() => String::from_utf8(bytes.0.clone())
                     .map(Some)
-                    .map_err(|_| StoreError::NotUtf8 { store: self.to_string(), key }),
+                    .map_err(|_| StoreError::NotUtf8 {
+                        store: self.to_string(),
+                        key,
+                    }),
                 _ => Ok(None),
             }
         };
@@ -199,7 +232,10 @@ impl CredentialStore {
     }
 
     fn kube_error(&self, source: kube::Error) -> StoreError {
-        StoreError::Kube { store: self.to_string(), source }
+        StoreError::Kube {
+            store: self.to_string(),
+            source,
+        }
     }
 }
 
@@ -219,7 +255,12 @@ mod tests {
     fn credentials(cluster: &str) -> Credentials {
         let ca = TestCa::new();
         let request = KeyRequest::generate(None).unwrap();
-        let cert = ca.sign(request.csr_pem(), cluster, Duration::ZERO, Duration::from_secs(3600));
+        let cert = ca.sign(
+            request.csr_pem(),
+            cluster,
+            Duration::ZERO,
+            Duration::from_secs(3600),
+        );
         request.into_credentials(cert, ca.pem.clone()).unwrap()
     }
 
@@ -227,7 +268,10 @@ mod tests {
     async fn directory_store_round_trips_with_private_key_mode_0600() {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
-        let store = CredentialStore::new(&StateLocation::Directory(state.clone()), unreachable_client());
+        let store = CredentialStore::new(
+            &StateLocation::Directory(state.clone()),
+            unreachable_client(),
+        );
         assert!(store.load().await.unwrap().is_none());
 
         store.save(&credentials("first")).await.unwrap();
@@ -235,20 +279,102 @@ mod tests {
         let loaded = store.load().await.unwrap().unwrap();
         assert_eq!(loaded.cluster_id(), "second");
 
-        let mode = |file: &str| std::fs::metadata(state.join(file)).unwrap().permissions().mode() & 0o777;
+        let mode = |file: &str| {
+            std::fs::metadata(state.join(file))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
         assert_eq!(mode(KEY_FILE), 0o600);
         assert_eq!(mode(CERT_FILE), 0o644);
-        assert_eq!(std::fs::metadata(&state).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            std::fs::metadata(&state).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+    }
+
+    #[tokio::test]
+    async fn secret_store_updates_the_pre_created_secret_and_never_creates_it() {
+        crate::transport::install_crypto_provider();
+        let emulator = kube_emulator::Emulator::start(kube_emulator::Config::default())
+            .await
+            .unwrap();
+        let kubeconfig = kube::config::Kubeconfig::from_yaml(emulator.kubeconfig_yaml()).unwrap();
+        let options = kube::config::KubeConfigOptions::default();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .unwrap();
+        let client = kube::Client::try_from(config).unwrap();
+        let location = StateLocation::Secret {
+            namespace: "default".into(),
+            name: "agent-identity".into(),
+        };
+        let store = CredentialStore::new(&location, client.clone());
+
+        let missing = store.load().await.unwrap_err();
+        assert!(
+            matches!(missing, StoreError::SecretMissing { .. }),
+            "{missing}"
+        );
+        assert!(
+            missing
+                .to_string()
+                .contains("secret default/agent-identity"),
+            "{missing}"
+        );
+        let err = store.save(&credentials("c0")).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::SecretMissing { .. }),
+            "save does not create the Secret: {err}"
+        );
+
+        let secrets: Api<Secret> = Api::namespaced(client, "default");
+        let empty = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some("agent-identity".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        secrets
+            .create(&kube::api::PostParams::default(), &empty)
+            .await
+            .unwrap();
+        assert!(
+            store.load().await.unwrap().is_none(),
+            "an empty Secret holds no credentials"
+        );
+
+        let saved = credentials("c1");
+        store.save(&saved).await.unwrap();
+        assert_eq!(store.load().await.unwrap().unwrap().cluster_id(), "c1");
+        let data = secrets.get("agent-identity").await.unwrap().data.unwrap();
+        assert_eq!(data[SECRET_KEY].0, saved.key_pem().as_bytes());
+        assert_eq!(data[SECRET_CERT].0, saved.cert_pem().as_bytes());
+        assert_eq!(data[SECRET_CA].0, saved.ca_pem().as_bytes());
     }
 
     #[tokio::test]
     async fn directory_store_detects_a_key_that_does_not_match_the_certificate() {
         let dir = tempfile::tempdir().unwrap();
-        let store = CredentialStore::new(&StateLocation::Directory(dir.path().into()), unreachable_client());
+        let store = CredentialStore::new(
+            &StateLocation::Directory(dir.path().into()),
+            unreachable_client(),
+        );
         store.save(&credentials("c1")).await.unwrap();
         let other = credentials("c2");
         std::fs::write(dir.path().join(KEY_FILE), other.key_pem()).unwrap();
         let err = store.load().await.unwrap_err();
-        assert!(matches!(err, StoreError::Unusable { source: IdentityError::KeyMismatch, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                StoreError::Unusable {
+                    source: IdentityError::KeyMismatch,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 }

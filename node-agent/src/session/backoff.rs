@@ -22,13 +22,20 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(settings: BackoffSettings) -> Self {
-        Self { settings, failures: 0 }
+        Self {
+            settings,
+            failures: 0,
+        }
     }
 
     /// The ceiling for the next delay: `initial` doubled once per consecutive failure, capped at `max`.
     pub fn ceiling(&self) -> Duration {
         let factor = 1u32.checked_shl(self.failures).unwrap_or(u32::MAX);
-        self.settings.initial.checked_mul(factor).unwrap_or(self.settings.max).min(self.settings.max)
+        self.settings
+            .initial
+            .checked_mul(factor)
+            .unwrap_or(self.settings.max)
+            .min(self.settings.max)
     }
 
     /// A delay drawn uniformly from zero to the ceiling ("full jitter"); counts one more failure.
@@ -50,7 +57,10 @@ mod tests {
     use super::*;
 
     fn backoff() -> Backoff {
-        Backoff::new(BackoffSettings { initial: Duration::from_millis(500), max: Duration::from_secs(30) })
+        Backoff::new(BackoffSettings {
+            initial: Duration::from_millis(500),
+            max: Duration::from_secs(30),
+        })
     }
 
     #[test]
@@ -61,11 +71,20 @@ mod tests {
             ceilings.push(backoff.ceiling().as_millis());
             let _ = backoff.next_delay();
         }
-        assert_eq!(ceilings, [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000, 30000]);
+        assert_eq!(
+            ceilings,
+            [
+                500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000, 30000
+            ]
+        );
         for _ in 0..100 {
             let _ = backoff.next_delay();
         }
-        assert_eq!(backoff.ceiling(), Duration::from_secs(30), "no overflow after many failures");
+        assert_eq!(
+            backoff.ceiling(),
+            Duration::from_secs(30),
+            "no overflow after many failures"
+        );
     }
 
     #[test]
@@ -76,7 +95,10 @@ mod tests {
             assert!(backoff.next_delay() <= ceiling);
         }
         let delays: Vec<Duration> = (0..50).map(|_| backoff.next_delay()).collect();
-        assert!(delays.iter().any(|delay| *delay != delays[0]), "delays are jittered");
+        assert!(
+            delays.iter().any(|delay| *delay != delays[0]),
+            "delays are jittered"
+        );
     }
 
     #[test]

@@ -13,7 +13,8 @@ use std::time::Duration;
 use agent_protocol::agent_message::Msg as Up;
 use agent_protocol::control_message::Msg as Down;
 use agent_protocol::{
-    AgentMessage, ControlMessage, Heartbeat, Hello, LogLine, TaskAccepted, TaskLease, TaskResult, Welcome,
+    AgentMessage, ControlMessage, Heartbeat, Hello, LogLine, TaskAccepted, TaskLease, TaskResult,
+    Welcome,
 };
 use chrono::Utc;
 use thiserror::Error;
@@ -59,7 +60,10 @@ impl SessionError {
     fn identity_rejected(&self) -> bool {
         match self {
             Self::Open { code, .. } | Self::Stream { code, .. } => {
-                matches!(code, tonic::Code::PermissionDenied | tonic::Code::Unauthenticated)
+                matches!(
+                    code,
+                    tonic::Code::PermissionDenied | tonic::Code::Unauthenticated
+                )
             }
             _ => false,
         }
@@ -155,7 +159,13 @@ impl Session {
                 cluster = credentials.cluster_id(),
                 control_plane = %self.settings.control_plane.url,
             );
-            let (welcomed_at, ending) = self.serve(credentials, previous_end.take()).instrument(span.clone()).await;
+            let (welcomed_at, ending) = self
+                .serve(credentials, previous_end.as_deref())
+                .instrument(span.clone())
+                .await;
+            if welcomed_at.is_some() {
+                previous_end = None;
+            }
             let err = match ending {
                 Ending::Renewed => {
                     span.in_scope(|| info!("reconnecting with the renewed certificate"));
@@ -181,13 +191,18 @@ impl Session {
                     warn!(error = %err, delay_ms, "session with the control plane ended; reconnecting after backoff");
                 }
             });
-            previous_end = Some(err.to_string());
+            // Keep the reason the last healthy session ended, not the failed attempts since.
+            previous_end.get_or_insert_with(|| err.to_string());
             self.idle(delay).await;
         }
     }
 
     /// Runs one stream until it ends; returns when the Welcome arrived (if it did) and why it ended.
-    async fn serve(&mut self, credentials: Credentials, previous_end: Option<String>) -> (Option<Instant>, Ending) {
+    async fn serve(
+        &mut self,
+        credentials: Credentials,
+        previous_end: Option<&str>,
+    ) -> (Option<Instant>, Ending) {
         let connected = transport::connect_mutual(
             &self.settings.control_plane,
             &credentials,
@@ -211,10 +226,20 @@ impl Session {
         for batch in self.logs.unacked() {
             link.send(Up::Logs(batch.clone()));
         }
-        let mut inbound = match client.session(UnboundedReceiverStream::new(receiver)).await {
-            Ok(response) => response.into_inner(),
-            Err(status) => {
-                let err = SessionError::Open { code: status.code(), message: status.message().to_owned() };
+        // The call returns once the server sends response headers; a server that never does must not hang us.
+        let opened = tokio::time::timeout(
+            WELCOME_TIMEOUT,
+            client.session(UnboundedReceiverStream::new(receiver)),
+        )
+        .await;
+        let mut inbound = match opened {
+            Err(_) => return (None, Ending::Failed(SessionError::NoWelcome)),
+            Ok(Ok(response)) => response.into_inner(),
+            Ok(Err(status)) => {
+                let err = SessionError::Open {
+                    code: status.code(),
+                    message: status.message().to_owned(),
+                };
                 return (None, Ending::Failed(err));
             }
         };
@@ -238,7 +263,7 @@ impl Session {
                             if let Some(previous_end) = &previous_end {
                                 self.agent_log.info(
                                     "session with the control plane re-established",
-                                    &[("previous_end", previous_end.clone())],
+                                    &[("previous_end", (*previous_end).to_owned())],
                                 );
                             }
                         } else {
@@ -283,10 +308,18 @@ impl Session {
     }
 
     /// The first message must be Welcome; returns the heartbeat interval to use.
-    fn on_first_message(&self, message: ControlMessage, credentials: &Credentials) -> Result<Duration, SessionError> {
+    fn on_first_message(
+        &self,
+        message: ControlMessage,
+        credentials: &Credentials,
+    ) -> Result<Duration, SessionError> {
         let welcome: Welcome = match message.msg {
             Some(Down::Welcome(welcome)) => welcome,
-            other => return Err(SessionError::UnexpectedFirstMessage(message_name(other.as_ref()))),
+            other => {
+                return Err(SessionError::UnexpectedFirstMessage(message_name(
+                    other.as_ref(),
+                )));
+            }
         };
         if welcome.cluster_id != credentials.cluster_id() {
             warn!(
@@ -294,13 +327,20 @@ impl Session {
                 "Welcome names a different cluster than the certificate; the certificate is authoritative"
             );
         }
-        let server_interval =
-            Some(Duration::from_secs(welcome.heartbeat_interval_seconds.into())).filter(|interval| !interval.is_zero());
-        let interval = self.settings.heartbeat_override.or(server_interval).unwrap_or(DEFAULT_HEARTBEAT);
+        let server_interval = Some(Duration::from_secs(
+            welcome.heartbeat_interval_seconds.into(),
+        ))
+        .filter(|interval| !interval.is_zero());
+        let interval = self
+            .settings
+            .heartbeat_override
+            .or(server_interval)
+            .unwrap_or(DEFAULT_HEARTBEAT);
         info!(
             heartbeat_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
             resent_results = self.outbox.iter().count(),
             resent_log_batches = self.logs.unacked().count(),
+            dropped_log_batches = self.logs.dropped_batches(),
             "session established"
         );
         Ok(interval)
@@ -330,17 +370,22 @@ impl Session {
                 }
                 link.send(Up::Accepted(TaskAccepted { task_id, lease_id }));
             }
-            Some(Down::Cancel(cancel)) => match self.runner.cancel(&cancel.task_id, &cancel.lease_id) {
-                Some(result) => self.record_result(result, Some(link)),
-                None => debug!(
-                    task_id = %cancel.task_id,
-                    lease_id = %cancel.lease_id,
-                    "cancel for a task not running under that lease; ignored"
-                ),
-            },
+            Some(Down::Cancel(cancel)) => {
+                match self.runner.cancel(&cancel.task_id, &cancel.lease_id) {
+                    Some(result) => self.record_result(result, Some(link)),
+                    None => debug!(
+                        task_id = %cancel.task_id,
+                        lease_id = %cancel.lease_id,
+                        "cancel for a task not running under that lease; ignored"
+                    ),
+                }
+            }
             Some(Down::LogAck(ack)) => {
                 if !self.logs.ack(ack.batch_id) {
-                    debug!(batch_id = ack.batch_id, "ack for a log batch no longer buffered");
+                    debug!(
+                        batch_id = ack.batch_id,
+                        "ack for a log batch no longer buffered"
+                    );
                 }
             }
             Some(Down::ResultAck(ack)) => {
@@ -357,7 +402,10 @@ impl Session {
         match event {
             TaskEvent::Progress(progress) => {
                 // Progress is advisory: it is not buffered while disconnected, the result carries every object.
-                if let Some(link) = link.filter(|_| self.runner.is_current(&progress.task_id, &progress.lease_id)) {
+                if let Some(link) = link.filter(|_| {
+                    self.runner
+                        .is_current(&progress.task_id, &progress.lease_id)
+                }) {
                     link.send(Up::Progress(progress));
                 }
             }
@@ -391,7 +439,8 @@ impl Session {
 
     fn send_heartbeat(&self, link: &Link) {
         let status = self.cluster.borrow().clone();
-        let mut running: Vec<TaskLease> = self.runner.leases().chain(self.outbox.leases()).collect();
+        let mut running: Vec<TaskLease> =
+            self.runner.leases().chain(self.outbox.leases()).collect();
         running.sort_by(|a, b| (&a.task_id, &a.lease_id).cmp(&(&b.task_id, &b.lease_id)));
         running.dedup();
         link.send(Up::Heartbeat(Heartbeat {

@@ -16,19 +16,23 @@ impl ResultOutbox {
     /// Forgets the result for `task_id` under `lease_id`; false when there was none.
     pub fn ack(&mut self, task_id: &str, lease_id: &str) -> bool {
         let before = self.results.len();
-        self.results.retain(|result| !(result.task_id == task_id && result.lease_id == lease_id));
+        self.results
+            .retain(|result| !(result.task_id == task_id && result.lease_id == lease_id));
         self.results.len() != before
     }
 
     pub fn contains(&self, task_id: &str, lease_id: &str) -> bool {
-        self.results.iter().any(|result| result.task_id == task_id && result.lease_id == lease_id)
+        self.results
+            .iter()
+            .any(|result| result.task_id == task_id && result.lease_id == lease_id)
     }
 
     /// Drops results of `task_id` under leases other than `current_lease_id`: the server re-leased the task and
     /// ignores reports quoting an old lease, so resending them would be pointless.
     pub fn discard_stale(&mut self, task_id: &str, current_lease_id: &str) -> usize {
         let before = self.results.len();
-        self.results.retain(|result| result.task_id != task_id || result.lease_id == current_lease_id);
+        self.results
+            .retain(|result| result.task_id != task_id || result.lease_id == current_lease_id);
         before - self.results.len()
     }
 
@@ -39,9 +43,10 @@ impl ResultOutbox {
     /// Leases of finished but unacknowledged tasks: heartbeats keep renewing them so the server does not re-lease
     /// a task whose result is in flight.
     pub fn leases(&self) -> impl Iterator<Item = TaskLease> + '_ {
-        self.results
-            .iter()
-            .map(|result| TaskLease { task_id: result.task_id.clone(), lease_id: result.lease_id.clone() })
+        self.results.iter().map(|result| TaskLease {
+            task_id: result.task_id.clone(),
+            lease_id: result.lease_id.clone(),
+        })
     }
 }
 
@@ -50,7 +55,11 @@ mod tests {
     use super::*;
 
     fn result(task_id: &str, lease_id: &str) -> TaskResult {
-        TaskResult { task_id: task_id.into(), lease_id: lease_id.into(), ..TaskResult::default() }
+        TaskResult {
+            task_id: task_id.into(),
+            lease_id: lease_id.into(),
+            ..TaskResult::default()
+        }
     }
 
     #[test]
@@ -58,9 +67,15 @@ mod tests {
         let mut outbox = ResultOutbox::default();
         outbox.push(result("t1", "l1"));
         outbox.push(result("t2", "l1"));
-        assert!(!outbox.ack("t1", "other-lease"), "an ack must match task and lease");
+        assert!(
+            !outbox.ack("t1", "other-lease"),
+            "an ack must match task and lease"
+        );
         assert!(outbox.ack("t1", "l1"));
-        let left: Vec<&str> = outbox.iter().map(|result| result.task_id.as_str()).collect();
+        let left: Vec<&str> = outbox
+            .iter()
+            .map(|result| result.task_id.as_str())
+            .collect();
         assert_eq!(left, ["t2"]);
         assert!(outbox.contains("t2", "l1"));
     }

@@ -20,6 +20,8 @@ use crate::spawn::spawn_tied_to_this_process;
 
 const LOG_TAIL_LINES: usize = 40;
 const EXIT_POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// How long, after the process exited, to wait for the rest of its output to be captured.
+const OUTPUT_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A running child process started by a test (e.g. the control plane or an agent).
 ///
@@ -98,7 +100,7 @@ impl Process {
         &self.log_path
     }
 
-    /// All output captured so far.
+    /// All output captured so far; all of it once an exit status has been returned.
     pub fn log_text(&self) -> String {
         self.output.text().clone()
     }
@@ -164,6 +166,7 @@ impl Process {
             .wait()
             .with_context(|| format!("wait for {}", self.name))?;
         self.exit_status = Some(status);
+        self.output.wait_for_end(OUTPUT_DRAIN_TIMEOUT);
         Ok(status)
     }
 
@@ -294,6 +297,16 @@ impl CapturedOutput {
     fn text(&self) -> std::sync::MutexGuard<'_, String> {
         // A panic elsewhere while holding the lock leaves the text intact.
         self.text.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until the capture thread has read the last of the output, so that the log is complete
+    /// once the process is known to have exited. Bounded, because a descendant that left the process
+    /// group could keep the pipe open.
+    fn wait_for_end(&self, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while !*self.ended.borrow() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     /// Copies `output` line by line to `log` and into memory until the process closes it.

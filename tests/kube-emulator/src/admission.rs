@@ -46,6 +46,11 @@ fn default_field(map: &mut Value, key: &str, value: Value) {
     }
 }
 
+/// The value at `path` if every step exists (unlike `IndexMut`, which would insert nulls).
+fn at<'a>(value: &'a mut Value, path: &[&str]) -> Option<&'a mut Value> {
+    path.iter().try_fold(value, |v, key| v.get_mut(*key))
+}
+
 /// Defaults applied on every write (they only fill in missing fields, so they are idempotent).
 pub fn default_object(res: &ResourceInfo, object: &mut Value, allocator: &Allocator) {
     match (res.group.as_str(), res.kind.as_str()) {
@@ -55,47 +60,53 @@ pub fn default_object(res: &ResourceInfo, object: &mut Value, allocator: &Alloca
             default_field(object, "spec", json!({}));
             default_field(&mut object["spec"], "finalizers", json!(["kubernetes"]));
         }
-        ("", "Pod") => default_pod_spec(&mut object["spec"]),
+        ("", "Pod") => default_pod_spec(at(object, &["spec"])),
         ("", "Secret") => {
             default_field(object, "type", json!("Opaque"));
             move_string_data(object);
         }
         ("", "Service") => default_service(object, allocator),
         ("apps", "Deployment") => {
-            let spec = &mut object["spec"];
-            default_field(spec, "replicas", json!(1));
-            default_field(spec, "revisionHistoryLimit", json!(10));
-            default_field(spec, "progressDeadlineSeconds", json!(600));
-            default_field(
-                spec,
-                "strategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
-            );
-            default_pod_spec(&mut spec["template"]["spec"]);
+            if let Some(spec) = at(object, &["spec"]) {
+                default_field(spec, "replicas", json!(1));
+                default_field(spec, "revisionHistoryLimit", json!(10));
+                default_field(spec, "progressDeadlineSeconds", json!(600));
+                default_field(
+                    spec,
+                    "strategy",
+                    json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
+                );
+            }
+            default_pod_spec(at(object, &["spec", "template", "spec"]));
         }
         ("apps", "ReplicaSet") => {
-            default_field(&mut object["spec"], "replicas", json!(1));
-            default_pod_spec(&mut object["spec"]["template"]["spec"]);
+            if let Some(spec) = at(object, &["spec"]) {
+                default_field(spec, "replicas", json!(1));
+            }
+            default_pod_spec(at(object, &["spec", "template", "spec"]));
         }
         ("batch", "Job") => {
-            let spec = &mut object["spec"];
-            for (key, value) in [
-                ("parallelism", json!(1)),
-                ("completions", json!(1)),
-                ("backoffLimit", json!(6)),
-                ("completionMode", json!("NonIndexed")),
-                ("suspend", json!(false)),
-            ] {
-                default_field(spec, key, value);
+            if let Some(spec) = at(object, &["spec"]) {
+                for (key, value) in [
+                    ("parallelism", json!(1)),
+                    ("completions", json!(1)),
+                    ("backoffLimit", json!(6)),
+                    ("completionMode", json!("NonIndexed")),
+                    ("suspend", json!(false)),
+                ] {
+                    default_field(spec, key, value);
+                }
             }
-            default_pod_spec(&mut spec["template"]["spec"]);
+            default_pod_spec(at(object, &["spec", "template", "spec"]));
         }
         ("networking.k8s.io", "NetworkPolicy") => {
             let mut types = vec![json!("Ingress")];
             if object["spec"]["egress"].is_array() {
                 types.push(json!("Egress"));
             }
-            default_field(&mut object["spec"], "policyTypes", Value::Array(types));
+            if let Some(spec) = at(object, &["spec"]) {
+                default_field(spec, "policyTypes", Value::Array(types));
+            }
         }
         _ => {}
     }
@@ -129,10 +140,10 @@ pub fn default_on_create(res: &ResourceInfo, object: &mut Value) {
     }
 }
 
-fn default_pod_spec(spec: &mut Value) {
-    if !spec.is_object() {
+fn default_pod_spec(spec: Option<&mut Value>) {
+    let Some(spec) = spec.filter(|s| s.is_object()) else {
         return;
-    }
+    };
     for (key, value) in [
         ("restartPolicy", json!("Always")),
         ("dnsPolicy", json!("ClusterFirst")),
@@ -145,7 +156,8 @@ fn default_pod_spec(spec: &mut Value) {
         default_field(spec, key, value);
     }
     for list in ["containers", "initContainers"] {
-        for container in spec[list].as_array_mut().into_iter().flatten() {
+        let containers = spec.get_mut(list).and_then(Value::as_array_mut);
+        for container in containers.into_iter().flatten() {
             let image = container["image"].as_str().unwrap_or_default();
             let tag = image.rsplit('/').next().unwrap_or_default();
             let pull = if tag.contains(':') && !tag.ends_with(":latest") || image.contains('@') {
@@ -161,7 +173,8 @@ fn default_pod_spec(spec: &mut Value) {
             ] {
                 default_field(container, key, value);
             }
-            for port in container["ports"].as_array_mut().into_iter().flatten() {
+            let ports = container.get_mut("ports").and_then(Value::as_array_mut);
+            for port in ports.into_iter().flatten() {
                 default_field(port, "protocol", json!("TCP"));
             }
         }
@@ -190,7 +203,8 @@ fn default_service(object: &mut Value, allocator: &Allocator) {
     if node_ports {
         default_field(spec, "externalTrafficPolicy", json!("Cluster"));
     }
-    for port in spec["ports"].as_array_mut().into_iter().flatten() {
+    let ports = spec.get_mut("ports").and_then(Value::as_array_mut);
+    for port in ports.into_iter().flatten() {
         default_field(port, "protocol", json!("TCP"));
         let number = port["port"].clone();
         default_field(port, "targetPort", number);
@@ -202,10 +216,7 @@ fn default_service(object: &mut Value, allocator: &Allocator) {
 
 /// Secret `stringData` is write-only: its entries are base64-encoded into `data` (winning over `data`).
 fn move_string_data(object: &mut Value) {
-    let Some(string_data) = object
-        .as_object_mut()
-        .and_then(|o| o.remove("stringData"))
-    else {
+    let Some(string_data) = object.as_object_mut().and_then(|o| o.remove("stringData")) else {
         return;
     };
     if !object["data"].is_object() {
@@ -220,7 +231,11 @@ fn move_string_data(object: &mut Value) {
 type Cause = (String, &'static str, String);
 
 fn required(field: &str) -> Cause {
-    (field.to_string(), "FieldValueRequired", "Required value".into())
+    (
+        field.to_string(),
+        "FieldValueRequired",
+        "Required value".into(),
+    )
 }
 
 fn invalid_value(field: &str, value: &str, why: &str) -> Cause {
@@ -238,7 +253,8 @@ const LABEL_VALUE_RULE: &str = "a valid label must be an empty string or consist
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -250,7 +266,8 @@ fn is_dns_subdomain(s: &str) -> bool {
 fn is_label_value(s: &str) -> bool {
     s.is_empty()
         || (s.len() <= 63
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
             && s.starts_with(|c: char| c.is_ascii_alphanumeric())
             && s.ends_with(|c: char| c.is_ascii_alphanumeric()))
 }
@@ -272,16 +289,27 @@ pub fn validate(res: &ResourceInfo, object: &Value) -> Result<(), ApiError> {
         ));
     } else if needs_dns_label(res) && !is_dns_label(name) {
         causes.push(invalid_value("metadata.name", name, LABEL_RULE));
-    } else if !needs_dns_label(res) && !is_dns_subdomain(name) && res.group.as_str() != "rbac.authorization.k8s.io" {
+    } else if !needs_dns_label(res)
+        && !is_dns_subdomain(name)
+        && res.group.as_str() != "rbac.authorization.k8s.io"
+    {
         causes.push(invalid_value("metadata.name", name, SUBDOMAIN_RULE));
     }
-    for (key, value) in object["metadata"]["labels"].as_object().into_iter().flatten() {
+    for (key, value) in object["metadata"]["labels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
         let value = value.as_str().unwrap_or_default();
         if !is_label_value(value) {
-            causes.push(invalid_value(&format!("metadata.labels"), value, LABEL_VALUE_RULE));
+            causes.push(invalid_value("metadata.labels", value, LABEL_VALUE_RULE));
         }
         if key.is_empty() {
-            causes.push(invalid_value("metadata.labels", key, "name part must be non-empty"));
+            causes.push(invalid_value(
+                "metadata.labels",
+                key,
+                "name part must be non-empty",
+            ));
         }
     }
     match (res.group.as_str(), res.kind.as_str()) {
@@ -289,21 +317,32 @@ pub fn validate(res: &ResourceInfo, object: &Value) -> Result<(), ApiError> {
         ("apps", "Deployment") | ("apps", "ReplicaSet") => {
             validate_selector_and_template(&object["spec"], &mut causes)
         }
-        ("batch", "Job") => validate_pod_spec(&object["spec"]["template"]["spec"], "spec.template.spec", &mut causes),
+        ("batch", "Job") => validate_pod_spec(
+            &object["spec"]["template"]["spec"],
+            "spec.template.spec",
+            &mut causes,
+        ),
         ("", "Secret") => {
             for (key, value) in object["data"].as_object().into_iter().flatten() {
                 let decodes = value
                     .as_str()
                     .is_some_and(|v| base64::engine::general_purpose::STANDARD.decode(v).is_ok());
                 if !decodes {
-                    causes.push(invalid_value(&format!("data[{key}]"), "<secret contents redacted>", "illegal base64 data"));
+                    causes.push(invalid_value(
+                        &format!("data[{key}]"),
+                        "<secret contents redacted>",
+                        "illegal base64 data",
+                    ));
                 }
             }
         }
         ("", "Service") => {
             let headless = object["spec"]["clusterIP"] == "None";
             let external = object["spec"]["type"] == "ExternalName";
-            if !headless && !external && object["spec"]["ports"].as_array().is_none_or(Vec::is_empty) {
+            if !headless
+                && !external
+                && object["spec"]["ports"].as_array().is_none_or(Vec::is_empty)
+            {
                 causes.push(required("spec.ports"));
             }
         }
@@ -326,7 +365,11 @@ fn validate_pod_spec(spec: &Value, at: &str, causes: &mut Vec<Cause>) {
         if name.is_empty() {
             causes.push(required(&format!("{at}.containers[{i}].name")));
         } else if !is_dns_label(name) {
-            causes.push(invalid_value(&format!("{at}.containers[{i}].name"), name, LABEL_RULE));
+            causes.push(invalid_value(
+                &format!("{at}.containers[{i}].name"),
+                name,
+                LABEL_RULE,
+            ));
         }
         if container["image"].as_str().is_none_or(str::is_empty) {
             causes.push(required(&format!("{at}.containers[{i}].image")));
@@ -336,8 +379,12 @@ fn validate_pod_spec(spec: &Value, at: &str, causes: &mut Vec<Cause>) {
 
 fn validate_selector_and_template(spec: &Value, causes: &mut Vec<Cause>) {
     let selector = &spec["selector"];
-    let empty_selector = selector["matchLabels"].as_object().is_none_or(Map::is_empty)
-        && selector["matchExpressions"].as_array().is_none_or(Vec::is_empty);
+    let empty_selector = selector["matchLabels"]
+        .as_object()
+        .is_none_or(Map::is_empty)
+        && selector["matchExpressions"]
+            .as_array()
+            .is_none_or(Vec::is_empty);
     if empty_selector {
         causes.push(required("spec.selector"));
     } else {
@@ -382,8 +429,16 @@ mod tests {
         }});
         let err = validate(&res("apps", "deployments"), &deploy).unwrap_err();
         assert_eq!(err.code, 422);
-        assert!(err.message.starts_with("Deployment.apps \"d\" is invalid: spec.template.metadata.labels"));
+        assert!(
+            err.message
+                .starts_with("Deployment.apps \"d\" is invalid: spec.template.metadata.labels")
+        );
         let bad_name = json!({"metadata": {"name": "Bad_Name"}});
-        assert_eq!(validate(&res("", "configmaps"), &bad_name).unwrap_err().code, 422);
+        assert_eq!(
+            validate(&res("", "configmaps"), &bad_name)
+                .unwrap_err()
+                .code,
+            422
+        );
     }
 }

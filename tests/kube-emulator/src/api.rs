@@ -107,7 +107,12 @@ fn restore_server_metadata(old: &Value, new: &mut Value) {
 }
 
 /// Status is only written through `/status`; `/status` only writes status.
-fn mask_subresource(res: &ResourceInfo, old: &Value, new: Value, subresource: Option<&str>) -> Value {
+fn mask_subresource(
+    res: &ResourceInfo,
+    old: &Value,
+    new: Value,
+    subresource: Option<&str>,
+) -> Value {
     let take_status = |mut target: Value, from: &Value| {
         match from.get("status") {
             Some(status) => target["status"] = status.clone(),
@@ -127,9 +132,16 @@ fn mask_subresource(res: &ResourceInfo, old: &Value, new: Value, subresource: Op
 }
 
 /// Rejects a body whose kind, apiVersion, name or namespace contradict the request URL.
-fn check_identity(res: &ResourceInfo, namespace: &str, name: Option<&str>, body: &Value) -> Result<(), ApiError> {
+fn check_identity(
+    res: &ResourceInfo,
+    namespace: &str,
+    name: Option<&str>,
+    body: &Value,
+) -> Result<(), ApiError> {
     if !body.is_object() || !(body["metadata"].is_object() || body["metadata"].is_null()) {
-        return Err(ApiError::bad_request("the body of the request must be a JSON or YAML object"));
+        return Err(ApiError::bad_request(
+            "the body of the request must be a JSON or YAML object",
+        ));
     }
     if let Some(kind) = body["kind"].as_str()
         && kind != res.kind
@@ -177,7 +189,12 @@ fn check_resource_version(res: &ResourceInfo, old: &Value, body: &Value) -> Resu
 }
 
 /// Namespaced writes need an existing namespace that is not being deleted.
-fn check_namespace(txn: &Txn<'_>, res: &ResourceInfo, namespace: &str, name: &str) -> Result<(), ApiError> {
+fn check_namespace(
+    txn: &Txn<'_>,
+    res: &ResourceInfo,
+    namespace: &str,
+    name: &str,
+) -> Result<(), ApiError> {
     if !res.namespaced {
         return Ok(());
     }
@@ -192,7 +209,9 @@ fn check_namespace(txn: &Txn<'_>, res: &ResourceInfo, namespace: &str, name: &st
         Some(ns) if meta::is_deleting(ns) => Err(ApiError::forbidden(
             res,
             name,
-            &format!("unable to create new content in namespace {namespace} because it is being terminated"),
+            &format!(
+                "unable to create new content in namespace {namespace} because it is being terminated"
+            ),
         )),
         Some(_) => Ok(()),
     }
@@ -216,7 +235,11 @@ fn delete_in(txn: &mut Txn<'_>, key: &Key, dry_run: bool) -> Option<Value> {
         if is_namespace {
             object["status"]["phase"] = json!("Terminating");
         }
-        return Some(if dry_run { object } else { txn.put(key.clone(), object) });
+        return Some(if dry_run {
+            object
+        } else {
+            txn.put(key.clone(), object)
+        });
     }
     if dry_run {
         return Some(object);
@@ -232,7 +255,10 @@ fn remove_custom_resources(txn: &mut Txn<'_>, crd: &Value) {
     txn.registry_mut().unregister_crd(meta::name(crd));
     let group = crd["spec"]["group"].as_str().unwrap_or_default();
     let plural = crd["spec"]["names"]["plural"].as_str().unwrap_or_default();
-    let keys: Vec<Key> = txn.list(group, plural, None).map(|(k, _)| k.clone()).collect();
+    let keys: Vec<Key> = txn
+        .list(group, plural, None)
+        .map(|(k, _)| k.clone())
+        .collect();
     for k in keys {
         txn.remove(&k);
     }
@@ -271,6 +297,12 @@ impl Api {
         }
     }
 
+    /// The served resource `group/version/plural`, if any.
+    pub fn resource(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceInfo>> {
+        self.store
+            .transact(|txn| txn.registry().find(group, version, plural))
+    }
+
     pub fn get(&self, res: &ResourceInfo, namespace: &str, name: &str) -> Result<Value, ApiError> {
         self.store.transact(|txn| {
             txn.get(&key(res, namespace, name))
@@ -280,7 +312,13 @@ impl Api {
     }
 
     /// A `{Kind}List` of matching objects, paged by namespace/name order when `limit` is set.
-    pub fn list(&self, res: &ResourceInfo, namespace: Option<&str>, filter: &Filter, page: &Page) -> Result<Value, ApiError> {
+    pub fn list(
+        &self,
+        res: &ResourceInfo,
+        namespace: Option<&str>,
+        filter: &Filter,
+        page: &Page,
+    ) -> Result<Value, ApiError> {
         let start = match &page.continue_token {
             Some(token) => Some(decode_continue(token)?),
             None => None,
@@ -290,7 +328,10 @@ impl Api {
             let mut next = None;
             let mut remaining = 0usize;
             for (k, object) in txn.list(&res.group, &res.plural, namespace) {
-                if start.as_ref().is_some_and(|s| (&k.namespace, &k.name) <= (&s.0, &s.1)) {
+                if start
+                    .as_ref()
+                    .is_some_and(|s| (&k.namespace, &k.name) <= (&s.0, &s.1))
+                {
                     continue;
                 }
                 if !filter.matches(object) {
@@ -319,10 +360,18 @@ impl Api {
         })
     }
 
-    pub fn create(&self, res: &ResourceInfo, namespace: &str, body: Value, opts: WriteOptions<'_>) -> Result<Value, ApiError> {
+    pub fn create(
+        &self,
+        res: &ResourceInfo,
+        namespace: &str,
+        body: Value,
+        opts: WriteOptions<'_>,
+    ) -> Result<Value, ApiError> {
         check_identity(res, namespace, None, &body)?;
         self.store
-            .transact(|txn| self.insert_new(txn, res, namespace, body, Some(opts.manager), opts.dry_run))
+            .transact(|txn| {
+                self.insert_new(txn, res, namespace, body, Some(opts.manager), opts.dry_run)
+            })
             .map(|o| present(res, &o))
     }
 
@@ -367,7 +416,12 @@ impl Api {
         let now = meta::now();
         if let Some(manager) = manager {
             let api_version = res.api_version();
-            let actor = Actor { manager, api_version: &api_version, subresource: None, time: &now };
+            let actor = Actor {
+                manager,
+                api_version: &api_version,
+                subresource: None,
+                time: &now,
+            };
             apply::record_update(None, &mut object, &actor);
         }
         for field in SERVER_METADATA {
@@ -410,7 +464,10 @@ impl Api {
         self.store
             .transact(|txn| {
                 let k = key(res, namespace, name);
-                let old = txn.get(&k).cloned().ok_or_else(|| ApiError::not_found(res, name))?;
+                let old = txn
+                    .get(&k)
+                    .cloned()
+                    .ok_or_else(|| ApiError::not_found(res, name))?;
                 let body = change(&present(res, &old))?;
                 check_identity(res, namespace, Some(name), &body)?;
                 check_resource_version(res, &old, &body)?;
@@ -436,7 +493,14 @@ impl Api {
     }
 
     /// PUT: full replacement, 409 when the body's resourceVersion is stale.
-    pub fn replace(&self, res: &ResourceInfo, namespace: &str, name: &str, body: Value, opts: WriteOptions<'_>) -> Result<Value, ApiError> {
+    pub fn replace(
+        &self,
+        res: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+        body: Value,
+        opts: WriteOptions<'_>,
+    ) -> Result<Value, ApiError> {
         self.update_with(res, namespace, name, opts, |_| Ok(body))
     }
 
@@ -451,7 +515,9 @@ impl Api {
         force: bool,
     ) -> Result<(Value, bool), ApiError> {
         match patch {
-            Patch::Apply(config) => self.server_side_apply(res, namespace, name, config, opts, force),
+            Patch::Apply(config) => {
+                self.server_side_apply(res, namespace, name, config, opts, force)
+            }
             other => self
                 .update_with(res, namespace, name, opts, |old| other.apply_to(old))
                 .map(|o| (o, false)),
@@ -550,7 +616,9 @@ impl Api {
             new["metadata"]["generation"] = json!(generation);
         }
         let finalized = meta::is_deleting(&new)
-            && new["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty)
+            && new["metadata"]["finalizers"]
+                .as_array()
+                .is_none_or(Vec::is_empty)
             && !(k.group.is_empty() && k.plural == "namespaces");
         if dry_run {
             return Ok(new);
@@ -598,7 +666,13 @@ impl Api {
     }
 
     /// DELETE on a collection: deletes every matching object and returns them as a list.
-    pub fn delete_collection(&self, res: &ResourceInfo, namespace: Option<&str>, filter: &Filter, dry_run: bool) -> Value {
+    pub fn delete_collection(
+        &self,
+        res: &ResourceInfo,
+        namespace: Option<&str>,
+        filter: &Filter,
+        dry_run: bool,
+    ) -> Value {
         self.store.transact(|txn| {
             let keys: Vec<Key> = txn
                 .list(&res.group, &res.plural, namespace)
@@ -650,9 +724,9 @@ impl Api {
                     let owners = o["metadata"]["ownerReferences"].as_array();
                     owners.is_some_and(|refs| {
                         !refs.is_empty()
-                            && refs.iter().all(|r| {
-                                !uids.contains(r["uid"].as_str().unwrap_or_default())
-                            })
+                            && refs
+                                .iter()
+                                .all(|r| !uids.contains(r["uid"].as_str().unwrap_or_default()))
                     }) && !meta::is_deleting(o)
                 })
                 .map(|(k, _)| k.clone())

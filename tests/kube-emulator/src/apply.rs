@@ -219,7 +219,9 @@ fn encode_fields(fields: &BTreeSet<FieldPath>) -> Value {
     // A path that is both owned and has owned children is marked with ".", as in the real format.
     fn mark(node: &mut Map<String, Value>, path: &mut FieldPath, fields: &BTreeSet<FieldPath>) {
         for (key, child) in node.iter_mut() {
-            let Some(field) = key.strip_prefix("f:") else { continue };
+            let Some(field) = key.strip_prefix("f:") else {
+                continue;
+            };
             path.push(field.to_string());
             if let Some(child) = child.as_object_mut()
                 && !child.is_empty()
@@ -295,7 +297,12 @@ fn drop_nulls(value: &mut Value) {
 
 /// Applies `config` (already stripped of fields this endpoint ignores) on top of `live` for `actor`.
 /// Returns the merged object with updated managed fields, or a 409 naming the conflicting managers and fields.
-pub fn apply(live: &Value, config: &Value, actor: &Actor<'_>, force: bool) -> Result<Value, ApiError> {
+pub fn apply(
+    live: &Value,
+    config: &Value,
+    actor: &Actor<'_>,
+    force: bool,
+) -> Result<Value, ApiError> {
     let mut config = config.clone();
     drop_nulls(&mut config);
     let applied: BTreeMap<FieldPath, &Value> = leaves(&config);
@@ -400,8 +407,13 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, actor: &Actor<'_>) {
         .map(|(path, _)| path)
         .collect();
     if !changed.is_empty() {
-        for entry in entries.iter_mut().filter(|e| !e.is(actor, Operation::Update)) {
-            entry.fields.retain(|f| !changed.iter().any(|c| related(c, f)));
+        for entry in entries
+            .iter_mut()
+            .filter(|e| !e.is(actor, Operation::Update))
+        {
+            entry
+                .fields
+                .retain(|f| !changed.iter().any(|c| related(c, f)));
         }
         match entries.iter_mut().find(|e| e.is(actor, Operation::Update)) {
             Some(entry) => {
@@ -461,7 +473,13 @@ mod tests {
         let live = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
         let first = json!({"metadata": {"labels": {"a": "1", "b": "2"}}, "data": {"k": "v"}});
         let obj = apply(&live, &first, &actor("m1"), false).unwrap();
-        let obj = apply(&obj, &json!({"metadata": {"labels": {"b": "2"}}}), &actor("m2"), false).unwrap();
+        let obj = apply(
+            &obj,
+            &json!({"metadata": {"labels": {"b": "2"}}}),
+            &actor("m2"),
+            false,
+        )
+        .unwrap();
         let obj = apply(&obj, &json!({"data": {"k": "v"}}), &actor("m1"), false).unwrap();
         assert_eq!(obj["metadata"]["labels"], json!({"b": "2"}));
         assert_eq!(obj["data"], json!({"k": "v"}));
@@ -491,7 +509,13 @@ mod tests {
     #[test]
     fn update_takes_changed_fields_from_other_managers() {
         let live = json!({"metadata": {"name": "c"}});
-        let obj = apply(&live, &json!({"data": {"k": "v", "j": "1"}}), &actor("m1"), false).unwrap();
+        let obj = apply(
+            &live,
+            &json!({"data": {"k": "v", "j": "1"}}),
+            &actor("m1"),
+            false,
+        )
+        .unwrap();
         let mut new = obj.clone();
         new["data"]["k"] = json!("changed");
         record_update(Some(&obj), &mut new, &actor("editor"));
@@ -499,8 +523,22 @@ mod tests {
         let m1 = entries.iter().find(|e| e.manager == "m1").unwrap();
         let editor = entries.iter().find(|e| e.manager == "editor").unwrap();
         assert_eq!(m1.fields.len(), 1);
-        assert!(editor.fields.contains(&vec!["data".to_string(), "k".to_string()]));
-        let err = apply(&new, &json!({"data": {"k": "v", "j": "1"}}), &actor("m1"), false).unwrap_err();
-        assert!(err.message.contains("\"editor\" using v1"), "{}", err.message);
+        assert!(
+            editor
+                .fields
+                .contains(&vec!["data".to_string(), "k".to_string()])
+        );
+        let err = apply(
+            &new,
+            &json!({"data": {"k": "v", "j": "1"}}),
+            &actor("m1"),
+            false,
+        )
+        .unwrap_err();
+        assert!(
+            err.message.contains("\"editor\" using v1"),
+            "{}",
+            err.message
+        );
     }
 }

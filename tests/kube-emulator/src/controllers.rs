@@ -46,11 +46,8 @@ struct Kinds {
 
 impl Kinds {
     fn new(api: &Api) -> Self {
-        let find = |group: &str, plural: &str| {
-            api.store
-                .transact(|txn| txn.registry().find(group, "v1", plural))
-                .expect("built-in kind")
-        };
+        let find =
+            |group: &str, plural: &str| api.resource(group, "v1", plural).expect("built-in kind");
         Self {
             namespaces: find("", "namespaces"),
             nodes: find("", "nodes"),
@@ -98,7 +95,10 @@ fn is_ready(pod: &Value) -> bool {
 }
 
 fn is_finished(pod: &Value) -> bool {
-    matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+    matches!(
+        pod["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed")
+    )
 }
 
 /// Puts `value` at `key` of a status map, leaving it out when zero (the real fields are `omitempty`).
@@ -195,7 +195,12 @@ impl Controllers {
     pub fn bootstrap(&self, api_port: u16) -> Result<(), ApiError> {
         let system = main_write("kube-apiserver");
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-            self.api.create(&self.kinds.namespaces, "", json!({"metadata": {"name": ns}}), system)?;
+            self.api.create(
+                &self.kinds.namespaces,
+                "",
+                json!({"metadata": {"name": ns}}),
+                system,
+            )?;
         }
         for i in 1..=self.settings.nodes {
             let name = format!("emulator-node-{i}");
@@ -207,8 +212,10 @@ impl Controllers {
                 }},
                 "spec": {"podCIDR": format!("10.244.{i}.0/24"), "podCIDRs": [format!("10.244.{i}.0/24")]},
             });
-            self.api.create(&self.kinds.nodes, "", node, main_write("kubelet"))?;
-            let resources = json!({"cpu": "4", "memory": "8Gi", "pods": "110", "ephemeral-storage": "100Gi"});
+            self.api
+                .create(&self.kinds.nodes, "", node, main_write("kubelet"))?;
+            let resources =
+                json!({"cpu": "4", "memory": "8Gi", "pods": "110", "ephemeral-storage": "100Gi"});
             let ip = format!("10.0.0.{}", i + 1);
             self.api.update_with(&self.kinds.nodes, "", &name, status_write("kubelet"), |node| {
                 let mut node = node.clone();
@@ -243,7 +250,8 @@ impl Controllers {
         }
         let service = json!({"metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
             "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "targetPort": api_port}]}});
-        self.api.create(&self.kinds.services, "default", service, system)?;
+        self.api
+            .create(&self.kinds.services, "default", service, system)?;
         Ok(())
     }
 
@@ -301,7 +309,12 @@ impl Controllers {
                 let sa = json!({"metadata": {"name": "default"}});
                 log_failure(
                     "default service account",
-                    self.api.create(&self.kinds.service_accounts, name, sa, main_write(CONTROLLER_MANAGER)),
+                    self.api.create(
+                        &self.kinds.service_accounts,
+                        name,
+                        sa,
+                        main_write(CONTROLLER_MANAGER),
+                    ),
                 );
             }
         }
@@ -312,30 +325,50 @@ impl Controllers {
             if meta::condition(&crd, "Established").is_some_and(|c| c["status"] == "True") {
                 continue;
             }
-            let result = self.api.update_with(&self.kinds.crds, "", meta::name(&crd), status_write("kube-apiserver"), |crd| {
-                let mut crd = crd.clone();
-                let mut names = crd["spec"]["names"].clone();
-                let kind = names["kind"].as_str().unwrap_or_default().to_string();
-                if names["singular"].is_null() {
-                    names["singular"] = json!(kind.to_lowercase());
-                }
-                if names["listKind"].is_null() {
-                    names["listKind"] = json!(format!("{kind}List"));
-                }
-                let stored: Vec<Value> = crd["spec"]["versions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|v| v["storage"] == Value::Bool(true))
-                    .map(|v| v["name"].clone())
-                    .collect();
-                crd["status"]["acceptedNames"] = names;
-                crd["status"]["storedVersions"] = json!(stored);
-                let conditions = &mut crd["status"]["conditions"];
-                meta::set_condition(conditions, "NamesAccepted", "True", "NoConflicts", "no conflicts found", false);
-                meta::set_condition(conditions, "Established", "True", "InitialNamesAccepted", "the initial names have been accepted", false);
-                Ok(crd)
-            });
+            let result = self.api.update_with(
+                &self.kinds.crds,
+                "",
+                meta::name(&crd),
+                status_write("kube-apiserver"),
+                |crd| {
+                    let mut crd = crd.clone();
+                    let mut names = crd["spec"]["names"].clone();
+                    let kind = names["kind"].as_str().unwrap_or_default().to_string();
+                    if names["singular"].is_null() {
+                        names["singular"] = json!(kind.to_lowercase());
+                    }
+                    if names["listKind"].is_null() {
+                        names["listKind"] = json!(format!("{kind}List"));
+                    }
+                    let stored: Vec<Value> = crd["spec"]["versions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|v| v["storage"] == Value::Bool(true))
+                        .map(|v| v["name"].clone())
+                        .collect();
+                    crd["status"]["acceptedNames"] = names;
+                    crd["status"]["storedVersions"] = json!(stored);
+                    let conditions = &mut crd["status"]["conditions"];
+                    meta::set_condition(
+                        conditions,
+                        "NamesAccepted",
+                        "True",
+                        "NoConflicts",
+                        "no conflicts found",
+                        false,
+                    );
+                    meta::set_condition(
+                        conditions,
+                        "Established",
+                        "True",
+                        "InitialNamesAccepted",
+                        "the initial names have been accepted",
+                        false,
+                    );
+                    Ok(crd)
+                },
+            );
             log_failure("crd status", result);
         }
     }
@@ -381,7 +414,11 @@ impl Controllers {
             }
             Some(rs) => {
                 // A template that comes back (rollback) becomes the newest revision again.
-                let revision = if revision_of(rs) < max_revision { max_revision + 1 } else { revision_of(rs) };
+                let revision = if revision_of(rs) < max_revision {
+                    max_revision + 1
+                } else {
+                    revision_of(rs)
+                };
                 if int(&rs["spec"]["replicas"]) != desired || revision_of(rs) != revision {
                     let result = self.api.update_with(&self.kinds.replica_sets, ns, meta::name(rs), main_write(CONTROLLER_MANAGER), |rs| {
                         let mut rs = rs.clone();
@@ -399,23 +436,38 @@ impl Controllers {
         let new_available = new_rs.map_or(0, |rs| int(&rs["status"]["availableReplicas"]));
         let recreate = deployment["spec"]["strategy"]["type"] == "Recreate";
         if recreate || new_available >= desired {
-            for old in owned.iter().filter(|rs| rs["metadata"]["labels"][TEMPLATE_HASH] != hash.as_str()) {
+            for old in owned
+                .iter()
+                .filter(|rs| rs["metadata"]["labels"][TEMPLATE_HASH] != hash.as_str())
+            {
                 if int(&old["spec"]["replicas"]) != 0 {
-                    let result = self.api.update_with(&self.kinds.replica_sets, ns, meta::name(old), main_write(CONTROLLER_MANAGER), |rs| {
-                        let mut rs = rs.clone();
-                        rs["spec"]["replicas"] = json!(0);
-                        Ok(rs)
-                    });
+                    let result = self.api.update_with(
+                        &self.kinds.replica_sets,
+                        ns,
+                        meta::name(old),
+                        main_write(CONTROLLER_MANAGER),
+                        |rs| {
+                            let mut rs = rs.clone();
+                            rs["spec"]["replicas"] = json!(0);
+                            Ok(rs)
+                        },
+                    );
                     log_failure("scale down old replica set", result);
                 }
             }
         }
         if deployment["metadata"]["annotations"][REVISION] != revision.to_string().as_str() {
-            let result = self.api.update_with(&self.kinds.deployments, ns, name, main_write(CONTROLLER_MANAGER), |d| {
-                let mut d = d.clone();
-                d["metadata"]["annotations"][REVISION] = json!(revision.to_string());
-                Ok(d)
-            });
+            let result = self.api.update_with(
+                &self.kinds.deployments,
+                ns,
+                name,
+                main_write(CONTROLLER_MANAGER),
+                |d| {
+                    let mut d = d.clone();
+                    d["metadata"]["annotations"][REVISION] = json!(revision.to_string());
+                    Ok(d)
+                },
+            );
             log_failure("deployment revision", result);
         }
         self.deployment_status(deployment, owned, new_rs, &rs_name, desired)
@@ -446,20 +498,42 @@ impl Controllers {
         });
         log_failure(
             "create replica set",
-            self.api.create(&self.kinds.replica_sets, meta::namespace(deployment), rs, main_write(CONTROLLER_MANAGER)),
+            self.api.create(
+                &self.kinds.replica_sets,
+                meta::namespace(deployment),
+                rs,
+                main_write(CONTROLLER_MANAGER),
+            ),
         );
     }
 
-    fn deployment_status(&self, deployment: &Value, owned: &[&Value], new_rs: Option<&Value>, rs_name: &str, desired: i64) -> Option<Instant> {
-        let sum = |field: &str| owned.iter().map(|rs| int(&rs["status"][field])).sum::<i64>();
+    fn deployment_status(
+        &self,
+        deployment: &Value,
+        owned: &[&Value],
+        new_rs: Option<&Value>,
+        rs_name: &str,
+        desired: i64,
+    ) -> Option<Instant> {
+        let sum = |field: &str| {
+            owned
+                .iter()
+                .map(|rs| int(&rs["status"][field]))
+                .sum::<i64>()
+        };
         let replicas = sum("replicas");
         let ready = sum("readyReplicas");
         let available = sum("availableReplicas");
         let updated = new_rs.map_or(0, |rs| int(&rs["status"]["replicas"]));
         let new_available = new_rs.map_or(0, |rs| int(&rs["status"]["availableReplicas"]));
-        let complete = new_rs.is_some() && updated == desired && replicas == desired && new_available == desired;
+        let complete = new_rs.is_some()
+            && updated == desired
+            && replicas == desired
+            && new_available == desired;
         let minimum = available >= desired - max_unavailable(deployment, desired);
-        let deadline_seconds = deployment["spec"]["progressDeadlineSeconds"].as_i64().unwrap_or(600);
+        let deadline_seconds = deployment["spec"]["progressDeadlineSeconds"]
+            .as_i64()
+            .unwrap_or(600);
         let generation = deployment["metadata"]["generation"].clone();
 
         let progressing = meta::condition(deployment, "Progressing").cloned();
@@ -468,7 +542,9 @@ impl Controllers {
             .and_then(|c| c["lastUpdateTime"].as_str().and_then(meta::parse_time))
             .map(|t| (chrono::Utc::now() - t).num_seconds());
         let timed_out = !complete
-            && (progressing.as_ref().is_some_and(|c| c["reason"] == "ProgressDeadlineExceeded")
+            && (progressing
+                .as_ref()
+                .is_some_and(|c| c["reason"] == "ProgressDeadlineExceeded")
                 || since_progress.is_some_and(|s| s >= deadline_seconds))
             && new_rs.is_some();
         let next = if complete || timed_out {
@@ -478,37 +554,73 @@ impl Controllers {
             Some(Instant::now() + Duration::from_secs(remaining.max(1) as u64))
         };
 
-        let result = self.api.update_with(&self.kinds.deployments, meta::namespace(deployment), meta::name(deployment), status_write(CONTROLLER_MANAGER), |d| {
-            let mut d = d.clone();
-            if !d["status"].is_object() {
-                d["status"] = json!({});
-            }
-            let status = &mut d["status"];
-            status["observedGeneration"] = generation.clone();
-            set_count(status, "replicas", replicas);
-            set_count(status, "updatedReplicas", updated);
-            set_count(status, "readyReplicas", ready);
-            set_count(status, "availableReplicas", available);
-            set_count(status, "unavailableReplicas", (desired - available).max(0));
-            let conditions = &mut status["conditions"];
-            if minimum {
-                meta::set_condition(conditions, "Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.", true);
-            } else {
-                meta::set_condition(conditions, "Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.", true);
-            }
-            let current_reason = progressing.as_ref().map(|c| c["reason"].clone());
-            let (state, reason, message) = if complete {
-                ("True", "NewReplicaSetAvailable", format!("ReplicaSet \"{rs_name}\" has successfully progressed."))
-            } else if timed_out {
-                ("False", "ProgressDeadlineExceeded", format!("ReplicaSet \"{rs_name}\" has timed out progressing."))
-            } else if new_rs.is_none() || current_reason.is_none() {
-                ("True", "NewReplicaSetCreated", format!("Created new replica set \"{rs_name}\""))
-            } else {
-                ("True", "ReplicaSetUpdated", format!("ReplicaSet \"{rs_name}\" is progressing."))
-            };
-            meta::set_condition(conditions, "Progressing", state, reason, &message, true);
-            Ok(d)
-        });
+        let result = self.api.update_with(
+            &self.kinds.deployments,
+            meta::namespace(deployment),
+            meta::name(deployment),
+            status_write(CONTROLLER_MANAGER),
+            |d| {
+                let mut d = d.clone();
+                if !d["status"].is_object() {
+                    d["status"] = json!({});
+                }
+                let status = &mut d["status"];
+                status["observedGeneration"] = generation.clone();
+                set_count(status, "replicas", replicas);
+                set_count(status, "updatedReplicas", updated);
+                set_count(status, "readyReplicas", ready);
+                set_count(status, "availableReplicas", available);
+                set_count(status, "unavailableReplicas", (desired - available).max(0));
+                let conditions = &mut status["conditions"];
+                if minimum {
+                    meta::set_condition(
+                        conditions,
+                        "Available",
+                        "True",
+                        "MinimumReplicasAvailable",
+                        "Deployment has minimum availability.",
+                        true,
+                    );
+                } else {
+                    meta::set_condition(
+                        conditions,
+                        "Available",
+                        "False",
+                        "MinimumReplicasUnavailable",
+                        "Deployment does not have minimum availability.",
+                        true,
+                    );
+                }
+                let current_reason = progressing.as_ref().map(|c| c["reason"].clone());
+                let (state, reason, message) = if complete {
+                    (
+                        "True",
+                        "NewReplicaSetAvailable",
+                        format!("ReplicaSet \"{rs_name}\" has successfully progressed."),
+                    )
+                } else if timed_out {
+                    (
+                        "False",
+                        "ProgressDeadlineExceeded",
+                        format!("ReplicaSet \"{rs_name}\" has timed out progressing."),
+                    )
+                } else if new_rs.is_none() || current_reason.is_none() {
+                    (
+                        "True",
+                        "NewReplicaSetCreated",
+                        format!("Created new replica set \"{rs_name}\""),
+                    )
+                } else {
+                    (
+                        "True",
+                        "ReplicaSetUpdated",
+                        format!("ReplicaSet \"{rs_name}\" is progressing."),
+                    )
+                };
+                meta::set_condition(conditions, "Progressing", state, reason, &message, true);
+                Ok(d)
+            },
+        );
         log_failure("deployment status", result);
         next
     }
@@ -531,29 +643,51 @@ impl Controllers {
             }
             if count > desired {
                 // Remove unready pods first, then the newest, as the real controller prefers.
-                owned.sort_by_key(|p| (is_ready(p), std::cmp::Reverse(p["metadata"]["creationTimestamp"].as_str().unwrap_or_default().to_string())));
+                owned.sort_by_key(|p| {
+                    (
+                        is_ready(p),
+                        std::cmp::Reverse(
+                            p["metadata"]["creationTimestamp"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_string(),
+                        ),
+                    )
+                });
                 for pod in owned.iter().take((count - desired) as usize) {
                     log_failure(
                         "delete surplus pod",
-                        self.api.delete(&self.kinds.pods, ns, meta::name(pod), &Default::default(), false),
+                        self.api.delete(
+                            &self.kinds.pods,
+                            ns,
+                            meta::name(pod),
+                            &Default::default(),
+                            false,
+                        ),
                     );
                 }
             }
             let ready = owned.iter().filter(|p| is_ready(p)).count() as i64;
             let generation = rs["metadata"]["generation"].clone();
-            let result = self.api.update_with(&self.kinds.replica_sets, ns, meta::name(&rs), status_write(CONTROLLER_MANAGER), |rs| {
-                let mut rs = rs.clone();
-                if !rs["status"].is_object() {
-                    rs["status"] = json!({});
-                }
-                let status = &mut rs["status"];
-                status["replicas"] = json!(count);
-                set_count(status, "fullyLabeledReplicas", count);
-                set_count(status, "readyReplicas", ready);
-                set_count(status, "availableReplicas", ready);
-                status["observedGeneration"] = generation.clone();
-                Ok(rs)
-            });
+            let result = self.api.update_with(
+                &self.kinds.replica_sets,
+                ns,
+                meta::name(&rs),
+                status_write(CONTROLLER_MANAGER),
+                |rs| {
+                    let mut rs = rs.clone();
+                    if !rs["status"].is_object() {
+                        rs["status"] = json!({});
+                    }
+                    let status = &mut rs["status"];
+                    status["replicas"] = json!(count);
+                    set_count(status, "fullyLabeledReplicas", count);
+                    set_count(status, "readyReplicas", ready);
+                    set_count(status, "availableReplicas", ready);
+                    status["observedGeneration"] = generation.clone();
+                    Ok(rs)
+                },
+            );
             log_failure("replica set status", result);
         }
     }
@@ -578,7 +712,12 @@ impl Controllers {
         let pod = json!({"metadata": metadata, "spec": template["spec"]});
         log_failure(
             "create pod",
-            self.api.create(&self.kinds.pods, meta::namespace(owner), pod, main_write(CONTROLLER_MANAGER)),
+            self.api.create(
+                &self.kinds.pods,
+                meta::namespace(owner),
+                pod,
+                main_write(CONTROLLER_MANAGER),
+            ),
         );
     }
 
@@ -589,10 +728,16 @@ impl Controllers {
             if meta::is_deleting(&job) || done || job["spec"]["suspend"] == Value::Bool(true) {
                 continue;
             }
-            let owned: Vec<&Value> = pods.iter().filter(|p| meta::is_controlled_by(p, meta::uid(&job))).collect();
+            let owned: Vec<&Value> = pods
+                .iter()
+                .filter(|p| meta::is_controlled_by(p, meta::uid(&job)))
+                .collect();
             let completions = job["spec"]["completions"].as_i64().unwrap_or(1);
             let parallelism = job["spec"]["parallelism"].as_i64().unwrap_or(1);
-            let succeeded = owned.iter().filter(|p| p["status"]["phase"] == "Succeeded").count() as i64;
+            let succeeded = owned
+                .iter()
+                .filter(|p| p["status"]["phase"] == "Succeeded")
+                .count() as i64;
             let active = owned.iter().filter(|p| !is_finished(p)).count() as i64;
             let ready = owned.iter().filter(|p| is_ready(p)).count() as i64;
             let wanted_active = parallelism.min(completions - succeeded).max(0);
@@ -603,28 +748,48 @@ impl Controllers {
                 self.create_pod(&job, &job["spec"]["template"], labels);
             }
             let complete = succeeded >= completions;
-            let result = self.api.update_with(&self.kinds.jobs, meta::namespace(&job), meta::name(&job), status_write(CONTROLLER_MANAGER), |job| {
-                let mut job = job.clone();
-                if !job["status"].is_object() {
-                    job["status"] = json!({});
-                }
-                let status = &mut job["status"];
-                if status["startTime"].is_null() {
-                    status["startTime"] = json!(meta::now());
-                }
-                set_count(status, "active", if complete { 0 } else { active });
-                set_count(status, "succeeded", succeeded);
-                status["ready"] = json!(if complete { 0 } else { ready });
-                status["terminating"] = json!(0);
-                status["uncountedTerminatedPods"] = json!({});
-                if complete {
-                    status["completionTime"] = json!(meta::now());
-                    let conditions = &mut status["conditions"];
-                    meta::set_condition(conditions, "SuccessCriteriaMet", "True", "CompletionsReached", "Reached expected number of succeeded pods", false);
-                    meta::set_condition(conditions, "Complete", "True", "CompletionsReached", "Reached expected number of succeeded pods", false);
-                }
-                Ok(job)
-            });
+            let result = self.api.update_with(
+                &self.kinds.jobs,
+                meta::namespace(&job),
+                meta::name(&job),
+                status_write(CONTROLLER_MANAGER),
+                |job| {
+                    let mut job = job.clone();
+                    if !job["status"].is_object() {
+                        job["status"] = json!({});
+                    }
+                    let status = &mut job["status"];
+                    if status["startTime"].is_null() {
+                        status["startTime"] = json!(meta::now());
+                    }
+                    set_count(status, "active", if complete { 0 } else { active });
+                    set_count(status, "succeeded", succeeded);
+                    status["ready"] = json!(if complete { 0 } else { ready });
+                    status["terminating"] = json!(0);
+                    status["uncountedTerminatedPods"] = json!({});
+                    if complete {
+                        status["completionTime"] = json!(meta::now());
+                        let conditions = &mut status["conditions"];
+                        meta::set_condition(
+                            conditions,
+                            "SuccessCriteriaMet",
+                            "True",
+                            "CompletionsReached",
+                            "Reached expected number of succeeded pods",
+                            false,
+                        );
+                        meta::set_condition(
+                            conditions,
+                            "Complete",
+                            "True",
+                            "CompletionsReached",
+                            "Reached expected number of succeeded pods",
+                            false,
+                        );
+                    }
+                    Ok(job)
+                },
+            );
             log_failure("job status", result);
         }
     }
@@ -659,21 +824,33 @@ impl Controllers {
         let node = match pod["spec"]["nodeName"].as_str() {
             Some(node) => node.to_string(),
             None => {
-                let index = name.bytes().map(usize::from).sum::<usize>() % self.settings.nodes.max(1);
+                let index =
+                    name.bytes().map(usize::from).sum::<usize>() % self.settings.nodes.max(1);
                 let node = format!("emulator-node-{}", index + 1);
-                let result = self.api.update_with(&self.kinds.pods, ns, name, main_write("kube-scheduler"), |p| {
-                    let mut p = p.clone();
-                    p["spec"]["nodeName"] = json!(node);
-                    Ok(p)
-                });
+                let result = self.api.update_with(
+                    &self.kinds.pods,
+                    ns,
+                    name,
+                    main_write("kube-scheduler"),
+                    |p| {
+                        let mut p = p.clone();
+                        p["spec"]["nodeName"] = json!(node);
+                        Ok(p)
+                    },
+                );
                 log_failure("bind pod", result);
                 node
             }
         };
-        let containers: Vec<Value> = pod["spec"]["containers"].as_array().cloned().unwrap_or_default();
-        let never_ready = containers
-            .iter()
-            .any(|c| c["image"].as_str().is_some_and(|i| i.contains(&self.settings.never_ready_marker)));
+        let containers: Vec<Value> = pod["spec"]["containers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let never_ready = containers.iter().any(|c| {
+            c["image"]
+                .as_str()
+                .is_some_and(|i| i.contains(&self.settings.never_ready_marker))
+        });
         let job_pod = pod["metadata"]["ownerReferences"]
             .as_array()
             .into_iter()
@@ -682,9 +859,17 @@ impl Controllers {
         let succeeded = job_pod && !never_ready;
         let ready = !never_ready && !succeeded;
         let started = meta::now();
-        let pod_ip = format!("10.244.{}.{}", (self.next_pod_ip >> 8) & 0xff, self.next_pod_ip & 0xff);
+        let pod_ip = format!(
+            "10.244.{}.{}",
+            (self.next_pod_ip >> 8) & 0xff,
+            self.next_pod_ip & 0xff
+        );
         self.next_pod_ip += 1;
-        let node_index: u32 = node.rsplit('-').next().and_then(|i| i.parse().ok()).unwrap_or(1);
+        let node_index: u32 = node
+            .rsplit('-')
+            .next()
+            .and_then(|i| i.parse().ok())
+            .unwrap_or(1);
         let host_ip = format!("10.0.0.{}", node_index + 1);
         let statuses: Vec<Value> = containers
             .iter()
@@ -708,53 +893,90 @@ impl Controllers {
                 })
             })
             .collect();
-        let unready: Vec<&str> = containers.iter().filter_map(|c| c["name"].as_str()).collect();
-        let result = self.api.update_with(&self.kinds.pods, ns, name, status_write("kubelet"), |p| {
-            let mut p = p.clone();
-            let status = &mut p["status"];
-            status["phase"] = json!(if succeeded { "Succeeded" } else { "Running" });
-            status["hostIP"] = json!(host_ip);
-            status["hostIPs"] = json!([{"ip": host_ip}]);
-            status["podIP"] = json!(pod_ip);
-            status["podIPs"] = json!([{"ip": pod_ip}]);
-            status["startTime"] = json!(started);
-            status["containerStatuses"] = json!(statuses);
-            let conditions = &mut status["conditions"];
-            meta::set_condition(conditions, "PodReadyToStartContainers", if succeeded { "False" } else { "True" }, "", "", false);
-            meta::set_condition(conditions, "Initialized", "True", "", "", false);
-            let (state, reason, message) = if ready {
-                ("True", "", String::new())
-            } else if succeeded {
-                ("False", "PodCompleted", String::new())
-            } else {
-                ("False", "ContainersNotReady", format!("containers with unready status: [{}]", unready.join(" ")))
-            };
-            meta::set_condition(conditions, "Ready", state, reason, &message, false);
-            meta::set_condition(conditions, "ContainersReady", state, reason, &message, false);
-            meta::set_condition(conditions, "PodScheduled", "True", "", "", false);
-            Ok(p)
-        });
+        let unready: Vec<&str> = containers
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        let result =
+            self.api
+                .update_with(&self.kinds.pods, ns, name, status_write("kubelet"), |p| {
+                    let mut p = p.clone();
+                    let status = &mut p["status"];
+                    status["phase"] = json!(if succeeded { "Succeeded" } else { "Running" });
+                    status["hostIP"] = json!(host_ip);
+                    status["hostIPs"] = json!([{"ip": host_ip}]);
+                    status["podIP"] = json!(pod_ip);
+                    status["podIPs"] = json!([{"ip": pod_ip}]);
+                    status["startTime"] = json!(started);
+                    status["containerStatuses"] = json!(statuses);
+                    let conditions = &mut status["conditions"];
+                    meta::set_condition(
+                        conditions,
+                        "PodReadyToStartContainers",
+                        if succeeded { "False" } else { "True" },
+                        "",
+                        "",
+                        false,
+                    );
+                    meta::set_condition(conditions, "Initialized", "True", "", "", false);
+                    let (state, reason, message) = if ready {
+                        ("True", "", String::new())
+                    } else if succeeded {
+                        ("False", "PodCompleted", String::new())
+                    } else {
+                        (
+                            "False",
+                            "ContainersNotReady",
+                            format!("containers with unready status: [{}]", unready.join(" ")),
+                        )
+                    };
+                    meta::set_condition(conditions, "Ready", state, reason, &message, false);
+                    meta::set_condition(
+                        conditions,
+                        "ContainersReady",
+                        state,
+                        reason,
+                        &message,
+                        false,
+                    );
+                    meta::set_condition(conditions, "PodScheduled", "True", "", "", false);
+                    Ok(p)
+                });
         log_failure("pod status", result);
     }
 
     /// LoadBalancer Services and Ingresses get a loopback address, standing in for a cloud load balancer.
     fn load_balancers(&self) {
-        let needs_address = |o: &Value| o["status"]["loadBalancer"]["ingress"].as_array().is_none_or(Vec::is_empty);
+        let needs_address = |o: &Value| {
+            o["status"]["loadBalancer"]["ingress"]
+                .as_array()
+                .is_none_or(Vec::is_empty)
+        };
         let targets = self
             .list(&self.kinds.services)
             .into_iter()
             .filter(|s| s["spec"]["type"] == "LoadBalancer")
             .map(|s| (&self.kinds.services, s))
-            .chain(self.list(&self.kinds.ingresses).into_iter().map(|i| (&self.kinds.ingresses, i)));
+            .chain(
+                self.list(&self.kinds.ingresses)
+                    .into_iter()
+                    .map(|i| (&self.kinds.ingresses, i)),
+            );
         for (res, object) in targets {
             if !needs_address(&object) || meta::is_deleting(&object) {
                 continue;
             }
-            let result = self.api.update_with(res, meta::namespace(&object), meta::name(&object), status_write(CONTROLLER_MANAGER), |o| {
-                let mut o = o.clone();
-                o["status"]["loadBalancer"] = json!({"ingress": [{"ip": "127.0.0.1"}]});
-                Ok(o)
-            });
+            let result = self.api.update_with(
+                res,
+                meta::namespace(&object),
+                meta::name(&object),
+                status_write(CONTROLLER_MANAGER),
+                |o| {
+                    let mut o = o.clone();
+                    o["status"]["loadBalancer"] = json!({"ingress": [{"ip": "127.0.0.1"}]});
+                    Ok(o)
+                },
+            );
             log_failure("load balancer status", result);
         }
     }

@@ -83,7 +83,11 @@ pub fn group(registry: &Registry, group: &str) -> Option<Value> {
     Some(entry)
 }
 
-fn in_group_version<'a>(registry: &'a Registry, group: &'a str, version: &'a str) -> impl Iterator<Item = &'a ResourceInfo> {
+fn in_group_version<'a>(
+    registry: &'a Registry,
+    group: &'a str,
+    version: &'a str,
+) -> impl Iterator<Item = &'a ResourceInfo> {
     registry
         .all()
         .iter()
@@ -202,8 +206,8 @@ pub fn aggregated(registry: &Registry, core: bool, api_version: &str) -> Value {
     })
 }
 
-/// Content type kubectl asks `/openapi/v2` for.
-pub const OPENAPI_V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+/// Content type of the protobuf OpenAPI v2 document (clients ask with `...spec.v2@v1.0+protobuf`).
+pub const OPENAPI_V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
 /// An OpenAPI v2 document with no paths or definitions, so clients validate nothing client-side and
 /// learn that the server does not advertise `fieldValidation`. Protobuf when asked for, else JSON.

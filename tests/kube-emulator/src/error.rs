@@ -92,8 +92,9 @@ impl ApiError {
         let causes: Vec<Value> = causes
             .iter()
             .map(|(manager, field)| {
+                // StatusCause serializes its type under `reason`.
                 json!({
-                    "type": "FieldManagerConflict",
+                    "reason": "FieldManagerConflict",
                     "message": format!("conflict with {manager}"),
                     "field": field,
                 })
@@ -148,9 +149,16 @@ impl ApiError {
         Self::new(
             403,
             "Forbidden",
-            format!("{} \"{name}\" is forbidden: {why}", res.qualified_resource()),
+            format!(
+                "{} \"{name}\" is forbidden: {why}",
+                res.qualified_resource()
+            ),
         )
         .with_details(Self::resource_details(res, name))
+    }
+
+    pub fn internal(message: &str) -> Self {
+        Self::new(500, "InternalError", message)
     }
 
     pub fn unauthorized() -> Self {
@@ -159,8 +167,12 @@ impl ApiError {
 
     /// Raw path that no resource serves.
     pub fn path_not_found() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
-            .with_details(json!({}))
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+        .with_details(json!({}))
     }
 
     pub fn method_not_allowed(what: &str) -> Self {
@@ -180,7 +192,9 @@ impl ApiError {
         Self::new(
             415,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/apply-patch+yaml, application/merge-patch+json, application/strategic-merge-patch+json, application/json-patch+json (got {content_type:?})"),
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/apply-patch+yaml, application/merge-patch+json, application/strategic-merge-patch+json, application/json-patch+json (got {content_type:?})"
+            ),
         )
     }
 

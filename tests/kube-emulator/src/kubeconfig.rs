@@ -33,9 +33,7 @@ pub fn render(credentials: &Credentials<'_>) -> Result<String, serde_yaml::Error
         token_user["token"] = json!(token);
     }
     let mut users = vec![json!({"name": CONTEXT, "user": token_user})];
-    let context = |name: &str| {
-        json!({"name": name, "context": {"cluster": CONTEXT, "user": name, "namespace": "default"}})
-    };
+    let context = |name: &str| json!({"name": name, "context": {"cluster": CONTEXT, "user": name, "namespace": "default"}});
     let mut contexts = vec![context(CONTEXT)];
     if let Some((cert, key)) = credentials.client_cert {
         users.push(json!({"name": CERT_CONTEXT, "user": {

@@ -36,7 +36,6 @@ pub struct LogStore {
 /// Parameters of a log read.
 #[derive(Debug, Clone, Default)]
 pub struct LogOptions {
-    pub container: Option<String>,
     pub follow: bool,
     pub since: Option<DateTime<Utc>>,
     pub tail_lines: Option<usize>,
@@ -106,7 +105,11 @@ impl LogStore {
         let mut events = store.events();
         loop {
             match events.recv().await {
-                Ok(event) if event.kind == EventType::Deleted && event.key.plural == "pods" && event.key.group.is_empty() => {
+                Ok(event)
+                    if event.kind == EventType::Deleted
+                        && event.key.plural == "pods"
+                        && event.key.group.is_empty() =>
+                {
                     let mut pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
                     pods.remove(meta::uid(&event.object));
                 }
@@ -117,7 +120,13 @@ impl LogStore {
     }
 
     /// Reads (and with `follow`, keeps streaming) the log of `pod` as a plain-text body.
-    pub fn read(self: &Arc<Self>, store: Arc<Store>, pod: &Value, options: LogOptions, container: String) -> ReceiverStream<Bytes> {
+    pub fn read(
+        self: &Arc<Self>,
+        store: Arc<Store>,
+        pod: &Value,
+        options: LogOptions,
+        container: String,
+    ) -> ReceiverStream<Bytes> {
         let uid = meta::uid(pod).to_string();
         // Subscribe to deletions before checking that the pod still exists, so no deletion is missed.
         let mut events = store.events();
@@ -172,12 +181,21 @@ impl LogStore {
 }
 
 /// Sends one formatted line within the byte budget; false when the reader is gone or the budget is spent.
-async fn send_line(tx: &mpsc::Sender<Bytes>, line: &LogLine, timestamps: bool, budget: &mut usize) -> bool {
+async fn send_line(
+    tx: &mpsc::Sender<Bytes>,
+    line: &LogLine,
+    timestamps: bool,
+    budget: &mut usize,
+) -> bool {
     if *budget == 0 {
         return false;
     }
     let mut text = if timestamps {
-        format!("{} {}\n", line.time.to_rfc3339_opts(SecondsFormat::Nanos, true), line.text)
+        format!(
+            "{} {}\n",
+            line.time.to_rfc3339_opts(SecondsFormat::Nanos, true),
+            line.text
+        )
     } else {
         format!("{}\n", line.text)
     };

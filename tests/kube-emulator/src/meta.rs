@@ -63,7 +63,8 @@ pub fn is_controlled_by(object: &Value, owner_uid: &str) -> bool {
 }
 
 /// Sets a condition in `conditions` (an array value), keeping `lastTransitionTime` when the status is unchanged
-/// and leaving everything untouched when nothing changed, so reconciling twice writes nothing.
+/// and leaving everything untouched when nothing changed, so reconciling twice writes nothing. Empty reasons
+/// and messages are left out, as real controllers do.
 pub fn set_condition(
     conditions: &mut Value,
     kind: &str,
@@ -76,30 +77,38 @@ pub fn set_condition(
         *conditions = json!([]);
     }
     let list = conditions.as_array_mut().expect("just made an array");
-    let now = now();
-    let existing = list.iter_mut().find(|c| c["type"] == kind);
-    match existing {
-        Some(c) if c["status"] == status && c["reason"] == reason && c["message"] == message => {}
-        Some(c) => {
-            if c["status"] != status {
-                c["lastTransitionTime"] = json!(now);
+    let text = |c: &Value, key: &str| c[key].as_str().unwrap_or_default().to_string();
+    let index = match list.iter().position(|c| c["type"] == kind) {
+        Some(i) => {
+            let c = &list[i];
+            if text(c, "status") == status
+                && text(c, "reason") == reason
+                && text(c, "message") == message
+            {
+                return;
             }
-            c["status"] = json!(status);
-            c["reason"] = json!(reason);
-            c["message"] = json!(message);
-            if with_update_time {
-                c["lastUpdateTime"] = json!(now);
-            }
+            i
         }
         None => {
-            let mut c = json!({
-                "type": kind, "status": status, "reason": reason, "message": message,
-                "lastTransitionTime": now,
-            });
-            if with_update_time {
-                c["lastUpdateTime"] = json!(now);
-            }
-            list.push(c);
+            list.push(json!({"type": kind}));
+            list.len() - 1
+        }
+    };
+    let now = now();
+    let c = &mut list[index];
+    if text(c, "status") != status {
+        c["lastTransitionTime"] = json!(now);
+    }
+    if with_update_time {
+        c["lastUpdateTime"] = json!(now);
+    }
+    c["status"] = json!(status);
+    let fields = c.as_object_mut().expect("conditions are objects");
+    for (key, value) in [("reason", reason), ("message", message)] {
+        if value.is_empty() {
+            fields.remove(key);
+        } else {
+            fields.insert(key.into(), json!(value));
         }
     }
 }

@@ -159,14 +159,6 @@ impl Registry {
             .cloned()
     }
 
-    /// The built-in or custom resource for a kind in an `apiVersion`, e.g. for owner references.
-    pub fn find_kind(&self, api_version: &str, kind: &str) -> Option<Arc<ResourceInfo>> {
-        self.resources
-            .iter()
-            .find(|r| r.api_version() == api_version && r.kind == kind)
-            .cloned()
-    }
-
     pub fn all(&self) -> &[Arc<ResourceInfo>] {
         &self.resources
     }
@@ -191,7 +183,10 @@ impl Registry {
 
     /// Serves the kinds of a CustomResourceDefinition (replacing what an earlier version of it served).
     pub fn register_crd(&mut self, crd: &Value) -> Result<(), Vec<(String, String)>> {
-        let name = crd["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let name = crd["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let spec = &crd["spec"];
         let group = spec["group"].as_str().unwrap_or_default();
         let names = &spec["names"];
@@ -217,14 +212,22 @@ impl Registry {
         if scope != "Namespaced" && scope != "Cluster" {
             errors.push((
                 "spec.scope".into(),
-                format!("Unsupported value: \"{scope}\": supported values: \"Cluster\", \"Namespaced\""),
+                format!(
+                    "Unsupported value: \"{scope}\": supported values: \"Cluster\", \"Namespaced\""
+                ),
             ));
         }
         let versions = spec["versions"].as_array().cloned().unwrap_or_default();
-        if versions.is_empty() {
-            errors.push(("spec.versions".into(), "Invalid value: must have exactly one version marked as storage version".into()));
-        } else if versions.iter().filter(|v| v["storage"] == Value::Bool(true)).count() != 1 {
-            errors.push(("spec.versions".into(), "Invalid value: must have exactly one version marked as storage version".into()));
+        if versions
+            .iter()
+            .filter(|v| v["storage"] == Value::Bool(true))
+            .count()
+            != 1
+        {
+            errors.push((
+                "spec.versions".into(),
+                "Invalid value: must have exactly one version marked as storage version".into(),
+            ));
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -232,10 +235,17 @@ impl Registry {
         self.unregister_crd(&name);
         let strings = |v: &Value| -> Vec<String> {
             v.as_array()
-                .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default()
         };
-        for version in versions.iter().filter(|v| v["served"] != Value::Bool(false)) {
+        for version in versions
+            .iter()
+            .filter(|v| v["served"] != Value::Bool(false))
+        {
             self.resources.push(Arc::new(ResourceInfo {
                 group: group.into(),
                 version: version["name"].as_str().unwrap_or_default().into(),

@@ -98,7 +98,11 @@ impl LabelSelector {
                 ));
             }
         }
-        for expr in selector["matchExpressions"].as_array().into_iter().flatten() {
+        for expr in selector["matchExpressions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             let key = expr["key"].as_str().unwrap_or_default().to_string();
             let values: BTreeSet<String> = expr["values"]
                 .as_array()
@@ -114,10 +118,6 @@ impl LabelSelector {
             });
         }
         Self { requirements }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.requirements.is_empty()
     }
 
     /// Whether an object's `metadata.labels` satisfy every requirement.
@@ -155,7 +155,8 @@ fn split_set_operator(part: &str) -> Option<(&str, (bool, &str))> {
     if let Some(values) = rest.strip_prefix("notin") {
         Some((key, (true, values.trim())))
     } else {
-        rest.strip_prefix("in").map(|values| (key, (false, values.trim())))
+        rest.strip_prefix("in")
+            .map(|values| (key, (false, values.trim())))
     }
 }
 
@@ -164,7 +165,9 @@ fn checked_key(key: &str) -> Result<String, String> {
     let name = key.rsplit('/').next().unwrap_or(key);
     let valid = !name.is_empty()
         && name.len() <= 63
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric());
     if valid {
@@ -241,13 +244,29 @@ mod tests {
     fn label_selector_operators() {
         let o = obj(json!({"app": "a", "tier": "web"}));
         let yes = [
-            "app=a", "app==a", "app!=b", "app in (a,b)", "app in (a, b),tier", "x notin (a)",
-            "app notin (b)", "!x", "tier", "",
+            "app=a",
+            "app==a",
+            "app!=b",
+            "app in (a,b)",
+            "app in (a, b),tier",
+            "x notin (a)",
+            "app notin (b)",
+            "!x",
+            "tier",
+            "",
         ];
         for s in yes {
             assert!(LabelSelector::parse(s).unwrap().matches(&o), "{s}");
         }
-        let no = ["app=b", "app!=a", "app in (b,c)", "app notin (a)", "!app", "x", "app=a,tier=db"];
+        let no = [
+            "app=b",
+            "app!=a",
+            "app in (b,c)",
+            "app notin (a)",
+            "!app",
+            "x",
+            "app=a,tier=db",
+        ];
         for s in no {
             assert!(!LabelSelector::parse(s).unwrap().matches(&o), "{s}");
         }
@@ -265,6 +284,10 @@ mod tests {
         assert!(!sel.matches(&obj(json!({"app": "a"}))));
         let f = FieldSelector::parse("metadata.name=n,metadata.namespace!=other").unwrap();
         assert!(f.matches(&obj(json!({}))));
-        assert!(!FieldSelector::parse("metadata.name=m").unwrap().matches(&obj(json!({}))));
+        assert!(
+            !FieldSelector::parse("metadata.name=m")
+                .unwrap()
+                .matches(&obj(json!({})))
+        );
     }
 }

@@ -93,14 +93,9 @@ impl Txn<'_> {
         plural: &'s str,
         namespace: Option<&'s str>,
     ) -> impl Iterator<Item = (&'s Key, &'s Value)> + 's {
-        self.inner
-            .objects
-            .iter()
-            .filter(move |(k, _)| {
-                k.group == group
-                    && k.plural == plural
-                    && namespace.is_none_or(|ns| k.namespace == ns)
-            })
+        self.inner.objects.iter().filter(move |(k, _)| {
+            k.group == group && k.plural == plural && namespace.is_none_or(|ns| k.namespace == ns)
+        })
     }
 
     /// Every stored object (for garbage collection and namespace cleanup).

@@ -34,7 +34,10 @@ impl WatchRequest {
     fn wants(&self, event: &Event) -> bool {
         event.key.group == self.res.group
             && event.key.plural == self.res.plural
-            && self.namespace.as_ref().is_none_or(|ns| *ns == event.key.namespace)
+            && self
+                .namespace
+                .as_ref()
+                .is_none_or(|ns| *ns == event.key.namespace)
     }
 
     /// The event this watcher sees, if any: an object entering the selection is ADDED, one leaving is DELETED.
@@ -85,19 +88,24 @@ pub fn start(store: &Store, request: WatchRequest) -> Result<ReceiverStream<Byte
     let since = match request.resource_version.as_deref() {
         None | Some("") | Some("0") => None,
         Some(_) if request.send_initial_events => None,
-        Some(rv) => Some(rv.parse::<u64>().map_err(|_| {
-            ApiError::bad_request(format!("invalid resource version {rv:?}"))
-        })?),
+        Some(rv) => Some(
+            rv.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version {rv:?}")))?,
+        ),
     };
     let (tx, rx) = mpsc::channel(256);
     let initial = |txn: &crate::store::Txn<'_>| -> Vec<Value> {
         if since.is_some() {
             return Vec::new();
         }
-        txn.list(&request.res.group, &request.res.plural, request.namespace.as_deref())
-            .filter(|(_, o)| request.filter.matches(o))
-            .map(|(_, o)| present(&request.res, o))
-            .collect()
+        txn.list(
+            &request.res.group,
+            &request.res.plural,
+            request.namespace.as_deref(),
+        )
+        .filter(|(_, o)| request.filter.matches(o))
+        .map(|(_, o)| present(&request.res, o))
+        .collect()
     };
     match store.subscribe(since, initial) {
         Ok(subscription) => {
@@ -146,7 +154,11 @@ async fn stream_live(
         tokio::time::Instant::now() + BOOKMARK_INTERVAL,
         BOOKMARK_INTERVAL,
     );
-    let deadline = tokio::time::sleep(request.timeout.unwrap_or(Duration::from_secs(365 * 24 * 3600)));
+    let deadline = tokio::time::sleep(
+        request
+            .timeout
+            .unwrap_or(Duration::from_secs(365 * 24 * 3600)),
+    );
     tokio::pin!(deadline);
     loop {
         let out = tokio::select! {

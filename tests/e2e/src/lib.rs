@@ -1,0 +1,9 @@
+//! Shared pieces of the end-to-end tests, the quick-start stack (`devstack`) and the agent-swarm benchmark:
+//! a local stack of real processes, a small REST client, and a raw agent speaking the gRPC protocol.
+
+pub mod api;
+pub mod raw_agent;
+pub mod stack;
+
+pub use api::Api;
+pub use stack::{ClusterHandle, Stack, StackOptions};

@@ -1,0 +1,107 @@
+//! A minimal agent speaking the gRPC protocol directly, for tests that must misbehave on purpose and for
+//! the swarm benchmark. The real agent is `node-agent`.
+
+use std::time::Duration;
+
+use agent_protocol::agent_service_client::AgentServiceClient;
+use agent_protocol::{AgentMessage, BootstrapRequest, BootstrapResponse, ControlMessage, Hello};
+use anyhow::Context;
+use rcgen::{CertificateParams, KeyPair};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+/// A key pair and the CSR for it (the subject is irrelevant: the server ignores it).
+pub fn key_and_csr() -> anyhow::Result<(KeyPair, String)> {
+    let key = KeyPair::generate()?;
+    let csr = CertificateParams::new(Vec::<String>::new())?
+        .serialize_request(&key)?
+        .pem()?;
+    Ok((key, csr))
+}
+
+/// A TLS channel to the agent service, pinned to `ca_pem`, with a client identity when given.
+pub async fn channel(endpoint: &str, ca_pem: &str, identity: Option<(&str, &str)>) -> anyhow::Result<Channel> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca_pem))
+        .domain_name("localhost");
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    Ok(Endpoint::from_shared(endpoint.to_string())?
+        .tls_config(tls)?
+        .connect_timeout(Duration::from_secs(10))
+        .connect()
+        .await?)
+}
+
+/// Client credentials obtained through `Bootstrap`.
+pub struct Credentials {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub response: BootstrapResponse,
+}
+
+pub async fn bootstrap(endpoint: &str, ca_pem: &str, token: &str) -> Result<Credentials, tonic::Status> {
+    let channel = channel(endpoint, ca_pem, None)
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let (key, csr_pem) = key_and_csr().map_err(|e| tonic::Status::internal(e.to_string()))?;
+    let response = AgentServiceClient::new(channel)
+        .bootstrap(BootstrapRequest {
+            token: token.to_string(),
+            csr_pem,
+            agent_version: "raw-agent".into(),
+        })
+        .await?
+        .into_inner();
+    Ok(Credentials {
+        cert_pem: response.certificate_pem.clone(),
+        key_pem: key.serialize_pem(),
+        response,
+    })
+}
+
+/// An open session: send with `tx`, receive with `rx`.
+pub struct RawSession {
+    pub tx: mpsc::Sender<AgentMessage>,
+    pub rx: tonic::Streaming<ControlMessage>,
+}
+
+/// Opens a session and sends Hello; the first message received should be Welcome.
+pub async fn open_session(channel: Channel, max_concurrent_tasks: u32) -> Result<RawSession, tonic::Status> {
+    let (tx, rx) = mpsc::channel(64);
+    tx.send(AgentMessage {
+        msg: Some(agent_protocol::agent_message::Msg::Hello(Hello {
+            agent_version: "raw-agent".into(),
+            max_concurrent_tasks,
+        })),
+    })
+    .await
+    .map_err(|_| tonic::Status::internal("local channel closed"))?;
+    let response = AgentServiceClient::new(channel)
+        .session(ReceiverStream::new(rx))
+        .await?;
+    Ok(RawSession {
+        tx,
+        rx: response.into_inner(),
+    })
+}
+
+impl RawSession {
+    /// The next message, or the status the stream ended with.
+    pub async fn next(&mut self, timeout: Duration) -> anyhow::Result<Result<ControlMessage, tonic::Status>> {
+        match tokio::time::timeout(timeout, self.rx.message()).await.context("no message in time")? {
+            Ok(Some(message)) => Ok(Ok(message)),
+            Ok(None) => Ok(Err(tonic::Status::cancelled("stream ended"))),
+            Err(status) => Ok(Err(status)),
+        }
+    }
+
+    pub async fn send(&self, msg: agent_protocol::agent_message::Msg) -> anyhow::Result<()> {
+        self.tx
+            .send(AgentMessage { msg: Some(msg) })
+            .await
+            .map_err(|_| anyhow::anyhow!("session closed"))
+    }
+}

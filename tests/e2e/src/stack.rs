@@ -1,0 +1,307 @@
+//! A local stack of real processes: private PostgreSQL and ClickHouse, the Kubernetes API emulator (or a
+//! given kubeconfig), the control plane, and agents bootstrapped through the real token flow.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use harness::{ClickHouse, Postgres, Process};
+use rand::RngCore;
+use serde_json::{Value, json};
+
+use crate::api::{Api, field};
+
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Short leases make redelivery after an agent crash quick in tests.
+    pub lease_seconds: u64,
+    pub heartbeat_seconds: u32,
+    pub poll_interval_ms: u64,
+    /// Delay before emulated pods become ready.
+    pub emulator_ready_delay_ms: u64,
+    /// Use this cluster instead of starting the emulator.
+    pub kubeconfig: Option<PathBuf>,
+    /// Where process logs and files go; defaults to the harness's per-test directory.
+    pub dir: Option<PathBuf>,
+    /// A fixed REST API port (the quick start uses 8080); a free port by default.
+    pub api_port: Option<u16>,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            lease_seconds: 5,
+            heartbeat_seconds: 1,
+            poll_interval_ms: 500,
+            emulator_ready_delay_ms: 300,
+            kubeconfig: None,
+            dir: None,
+            api_port: None,
+        }
+    }
+}
+
+pub struct Stack {
+    pub api: Api,
+    pub admin_token: String,
+    pub agent_endpoint: String,
+    pub postgres: &'static Postgres,
+    pub database_url: String,
+    pub clickhouse: &'static ClickHouse,
+    pub clickhouse_database: String,
+    pub kubeconfig: PathBuf,
+    pub dir: PathBuf,
+    pub control_plane: Process,
+    pub emulator: Option<Process>,
+    pub emulator_url: Option<String>,
+    config_path: PathBuf,
+}
+
+/// The cloud account, region and cluster a test registered.
+#[derive(Debug, Clone)]
+pub struct ClusterHandle {
+    pub cloud_id: String,
+    pub region_id: String,
+    pub cluster_id: String,
+    pub name: String,
+}
+
+fn random_b64(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    base64::engine::general_purpose::STANDARD.encode(buf)
+}
+
+impl Stack {
+    pub async fn start(options: StackOptions) -> anyhow::Result<Self> {
+        let dir = options.dir.clone().unwrap_or_else(harness::test_dir);
+        std::fs::create_dir_all(&dir)?;
+        let (postgres, clickhouse) = harness::postgres_and_clickhouse();
+        let database_url = postgres.create_database("control_plane");
+        let clickhouse_database = clickhouse.create_database("logs");
+
+        let (emulator, emulator_url, kubeconfig) = match &options.kubeconfig {
+            Some(path) => (None, None, path.clone()),
+            None => {
+                let kubeconfig = dir.join("kubeconfig");
+                let mut command = Command::new(harness::workspace_bin("kube-emulator")?);
+                command
+                    .arg("--tls")
+                    .arg("--kubeconfig")
+                    .arg(&kubeconfig)
+                    .arg("--ready-delay-ms")
+                    .arg(options.emulator_ready_delay_ms.to_string())
+                    .arg("--nodes")
+                    .arg("2");
+                let mut process = Process::spawn("kube-emulator", command)?;
+                let line = process
+                    .wait_for_line("listening on ", Duration::from_secs(20))
+                    .await?;
+                let url = line
+                    .split("listening on ")
+                    .nth(1)
+                    .context("emulator printed no URL")?
+                    .trim()
+                    .to_string();
+                (Some(process), Some(url), kubeconfig)
+            }
+        };
+
+        let api_port = options.api_port.unwrap_or_else(harness::free_port);
+        let agent_port = harness::free_port();
+        let admin_token = format!("efa_{}", random_b64(24).replace(['+', '/', '='], "x"));
+        let agent_endpoint = format!("https://127.0.0.1:{agent_port}");
+        let config = json!({
+            "api_listen": format!("127.0.0.1:{api_port}"),
+            "agent_listen": format!("127.0.0.1:{agent_port}"),
+            "agent_endpoint": agent_endpoint,
+            "database_url": database_url,
+            "clickhouse": {"url": clickhouse.http_url(), "database": clickhouse_database},
+            "encryption_key": random_b64(32),
+            "admin_token": admin_token,
+            "tasks": {"lease_seconds": options.lease_seconds, "poll_interval_ms": options.poll_interval_ms},
+            "agents": {"heartbeat_interval_seconds": options.heartbeat_seconds},
+        });
+        let config_path = dir.join("control-plane.yaml");
+        write_private(&config_path, &serde_json::to_string_pretty(&config)?)?;
+        let control_plane = spawn_control_plane(&config_path).await?;
+        Ok(Self {
+            api: Api::new(format!("http://127.0.0.1:{api_port}/api/v1"), admin_token.clone()),
+            admin_token,
+            agent_endpoint,
+            postgres,
+            database_url,
+            clickhouse,
+            clickhouse_database,
+            kubeconfig,
+            dir,
+            control_plane,
+            emulator,
+            emulator_url,
+            config_path,
+        })
+    }
+
+    /// Stops the control plane (SIGTERM) and starts it again on the same ports and database.
+    pub async fn restart_control_plane(&mut self) -> anyhow::Result<()> {
+        self.control_plane.terminate(Duration::from_secs(10)).await?;
+        self.control_plane = spawn_control_plane(&self.config_path).await?;
+        Ok(())
+    }
+
+    /// Registers a `local` cloud account, a region and a cluster named `name`.
+    pub async fn register_cluster(&self, name: &str) -> anyhow::Result<ClusterHandle> {
+        let cloud = self
+            .api
+            .post("/clouds", &json!({"name": format!("{name}-cloud"), "provider": "local"}))
+            .await?;
+        let cloud_id = field(&cloud, "id")?;
+        let region = self
+            .api
+            .post(
+                "/regions",
+                &json!({"cloud_account_id": cloud_id, "code": format!("{name}-region"), "display_name": format!("Region of {name}")}),
+            )
+            .await?;
+        let region_id = field(&region, "id")?;
+        let cluster = self
+            .api
+            .post("/clusters", &json!({"region_id": region_id, "name": name}))
+            .await?;
+        Ok(ClusterHandle {
+            cloud_id,
+            region_id,
+            cluster_id: field(&cluster, "id")?,
+            name: name.to_string(),
+        })
+    }
+
+    /// Mints a bootstrap token; the response holds `token` and `install.{manifest,command,ca_pem}`.
+    pub async fn bootstrap_token(&self, cluster_id: &str) -> anyhow::Result<Value> {
+        self.api
+            .post(&format!("/clusters/{cluster_id}/bootstrap-tokens"), &json!({}))
+            .await
+    }
+
+    /// Starts `node-agent` for the cluster with a fresh token, as the install command would, with its state
+    /// in `state_dir` (reusing the state of an earlier run when it exists).
+    pub async fn start_agent(&self, name: &str, cluster_id: &str, state_dir: &Path) -> anyhow::Result<Process> {
+        let bundle = self.bootstrap_token(cluster_id).await?;
+        let token = field(&bundle, "token")?;
+        let ca_pem = field(&bundle["install"], "ca_pem")?;
+        self.spawn_agent(name, &token, &ca_pem, state_dir).await
+    }
+
+    /// Starts `node-agent` with the given token and CA, without minting anything.
+    pub async fn spawn_agent(&self, name: &str, token: &str, ca_pem: &str, state_dir: &Path) -> anyhow::Result<Process> {
+        std::fs::create_dir_all(state_dir)?;
+        let parent = state_dir.parent().unwrap_or(state_dir);
+        let ca_file = parent.join(format!("{name}-ca.crt"));
+        let token_file = parent.join(format!("{name}-token"));
+        std::fs::write(&ca_file, ca_pem)?;
+        write_private(&token_file, token)?;
+        let mut command = Command::new(harness::workspace_bin("node-agent")?);
+        command
+            .arg("run")
+            .arg("--control-plane")
+            .arg(&self.agent_endpoint)
+            .arg("--server-name")
+            .arg("localhost")
+            .arg("--ca-file")
+            .arg(&ca_file)
+            .arg("--bootstrap-token-file")
+            .arg(&token_file)
+            .arg("--state-dir")
+            .arg(state_dir)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .env("RUST_LOG", "info");
+        Process::spawn(name, command)
+    }
+
+    /// Polls a task until it reaches a final state.
+    pub async fn wait_task(&self, task_id: &str, timeout: Duration) -> anyhow::Result<Value> {
+        let mut last = Value::Null;
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            last = self.api.get(&format!("/tasks/{task_id}")).await?;
+            if matches!(last["state"].as_str(), Some("succeeded" | "failed" | "cancelled")) {
+                return Ok(last);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("task {task_id} did not finish within {timeout:?}; last seen: {last}")
+    }
+
+    /// Polls the API until the cluster's agent is connected and has sent a heartbeat.
+    pub async fn wait_agent_connected(&self, cluster_id: &str, timeout: Duration) -> anyhow::Result<Value> {
+        let mut last = Value::Null;
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            last = self.api.get(&format!("/clusters/{cluster_id}")).await?;
+            if last["agent"]["connected"] == json!(true) && last["status"] == json!("ready") {
+                return Ok(last);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("agent of cluster {cluster_id} did not connect within {timeout:?}; last seen: {last}")
+    }
+
+    /// Runs `kubectl` against the stack's cluster and returns stdout; fails with stderr.
+    pub fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
+        let output = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .context("running kubectl")?;
+        if !output.status.success() {
+            bail!(
+                "kubectl {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(String::from_utf8(output.stdout)?)
+    }
+
+    /// Runs a query in the stack's ClickHouse database.
+    pub fn clickhouse_query(&self, sql: &str) -> anyhow::Result<String> {
+        self.clickhouse.query(&sql.replace("{db}", &self.clickhouse_database))
+    }
+
+    /// Runs SQL in the control plane's PostgreSQL database (tests use it to simulate time passing).
+    pub fn postgres_query(&self, sql: &str) -> anyhow::Result<String> {
+        self.postgres.query(&self.database_url, sql)
+    }
+}
+
+async fn spawn_control_plane(config_path: &Path) -> anyhow::Result<Process> {
+    let mut command = Command::new(harness::workspace_bin("control-plane")?);
+    command
+        .arg("serve")
+        .arg("--config")
+        .arg(config_path)
+        .env("RUST_LOG", "info,sqlx=warn");
+    let mut process = Process::spawn("control-plane", command)?;
+    process
+        .wait_for_line("control plane started", Duration::from_secs(60))
+        .await?;
+    Ok(process)
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
+}
