@@ -309,7 +309,13 @@ async fn cancelling_a_running_task_stops_it() {
     assert_eq!(cancelled["state"], "cancelled");
     let (status, _) = stack.api.call(Method::POST, &format!("/tasks/{task_id}/cancel"), None).await.unwrap();
     assert_eq!(status, StatusCode::CONFLICT, "a finished task cannot be cancelled again");
-    // The agent was told: its next task runs at once instead of waiting behind the stuck rollout.
+    // The agent was told and stopped waiting for the rollout: it says so in the task's log.
+    let query = format!("SELECT message FROM {{db}}.task_logs WHERE task_id = '{task_id}' FORMAT TSV");
+    harness::wait_until("the agent's cancellation log line", WAIT, Duration::from_millis(100), || async {
+        stack.clickhouse_query(&query).is_ok_and(|rows| rows.contains("task cancelled by the control plane"))
+    })
+    .await
+    .unwrap();
     let next = stack.api.post(&path, &apply_body("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: next\n", None)).await.unwrap();
     let next = stack.wait_task(&field(&next, "id").unwrap(), Duration::from_secs(20)).await.unwrap();
     assert_eq!(next["state"], "succeeded");

@@ -111,7 +111,9 @@ pub fn start(store: &Store, request: WatchRequest) -> Result<ReceiverStream<Byte
         Ok(subscription) => {
             tokio::spawn(async move {
                 // A send error means the client went away; the task then just ends.
-                let mut last = since.unwrap_or(subscription.resource_version);
+                // A version from the future starts at the current one rather than skipping what comes next.
+                let current = subscription.resource_version;
+                let mut last = since.map_or(current, |rv| rv.min(current));
                 for object in subscription.snapshot {
                     if tx.send(line("ADDED", object)).await.is_err() {
                         return;

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole test suite: installs missing system packages, builds every binary (the end-to-end tests run them
+# as separate processes), then runs every test and the static checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+cargo build --workspace --bins --locked
+cargo test --workspace --locked --no-fail-fast
+if [[ -x scripts/check-terraform.sh ]]; then
+    bash scripts/check-terraform.sh
+fi
+echo "test.sh: all tests passed"

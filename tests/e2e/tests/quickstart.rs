@@ -1,0 +1,30 @@
+//! The README's main-job command (`devstack`, run by scripts/quickstart.sh) works end to end.
+
+use std::process::Command;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quickstart_deploys_the_sample_demo_and_says_what_happened() {
+    let dir = harness::test_dir().join("devstack");
+    let mut command = Command::new(harness::workspace_bin("devstack").unwrap());
+    command
+        .arg("--once")
+        .arg("--api-port")
+        .arg(harness::free_port().to_string())
+        .arg("--dir")
+        .arg(&dir);
+    let mut devstack = harness::Process::spawn("devstack", command).unwrap();
+    let status = devstack.wait_for_exit(Duration::from_secs(240)).await.unwrap();
+    let output = devstack.log_text();
+    assert!(status.success(), "devstack failed:\n{output}");
+    for expected in [
+        "agent connected: version",
+        "\"succeeded\" after 1 attempt(s)",
+        "applied     Deployment/hello-model",
+        "lines in ClickHouse",
+        "deployment.apps/hello-model",
+        "admin token: efa_",
+    ] {
+        assert!(output.contains(expected), "missing {expected:?} in:\n{output}");
+    }
+}
