@@ -82,6 +82,8 @@ CREATE INDEX agent_certificates_cluster ON agent_certificates (cluster_id);
 CREATE TABLE agent_sessions (
     id                     uuid PRIMARY KEY,
     cluster_id             uuid NOT NULL REFERENCES clusters (id) ON DELETE CASCADE,
+    -- The control-plane process holding the stream (config `instance_name`).
+    instance               text NOT NULL,
     certificate_serial     text NOT NULL,
     agent_version          text NOT NULL,
     peer_addr              text,

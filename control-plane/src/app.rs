@@ -63,20 +63,21 @@ pub async fn start(
     let metrics = Metrics::new();
     let dispatcher = Arc::new(Dispatcher::default());
     tokio::spawn(dispatcher.clone().run(store.clone()));
-    tokio::spawn(expire_leases(store.clone(), Duration::from_millis(config.tasks.poll_interval_ms)));
+    tokio::spawn(housekeeping(store.clone(), Duration::from_millis(config.tasks.poll_interval_ms)));
     let sink = LogSink::start(logs.clone(), SinkSettings::default(), metrics.clone());
 
     let grpc = AgentGrpc::new(
         store.clone(),
         ca.clone(),
-        dispatcher,
+        dispatcher.clone(),
         sink,
         metrics.clone(),
         AgentSettings {
-            certificate_ttl: Duration::from_secs(u64::from(config.agents.certificate_ttl_hours) * 3600),
+            certificate_ttl: Duration::from_secs(config.agents.certificate_ttl_seconds),
             heartbeat_interval: Duration::from_secs(u64::from(config.agents.heartbeat_interval_seconds)),
             lease: config.lease_duration(),
             hello_timeout: Duration::from_secs(10),
+            instance: config.instance_name.clone(),
         },
     );
     let tls = grpc.tls_config(&config.agent_tls_names)?;
@@ -94,6 +95,8 @@ pub async fn start(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
+        // Agent streams never end on their own: end them so the gRPC server can finish its graceful stop.
+        dispatcher.shut_down();
         let _ = stop_tx.send(true);
     });
     let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -109,6 +112,7 @@ pub async fn start(
         .add_service(grpc.into_server())
         .serve_with_incoming_shutdown(TcpListenerStream::new(agent_listener), wait_stop(stop_rx.clone()));
 
+    let closing_store = store.clone();
     let router = api::router(ApiState {
         store,
         logs,
@@ -123,6 +127,10 @@ pub async fn start(
     tracing::info!(instance = %config.instance_name, %api_addr, %agent_addr, agent_endpoint = %config.agent_endpoint, "control plane started");
     let serve = Box::pin(async move {
         let (grpc_result, api_result) = tokio::join!(grpc_server, api_server);
+        match closing_store.close_instance_sessions(&config.instance_name).await {
+            Ok(closed) => tracing::info!(sessions = closed, "recorded the end of this process's agent sessions"),
+            Err(error) => tracing::warn!(%error, "could not record the end of agent sessions"),
+        }
         grpc_result.map_err(|e| format!("agent service: {e}"))?;
         api_result.map_err(|e| format!("API: {e}"))?;
         Ok(())
@@ -155,8 +163,9 @@ async fn ensure_admin_token(store: &Store, configured: Option<&str>) -> Result<(
     Ok(())
 }
 
-/// Periodically returns tasks with expired leases to the queue; idempotent, so every process runs it.
-async fn expire_leases(store: Store, every: Duration) {
+/// Periodically returns tasks with expired leases to the queue and closes sessions of vanished processes;
+/// both are idempotent, so every process runs them.
+async fn housekeeping(store: Store, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -165,6 +174,9 @@ async fn expire_leases(store: Store, every: Duration) {
             Ok(0) => {}
             Ok(n) => tracing::info!(tasks = n, "expired task leases returned to the queue"),
             Err(error) => tracing::warn!(%error, "could not expire task leases"),
+        }
+        if let Err(error) = store.close_stale_sessions().await {
+            tracing::warn!(%error, "could not close stale agent sessions");
         }
     }
 }

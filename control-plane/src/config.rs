@@ -109,7 +109,8 @@ impl Default for TaskConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct AgentConfig {
     pub heartbeat_interval_seconds: u32,
-    pub certificate_ttl_hours: u32,
+    /// Lifetime of agent client certificates; agents renew them when a third is left.
+    pub certificate_ttl_seconds: u64,
     pub bootstrap_token_ttl_seconds: u64,
     /// Container image of the agent, used in install manifests.
     pub image: String,
@@ -119,7 +120,7 @@ impl Default for AgentConfig {
     fn default() -> Self {
         Self {
             heartbeat_interval_seconds: 10,
-            certificate_ttl_hours: 24,
+            certificate_ttl_seconds: 24 * 3600,
             bootstrap_token_ttl_seconds: 3600,
             image: format!("ghcr.io/edgefleet/node-agent:{}", env!("CARGO_PKG_VERSION")),
         }
@@ -238,8 +239,8 @@ impl Config {
                 "must be shorter than tasks.lease_seconds, or leases expire between heartbeats",
             ));
         }
-        if self.agents.certificate_ttl_hours == 0 {
-            return Err(invalid("agents.certificate_ttl_hours", "must be at least 1"));
+        if self.agents.certificate_ttl_seconds < 30 {
+            return Err(invalid("agents.certificate_ttl_seconds", "must be at least 30"));
         }
         if self.agents.bootstrap_token_ttl_seconds < 60 {
             return Err(invalid(

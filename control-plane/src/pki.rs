@@ -22,6 +22,12 @@ const SERVER_CERT_VALIDITY: Duration = Duration::from_secs(90 * 24 * 3600);
 /// Tolerates small clock differences between the control plane and agents.
 const BACKDATE: Duration = Duration::from_secs(5 * 60);
 
+/// Backdating is capped at a tenth of the lifetime, so a short-lived certificate (as in tests) does not look
+/// mostly used up the moment it is issued (agents renew when a third of the lifetime is left).
+fn backdate(ttl: Duration) -> Duration {
+    BACKDATE.min(ttl / 10)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
     #[error("certificate signing request is not valid: {0}")]
@@ -145,7 +151,7 @@ impl AgentCa {
         let serial_hex = hex::encode(serial.to_bytes());
         params.serial_number = Some(serial);
         let now = OffsetDateTime::now_utc();
-        params.not_before = now - BACKDATE;
+        params.not_before = now - backdate(ttl);
         params.not_after = now + ttl;
         let to_sign = CertificateSigningRequestParams {
             params: params.clone(),
@@ -261,6 +267,8 @@ mod tests {
         assert!(cert.subject_alternative_name().unwrap().is_none(), "requested SANs must be dropped");
         let lifetime = issued.not_after - issued.not_before;
         assert!(lifetime <= chrono::Duration::seconds(3600 + 300));
+        let short = ca.sign_agent_csr(&csr, cluster, Duration::from_secs(60)).unwrap();
+        assert_eq!((short.not_after - short.not_before).num_seconds(), 66, "backdating is capped at ttl/10");
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub enum ClusterSignal {
     Cancelled { task_id: Uuid, lease_id: Uuid },
     /// The cluster was deleted: close the stream.
     Revoked,
+    /// This process is stopping: end the stream so the agent reconnects elsewhere or later.
+    ShuttingDown,
 }
 
 #[derive(Default)]
@@ -56,6 +58,11 @@ impl Dispatcher {
         for tx in clusters.values() {
             let _ = tx.send(signal.clone());
         }
+    }
+
+    /// Tells every stream of this process to end.
+    pub fn shut_down(&self) {
+        self.broadcast_all(ClusterSignal::ShuttingDown);
     }
 
     /// Listens for notifications until the process stops. After the listener reconnects, every stream is told

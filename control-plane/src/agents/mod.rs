@@ -34,6 +34,8 @@ pub struct AgentSettings {
     pub lease: Duration,
     /// How long a new stream may take to send its Hello.
     pub hello_timeout: Duration,
+    /// This process's name, recorded on the sessions it holds.
+    pub instance: String,
 }
 
 #[derive(Clone)]

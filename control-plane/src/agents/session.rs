@@ -52,7 +52,7 @@ pub(super) async fn open(
     let signals = service.dispatcher.subscribe(cluster_id);
     let session_id = service
         .store
-        .open_session(cluster_id, &identity.serial, &hello.agent_version, peer_addr.clone())
+        .open_session(&service.settings.instance, cluster_id, &identity.serial, &hello.agent_version, peer_addr.clone())
         .await
         .map_err(|e| internal("opening the session", e))?;
     let (tx, rx) = mpsc::channel(256);
@@ -149,6 +149,7 @@ impl Session {
                     Ok(ClusterSignal::TasksReady) | Err(broadcast::error::RecvError::Lagged(_)) => self.deliver().await,
                     Ok(ClusterSignal::Cancelled { task_id, lease_id }) => self.cancel(task_id, lease_id).await,
                     Ok(ClusterSignal::Revoked) => return End::Revoked,
+                    Ok(ClusterSignal::ShuttingDown) => return End::Failed(Status::unavailable("the control plane is shutting down; reconnect")),
                     Err(broadcast::error::RecvError::Closed) => return End::Failed(Status::unavailable("control plane is shutting down")),
                 },
                 () = self.tx.closed() => return End::AgentClosed,

@@ -108,7 +108,7 @@ impl Store {
         Ok(listener)
     }
 
-    fn agent_stale_after_secs(&self) -> f64 {
+    pub(crate) fn agent_stale_after_secs(&self) -> f64 {
         self.agent_stale_after_secs
     }
 

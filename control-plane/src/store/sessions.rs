@@ -20,6 +20,7 @@ pub struct SessionRow {
 impl Store {
     pub async fn open_session(
         &self,
+        instance: &str,
         cluster_id: Uuid,
         certificate_serial: &str,
         agent_version: &str,
@@ -27,10 +28,11 @@ impl Store {
     ) -> Result<Uuid, StoreError> {
         let id = Uuid::new_v4();
         sqlx::query(
-            "INSERT INTO agent_sessions (id, cluster_id, certificate_serial, agent_version, peer_addr)
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO agent_sessions (id, instance, cluster_id, certificate_serial, agent_version, peer_addr)
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(id)
+        .bind(instance)
         .bind(cluster_id)
         .bind(certificate_serial)
         .bind(agent_version)
@@ -56,6 +58,30 @@ impl Store {
         .execute(self.pool())
         .await?;
         Ok(())
+    }
+
+    /// Records the end of every stream a stopping process held.
+    pub async fn close_instance_sessions(&self, instance: &str) -> Result<u64, StoreError> {
+        let result = sqlx::query(
+            "UPDATE agent_sessions SET disconnected_at = now() WHERE instance = $1 AND disconnected_at IS NULL",
+        )
+        .bind(instance)
+        .execute(self.pool())
+        .await?;
+        Ok(result.rows_affected())
+    }
+
+    /// Closes sessions nobody has heard from for longer than the staleness limit: their process died without
+    /// recording it. The end is taken as the last time the agent was heard from.
+    pub async fn close_stale_sessions(&self) -> Result<u64, StoreError> {
+        let result = sqlx::query(
+            "UPDATE agent_sessions SET disconnected_at = last_seen_at
+             WHERE disconnected_at IS NULL AND last_seen_at < now() - make_interval(secs => $1)",
+        )
+        .bind(self.agent_stale_after_secs())
+        .execute(self.pool())
+        .await?;
+        Ok(result.rows_affected())
     }
 
     pub async fn sessions(&self, cluster_id: Uuid, limit: i64) -> Result<Vec<SessionRow>, StoreError> {

@@ -19,6 +19,7 @@ pub struct StackOptions {
     pub lease_seconds: u64,
     pub heartbeat_seconds: u32,
     pub poll_interval_ms: u64,
+    pub certificate_ttl_seconds: u64,
     /// Delay before emulated pods become ready.
     pub emulator_ready_delay_ms: u64,
     /// Use this cluster instead of starting the emulator.
@@ -27,6 +28,8 @@ pub struct StackOptions {
     pub dir: Option<PathBuf>,
     /// A fixed REST API port (the quick start uses 8080); a free port by default.
     pub api_port: Option<u16>,
+    /// Extra environment for every `node-agent` the stack starts (e.g. `EDGEFLEET_RENEW_CHECK_INTERVAL`).
+    pub agent_env: Vec<(String, String)>,
 }
 
 impl Default for StackOptions {
@@ -35,10 +38,12 @@ impl Default for StackOptions {
             lease_seconds: 5,
             heartbeat_seconds: 1,
             poll_interval_ms: 500,
+            certificate_ttl_seconds: 24 * 3600,
             emulator_ready_delay_ms: 300,
             kubeconfig: None,
             dir: None,
             api_port: None,
+            agent_env: Vec::new(),
         }
     }
 }
@@ -56,7 +61,16 @@ pub struct Stack {
     pub control_plane: Process,
     pub emulator: Option<Process>,
     pub emulator_url: Option<String>,
+    agent_env: Vec<(String, String)>,
+    config: Value,
     config_path: PathBuf,
+}
+
+/// A second control-plane process on the same database (and CA, key and admin token).
+pub struct PeerControlPlane {
+    pub process: Process,
+    pub api: Api,
+    pub agent_endpoint: String,
 }
 
 /// The cloud account, region and cluster a test registered.
@@ -122,11 +136,12 @@ impl Stack {
             "encryption_key": random_b64(32),
             "admin_token": admin_token,
             "tasks": {"lease_seconds": options.lease_seconds, "poll_interval_ms": options.poll_interval_ms},
-            "agents": {"heartbeat_interval_seconds": options.heartbeat_seconds},
+            "agents": {"heartbeat_interval_seconds": options.heartbeat_seconds,
+                       "certificate_ttl_seconds": options.certificate_ttl_seconds},
         });
         let config_path = dir.join("control-plane.yaml");
         write_private(&config_path, &serde_json::to_string_pretty(&config)?)?;
-        let control_plane = spawn_control_plane(&config_path).await?;
+        let control_plane = spawn_control_plane("control-plane", &config_path).await?;
         Ok(Self {
             api: Api::new(format!("http://127.0.0.1:{api_port}/api/v1"), admin_token.clone()),
             admin_token,
@@ -140,14 +155,35 @@ impl Stack {
             control_plane,
             emulator,
             emulator_url,
+            agent_env: options.agent_env,
+            config,
             config_path,
+        })
+    }
+
+    /// Starts another control-plane process sharing this stack's database, on its own ports.
+    pub async fn start_peer_control_plane(&self, name: &str) -> anyhow::Result<PeerControlPlane> {
+        let api_port = harness::free_port();
+        let agent_port = harness::free_port();
+        let agent_endpoint = format!("https://127.0.0.1:{agent_port}");
+        let mut config = self.config.clone();
+        config["api_listen"] = json!(format!("127.0.0.1:{api_port}"));
+        config["agent_listen"] = json!(format!("127.0.0.1:{agent_port}"));
+        config["agent_endpoint"] = json!(agent_endpoint);
+        config["instance_name"] = json!(name);
+        let path = self.dir.join(format!("{name}.yaml"));
+        write_private(&path, &serde_json::to_string_pretty(&config)?)?;
+        Ok(PeerControlPlane {
+            process: spawn_control_plane(name, &path).await?,
+            api: Api::new(format!("http://127.0.0.1:{api_port}/api/v1"), self.admin_token.clone()),
+            agent_endpoint,
         })
     }
 
     /// Stops the control plane (SIGTERM) and starts it again on the same ports and database.
     pub async fn restart_control_plane(&mut self) -> anyhow::Result<()> {
         self.control_plane.terminate(Duration::from_secs(10)).await?;
-        self.control_plane = spawn_control_plane(&self.config_path).await?;
+        self.control_plane = spawn_control_plane("control-plane", &self.config_path).await?;
         Ok(())
     }
 
@@ -217,7 +253,8 @@ impl Stack {
             .arg(state_dir)
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
-            .env("RUST_LOG", "info");
+            .env("EDGEFLEET_LOG", "info")
+            .envs(self.agent_env.iter().map(|(k, v)| (k, v)));
         Process::spawn(name, command)
     }
 
@@ -278,14 +315,14 @@ impl Stack {
     }
 }
 
-async fn spawn_control_plane(config_path: &Path) -> anyhow::Result<Process> {
+async fn spawn_control_plane(name: &str, config_path: &Path) -> anyhow::Result<Process> {
     let mut command = Command::new(harness::workspace_bin("control-plane")?);
     command
         .arg("serve")
         .arg("--config")
         .arg(config_path)
         .env("RUST_LOG", "info,sqlx=warn");
-    let mut process = Process::spawn("control-plane", command)?;
+    let mut process = Process::spawn(name, command)?;
     process
         .wait_for_line("control plane started", Duration::from_secs(60))
         .await?;

@@ -52,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
         kubeconfig: args.kubeconfig.clone(),
         dir: Some(dir.clone()),
         api_port: Some(args.api_port),
+        ..StackOptions::default()
     })
     .await?;
     println!("    control plane API: {}", stack.api.base());
