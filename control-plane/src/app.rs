@@ -53,7 +53,12 @@ pub async fn start(
     let config = Arc::new(config);
     let sbox = SecretBox::from_base64_key(&config.encryption_key_base64()?)?;
     let stale_after = Duration::from_secs(3 * u64::from(config.agents.heartbeat_interval_seconds));
-    let store = Store::connect(&config.database_url, config.database_max_connections, stale_after).await?;
+    let store = Store::connect(
+        &config.database_url,
+        config.database_max_connections,
+        stale_after,
+    )
+    .await?;
     store.migrate().await?;
     let logs = LogStore::new(&config.clickhouse)?;
     logs.ensure_schema().await?;
@@ -63,7 +68,10 @@ pub async fn start(
     let metrics = Metrics::new();
     let dispatcher = Arc::new(Dispatcher::default());
     tokio::spawn(dispatcher.clone().run(store.clone()));
-    tokio::spawn(housekeeping(store.clone(), Duration::from_millis(config.tasks.poll_interval_ms)));
+    tokio::spawn(housekeeping(
+        store.clone(),
+        Duration::from_millis(config.tasks.poll_interval_ms),
+    ));
     let sink = LogSink::start(logs.clone(), SinkSettings::default(), metrics.clone());
 
     let grpc = AgentGrpc::new(
@@ -74,7 +82,9 @@ pub async fn start(
         metrics.clone(),
         AgentSettings {
             certificate_ttl: Duration::from_secs(config.agents.certificate_ttl_seconds),
-            heartbeat_interval: Duration::from_secs(u64::from(config.agents.heartbeat_interval_seconds)),
+            heartbeat_interval: Duration::from_secs(u64::from(
+                config.agents.heartbeat_interval_seconds,
+            )),
             lease: config.lease_duration(),
             hello_timeout: Duration::from_secs(10),
             instance: config.instance_name.clone(),
@@ -82,15 +92,19 @@ pub async fn start(
     );
     let tls = grpc.tls_config(&config.agent_tls_names)?;
     let agent_listener = bind(config.agent_listen).await?;
-    let agent_addr = agent_listener.local_addr().map_err(|source| StartError::Listen {
-        addr: config.agent_listen,
-        source,
-    })?;
+    let agent_addr = agent_listener
+        .local_addr()
+        .map_err(|source| StartError::Listen {
+            addr: config.agent_listen,
+            source,
+        })?;
     let api_listener = bind(config.api_listen).await?;
-    let api_addr = api_listener.local_addr().map_err(|source| StartError::Listen {
-        addr: config.api_listen,
-        source,
-    })?;
+    let api_addr = api_listener
+        .local_addr()
+        .map_err(|source| StartError::Listen {
+            addr: config.api_listen,
+            source,
+        })?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -110,7 +124,10 @@ pub async fn start(
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .tcp_keepalive(Some(Duration::from_secs(30)))
         .add_service(grpc.into_server())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(agent_listener), wait_stop(stop_rx.clone()));
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(agent_listener),
+            wait_stop(stop_rx.clone()),
+        );
 
     let closing_store = store.clone();
     let router = api::router(ApiState {
@@ -121,14 +138,23 @@ pub async fn start(
         config: config.clone(),
         metrics,
     });
-    let api_server = axum::serve(api_listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(wait_stop(stop_rx));
+    let api_server = axum::serve(
+        api_listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(wait_stop(stop_rx));
 
     tracing::info!(instance = %config.instance_name, %api_addr, %agent_addr, agent_endpoint = %config.agent_endpoint, "control plane started");
     let serve = Box::pin(async move {
         let (grpc_result, api_result) = tokio::join!(grpc_server, api_server);
-        match closing_store.close_instance_sessions(&config.instance_name).await {
-            Ok(closed) => tracing::info!(sessions = closed, "recorded the end of this process's agent sessions"),
+        match closing_store
+            .close_instance_sessions(&config.instance_name)
+            .await
+        {
+            Ok(closed) => tracing::info!(
+                sessions = closed,
+                "recorded the end of this process's agent sessions"
+            ),
             Err(error) => tracing::warn!(%error, "could not record the end of agent sessions"),
         }
         grpc_result.map_err(|e| format!("agent service: {e}"))?;
@@ -151,14 +177,21 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 /// Registers the configured admin token, or on a fresh database prints a generated one exactly once.
 async fn ensure_admin_token(store: &Store, configured: Option<&str>) -> Result<(), StartError> {
     if let Some(token) = configured {
-        store.insert_api_token("admin", &sha256_hex(token), "admin").await?;
+        store
+            .insert_api_token("admin", &sha256_hex(token), "admin")
+            .await?;
         return Ok(());
     }
     if store.api_token_count().await? == 0 {
         let token = OneTimeSecret::generate(API_TOKEN_PREFIX);
-        store.insert_api_token("admin", &token.digest(), "admin").await?;
+        store
+            .insert_api_token("admin", &token.digest(), "admin")
+            .await?;
         // Printed to stdout, not to the log: this is the only time it can be seen.
-        println!("initial admin API token (shown once, store it now): {}", token.expose());
+        println!(
+            "initial admin API token (shown once, store it now): {}",
+            token.expose()
+        );
     }
     Ok(())
 }

@@ -149,7 +149,8 @@ mod defaults {
         "default".into()
     }
     pub fn instance_name() -> String {
-        std::env::var("HOSTNAME").unwrap_or_else(|_| format!("control-plane-{}", std::process::id()))
+        std::env::var("HOSTNAME")
+            .unwrap_or_else(|_| format!("control-plane-{}", std::process::id()))
     }
 }
 
@@ -240,7 +241,10 @@ impl Config {
             ));
         }
         if self.agents.certificate_ttl_seconds < 30 {
-            return Err(invalid("agents.certificate_ttl_seconds", "must be at least 30"));
+            return Err(invalid(
+                "agents.certificate_ttl_seconds",
+                "must be at least 30",
+            ));
         }
         if self.agents.bootstrap_token_ttl_seconds < 60 {
             return Err(invalid(
@@ -268,7 +272,10 @@ impl Config {
         if meta.permissions().mode() & 0o077 != 0 {
             return Err(invalid(
                 "encryption_key_file",
-                format!("{} must not be readable by group or others (chmod 600)", path.display()),
+                format!(
+                    "{} must not be readable by group or others (chmod 600)",
+                    path.display()
+                ),
             ));
         }
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -285,11 +292,7 @@ impl Config {
 
 /// Sets `key` (an env-var suffix such as `CLICKHOUSE__URL`) in the YAML document. The value is read as a YAML
 /// scalar so numbers and booleans keep their type.
-fn apply_override(
-    doc: &mut serde_yaml::Value,
-    key: &str,
-    raw: &str,
-) -> Result<(), ConfigError> {
+fn apply_override(doc: &mut serde_yaml::Value, key: &str, raw: &str) -> Result<(), ConfigError> {
     let path: Vec<String> = key.split("__").map(|p| p.to_ascii_lowercase()).collect();
     let dotted = path.join(".");
     let value = match serde_yaml::from_str::<serde_yaml::Value>(raw) {
@@ -299,7 +302,10 @@ fn apply_override(
     let mut node = doc;
     for (i, part) in path.iter().enumerate() {
         let map = node.as_mapping_mut().ok_or_else(|| {
-            invalid(&dotted, format!("{ENV_PREFIX}{key} overrides a key that is not a section"))
+            invalid(
+                &dotted,
+                format!("{ENV_PREFIX}{key} overrides a key that is not a section"),
+            )
         })?;
         let part_key = serde_yaml::Value::String(part.clone());
         if i == path.len() - 1 {
@@ -319,9 +325,18 @@ mod tests {
 
     fn minimal_env() -> Vec<(String, String)> {
         vec![
-            ("EDGEFLEET_CP_AGENT_ENDPOINT".into(), "https://127.0.0.1:8443".into()),
-            ("EDGEFLEET_CP_DATABASE_URL".into(), "postgres://localhost/x".into()),
-            ("EDGEFLEET_CP_CLICKHOUSE__URL".into(), "http://127.0.0.1:8123".into()),
+            (
+                "EDGEFLEET_CP_AGENT_ENDPOINT".into(),
+                "https://127.0.0.1:8443".into(),
+            ),
+            (
+                "EDGEFLEET_CP_DATABASE_URL".into(),
+                "postgres://localhost/x".into(),
+            ),
+            (
+                "EDGEFLEET_CP_CLICKHOUSE__URL".into(),
+                "http://127.0.0.1:8123".into(),
+            ),
             ("EDGEFLEET_CP_ENCRYPTION_KEY".into(), "a2V5".into()),
         ]
     }
@@ -358,7 +373,10 @@ mod tests {
     fn heartbeat_must_be_shorter_than_lease() {
         let mut env = minimal_env();
         env.push(("EDGEFLEET_CP_TASKS__LEASE_SECONDS".into(), "5".into()));
-        env.push(("EDGEFLEET_CP_AGENTS__HEARTBEAT_INTERVAL_SECONDS".into(), "5".into()));
+        env.push((
+            "EDGEFLEET_CP_AGENTS__HEARTBEAT_INTERVAL_SECONDS".into(),
+            "5".into(),
+        ));
         let err = Config::load(None, env).unwrap_err().to_string();
         assert!(err.contains("agents.heartbeat_interval_seconds"), "{err}");
     }

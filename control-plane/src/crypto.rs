@@ -45,7 +45,8 @@ impl SecretBox {
         if bytes.len() != 32 {
             return Err(CryptoError::KeyLength(bytes.len()));
         }
-        let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| CryptoError::KeyLength(bytes.len()))?;
+        let cipher =
+            Aes256Gcm::new_from_slice(&bytes).map_err(|_| CryptoError::KeyLength(bytes.len()))?;
         Ok(Self { cipher })
     }
 

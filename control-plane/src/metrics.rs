@@ -45,15 +45,31 @@ impl Metrics {
         let log_insert_failures = Counter::default();
         let agent_rejections = Family::<RejectionLabel, Counter>::default();
         let certificates_issued = Counter::default();
-        registry.register("agent_streams", "Open agent streams on this process", agent_streams.clone());
-        registry.register("tasks_delivered", "Task deliveries to agents", tasks_delivered.clone());
-        registry.register("task_results", "Task results recorded, by resulting state", task_results.clone());
+        registry.register(
+            "agent_streams",
+            "Open agent streams on this process",
+            agent_streams.clone(),
+        );
+        registry.register(
+            "tasks_delivered",
+            "Task deliveries to agents",
+            tasks_delivered.clone(),
+        );
+        registry.register(
+            "task_results",
+            "Task results recorded, by resulting state",
+            task_results.clone(),
+        );
         registry.register(
             "task_delivery_seconds",
             "Time from task creation to delivery to an agent",
             task_delivery_seconds.clone(),
         );
-        registry.register("log_lines_stored", "Log lines written to ClickHouse", log_lines_stored.clone());
+        registry.register(
+            "log_lines_stored",
+            "Log lines written to ClickHouse",
+            log_lines_stored.clone(),
+        );
         registry.register(
             "log_insert_failures",
             "Log batches ClickHouse did not accept after retries",

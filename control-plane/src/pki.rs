@@ -6,8 +6,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -125,7 +125,10 @@ impl AgentCa {
         params.not_before = now - BACKDATE;
         params.not_after = now + SERVER_CERT_VALIDITY;
         let cert = params.signed_by(&key, &self.issuer)?;
-        Ok((format!("{}{}", cert.pem(), self.ca_pem), key.serialize_pem()))
+        Ok((
+            format!("{}{}", cert.pem(), self.ca_pem),
+            key.serialize_pem(),
+        ))
     }
 
     /// Signs an agent's CSR for `cluster_id`. Only the CSR's public key is used: the subject, SANs and
@@ -139,9 +142,10 @@ impl AgentCa {
         let requested = parse_csr(csr_pem)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, agent_protocol::agent_common_name(&cluster_id.to_string()));
+        params.distinguished_name.push(
+            DnType::CommonName,
+            agent_protocol::agent_common_name(&cluster_id.to_string()),
+        );
         params
             .distinguished_name
             .push(DnType::OrganizationName, agent_protocol::AGENT_ORGANISATION);
@@ -169,7 +173,8 @@ impl AgentCa {
 
 /// Parses a CSR and verifies its self-signature (proof that the caller holds the private key).
 fn parse_csr(csr_pem: &str) -> Result<CertificateSigningRequestParams, PkiError> {
-    CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| PkiError::InvalidCsr(e.to_string()))
+    CertificateSigningRequestParams::from_pem(csr_pem)
+        .map_err(|e| PkiError::InvalidCsr(e.to_string()))
 }
 
 /// Checks a CSR without signing it, so a request can be refused before anything is spent on it.
@@ -202,8 +207,8 @@ pub fn agent_identity(cert_der: &[u8]) -> Result<AgentIdentity, PkiError> {
         .ok_or_else(|| {
             PkiError::NotAnAgentCertificate(format!("common name {common_name:?} names no cluster"))
         })?;
-    let not_after = DateTime::from_timestamp(cert.validity().not_after.timestamp(), 0)
-        .unwrap_or_else(Utc::now);
+    let not_after =
+        DateTime::from_timestamp(cert.validity().not_after.timestamp(), 0).unwrap_or_else(Utc::now);
     Ok(AgentIdentity {
         cluster_id,
         serial: hex::encode(cert.raw_serial()),
@@ -264,11 +269,20 @@ mod tests {
         assert_eq!(identity.cluster_id, cluster);
         assert_eq!(identity.serial, issued.serial);
         let (_, cert) = X509Certificate::from_der(&der).unwrap();
-        assert!(cert.subject_alternative_name().unwrap().is_none(), "requested SANs must be dropped");
+        assert!(
+            cert.subject_alternative_name().unwrap().is_none(),
+            "requested SANs must be dropped"
+        );
         let lifetime = issued.not_after - issued.not_before;
         assert!(lifetime <= chrono::Duration::seconds(3600 + 300));
-        let short = ca.sign_agent_csr(&csr, cluster, Duration::from_secs(60)).unwrap();
-        assert_eq!((short.not_after - short.not_before).num_seconds(), 66, "backdating is capped at ttl/10");
+        let short = ca
+            .sign_agent_csr(&csr, cluster, Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(
+            (short.not_after - short.not_before).num_seconds(),
+            66,
+            "backdating is capped at ttl/10"
+        );
     }
 
     #[test]
@@ -290,7 +304,9 @@ mod tests {
     }
 
     fn rustls_pemfile_der(pem_text: &str) -> Vec<u8> {
-        let parsed = x509_parser::pem::parse_x509_pem(pem_text.as_bytes()).unwrap().1;
+        let parsed = x509_parser::pem::parse_x509_pem(pem_text.as_bytes())
+            .unwrap()
+            .1;
         parsed.contents
     }
 }

@@ -41,7 +41,10 @@ impl ApplyPayload {
             push(
                 &mut problems,
                 "manifest".into(),
-                format!("is {} bytes; the limit is {MAX_MANIFEST_BYTES}", self.manifest.len()),
+                format!(
+                    "is {} bytes; the limit is {MAX_MANIFEST_BYTES}",
+                    self.manifest.len()
+                ),
             );
         }
         if self.wait_timeout_seconds > MAX_WAIT_TIMEOUT_SECONDS {
@@ -67,10 +70,18 @@ impl ApplyPayload {
             }
             documents += 1;
             let Some(map) = value.as_mapping() else {
-                push(&mut problems, field, "must be a mapping (an object), not a list or scalar".into());
+                push(
+                    &mut problems,
+                    field,
+                    "must be a mapping (an object), not a list or scalar".into(),
+                );
                 continue;
             };
-            let text = |key: &str| map.get(key).and_then(|v| v.as_str()).filter(|s| !s.is_empty());
+            let text = |key: &str| {
+                map.get(key)
+                    .and_then(|v| v.as_str())
+                    .filter(|s| !s.is_empty())
+            };
             if text("apiVersion").is_none() {
                 push(&mut problems, field.clone(), "has no apiVersion".into());
             }
@@ -87,7 +98,11 @@ impl ApplyPayload {
             }
         }
         if documents == 0 && problems.is_empty() {
-            push(&mut problems, "manifest".into(), "contains no Kubernetes objects".into());
+            push(
+                &mut problems,
+                "manifest".into(),
+                "contains no Kubernetes objects".into(),
+            );
         }
         problems
     }
@@ -129,7 +144,11 @@ mod tests {
         let problems = payload("apiVersion: v1\nkind: [unclosed\n").validate();
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].field, "manifest[document 0]");
-        assert!(problems[0].message.contains("line"), "{}", problems[0].message);
+        assert!(
+            problems[0].message.contains("line"),
+            "{}",
+            problems[0].message
+        );
     }
 
     #[test]

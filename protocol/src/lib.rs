@@ -16,5 +16,7 @@ pub fn agent_common_name(cluster_id: &str) -> String {
 
 /// Reads the cluster id back out of an agent certificate's common name.
 pub fn cluster_id_from_common_name(common_name: &str) -> Option<&str> {
-    common_name.strip_prefix("cluster:").filter(|id| !id.is_empty())
+    common_name
+        .strip_prefix("cluster:")
+        .filter(|id| !id.is_empty())
 }

@@ -32,14 +32,21 @@ pub(super) async fn bootstrap(
         BootstrapRedemption::Redeemed { cluster_id } => cluster_id,
         refused => {
             let (reason, status) = match refused {
-                BootstrapRedemption::Unknown => ("bad_token", Status::unauthenticated("bootstrap token is not valid")),
+                BootstrapRedemption::Unknown => (
+                    "bad_token",
+                    Status::unauthenticated("bootstrap token is not valid"),
+                ),
                 BootstrapRedemption::AlreadyUsed => (
                     "token_reused",
-                    Status::unauthenticated("bootstrap token was already used; create a new one for this cluster"),
+                    Status::unauthenticated(
+                        "bootstrap token was already used; create a new one for this cluster",
+                    ),
                 ),
                 BootstrapRedemption::Expired => (
                     "token_expired",
-                    Status::unauthenticated("bootstrap token has expired; create a new one for this cluster"),
+                    Status::unauthenticated(
+                        "bootstrap token has expired; create a new one for this cluster",
+                    ),
                 ),
                 _ => (
                     "cluster_deleted",
@@ -87,7 +94,13 @@ async fn issue(
         .map_err(csr_status)?;
     service
         .store
-        .record_certificate(cluster_id, &issued.serial, via, issued.not_before, issued.not_after)
+        .record_certificate(
+            cluster_id,
+            &issued.serial,
+            via,
+            issued.not_before,
+            issued.not_after,
+        )
         .await
         .map_err(|e| internal("recording the certificate", e))?;
     service.metrics.certificates_issued.inc();

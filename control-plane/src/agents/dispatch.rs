@@ -14,7 +14,10 @@ use crate::store::{Store, channels};
 pub enum ClusterSignal {
     /// Tasks may be waiting (a new or redeliverable task, or notifications may have been missed).
     TasksReady,
-    Cancelled { task_id: Uuid, lease_id: Uuid },
+    Cancelled {
+        task_id: Uuid,
+        lease_id: Uuid,
+    },
     /// The cluster was deleted: close the stream.
     Revoked,
     /// This process is stopping: end the stream so the agent reconnects elsewhere or later.
@@ -80,7 +83,9 @@ impl Dispatcher {
             self.broadcast_all(ClusterSignal::TasksReady);
             loop {
                 match listener.try_recv().await {
-                    Ok(Some(notification)) => self.route(notification.channel(), notification.payload()),
+                    Ok(Some(notification)) => {
+                        self.route(notification.channel(), notification.payload())
+                    }
                     Ok(None) => {
                         tracing::warn!("notification connection lost; reconnecting");
                         self.broadcast_all(ClusterSignal::TasksReady);

@@ -8,7 +8,10 @@ use crate::pki::{AgentIdentity, agent_identity};
 impl AgentGrpc {
     /// The caller's identity, refused when there is no certificate, it is not an agent certificate, it was
     /// revoked, or its cluster was deleted.
-    pub(super) async fn authenticate<T>(&self, request: &Request<T>) -> Result<AgentIdentity, Status> {
+    pub(super) async fn authenticate<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<AgentIdentity, Status> {
         let certs = request.peer_certs().ok_or_else(|| {
             self.metrics.reject("no_client_certificate");
             Status::unauthenticated("a client certificate is required (bootstrap first)")

@@ -65,7 +65,9 @@ fn ensure_newline(text: &str) -> String {
 }
 
 /// Verbs for objects the agent applies from tasks and prunes when a demo no longer has them.
-const MANAGE: [&str; 7] = ["get", "list", "watch", "create", "patch", "update", "delete"];
+const MANAGE: [&str; 7] = [
+    "get", "list", "watch", "create", "patch", "update", "delete",
+];
 const READ: [&str; 3] = ["get", "list", "watch"];
 
 fn manifest_documents(inputs: &InstallInputs<'_>) -> Vec<Value> {
@@ -90,48 +92,48 @@ fn manifest_documents(inputs: &InstallInputs<'_>) -> Vec<Value> {
                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "edgefleet-agent-identity"},
                "subjects": [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}]}),
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-               "metadata": {"name": "edgefleet-agent", "labels": labels},
-               "rules": [
-                   {"apiGroups": [""], "resources": ["namespaces", "services", "configmaps", "serviceaccounts"], "verbs": MANAGE},
-                   {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": MANAGE},
-                   {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": READ},
-                   {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "networkpolicies"], "verbs": MANAGE},
-                   {"apiGroups": [""], "resources": ["pods", "pods/log", "events"], "verbs": READ},
-                   {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]}
-               ]}),
+        "metadata": {"name": "edgefleet-agent", "labels": labels},
+        "rules": [
+            {"apiGroups": [""], "resources": ["namespaces", "services", "configmaps", "serviceaccounts"], "verbs": MANAGE},
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": MANAGE},
+            {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": READ},
+            {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "networkpolicies"], "verbs": MANAGE},
+            {"apiGroups": [""], "resources": ["pods", "pods/log", "events"], "verbs": READ},
+            {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]}
+        ]}),
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
                "metadata": {"name": "edgefleet-agent", "labels": labels},
                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edgefleet-agent"},
                "subjects": [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}]}),
         json!({"apiVersion": "apps/v1", "kind": "Deployment",
-               "metadata": {"name": "edgefleet-agent", "namespace": NAMESPACE, "labels": labels},
-               "spec": {
-                   "replicas": 1,
-                   // One agent per cluster at a time: never two streams racing for the same cluster's tasks.
-                   "strategy": {"type": "Recreate"},
-                   "selector": {"matchLabels": {"app.kubernetes.io/name": "edgefleet-agent"}},
-                   "template": {
-                       "metadata": {"labels": labels},
-                       "spec": {
-                           "serviceAccountName": SERVICE_ACCOUNT,
-                           "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
-                           "containers": [{
-                               "name": "agent",
-                               "image": inputs.image,
-                               "args": ["run", "--control-plane", inputs.agent_endpoint,
-                                        "--ca-file", format!("{BOOTSTRAP_MOUNT}/ca.crt"),
-                                        "--bootstrap-token-file", format!("{BOOTSTRAP_MOUNT}/token"),
-                                        "--state-secret", format!("{NAMESPACE}/{IDENTITY_SECRET}")],
-                               "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
-                                             "limits": {"cpu": "500m", "memory": "256Mi"}},
-                               "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
-                                                   "capabilities": {"drop": ["ALL"]}},
-                               "volumeMounts": [{"name": "bootstrap", "mountPath": BOOTSTRAP_MOUNT, "readOnly": true}]
-                           }],
-                           "volumes": [{"name": "bootstrap", "secret": {"secretName": BOOTSTRAP_SECRET, "defaultMode": 0o400}}]
-                       }
-                   }
-               }}),
+        "metadata": {"name": "edgefleet-agent", "namespace": NAMESPACE, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            // One agent per cluster at a time: never two streams racing for the same cluster's tasks.
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": {"app.kubernetes.io/name": "edgefleet-agent"}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "serviceAccountName": SERVICE_ACCOUNT,
+                    "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{
+                        "name": "agent",
+                        "image": inputs.image,
+                        "args": ["run", "--control-plane", inputs.agent_endpoint,
+                                 "--ca-file", format!("{BOOTSTRAP_MOUNT}/ca.crt"),
+                                 "--bootstrap-token-file", format!("{BOOTSTRAP_MOUNT}/token"),
+                                 "--state-secret", format!("{NAMESPACE}/{IDENTITY_SECRET}")],
+                        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
+                                      "limits": {"cpu": "500m", "memory": "256Mi"}},
+                        "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+                                            "capabilities": {"drop": ["ALL"]}},
+                        "volumeMounts": [{"name": "bootstrap", "mountPath": BOOTSTRAP_MOUNT, "readOnly": true}]
+                    }],
+                    "volumes": [{"name": "bootstrap", "secret": {"secretName": BOOTSTRAP_SECRET, "defaultMode": 0o400}}]
+                }
+            }
+        }}),
     ]
 }
 
@@ -180,15 +182,24 @@ mod tests {
         let cluster_role = docs.iter().find(|d| d["kind"] == "ClusterRole").unwrap();
         for rule in cluster_role["rules"].as_array().unwrap() {
             let resources = rule["resources"].as_array().unwrap();
-            assert!(!resources.iter().any(|r| r == "secrets" || r == "*"), "{rule}");
-            assert!(!rule["verbs"].as_array().unwrap().iter().any(|v| v == "*"), "{rule}");
+            assert!(
+                !resources.iter().any(|r| r == "secrets" || r == "*"),
+                "{rule}"
+            );
+            assert!(
+                !rule["verbs"].as_array().unwrap().iter().any(|v| v == "*"),
+                "{rule}"
+            );
         }
     }
 
     #[test]
     fn command_never_puts_the_token_in_process_arguments() {
         let command = bundle(&inputs()).command;
-        let run_line = command.lines().skip_while(|l| !l.starts_with("node-agent")).collect::<String>();
+        let run_line = command
+            .lines()
+            .skip_while(|l| !l.starts_with("node-agent"))
+            .collect::<String>();
         assert!(!run_line.contains("efb_secret"), "{run_line}");
         assert!(command.contains("--bootstrap-token-file"));
     }

@@ -74,7 +74,10 @@ impl AgentGrpc {
     /// TLS for the agent port: our serving certificate, and client certificates verified against the agent CA
     /// when presented. They are optional at the TLS layer only because `Bootstrap` is called before the agent
     /// has one; every other call refuses a connection without one.
-    pub fn tls_config(&self, tls_names: &[String]) -> Result<ServerTlsConfig, crate::pki::PkiError> {
+    pub fn tls_config(
+        &self,
+        tls_names: &[String],
+    ) -> Result<ServerTlsConfig, crate::pki::PkiError> {
         let (chain, key) = self.ca.issue_server_certificate(tls_names)?;
         Ok(ServerTlsConfig::new()
             .identity(Identity::from_pem(chain, key))
@@ -92,7 +95,10 @@ impl AgentService for AgentGrpc {
         bootstrap::bootstrap(self, request).await
     }
 
-    async fn renew(&self, request: Request<RenewRequest>) -> Result<Response<RenewResponse>, Status> {
+    async fn renew(
+        &self,
+        request: Request<RenewRequest>,
+    ) -> Result<Response<RenewResponse>, Status> {
         bootstrap::renew(self, request).await
     }
 

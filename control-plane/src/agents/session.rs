@@ -38,12 +38,21 @@ pub(super) async fn open(
     let identity = service.authenticate(&request).await?;
     let peer_addr = request.remote_addr().map(|a| a.to_string());
     let mut inbound = request.into_inner();
-    let hello = match tokio::time::timeout(service.settings.hello_timeout, inbound.message()).await {
+    let hello = match tokio::time::timeout(service.settings.hello_timeout, inbound.message()).await
+    {
         Ok(Ok(Some(AgentMessage {
             msg: Some(Up::Hello(hello)),
         }))) => hello,
-        Ok(Ok(Some(_))) => return Err(Status::invalid_argument("the first message on a session must be Hello")),
-        Ok(Ok(None)) => return Err(Status::cancelled("the agent closed the session before Hello")),
+        Ok(Ok(Some(_))) => {
+            return Err(Status::invalid_argument(
+                "the first message on a session must be Hello",
+            ));
+        }
+        Ok(Ok(None)) => {
+            return Err(Status::cancelled(
+                "the agent closed the session before Hello",
+            ));
+        }
         Ok(Err(status)) => return Err(status),
         Err(_) => return Err(Status::deadline_exceeded("no Hello received in time")),
     };
@@ -52,7 +61,13 @@ pub(super) async fn open(
     let signals = service.dispatcher.subscribe(cluster_id);
     let session_id = service
         .store
-        .open_session(&service.settings.instance, cluster_id, &identity.serial, &hello.agent_version, peer_addr.clone())
+        .open_session(
+            &service.settings.instance,
+            cluster_id,
+            &identity.serial,
+            &hello.agent_version,
+            peer_addr.clone(),
+        )
         .await
         .map_err(|e| internal("opening the session", e))?;
     let (tx, rx) = mpsc::channel(256);
@@ -102,19 +117,27 @@ impl Session {
         self.identity.cluster_id
     }
 
-    async fn run(mut self, mut inbound: Streaming<AgentMessage>, mut signals: broadcast::Receiver<ClusterSignal>) {
+    async fn run(
+        mut self,
+        mut inbound: Streaming<AgentMessage>,
+        mut signals: broadcast::Receiver<ClusterSignal>,
+    ) {
         let end = self.serve(&mut inbound, &mut signals).await;
         match &end {
             End::AgentClosed => tracing::info!("agent closed the session"),
             End::AgentError(status) => tracing::info!(error = %status, "agent stream broke"),
             End::Revoked => tracing::warn!("cluster deleted: session closed, certificate revoked"),
-            End::Failed(status) => tracing::warn!(error = %status, "session ended by the control plane"),
+            End::Failed(status) => {
+                tracing::warn!(error = %status, "session ended by the control plane")
+            }
         }
         match end {
             End::Revoked => {
                 let _ = self
                     .tx
-                    .send(Err(Status::permission_denied("the cluster was deleted; its agent is revoked")))
+                    .send(Err(Status::permission_denied(
+                        "the cluster was deleted; its agent is revoked",
+                    )))
                     .await;
             }
             End::Failed(status) => {
@@ -192,7 +215,10 @@ impl Session {
         for task in leased {
             self.service.metrics.tasks_delivered.inc();
             let waited = (Utc::now() - task.created_at).to_std().unwrap_or_default();
-            self.service.metrics.task_delivery_seconds.observe(waited.as_secs_f64());
+            self.service
+                .metrics
+                .task_delivery_seconds
+                .observe(waited.as_secs_f64());
             match assignment(&task) {
                 Ok(assignment) => {
                     tracing::info!(task_id = %task.id, attempt = task.attempts, "task delivered");
@@ -207,7 +233,8 @@ impl Session {
                         objects: Vec::new(),
                         retryable: false,
                     };
-                    self.record_result(task.id, task.lease_id, &completion).await?;
+                    self.record_result(task.id, task.lease_id, &completion)
+                        .await?;
                 }
             }
         }
@@ -256,10 +283,17 @@ impl Session {
                 let Some((task_id, lease_id)) = ids(&progress.task_id, &progress.lease_id) else {
                     return Ok(());
                 };
-                let objects: Vec<ObjectReport> = progress.objects.iter().map(object_report).collect();
+                let objects: Vec<ObjectReport> =
+                    progress.objects.iter().map(object_report).collect();
                 self.service
                     .store
-                    .record_progress(self.cluster_id(), task_id, lease_id, &progress.message, &objects)
+                    .record_progress(
+                        self.cluster_id(),
+                        task_id,
+                        lease_id,
+                        &progress.message,
+                        &objects,
+                    )
                     .await
                     .map_err(|e| internal("recording task progress", e))?;
                 Ok(())
@@ -378,7 +412,9 @@ impl Session {
                 Ok(Ok(())) => Ok(ControlMessage {
                     msg: Some(Down::LogAck(LogBatchAck { batch_id })),
                 }),
-                Ok(Err(error)) => Err(Status::unavailable(format!("log storage unavailable: {error}"))),
+                Ok(Err(error)) => Err(Status::unavailable(format!(
+                    "log storage unavailable: {error}"
+                ))),
                 Err(_) => Err(Status::unavailable("log storage unavailable")),
             };
             let _ = tx.send(reply).await;
@@ -391,7 +427,11 @@ fn ids(task_id: &str, lease_id: &str) -> Option<(Uuid, Uuid)> {
     match (Uuid::parse_str(task_id), Uuid::parse_str(lease_id)) {
         (Ok(task), Ok(lease)) => Some((task, lease)),
         _ => {
-            tracing::warn!(task_id, lease_id, "agent quoted a malformed task or lease id");
+            tracing::warn!(
+                task_id,
+                lease_id,
+                "agent quoted a malformed task or lease id"
+            );
             None
         }
     }

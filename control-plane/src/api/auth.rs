@@ -85,7 +85,11 @@ fn unauthenticated(message: &str) -> ApiError {
 }
 
 /// Middleware for `/api/v1`: resolves `Authorization: Bearer <token>` to a principal.
-pub async fn authenticate(State(state): State<ApiState>, mut request: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn authenticate(
+    State(state): State<ApiState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let header = request
         .headers()
         .get(AUTHORIZATION)
@@ -102,7 +106,8 @@ pub async fn authenticate(State(state): State<ApiState>, mut request: Request, n
         .authenticate_api_token(&sha256_hex(token))
         .await?
         .ok_or_else(|| unauthenticated("the API token is not valid, expired or revoked"))?;
-    let role = Role::parse(&principal.role).ok_or_else(|| ApiError::internal("token has an unknown role"))?;
+    let role = Role::parse(&principal.role)
+        .ok_or_else(|| ApiError::internal("token has an unknown role"))?;
     request.extensions_mut().insert(Principal {
         name: principal.name,
         role,

@@ -29,7 +29,11 @@ pub struct CreateCloud {
 pub fn credential_schema(provider: &str) -> Option<&'static [(&'static str, bool)]> {
     match provider {
         "tencentcloud" => Some(&[("secret_id", true), ("secret_key", true)]),
-        "aws" => Some(&[("access_key_id", true), ("secret_access_key", true), ("session_token", false)]),
+        "aws" => Some(&[
+            ("access_key_id", true),
+            ("secret_access_key", true),
+            ("session_token", false),
+        ]),
         "local" => Some(&[]),
         "existing" => Some(&[("kubeconfig", false)]),
         _ => None,
@@ -50,12 +54,21 @@ pub async fn create(
     let mut problems = Problems::default();
     problems.check_name("name", &body.name);
     match credential_schema(&body.provider) {
-        None => problems.add("provider", "must be one of tencentcloud, aws, local, existing"),
+        None => problems.add(
+            "provider",
+            "must be one of tencentcloud, aws, local, existing",
+        ),
         Some(schema) => {
             for (field, required) in schema {
-                let present = body.credentials.get(*field).is_some_and(|v| !v.trim().is_empty());
+                let present = body
+                    .credentials
+                    .get(*field)
+                    .is_some_and(|v| !v.trim().is_empty());
                 if *required && !present {
-                    problems.add(format!("credentials.{field}"), format!("is required for provider {}", body.provider));
+                    problems.add(
+                        format!("credentials.{field}"),
+                        format!("is required for provider {}", body.provider),
+                    );
                 }
             }
             for field in body.credentials.keys() {
@@ -63,7 +76,11 @@ pub async fn create(
                     let known: Vec<&str> = schema.iter().map(|(k, _)| *k).collect();
                     problems.add(
                         format!("credentials.{field}"),
-                        format!("is not a {} credential field (expected: {})", body.provider, known.join(", ")),
+                        format!(
+                            "is not a {} credential field (expected: {})",
+                            body.provider,
+                            known.join(", ")
+                        ),
                     );
                 }
             }
@@ -77,10 +94,14 @@ pub async fn create(
     problems.into_result()?;
 
     let id = Uuid::new_v4();
-    let credentials: BTreeMap<&String, &String> =
-        body.credentials.iter().filter(|(_, v)| !v.trim().is_empty()).collect();
+    let credentials: BTreeMap<&String, &String> = body
+        .credentials
+        .iter()
+        .filter(|(_, v)| !v.trim().is_empty())
+        .collect();
     let credentials_sealed = (!credentials.is_empty()).then(|| {
-        let plaintext = zeroize::Zeroizing::new(serde_json::to_vec(&credentials).expect("map serializes"));
+        let plaintext =
+            zeroize::Zeroizing::new(serde_json::to_vec(&credentials).expect("map serializes"));
         state.sbox.seal(&plaintext, &credentials_context(id))
     });
     let cloud = state
@@ -98,7 +119,10 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(cloud)))
 }
 
-pub async fn list(State(state): State<ApiState>, _: Principal) -> Result<Json<Vec<CloudAccount>>, ApiError> {
+pub async fn list(
+    State(state): State<ApiState>,
+    _: Principal,
+) -> Result<Json<Vec<CloudAccount>>, ApiError> {
     Ok(Json(state.store.clouds().await?))
 }
 

@@ -44,7 +44,10 @@ pub async fn create(
     if let Some(endpoint) = &body.api_endpoint
         && url::Url::parse(endpoint).is_err()
     {
-        problems.add("api_endpoint", "must be a URL such as https://10.0.0.1:6443");
+        problems.add(
+            "api_endpoint",
+            "must be a URL such as https://10.0.0.1:6443",
+        );
     }
     problems.into_result()?;
     let cluster = state
@@ -67,7 +70,10 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(cluster)))
 }
 
-pub async fn list(State(state): State<ApiState>, _: Principal) -> Result<Json<Vec<Cluster>>, ApiError> {
+pub async fn list(
+    State(state): State<ApiState>,
+    _: Principal,
+) -> Result<Json<Vec<Cluster>>, ApiError> {
     Ok(Json(state.store.clusters().await?))
 }
 
@@ -131,7 +137,9 @@ pub async fn create_bootstrap_token(
     } else {
         super::json::parse(&body)?
     };
-    let ttl = body.ttl_seconds.unwrap_or(state.config.agents.bootstrap_token_ttl_seconds);
+    let ttl = body
+        .ttl_seconds
+        .unwrap_or(state.config.agents.bootstrap_token_ttl_seconds);
     if !(60..=MAX_TOKEN_TTL_SECONDS).contains(&ttl) {
         return Err(ApiError::validation(vec![FieldProblem {
             field: "ttl_seconds".into(),

@@ -31,7 +31,11 @@ where
             ));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            ApiError::new(e.status(), "body_unreadable", format!("cannot read the request body: {e}"))
+            ApiError::new(
+                e.status(),
+                "body_unreadable",
+                format!("cannot read the request body: {e}"),
+            )
         })?;
         parse(&bytes).map(Self)
     }
@@ -44,9 +48,16 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = error.path().to_string();
         let inner = error.into_inner();
         if inner.is_syntax() || inner.is_eof() {
-            return ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {inner}"));
+            return ApiError::bad_request(
+                "invalid_json",
+                format!("the body is not valid JSON: {inner}"),
+            );
         }
-        let field = if path == "." { "body".to_string() } else { path };
+        let field = if path == "." {
+            "body".to_string()
+        } else {
+            path
+        };
         ApiError::validation(vec![FieldProblem {
             field,
             message: strip_position(&inner.to_string()),

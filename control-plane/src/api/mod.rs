@@ -70,14 +70,23 @@ pub fn router(state: ApiState) -> Router {
         .route("/regions", get(regions::list).post(regions::create))
         .route("/regions/{id}", get(regions::get))
         .route("/clusters", get(clusters::list).post(clusters::create))
-        .route("/clusters/{id}", get(clusters::get).delete(clusters::delete))
-        .route("/clusters/{id}/bootstrap-tokens", post(clusters::create_bootstrap_token))
+        .route(
+            "/clusters/{id}",
+            get(clusters::get).delete(clusters::delete),
+        )
+        .route(
+            "/clusters/{id}/bootstrap-tokens",
+            post(clusters::create_bootstrap_token),
+        )
         .route("/clusters/{id}/tasks", post(tasks::create))
         .route("/tasks", get(tasks::list))
         .route("/tasks/{id}", get(tasks::get))
         .route("/tasks/{id}/cancel", post(tasks::cancel))
         .route("/tasks/{id}/logs", get(tasks::logs))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .route("/openapi.json", get(openapi))
         .fallback(|| async { ApiError::not_found("no such API endpoint") });
     Router::new()
@@ -91,7 +100,8 @@ pub fn router(state: ApiState) -> Router {
 }
 
 async fn openapi() -> impl IntoResponse {
-    let doc: serde_json::Value = serde_yaml::from_str(OPENAPI_YAML).expect("openapi.yaml is valid YAML (tested)");
+    let doc: serde_json::Value =
+        serde_yaml::from_str(OPENAPI_YAML).expect("openapi.yaml is valid YAML (tested)");
     Json(doc)
 }
 
@@ -113,7 +123,10 @@ async fn readyz(State(state): State<ApiState>) -> impl IntoResponse {
 
 async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.encode(),
     )
 }
@@ -135,7 +148,10 @@ mod tests {
             }
         }
         documented.sort();
-        let mut routes: Vec<(String, String)> = ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        let mut routes: Vec<(String, String)> = ROUTES
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
         routes.sort();
         assert_eq!(documented, routes);
     }

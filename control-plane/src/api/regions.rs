@@ -51,17 +51,22 @@ pub async fn create(
         })
         .await
         .map_err(|e| match e {
-            crate::store::StoreError::NotFound { .. } => ApiError::validation(vec![crate::taskspec::FieldProblem {
-                field: "cloud_account_id".into(),
-                message: format!("no cloud account {}", body.cloud_account_id),
-            }]),
+            crate::store::StoreError::NotFound { .. } => {
+                ApiError::validation(vec![crate::taskspec::FieldProblem {
+                    field: "cloud_account_id".into(),
+                    message: format!("no cloud account {}", body.cloud_account_id),
+                }])
+            }
             other => other.into(),
         })?;
     tracing::info!(region_id = %region.id, code = %region.code, by = %principal.label(), "region added");
     Ok((StatusCode::CREATED, Json(region)))
 }
 
-pub async fn list(State(state): State<ApiState>, _: Principal) -> Result<Json<Vec<Region>>, ApiError> {
+pub async fn list(
+    State(state): State<ApiState>,
+    _: Principal,
+) -> Result<Json<Vec<Region>>, ApiError> {
     Ok(Json(state.store.regions().await?))
 }
 

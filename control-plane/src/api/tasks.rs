@@ -56,7 +56,9 @@ pub async fn create(
     {
         problems.add("idempotency_key", "must be 1-200 characters");
     }
-    let max_attempts = body.max_attempts.unwrap_or(state.config.tasks.default_max_attempts);
+    let max_attempts = body
+        .max_attempts
+        .unwrap_or(state.config.tasks.default_max_attempts);
     if !(1..=20).contains(&max_attempts) {
         problems.add("max_attempts", "must be between 1 and 20");
     }
@@ -105,7 +107,10 @@ pub async fn list(
         Some(s) => {
             let parsed = TaskState::parse(s);
             if parsed.is_none() {
-                problems.add("state", "must be pending, leased, running, succeeded, failed or cancelled");
+                problems.add(
+                    "state",
+                    "must be pending, leased, running, succeeded, failed or cancelled",
+                );
             }
             parsed
         }
@@ -197,10 +202,17 @@ pub async fn logs(
     let task = state.store.task(id).await?;
     let lines = state
         .logs
-        .task_logs(&task.cluster_id.to_string(), &id.to_string(), query.after.unwrap_or(i64::MIN), limit)
+        .task_logs(
+            &task.cluster_id.to_string(),
+            &id.to_string(),
+            query.after.unwrap_or(i64::MIN),
+            limit,
+        )
         .await
         .map_err(ApiError::internal)?;
-    let next_after = (lines.len() as u64 == limit).then(|| lines.last().map(|l| l.ts_nanos)).flatten();
+    let next_after = (lines.len() as u64 == limit)
+        .then(|| lines.last().map(|l| l.ts_nanos))
+        .flatten();
     Ok(Json(TaskLogs {
         task_id: id,
         lines: lines.into_iter().map(view).collect(),

@@ -114,9 +114,8 @@ impl LogStore {
             .execute()
             .await
             .map_err(|e| self.err(e))?;
-        for statement in [
-            format!(
-                "CREATE TABLE IF NOT EXISTS {db}.task_logs (
+        for statement in [format!(
+            "CREATE TABLE IF NOT EXISTS {db}.task_logs (
                     date Date,
                     ts_nanos Int64,
                     cluster_id String,
@@ -126,8 +125,7 @@ impl LogStore {
                     fields String,
                     source String
                 ) ENGINE = MergeTree() PARTITION BY toYYYYMM(date) ORDER BY (task_id, ts_nanos)"
-            ),
-        ] {
+        )] {
             self.client
                 .query(&statement)
                 .execute()

@@ -50,7 +50,9 @@ impl LogSink {
     /// Queues lines for insertion; the returned receiver resolves once they are stored (or failed for good).
     pub async fn submit(&self, lines: Vec<TaskLogLine>) -> oneshot::Receiver<Result<(), String>> {
         let (done, rx) = oneshot::channel();
-        if let Err(mpsc::error::SendError(submission)) = self.queue.send(Submission { lines, done }).await {
+        if let Err(mpsc::error::SendError(submission)) =
+            self.queue.send(Submission { lines, done }).await
+        {
             let _ = submission.done.send(Err("log writer stopped".into()));
         }
         rx

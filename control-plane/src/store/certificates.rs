@@ -18,16 +18,18 @@ pub struct AgentCertificateRow {
 
 impl Store {
     pub async fn load_ca(&self) -> Result<Option<(String, Vec<u8>)>, StoreError> {
-        Ok(
-            sqlx::query_as::<_, (String, Vec<u8>)>(
-                "SELECT ca_cert_pem, ca_key_sealed FROM pki_authority WHERE id = 1",
-            )
-            .fetch_optional(self.pool())
-            .await?,
+        Ok(sqlx::query_as::<_, (String, Vec<u8>)>(
+            "SELECT ca_cert_pem, ca_key_sealed FROM pki_authority WHERE id = 1",
         )
+        .fetch_optional(self.pool())
+        .await?)
     }
 
-    pub async fn insert_ca_if_absent(&self, cert_pem: &str, key_sealed: &[u8]) -> Result<(), StoreError> {
+    pub async fn insert_ca_if_absent(
+        &self,
+        cert_pem: &str,
+        key_sealed: &[u8],
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO pki_authority (id, ca_cert_pem, ca_key_sealed) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING",
         )
@@ -67,7 +69,12 @@ impl Store {
         cluster_id: Uuid,
         serial: &str,
     ) -> Result<Option<String>, StoreError> {
-        let row: Option<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> = sqlx::query_as(
+        #[derive(sqlx::FromRow)]
+        struct Standing {
+            revoked_at: Option<DateTime<Utc>>,
+            deleted_at: Option<DateTime<Utc>>,
+        }
+        let row: Option<Standing> = sqlx::query_as(
             "SELECT c.revoked_at, k.deleted_at FROM agent_certificates c JOIN clusters k ON k.id = c.cluster_id
              WHERE c.serial = $1 AND c.cluster_id = $2",
         )
@@ -77,9 +84,15 @@ impl Store {
         .await?;
         Ok(match row {
             None => Some("certificate was not issued to this cluster".into()),
-            Some((_, Some(_))) => Some(format!("cluster {cluster_id} was deleted")),
-            Some((Some(_), None)) => Some("certificate was revoked".into()),
-            Some((None, None)) => None,
+            Some(Standing {
+                deleted_at: Some(_),
+                ..
+            }) => Some(format!("cluster {cluster_id} was deleted")),
+            Some(Standing {
+                revoked_at: Some(_),
+                ..
+            }) => Some("certificate was revoked".into()),
+            Some(_) => None,
         })
     }
 }

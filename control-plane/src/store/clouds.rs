@@ -30,7 +30,8 @@ pub struct NewCloudAccount {
     pub tags: serde_json::Value,
 }
 
-const SELECT: &str = "SELECT c.id, c.name, c.provider, c.credential_fields, c.tags, c.created_at, c.updated_at,
+const SELECT: &str =
+    "SELECT c.id, c.name, c.provider, c.credential_fields, c.tags, c.created_at, c.updated_at,
         (SELECT count(*) FROM regions r WHERE r.cloud_account_id = c.id) AS region_count
     FROM cloud_accounts c";
 
@@ -62,9 +63,11 @@ impl Store {
     }
 
     pub async fn clouds(&self) -> Result<Vec<CloudAccount>, StoreError> {
-        Ok(sqlx::query_as::<_, CloudAccount>(AssertSqlSafe(format!("{SELECT} ORDER BY c.name")))
-            .fetch_all(self.pool())
-            .await?)
+        Ok(
+            sqlx::query_as::<_, CloudAccount>(AssertSqlSafe(format!("{SELECT} ORDER BY c.name")))
+                .fetch_all(self.pool())
+                .await?,
+        )
     }
 
     /// Deletes the account unless regions still use it (the caller gets a conflict naming how many).
@@ -81,9 +84,12 @@ impl Store {
             .execute(self.pool())
             .await
             .map_err(|e| match &e {
-                sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::Conflict(
-                    format!("cloud account {:?} gained a region while being deleted", cloud.name),
-                ),
+                sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                    StoreError::Conflict(format!(
+                        "cloud account {:?} gained a region while being deleted",
+                        cloud.name
+                    ))
+                }
                 _ => StoreError::Database(e),
             })?;
         if result.rows_affected() == 0 {

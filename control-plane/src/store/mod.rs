@@ -19,8 +19,8 @@ pub use tasks::{
 };
 pub use tokens::{ApiPrincipal, BootstrapRedemption};
 
-use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::PgPool;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 
 /// Channels used with LISTEN/NOTIFY so every control-plane process hears about work for its agent streams.
 pub mod channels {

@@ -84,7 +84,11 @@ impl Store {
         Ok(result.rows_affected())
     }
 
-    pub async fn sessions(&self, cluster_id: Uuid, limit: i64) -> Result<Vec<SessionRow>, StoreError> {
+    pub async fn sessions(
+        &self,
+        cluster_id: Uuid,
+        limit: i64,
+    ) -> Result<Vec<SessionRow>, StoreError> {
         Ok(sqlx::query_as::<_, SessionRow>(
             "SELECT id, cluster_id, agent_version, peer_addr, connected_at, last_seen_at, disconnected_at
              FROM agent_sessions WHERE cluster_id = $1 ORDER BY connected_at DESC LIMIT $2",

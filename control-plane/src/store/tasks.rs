@@ -159,7 +159,11 @@ async fn add_event(
     Ok(())
 }
 
-async fn notify(conn: &mut sqlx::PgConnection, channel: &str, payload: &str) -> Result<(), StoreError> {
+async fn notify(
+    conn: &mut sqlx::PgConnection,
+    channel: &str,
+    payload: &str,
+) -> Result<(), StoreError> {
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(channel)
         .bind(payload)
@@ -294,7 +298,12 @@ impl Store {
     }
 
     /// The agent accepted a delivery: leased -> running. False when the lease is no longer current.
-    pub async fn mark_running(&self, cluster_id: Uuid, task_id: Uuid, lease_id: Uuid) -> Result<bool, StoreError> {
+    pub async fn mark_running(
+        &self,
+        cluster_id: Uuid,
+        task_id: Uuid,
+        lease_id: Uuid,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await?;
         let updated = sqlx::query(
             "UPDATE tasks SET state = 'running', started_at = coalesce(started_at, now()), updated_at = now()

@@ -47,7 +47,10 @@ impl Store {
 
     /// Marks the token used if it is valid. The single UPDATE makes concurrent redemptions safe: exactly one
     /// caller sees `Redeemed`.
-    pub async fn redeem_bootstrap_token(&self, token_sha256: &str) -> Result<BootstrapRedemption, StoreError> {
+    pub async fn redeem_bootstrap_token(
+        &self,
+        token_sha256: &str,
+    ) -> Result<BootstrapRedemption, StoreError> {
         let redeemed: Option<Uuid> = sqlx::query_scalar(
             "UPDATE bootstrap_tokens t SET used_at = now()
              FROM clusters k
@@ -61,22 +64,38 @@ impl Store {
         if let Some(cluster_id) = redeemed {
             return Ok(BootstrapRedemption::Redeemed { cluster_id });
         }
-        let row: Option<(Option<DateTime<Utc>>, DateTime<Utc>, Option<DateTime<Utc>>)> = sqlx::query_as(
-            "SELECT t.used_at, t.expires_at, k.deleted_at FROM bootstrap_tokens t JOIN clusters k ON k.id = t.cluster_id
+        #[derive(sqlx::FromRow)]
+        struct Standing {
+            used_at: Option<DateTime<Utc>>,
+            deleted_at: Option<DateTime<Utc>>,
+        }
+        let row: Option<Standing> = sqlx::query_as(
+            "SELECT t.used_at, k.deleted_at FROM bootstrap_tokens t JOIN clusters k ON k.id = t.cluster_id
              WHERE t.token_sha256 = $1",
         )
         .bind(token_sha256)
         .fetch_optional(self.pool())
         .await?;
+        // The UPDATE above failed, so a known token is deleted, used, or (otherwise) expired.
         Ok(match row {
             None => BootstrapRedemption::Unknown,
-            Some((_, _, Some(_))) => BootstrapRedemption::ClusterDeleted,
-            Some((Some(_), _, None)) => BootstrapRedemption::AlreadyUsed,
-            Some((None, _, None)) => BootstrapRedemption::Expired,
+            Some(Standing {
+                deleted_at: Some(_),
+                ..
+            }) => BootstrapRedemption::ClusterDeleted,
+            Some(Standing {
+                used_at: Some(_), ..
+            }) => BootstrapRedemption::AlreadyUsed,
+            Some(_) => BootstrapRedemption::Expired,
         })
     }
 
-    pub async fn insert_api_token(&self, name: &str, token_sha256: &str, role: &str) -> Result<Uuid, StoreError> {
+    pub async fn insert_api_token(
+        &self,
+        name: &str,
+        token_sha256: &str,
+        role: &str,
+    ) -> Result<Uuid, StoreError> {
         let id = Uuid::new_v4();
         sqlx::query(
             "INSERT INTO api_tokens (id, name, token_sha256, role) VALUES ($1, $2, $3, $4)
@@ -97,7 +116,10 @@ impl Store {
             .await?)
     }
 
-    pub async fn authenticate_api_token(&self, token_sha256: &str) -> Result<Option<ApiPrincipal>, StoreError> {
+    pub async fn authenticate_api_token(
+        &self,
+        token_sha256: &str,
+    ) -> Result<Option<ApiPrincipal>, StoreError> {
         let row: Option<(Uuid, String, String)> = sqlx::query_as(
             "UPDATE api_tokens SET last_used_at = now()
              WHERE token_sha256 = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
@@ -106,6 +128,10 @@ impl Store {
         .bind(token_sha256)
         .fetch_optional(self.pool())
         .await?;
-        Ok(row.map(|(token_id, name, role)| ApiPrincipal { token_id, name, role }))
+        Ok(row.map(|(token_id, name, role)| ApiPrincipal {
+            token_id,
+            name,
+            role,
+        }))
     }
 }

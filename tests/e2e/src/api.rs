@@ -32,7 +32,12 @@ impl Api {
     }
 
     /// Sends a request and returns the status and JSON body (Null when empty), whatever the status.
-    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> anyhow::Result<(StatusCode, Value)> {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(StatusCode, Value)> {
         let mut request = self
             .http
             .request(method.clone(), format!("{}{path}", self.base))
@@ -40,7 +45,10 @@ impl Api {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.with_context(|| format!("{method} {path}"))?;
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("{method} {path}"))?;
         let status = response.status();
         let text = response.text().await?;
         let value = if text.is_empty() {
@@ -52,7 +60,12 @@ impl Api {
     }
 
     /// Like `call`, but a non-2xx status is an error carrying the body.
-    pub async fn ok(&self, method: Method, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+    pub async fn ok(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
         let (status, value) = self.call(method.clone(), path, body).await?;
         if !status.is_success() {
             bail!("{method} {path} -> {status}: {value}");

@@ -21,7 +21,11 @@ pub fn key_and_csr() -> anyhow::Result<(KeyPair, String)> {
 }
 
 /// A TLS channel to the agent service, pinned to `ca_pem`, with a client identity when given.
-pub async fn channel(endpoint: &str, ca_pem: &str, identity: Option<(&str, &str)>) -> anyhow::Result<Channel> {
+pub async fn channel(
+    endpoint: &str,
+    ca_pem: &str,
+    identity: Option<(&str, &str)>,
+) -> anyhow::Result<Channel> {
     let mut tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(ca_pem))
         .domain_name("localhost");
@@ -42,7 +46,11 @@ pub struct Credentials {
     pub response: BootstrapResponse,
 }
 
-pub async fn bootstrap(endpoint: &str, ca_pem: &str, token: &str) -> Result<Credentials, tonic::Status> {
+pub async fn bootstrap(
+    endpoint: &str,
+    ca_pem: &str,
+    token: &str,
+) -> Result<Credentials, tonic::Status> {
     let channel = channel(endpoint, ca_pem, None)
         .await
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
@@ -69,7 +77,10 @@ pub struct RawSession {
 }
 
 /// Opens a session and sends Hello; the first message received should be Welcome.
-pub async fn open_session(channel: Channel, max_concurrent_tasks: u32) -> Result<RawSession, tonic::Status> {
+pub async fn open_session(
+    channel: Channel,
+    max_concurrent_tasks: u32,
+) -> Result<RawSession, tonic::Status> {
     let (tx, rx) = mpsc::channel(64);
     tx.send(AgentMessage {
         msg: Some(agent_protocol::agent_message::Msg::Hello(Hello {
@@ -90,8 +101,14 @@ pub async fn open_session(channel: Channel, max_concurrent_tasks: u32) -> Result
 
 impl RawSession {
     /// The next message, or the status the stream ended with.
-    pub async fn next(&mut self, timeout: Duration) -> anyhow::Result<Result<ControlMessage, tonic::Status>> {
-        match tokio::time::timeout(timeout, self.rx.message()).await.context("no message in time")? {
+    pub async fn next(
+        &mut self,
+        timeout: Duration,
+    ) -> anyhow::Result<Result<ControlMessage, tonic::Status>> {
+        match tokio::time::timeout(timeout, self.rx.message())
+            .await
+            .context("no message in time")?
+        {
             Ok(Some(message)) => Ok(Ok(message)),
             Ok(None) => Ok(Err(tonic::Status::cancelled("stream ended"))),
             Err(status) => Ok(Err(status)),

@@ -73,6 +73,15 @@ pub struct PeerControlPlane {
     pub agent_endpoint: String,
 }
 
+/// Where an agent keeps its key and certificate.
+#[derive(Debug, Clone, Copy)]
+pub enum AgentState<'a> {
+    /// A directory, as outside a cluster.
+    Dir(&'a Path),
+    /// A Kubernetes Secret `namespace/name`, as in a cluster (the install manifest creates it).
+    Secret(&'a str),
+}
+
 /// The cloud account, region and cluster a test registered.
 #[derive(Debug, Clone)]
 pub struct ClusterHandle {
@@ -143,7 +152,10 @@ impl Stack {
         write_private(&config_path, &serde_json::to_string_pretty(&config)?)?;
         let control_plane = spawn_control_plane("control-plane", &config_path).await?;
         Ok(Self {
-            api: Api::new(format!("http://127.0.0.1:{api_port}/api/v1"), admin_token.clone()),
+            api: Api::new(
+                format!("http://127.0.0.1:{api_port}/api/v1"),
+                admin_token.clone(),
+            ),
             admin_token,
             agent_endpoint,
             postgres,
@@ -175,14 +187,19 @@ impl Stack {
         write_private(&path, &serde_json::to_string_pretty(&config)?)?;
         Ok(PeerControlPlane {
             process: spawn_control_plane(name, &path).await?,
-            api: Api::new(format!("http://127.0.0.1:{api_port}/api/v1"), self.admin_token.clone()),
+            api: Api::new(
+                format!("http://127.0.0.1:{api_port}/api/v1"),
+                self.admin_token.clone(),
+            ),
             agent_endpoint,
         })
     }
 
     /// Stops the control plane (SIGTERM) and starts it again on the same ports and database.
     pub async fn restart_control_plane(&mut self) -> anyhow::Result<()> {
-        self.control_plane.terminate(Duration::from_secs(10)).await?;
+        self.control_plane
+            .terminate(Duration::from_secs(10))
+            .await?;
         self.control_plane = spawn_control_plane("control-plane", &self.config_path).await?;
         Ok(())
     }
@@ -191,7 +208,10 @@ impl Stack {
     pub async fn register_cluster(&self, name: &str) -> anyhow::Result<ClusterHandle> {
         let cloud = self
             .api
-            .post("/clouds", &json!({"name": format!("{name}-cloud"), "provider": "local"}))
+            .post(
+                "/clouds",
+                &json!({"name": format!("{name}-cloud"), "provider": "local"}),
+            )
             .await?;
         let cloud_id = field(&cloud, "id")?;
         let region = self
@@ -217,25 +237,38 @@ impl Stack {
     /// Mints a bootstrap token; the response holds `token` and `install.{manifest,command,ca_pem}`.
     pub async fn bootstrap_token(&self, cluster_id: &str) -> anyhow::Result<Value> {
         self.api
-            .post(&format!("/clusters/{cluster_id}/bootstrap-tokens"), &json!({}))
+            .post(
+                &format!("/clusters/{cluster_id}/bootstrap-tokens"),
+                &json!({}),
+            )
             .await
     }
 
-    /// Starts `node-agent` for the cluster with a fresh token, as the install command would, with its state
-    /// in `state_dir` (reusing the state of an earlier run when it exists).
-    pub async fn start_agent(&self, name: &str, cluster_id: &str, state_dir: &Path) -> anyhow::Result<Process> {
+    /// Starts `node-agent` for the cluster with a fresh token, as the install command would (reusing the
+    /// credentials of an earlier run when `state` holds them).
+    pub async fn start_agent(
+        &self,
+        name: &str,
+        cluster_id: &str,
+        state: AgentState<'_>,
+    ) -> anyhow::Result<Process> {
         let bundle = self.bootstrap_token(cluster_id).await?;
         let token = field(&bundle, "token")?;
         let ca_pem = field(&bundle["install"], "ca_pem")?;
-        self.spawn_agent(name, &token, &ca_pem, state_dir).await
+        self.spawn_agent(name, &token, &ca_pem, state).await
     }
 
-    /// Starts `node-agent` with the given token and CA, without minting anything.
-    pub async fn spawn_agent(&self, name: &str, token: &str, ca_pem: &str, state_dir: &Path) -> anyhow::Result<Process> {
-        std::fs::create_dir_all(state_dir)?;
-        let parent = state_dir.parent().unwrap_or(state_dir);
-        let ca_file = parent.join(format!("{name}-ca.crt"));
-        let token_file = parent.join(format!("{name}-token"));
+    /// Starts `node-agent` with the given token and CA, without minting anything. Its CA and token files go
+    /// into the stack's directory.
+    pub async fn spawn_agent(
+        &self,
+        name: &str,
+        token: &str,
+        ca_pem: &str,
+        state: AgentState<'_>,
+    ) -> anyhow::Result<Process> {
+        let ca_file = self.dir.join(format!("{name}-ca.crt"));
+        let token_file = self.dir.join(format!("{name}-token"));
         std::fs::write(&ca_file, ca_pem)?;
         write_private(&token_file, token)?;
         let mut command = Command::new(harness::workspace_bin("node-agent")?);
@@ -249,12 +282,14 @@ impl Stack {
             .arg(&ca_file)
             .arg("--bootstrap-token-file")
             .arg(&token_file)
-            .arg("--state-dir")
-            .arg(state_dir)
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .env("EDGEFLEET_LOG", "info")
             .envs(self.agent_env.iter().map(|(k, v)| (k, v)));
+        match state {
+            AgentState::Dir(dir) => command.arg("--state-dir").arg(dir),
+            AgentState::Secret(secret) => command.arg("--state-secret").arg(secret),
+        };
         Process::spawn(name, command)
     }
 
@@ -264,7 +299,10 @@ impl Stack {
         let deadline = tokio::time::Instant::now() + timeout;
         while tokio::time::Instant::now() < deadline {
             last = self.api.get(&format!("/tasks/{task_id}")).await?;
-            if matches!(last["state"].as_str(), Some("succeeded" | "failed" | "cancelled")) {
+            if matches!(
+                last["state"].as_str(),
+                Some("succeeded" | "failed" | "cancelled")
+            ) {
                 return Ok(last);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -273,7 +311,11 @@ impl Stack {
     }
 
     /// Polls the API until the cluster's agent is connected and has sent a heartbeat.
-    pub async fn wait_agent_connected(&self, cluster_id: &str, timeout: Duration) -> anyhow::Result<Value> {
+    pub async fn wait_agent_connected(
+        &self,
+        cluster_id: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
         let mut last = Value::Null;
         let deadline = tokio::time::Instant::now() + timeout;
         while tokio::time::Instant::now() < deadline {
@@ -306,7 +348,8 @@ impl Stack {
 
     /// Runs a query in the stack's ClickHouse database.
     pub fn clickhouse_query(&self, sql: &str) -> anyhow::Result<String> {
-        self.clickhouse.query(&sql.replace("{db}", &self.clickhouse_database))
+        self.clickhouse
+            .query(&sql.replace("{db}", &self.clickhouse_database))
     }
 
     /// Runs SQL in the control plane's PostgreSQL database (tests use it to simulate time passing).
@@ -330,8 +373,8 @@ async fn spawn_control_plane(name: &str, config_path: &Path) -> anyhow::Result<P
 }
 
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)

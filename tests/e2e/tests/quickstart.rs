@@ -14,7 +14,10 @@ async fn quickstart_deploys_the_sample_demo_and_says_what_happened() {
         .arg("--dir")
         .arg(&dir);
     let mut devstack = harness::Process::spawn("devstack", command).unwrap();
-    let status = devstack.wait_for_exit(Duration::from_secs(240)).await.unwrap();
+    let status = devstack
+        .wait_for_exit(Duration::from_secs(240))
+        .await
+        .unwrap();
     let output = devstack.log_text();
     assert!(status.success(), "devstack failed:\n{output}");
     for expected in [
@@ -25,6 +28,9 @@ async fn quickstart_deploys_the_sample_demo_and_says_what_happened() {
         "deployment.apps/hello-model",
         "admin token: efa_",
     ] {
-        assert!(output.contains(expected), "missing {expected:?} in:\n{output}");
+        assert!(
+            output.contains(expected),
+            "missing {expected:?} in:\n{output}"
+        );
     }
 }

@@ -9,7 +9,7 @@ use agent_protocol::control_message::Msg as Down;
 use agent_protocol::{TaskAccepted, TaskResult};
 use e2e::api::field;
 use e2e::raw_agent::{self, RawSession, open_session};
-use e2e::{Stack, StackOptions};
+use e2e::{AgentState, Stack, StackOptions};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -19,7 +19,10 @@ fn namespace(name: &str) -> serde_json::Value {
 }
 
 /// Completes every assignment at once and returns the task ids this session received, until `stop` says so.
-async fn serve_tasks(mut session: RawSession, mut stop: tokio::sync::watch::Receiver<bool>) -> Vec<String> {
+async fn serve_tasks(
+    mut session: RawSession,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<String> {
     let mut received = Vec::new();
     loop {
         tokio::select! {
@@ -41,39 +44,90 @@ async fn serve_tasks(mut session: RawSession, mut stop: tokio::sync::watch::Rece
 #[tokio::test(flavor = "multi_thread")]
 async fn two_control_planes_share_one_queue_without_double_delivery() {
     let stack = Stack::start(StackOptions::default()).await.unwrap();
-    let peer = stack.start_peer_control_plane("control-plane-2").await.unwrap();
+    let peer = stack
+        .start_peer_control_plane("control-plane-2")
+        .await
+        .unwrap();
     let cluster = stack.register_cluster("shared").await.unwrap();
     let bundle = stack.bootstrap_token(&cluster.cluster_id).await.unwrap();
     let ca = field(&bundle["install"], "ca_pem").unwrap();
     // The peer shares the CA: a certificate it issues is accepted by the first process and vice versa.
-    let creds = raw_agent::bootstrap(&peer.agent_endpoint, &ca, &field(&bundle, "token").unwrap()).await.unwrap();
+    let creds = raw_agent::bootstrap(&peer.agent_endpoint, &ca, &field(&bundle, "token").unwrap())
+        .await
+        .unwrap();
     let identity = Some((creds.cert_pem.as_str(), creds.key_pem.as_str()));
 
     // A task created through the peer's API reaches a stream held by the first process: notifications cross
     // processes (streams lease only when notified, so nothing else could deliver it).
-    let mut first = open_session(raw_agent::channel(&stack.agent_endpoint, &ca, identity).await.unwrap(), 4).await.unwrap();
-    assert!(matches!(first.next(WAIT).await.unwrap().unwrap().msg, Some(Down::Welcome(_))));
-    let task = peer.api.post(&format!("/clusters/{}/tasks", cluster.cluster_id), &namespace("cross")).await.unwrap();
-    match first.next(Duration::from_secs(5)).await.unwrap().unwrap().msg {
+    let mut first = open_session(
+        raw_agent::channel(&stack.agent_endpoint, &ca, identity)
+            .await
+            .unwrap(),
+        4,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        first.next(WAIT).await.unwrap().unwrap().msg,
+        Some(Down::Welcome(_))
+    ));
+    let task = peer
+        .api
+        .post(
+            &format!("/clusters/{}/tasks", cluster.cluster_id),
+            &namespace("cross"),
+        )
+        .await
+        .unwrap();
+    match first
+        .next(Duration::from_secs(5))
+        .await
+        .unwrap()
+        .unwrap()
+        .msg
+    {
         Some(Down::Task(assignment)) => assert_eq!(assignment.task_id, field(&task, "id").unwrap()),
         other => panic!("expected the task, got {other:?}"),
     }
 
     // Two streams of the same cluster on different processes, tasks submitted through both APIs: every task is
     // delivered exactly once.
-    let mut second = open_session(raw_agent::channel(&peer.agent_endpoint, &ca, identity).await.unwrap(), 4).await.unwrap();
-    assert!(matches!(second.next(WAIT).await.unwrap().unwrap().msg, Some(Down::Welcome(_))));
+    let mut second = open_session(
+        raw_agent::channel(&peer.agent_endpoint, &ca, identity)
+            .await
+            .unwrap(),
+        4,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        second.next(WAIT).await.unwrap().unwrap().msg,
+        Some(Down::Welcome(_))
+    ));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let workers = [tokio::spawn(serve_tasks(first, stop_rx.clone())), tokio::spawn(serve_tasks(second, stop_rx))];
+    let workers = [
+        tokio::spawn(serve_tasks(first, stop_rx.clone())),
+        tokio::spawn(serve_tasks(second, stop_rx)),
+    ];
     let mut created = vec![field(&task, "id").unwrap()];
     for i in 0..40 {
         let api = if i % 2 == 0 { &stack.api } else { &peer.api };
-        let task = api.post(&format!("/clusters/{}/tasks", cluster.cluster_id), &namespace(&format!("ns-{i}"))).await.unwrap();
+        let task = api
+            .post(
+                &format!("/clusters/{}/tasks", cluster.cluster_id),
+                &namespace(&format!("ns-{i}")),
+            )
+            .await
+            .unwrap();
         created.push(field(&task, "id").unwrap());
     }
     for id in &created[1..] {
         let done = stack.wait_task(id, WAIT).await.unwrap();
-        assert_eq!((done["state"].as_str(), done["attempts"].as_i64()), (Some("succeeded"), Some(1)), "{done}");
+        assert_eq!(
+            (done["state"].as_str(), done["attempts"].as_i64()),
+            (Some("succeeded"), Some(1)),
+            "{done}"
+        );
     }
     stop_tx.send(true).unwrap();
     let mut deliveries: HashMap<String, usize> = HashMap::new();
@@ -83,7 +137,12 @@ async fn two_control_planes_share_one_queue_without_double_delivery() {
         }
     }
     for id in &created[1..] {
-        assert_eq!(deliveries.get(id), Some(&1), "task {id} delivered {:?} times", deliveries.get(id));
+        assert_eq!(
+            deliveries.get(id),
+            Some(&1),
+            "task {id} delivered {:?} times",
+            deliveries.get(id)
+        );
     }
 }
 
@@ -91,20 +150,46 @@ async fn two_control_planes_share_one_queue_without_double_delivery() {
 async fn agent_reconnects_after_a_control_plane_restart() {
     let mut stack = Stack::start(StackOptions::default()).await.unwrap();
     let cluster = stack.register_cluster("steady").await.unwrap();
-    let _agent = stack.start_agent("agent-steady", &cluster.cluster_id, &stack.dir.join("agent-steady")).await.unwrap();
-    stack.wait_agent_connected(&cluster.cluster_id, WAIT).await.unwrap();
+    let _agent = stack
+        .start_agent(
+            "agent-steady",
+            &cluster.cluster_id,
+            AgentState::Dir(&stack.dir.join("agent-steady")),
+        )
+        .await
+        .unwrap();
+    stack
+        .wait_agent_connected(&cluster.cluster_id, WAIT)
+        .await
+        .unwrap();
     stack.restart_control_plane().await.unwrap();
     let task = stack
         .api
-        .post(&format!("/clusters/{}/tasks", cluster.cluster_id), &namespace("after-restart"))
+        .post(
+            &format!("/clusters/{}/tasks", cluster.cluster_id),
+            &namespace("after-restart"),
+        )
         .await
         .unwrap();
-    let done = stack.wait_task(&field(&task, "id").unwrap(), WAIT).await.unwrap();
+    let done = stack
+        .wait_task(&field(&task, "id").unwrap(), WAIT)
+        .await
+        .unwrap();
     assert_eq!(done["state"], "succeeded", "{done}");
-    let detail = stack.api.get(&format!("/clusters/{}", cluster.cluster_id)).await.unwrap();
+    let detail = stack
+        .api
+        .get(&format!("/clusters/{}", cluster.cluster_id))
+        .await
+        .unwrap();
     let sessions = detail["sessions"].as_array().unwrap();
-    assert!(sessions.len() >= 2, "the agent should have opened a new session: {detail}");
-    assert!(sessions[1]["disconnected_at"].is_string(), "the old session is recorded as closed: {detail}");
+    assert!(
+        sessions.len() >= 2,
+        "the agent should have opened a new session: {detail}"
+    );
+    assert!(
+        sessions[1]["disconnected_at"].is_string(),
+        "the old session is recorded as closed: {detail}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -117,28 +202,60 @@ async fn agent_renews_its_certificate_before_expiry_and_keeps_working() {
     .await
     .unwrap();
     let cluster = stack.register_cluster("renewing").await.unwrap();
-    let _agent = stack.start_agent("agent-renewing", &cluster.cluster_id, &stack.dir.join("agent-renewing")).await.unwrap();
-    let first = stack.wait_agent_connected(&cluster.cluster_id, WAIT).await.unwrap();
-    let first_expiry = first["agent"]["certificate_expires_at"].as_str().unwrap().to_string();
+    let _agent = stack
+        .start_agent(
+            "agent-renewing",
+            &cluster.cluster_id,
+            AgentState::Dir(&stack.dir.join("agent-renewing")),
+        )
+        .await
+        .unwrap();
+    let first = stack
+        .wait_agent_connected(&cluster.cluster_id, WAIT)
+        .await
+        .unwrap();
+    let first_expiry = first["agent"]["certificate_expires_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // A third of the 33 s lifetime is left after ~22 s: the agent renews over mTLS with a new key.
     let renewals_sql = format!(
         "SELECT count(*) FROM agent_certificates WHERE cluster_id = '{}' AND issued_via = 'renewal'",
         cluster.cluster_id
     );
-    harness::wait_until("a certificate renewal", Duration::from_secs(45), Duration::from_millis(250), || async {
-        stack.postgres_query(&renewals_sql).is_ok_and(|count| count.trim() != "0")
-    })
+    harness::wait_until(
+        "a certificate renewal",
+        Duration::from_secs(45),
+        Duration::from_millis(250),
+        || async {
+            stack
+                .postgres_query(&renewals_sql)
+                .is_ok_and(|count| count.trim() != "0")
+        },
+    )
     .await
     .unwrap();
-    let renewed = stack.wait_agent_connected(&cluster.cluster_id, WAIT).await.unwrap();
-    assert!(renewed["agent"]["certificate_expires_at"].as_str().unwrap() > first_expiry.as_str(), "{renewed}");
+    let renewed = stack
+        .wait_agent_connected(&cluster.cluster_id, WAIT)
+        .await
+        .unwrap();
+    assert!(
+        renewed["agent"]["certificate_expires_at"].as_str().unwrap() > first_expiry.as_str(),
+        "{renewed}"
+    );
     // Past the first certificate's expiry the agent still works: it reconnected with the new one.
     tokio::time::sleep(Duration::from_secs(12)).await;
     let task = stack
         .api
-        .post(&format!("/clusters/{}/tasks", cluster.cluster_id), &namespace("renewed"))
+        .post(
+            &format!("/clusters/{}/tasks", cluster.cluster_id),
+            &namespace("renewed"),
+        )
         .await
         .unwrap();
-    let done = stack.wait_task(&field(&task, "id").unwrap(), WAIT).await.unwrap();
+    let done = stack
+        .wait_task(&field(&task, "id").unwrap(), WAIT)
+        .await
+        .unwrap();
     assert_eq!(done["state"], "succeeded", "{done}");
 }

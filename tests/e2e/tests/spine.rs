@@ -8,7 +8,7 @@ use agent_protocol::control_message::Msg as Down;
 use agent_protocol::{TaskAccepted, TaskResult};
 use e2e::api::field;
 use e2e::raw_agent::{self, open_session};
-use e2e::{Stack, StackOptions};
+use e2e::{AgentState, Stack, StackOptions};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -33,29 +33,78 @@ fn kube_json(stack: &Stack, args: &[&str]) -> Value {
 async fn apply_task_reaches_the_cluster_and_its_logs_reach_clickhouse() {
     let stack = Stack::start(StackOptions::default()).await.unwrap();
     let cluster = stack.register_cluster("east").await.unwrap();
-    let registered = stack.api.get(&format!("/clusters/{}", cluster.cluster_id)).await.unwrap();
+    let registered = stack
+        .api
+        .get(&format!("/clusters/{}", cluster.cluster_id))
+        .await
+        .unwrap();
     assert_eq!(registered["status"], "registered");
     assert_eq!(registered["agent"]["connected"], false);
 
     let state_dir = stack.dir.join("agent-east");
-    let _agent = stack.start_agent("agent-east", &cluster.cluster_id, &state_dir).await.unwrap();
-    let connected = stack.wait_agent_connected(&cluster.cluster_id, WAIT).await.unwrap();
+    let _agent = stack
+        .start_agent(
+            "agent-east",
+            &cluster.cluster_id,
+            AgentState::Dir(&state_dir),
+        )
+        .await
+        .unwrap();
+    let connected = stack
+        .wait_agent_connected(&cluster.cluster_id, WAIT)
+        .await
+        .unwrap();
     assert_eq!(connected["agent"]["node_count"], 2, "{connected}");
-    assert!(connected["agent"]["kubernetes_version"].as_str().unwrap().starts_with("v1."), "{connected}");
-    assert!(connected["agent"]["version"].as_str().is_some_and(|v| !v.is_empty()));
-    let expires: chrono_free::Timestamp = connected["agent"]["certificate_expires_at"].as_str().unwrap().parse().unwrap();
+    assert!(
+        connected["agent"]["kubernetes_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("v1."),
+        "{connected}"
+    );
+    assert!(
+        connected["agent"]["version"]
+            .as_str()
+            .is_some_and(|v| !v.is_empty())
+    );
+    let expires: chrono_free::Timestamp = connected["agent"]["certificate_expires_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let hours_left = expires.hours_from_now();
-    assert!((23.0..=24.2).contains(&hours_left), "certificate should live ~24 h, has {hours_left} h");
+    assert!(
+        (23.0..=24.2).contains(&hours_left),
+        "certificate should live ~24 h, has {hours_left} h"
+    );
 
     let path = format!("/clusters/{}/tasks", cluster.cluster_id);
-    let task = stack.api.post(&path, &apply_body(DEMO, Some("demo-1"))).await.unwrap();
+    let task = stack
+        .api
+        .post(&path, &apply_body(DEMO, Some("demo-1")))
+        .await
+        .unwrap();
     let task_id = field(&task, "id").unwrap();
     // The same idempotency key returns the same task; reused with another request it is refused.
-    let (status, again) = stack.api.call(Method::POST, &path, Some(&apply_body(DEMO, Some("demo-1")))).await.unwrap();
-    assert_eq!((status, field(&again, "id").unwrap()), (StatusCode::OK, task_id.clone()));
+    let (status, again) = stack
+        .api
+        .call(Method::POST, &path, Some(&apply_body(DEMO, Some("demo-1"))))
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, field(&again, "id").unwrap()),
+        (StatusCode::OK, task_id.clone())
+    );
     let (status, conflict) = stack
         .api
-        .call(Method::POST, &path, Some(&apply_body("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: other\n", Some("demo-1"))))
+        .call(
+            Method::POST,
+            &path,
+            Some(&apply_body(
+                "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: other\n",
+                Some("demo-1"),
+            )),
+        )
         .await
         .unwrap();
     assert_eq!(status, StatusCode::CONFLICT, "{conflict}");
@@ -67,15 +116,29 @@ async fn apply_task_reaches_the_cluster_and_its_logs_reach_clickhouse() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|o| (o["kind"].as_str().unwrap().to_string(), o["outcome"].as_str().unwrap().to_string()))
+        .map(|o| {
+            (
+                o["kind"].as_str().unwrap().to_string(),
+                o["outcome"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     for kind in ["Namespace", "ConfigMap", "Deployment", "Service"] {
-        assert!(outcomes.contains(&(kind.to_string(), "applied".to_string())), "{kind} not applied: {outcomes:?}");
+        assert!(
+            outcomes.contains(&(kind.to_string(), "applied".to_string())),
+            "{kind} not applied: {outcomes:?}"
+        );
     }
-    assert!(outcomes.contains(&("Deployment".to_string(), "ready".to_string())), "{outcomes:?}");
+    assert!(
+        outcomes.contains(&("Deployment".to_string(), "ready".to_string())),
+        "{outcomes:?}"
+    );
 
     // The objects exist, owned by the agent's field manager, and the Deployment rolled out.
-    let deployment = kube_json(&stack, &["get", "deployment", "hello-model", "-n", "demo-hello"]);
+    let deployment = kube_json(
+        &stack,
+        &["get", "deployment", "hello-model", "-n", "demo-hello"],
+    );
     let managers: Vec<&str> = deployment["metadata"]["managedFields"]
         .as_array()
         .unwrap()
@@ -84,7 +147,10 @@ async fn apply_task_reaches_the_cluster_and_its_logs_reach_clickhouse() {
         .collect();
     assert!(managers.contains(&"edgefleet-agent"), "{managers:?}");
     assert_eq!(deployment["status"]["availableReplicas"], 2);
-    let config = kube_json(&stack, &["get", "configmap", "hello-model-config", "-n", "demo-hello"]);
+    let config = kube_json(
+        &stack,
+        &["get", "configmap", "hello-model-config", "-n", "demo-hello"],
+    );
     assert_eq!(config["data"]["MODEL_NAME"], "distilbert-base-uncased");
 
     // Task log lines are in ClickHouse (asked directly), tagged with the cluster from the certificate. They
@@ -92,33 +158,73 @@ async fn apply_task_reaches_the_cluster_and_its_logs_reach_clickhouse() {
     let query = format!(
         "SELECT cluster_id, level, message FROM {{db}}.task_logs WHERE task_id = '{task_id}' ORDER BY ts_nanos FORMAT TSV"
     );
-    let rows = harness::wait_until("task logs in ClickHouse", WAIT, Duration::from_millis(100), || async {
-        stack.clickhouse_query(&query).ok().filter(|rows| rows.contains("task succeeded"))
-    })
+    let rows = harness::wait_until(
+        "task logs in ClickHouse",
+        WAIT,
+        Duration::from_millis(100),
+        || async {
+            stack
+                .clickhouse_query(&query)
+                .ok()
+                .filter(|rows| rows.contains("task succeeded"))
+        },
+    )
     .await
     .unwrap();
     let lines: Vec<&str> = rows.lines().collect();
     assert!(lines.len() >= 3, "expected several log lines, got {rows:?}");
-    assert!(lines.iter().all(|l| l.starts_with(&cluster.cluster_id)), "{rows}");
-    assert!(rows.contains("hello-model"), "log lines should name the objects: {rows}");
-    let via_api = stack.api.get(&format!("/tasks/{task_id}/logs")).await.unwrap();
+    assert!(
+        lines.iter().all(|l| l.starts_with(&cluster.cluster_id)),
+        "{rows}"
+    );
+    assert!(
+        rows.contains("hello-model"),
+        "log lines should name the objects: {rows}"
+    );
+    let via_api = stack
+        .api
+        .get(&format!("/tasks/{task_id}/logs"))
+        .await
+        .unwrap();
     assert_eq!(via_api["lines"].as_array().unwrap().len(), lines.len());
 
     // Re-applying the same manifest changes nothing in the cluster.
     let rv_before = deployment["metadata"]["resourceVersion"].clone();
-    let second = stack.api.post(&path, &apply_body(DEMO, None)).await.unwrap();
-    let second = stack.wait_task(&field(&second, "id").unwrap(), WAIT).await.unwrap();
+    let second = stack
+        .api
+        .post(&path, &apply_body(DEMO, None))
+        .await
+        .unwrap();
+    let second = stack
+        .wait_task(&field(&second, "id").unwrap(), WAIT)
+        .await
+        .unwrap();
     assert_eq!(second["state"], "succeeded", "{second}");
     assert!(
-        second["objects"].as_array().unwrap().iter().any(|o| o["kind"] == "Deployment" && o["outcome"] == "unchanged"),
+        second["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["kind"] == "Deployment" && o["outcome"] == "unchanged"),
         "{second}"
     );
-    let after = kube_json(&stack, &["get", "deployment", "hello-model", "-n", "demo-hello"]);
+    let after = kube_json(
+        &stack,
+        &["get", "deployment", "hello-model", "-n", "demo-hello"],
+    );
     assert_eq!(after["metadata"]["resourceVersion"], rv_before);
 
     // Metrics count what happened.
-    let metrics = reqwest::get(stack.api.base().replace("/api/v1", "/metrics")).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("edgefleet_tasks_delivered_total 2"), "{metrics}");
+    let metrics = reqwest::get(stack.api.base().replace("/api/v1", "/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("edgefleet_tasks_delivered_total 2"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -132,18 +238,35 @@ async fn agent_killed_during_a_task_gets_it_again_and_applies_it_once() {
     .unwrap();
     let cluster = stack.register_cluster("crashy").await.unwrap();
     let state_dir = stack.dir.join("agent-crashy");
-    let mut agent = stack.start_agent("agent-crashy", &cluster.cluster_id, &state_dir).await.unwrap();
-    stack.wait_agent_connected(&cluster.cluster_id, WAIT).await.unwrap();
+    let mut agent = stack
+        .start_agent(
+            "agent-crashy",
+            &cluster.cluster_id,
+            AgentState::Dir(&state_dir),
+        )
+        .await
+        .unwrap();
+    stack
+        .wait_agent_connected(&cluster.cluster_id, WAIT)
+        .await
+        .unwrap();
 
     let task = stack
         .api
-        .post(&format!("/clusters/{}/tasks", cluster.cluster_id), &apply_body(DEMO, None))
+        .post(
+            &format!("/clusters/{}/tasks", cluster.cluster_id),
+            &apply_body(DEMO, None),
+        )
         .await
         .unwrap();
     let task_id = field(&task, "id").unwrap();
     // Wait until the agent is inside the task (applied, waiting for the rollout), then kill it.
     harness::wait_until("task running", WAIT, Duration::from_millis(50), || async {
-        stack.api.get(&format!("/tasks/{task_id}")).await.is_ok_and(|t| t["state"] == "running")
+        stack
+            .api
+            .get(&format!("/tasks/{task_id}"))
+            .await
+            .is_ok_and(|t| t["state"] == "running")
     })
     .await
     .unwrap();
@@ -151,17 +274,33 @@ async fn agent_killed_during_a_task_gets_it_again_and_applies_it_once() {
 
     // The restarted agent reuses its stored certificate: the one-time token is already spent.
     let _agent = stack
-        .spawn_agent("agent-crashy-2", "efb_spent", &std::fs::read_to_string(state_dir.join("ca.pem")).unwrap(), &state_dir)
+        .spawn_agent(
+            "agent-crashy-2",
+            "efb_spent",
+            &std::fs::read_to_string(state_dir.join("ca.pem")).unwrap(),
+            AgentState::Dir(&state_dir),
+        )
         .await
         .unwrap();
-    let done = stack.wait_task(&task_id, Duration::from_secs(90)).await.unwrap();
+    let done = stack
+        .wait_task(&task_id, Duration::from_secs(90))
+        .await
+        .unwrap();
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(done["attempts"], 2, "{done}");
-    let events: Vec<&str> = done["events"].as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap()).collect();
+    let events: Vec<&str> = done["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
     assert!(events.iter().any(|e| e.contains("expired")), "{events:?}");
 
     // Applied once: one generation, one ReplicaSet, the agent the only applier.
-    let deployment = kube_json(&stack, &["get", "deployment", "hello-model", "-n", "demo-hello"]);
+    let deployment = kube_json(
+        &stack,
+        &["get", "deployment", "hello-model", "-n", "demo-hello"],
+    );
     assert_eq!(deployment["metadata"]["generation"], 1);
     let replica_sets = kube_json(&stack, &["get", "replicasets", "-n", "demo-hello"]);
     assert_eq!(replica_sets["items"].as_array().unwrap().len(), 1);
@@ -180,7 +319,10 @@ async fn agents_are_refused_without_a_valid_identity() {
     let ca = field(&bundle["install"], "ca_pem").unwrap();
     let creds_a = raw_agent::bootstrap(&endpoint, &ca, &token).await.unwrap();
     assert_eq!(creds_a.response.cluster_id, a.cluster_id);
-    let reused = raw_agent::bootstrap(&endpoint, &ca, &token).await.err().expect("reused token must fail");
+    let reused = raw_agent::bootstrap(&endpoint, &ca, &token)
+        .await
+        .err()
+        .expect("reused token must fail");
     assert_eq!(reused.code(), tonic::Code::Unauthenticated);
     assert!(reused.message().contains("already used"), "{reused:?}");
 
@@ -189,14 +331,23 @@ async fn agents_are_refused_without_a_valid_identity() {
     stack
         .postgres_query("UPDATE bootstrap_tokens SET expires_at = now() - interval '1 second' WHERE used_at IS NULL")
         .unwrap();
-    let expired = raw_agent::bootstrap(&endpoint, &ca, &field(&bundle, "token").unwrap()).await.err().expect("expired token must fail");
+    let expired = raw_agent::bootstrap(&endpoint, &ca, &field(&bundle, "token").unwrap())
+        .await
+        .err()
+        .expect("expired token must fail");
     assert!(expired.message().contains("expired"), "{expired:?}");
-    let unknown = raw_agent::bootstrap(&endpoint, &ca, "efb_not-a-real-token").await.err().unwrap();
+    let unknown = raw_agent::bootstrap(&endpoint, &ca, "efb_not-a-real-token")
+        .await
+        .err()
+        .unwrap();
     assert_eq!(unknown.code(), tonic::Code::Unauthenticated);
 
     // No client certificate: no session.
     let anonymous = raw_agent::channel(&endpoint, &ca, None).await.unwrap();
-    let refused = open_session(anonymous, 1).await.err().expect("session without a certificate must fail");
+    let refused = open_session(anonymous, 1)
+        .await
+        .err()
+        .expect("session without a certificate must fail");
     assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
 
     // A certificate from another CA naming cluster A: refused during the TLS handshake.
@@ -208,7 +359,9 @@ async fn agents_are_refused_without_a_valid_identity() {
     assert!(forged, "a certificate from another CA must be refused");
 
     // Agent A cannot see or touch cluster B's tasks.
-    let channel_a = raw_agent::channel(&endpoint, &ca, Some((&creds_a.cert_pem, &creds_a.key_pem))).await.unwrap();
+    let channel_a = raw_agent::channel(&endpoint, &ca, Some((&creds_a.cert_pem, &creds_a.key_pem)))
+        .await
+        .unwrap();
     let mut session_a = open_session(channel_a.clone(), 4).await.unwrap();
     match session_a.next(WAIT).await.unwrap().unwrap().msg {
         Some(Down::Welcome(welcome)) => assert_eq!(welcome.cluster_id, a.cluster_id),
@@ -216,15 +369,35 @@ async fn agents_are_refused_without_a_valid_identity() {
     }
     let task_b = stack
         .api
-        .post(&format!("/clusters/{}/tasks", b.cluster_id), &apply_body("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: b\n", None))
+        .post(
+            &format!("/clusters/{}/tasks", b.cluster_id),
+            &apply_body(
+                "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: b\n",
+                None,
+            ),
+        )
         .await
         .unwrap();
     let task_b_id = field(&task_b, "id").unwrap();
-    assert!(session_a.next(Duration::from_secs(2)).await.is_err(), "agent A must not receive B's task");
+    assert!(
+        session_a.next(Duration::from_secs(2)).await.is_err(),
+        "agent A must not receive B's task"
+    );
     let fake_lease = uuid::Uuid::new_v4().to_string();
-    session_a.send(Up::Accepted(TaskAccepted { task_id: task_b_id.clone(), lease_id: fake_lease.clone() })).await.unwrap();
     session_a
-        .send(Up::Result(TaskResult { task_id: task_b_id.clone(), lease_id: fake_lease, success: true, ..Default::default() }))
+        .send(Up::Accepted(TaskAccepted {
+            task_id: task_b_id.clone(),
+            lease_id: fake_lease.clone(),
+        }))
+        .await
+        .unwrap();
+    session_a
+        .send(Up::Result(TaskResult {
+            task_id: task_b_id.clone(),
+            lease_id: fake_lease,
+            success: true,
+            ..Default::default()
+        }))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -232,7 +405,11 @@ async fn agents_are_refused_without_a_valid_identity() {
     assert_eq!(untouched["state"], "pending", "{untouched}");
 
     // Deleting cluster A closes its open stream and refuses reconnects with its certificate.
-    let (status, _) = stack.api.call(Method::DELETE, &format!("/clusters/{}", a.cluster_id), None).await.unwrap();
+    let (status, _) = stack
+        .api
+        .call(Method::DELETE, &format!("/clusters/{}", a.cluster_id), None)
+        .await
+        .unwrap();
     assert_eq!(status, StatusCode::NO_CONTENT);
     let closing = loop {
         match session_a.next(WAIT).await.unwrap() {
@@ -241,7 +418,10 @@ async fn agents_are_refused_without_a_valid_identity() {
         }
     };
     assert_eq!(closing.code(), tonic::Code::PermissionDenied, "{closing:?}");
-    let again = open_session(channel_a, 1).await.err().expect("a deleted cluster's agent must be refused");
+    let again = open_session(channel_a, 1)
+        .await
+        .err()
+        .expect("a deleted cluster's agent must be refused");
     assert_eq!(again.code(), tonic::Code::PermissionDenied, "{again:?}");
 
     // No token ever reached the control plane's log.
@@ -252,8 +432,18 @@ async fn agents_are_refused_without_a_valid_identity() {
 async fn bad_manifests_fail_clearly_and_the_agent_keeps_working() {
     let stack = Stack::start(StackOptions::default()).await.unwrap();
     let cluster = stack.register_cluster("strict").await.unwrap();
-    let _agent = stack.start_agent("agent-strict", &cluster.cluster_id, &stack.dir.join("agent-strict")).await.unwrap();
-    stack.wait_agent_connected(&cluster.cluster_id, WAIT).await.unwrap();
+    let _agent = stack
+        .start_agent(
+            "agent-strict",
+            &cluster.cluster_id,
+            AgentState::Dir(&stack.dir.join("agent-strict")),
+        )
+        .await
+        .unwrap();
+    stack
+        .wait_agent_connected(&cluster.cluster_id, WAIT)
+        .await
+        .unwrap();
     let path = format!("/clusters/{}/tasks", cluster.cluster_id);
 
     // Rejected by the API, with the document and field named.
@@ -269,24 +459,56 @@ async fn bad_manifests_fail_clearly_and_the_agent_keeps_working() {
 
     // Well-formed but unknown to the cluster: the task fails, naming the document and kind.
     let unknown = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: fine\n---\napiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n";
-    let task = stack.api.post(&path, &apply_body(unknown, None)).await.unwrap();
-    let failed = stack.wait_task(&field(&task, "id").unwrap(), WAIT).await.unwrap();
+    let task = stack
+        .api
+        .post(&path, &apply_body(unknown, None))
+        .await
+        .unwrap();
+    let failed = stack
+        .wait_task(&field(&task, "id").unwrap(), WAIT)
+        .await
+        .unwrap();
     assert_eq!(failed["state"], "failed", "{failed}");
     let error = failed["error"].as_str().unwrap();
-    assert!(error.contains("document 1") && error.contains("Widget"), "{error}");
+    assert!(
+        error.contains("document 1") && error.contains("Widget"),
+        "{error}"
+    );
 
     // A rollout that never becomes available fails with the Deployment named, once the wait times out.
-    let stuck = DEMO.replace("ghcr.io/edgefleet/demo-gradio:0.1.0", "example/never-ready:1");
+    let stuck = DEMO.replace(
+        "ghcr.io/edgefleet/demo-gradio:0.1.0",
+        "example/never-ready:1",
+    );
     let mut body = apply_body(&stuck, None);
     body["wait_timeout_seconds"] = json!(2);
     let task = stack.api.post(&path, &body).await.unwrap();
-    let timed_out = stack.wait_task(&field(&task, "id").unwrap(), WAIT).await.unwrap();
+    let timed_out = stack
+        .wait_task(&field(&task, "id").unwrap(), WAIT)
+        .await
+        .unwrap();
     assert_eq!(timed_out["state"], "failed", "{timed_out}");
-    assert!(timed_out["error"].as_str().unwrap().contains("hello-model"), "{timed_out}");
+    assert!(
+        timed_out["error"].as_str().unwrap().contains("hello-model"),
+        "{timed_out}"
+    );
 
     // The agent is still there and working.
-    let ok = stack.api.post(&path, &apply_body("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: after\n", None)).await.unwrap();
-    let ok = stack.wait_task(&field(&ok, "id").unwrap(), WAIT).await.unwrap();
+    let ok = stack
+        .api
+        .post(
+            &path,
+            &apply_body(
+                "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: after\n",
+                None,
+            ),
+        )
+        .await
+        .unwrap();
+    let ok = stack
+        .wait_task(&field(&ok, "id").unwrap(), WAIT)
+        .await
+        .unwrap();
     assert_eq!(ok["state"], "succeeded", "{ok}");
 }
 
@@ -294,48 +516,124 @@ async fn bad_manifests_fail_clearly_and_the_agent_keeps_working() {
 async fn cancelling_a_running_task_stops_it() {
     let stack = Stack::start(StackOptions::default()).await.unwrap();
     let cluster = stack.register_cluster("cancel").await.unwrap();
-    let _agent = stack.start_agent("agent-cancel", &cluster.cluster_id, &stack.dir.join("agent-cancel")).await.unwrap();
-    stack.wait_agent_connected(&cluster.cluster_id, WAIT).await.unwrap();
+    let _agent = stack
+        .start_agent(
+            "agent-cancel",
+            &cluster.cluster_id,
+            AgentState::Dir(&stack.dir.join("agent-cancel")),
+        )
+        .await
+        .unwrap();
+    stack
+        .wait_agent_connected(&cluster.cluster_id, WAIT)
+        .await
+        .unwrap();
     let path = format!("/clusters/{}/tasks", cluster.cluster_id);
-    let stuck = DEMO.replace("ghcr.io/edgefleet/demo-gradio:0.1.0", "example/never-ready:1");
-    let task = stack.api.post(&path, &apply_body(&stuck, None)).await.unwrap();
+    let stuck = DEMO.replace(
+        "ghcr.io/edgefleet/demo-gradio:0.1.0",
+        "example/never-ready:1",
+    );
+    let task = stack
+        .api
+        .post(&path, &apply_body(&stuck, None))
+        .await
+        .unwrap();
     let task_id = field(&task, "id").unwrap();
     harness::wait_until("task running", WAIT, Duration::from_millis(50), || async {
-        stack.api.get(&format!("/tasks/{task_id}")).await.is_ok_and(|t| t["state"] == "running")
+        stack
+            .api
+            .get(&format!("/tasks/{task_id}"))
+            .await
+            .is_ok_and(|t| t["state"] == "running")
     })
     .await
     .unwrap();
-    let cancelled = stack.api.post(&format!("/tasks/{task_id}/cancel"), &json!({})).await.unwrap();
+    let cancelled = stack
+        .api
+        .post(&format!("/tasks/{task_id}/cancel"), &json!({}))
+        .await
+        .unwrap();
     assert_eq!(cancelled["state"], "cancelled");
-    let (status, _) = stack.api.call(Method::POST, &format!("/tasks/{task_id}/cancel"), None).await.unwrap();
-    assert_eq!(status, StatusCode::CONFLICT, "a finished task cannot be cancelled again");
+    let (status, _) = stack
+        .api
+        .call(Method::POST, &format!("/tasks/{task_id}/cancel"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a finished task cannot be cancelled again"
+    );
     // The agent was told and stopped waiting for the rollout: it says so in the task's log.
-    let query = format!("SELECT message FROM {{db}}.task_logs WHERE task_id = '{task_id}' FORMAT TSV");
-    harness::wait_until("the agent's cancellation log line", WAIT, Duration::from_millis(100), || async {
-        stack.clickhouse_query(&query).is_ok_and(|rows| rows.contains("task cancelled by the control plane"))
-    })
+    let query =
+        format!("SELECT message FROM {{db}}.task_logs WHERE task_id = '{task_id}' FORMAT TSV");
+    harness::wait_until(
+        "the agent's cancellation log line",
+        WAIT,
+        Duration::from_millis(100),
+        || async {
+            stack
+                .clickhouse_query(&query)
+                .is_ok_and(|rows| rows.contains("task cancelled by the control plane"))
+        },
+    )
     .await
     .unwrap();
-    let next = stack.api.post(&path, &apply_body("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: next\n", None)).await.unwrap();
-    let next = stack.wait_task(&field(&next, "id").unwrap(), Duration::from_secs(20)).await.unwrap();
+    let next = stack
+        .api
+        .post(
+            &path,
+            &apply_body(
+                "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: next\n",
+                None,
+            ),
+        )
+        .await
+        .unwrap();
+    let next = stack
+        .wait_task(&field(&next, "id").unwrap(), Duration::from_secs(20))
+        .await
+        .unwrap();
     assert_eq!(next["state"], "succeeded");
     let final_state = stack.api.get(&format!("/tasks/{task_id}")).await.unwrap();
-    assert_eq!(final_state["state"], "cancelled", "a late result must not overwrite the cancellation");
+    assert_eq!(
+        final_state["state"], "cancelled",
+        "a late result must not overwrite the cancellation"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn api_refuses_bad_input_and_bad_tokens() {
     let stack = Stack::start(StackOptions::default()).await.unwrap();
-    let (status, body) = stack.api.with_token("efa_wrong").call(Method::GET, "/clusters", None).await.unwrap();
-    assert_eq!((status, body["error"]["code"].clone()), (StatusCode::UNAUTHORIZED, json!("unauthenticated")));
+    let (status, body) = stack
+        .api
+        .with_token("efa_wrong")
+        .call(Method::GET, "/clusters", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (StatusCode::UNAUTHORIZED, json!("unauthenticated"))
+    );
     let (status, body) = stack
         .api
         .call(Method::POST, "/clouds", Some(&json!({"name": "tc", "provider": "tencentcloud", "credentials": {"secret_id": "AKID1"}})))
         .await
         .unwrap();
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(body["error"]["details"][0]["field"], "credentials.secret_key");
-    let (status, body) = stack.api.call(Method::POST, "/clouds", Some(&json!({"name": "tc", "provider": 7}))).await.unwrap();
+    assert_eq!(
+        body["error"]["details"][0]["field"],
+        "credentials.secret_key"
+    );
+    let (status, body) = stack
+        .api
+        .call(
+            Method::POST,
+            "/clouds",
+            Some(&json!({"name": "tc", "provider": 7})),
+        )
+        .await
+        .unwrap();
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["error"]["details"][0]["field"], "provider");
 
@@ -346,21 +644,57 @@ async fn api_refuses_bad_input_and_bad_tokens() {
         .post("/clouds", &json!({"name": "tc", "provider": "tencentcloud", "credentials": {"secret_id": "AKID1", "secret_key": secret}}))
         .await
         .unwrap();
-    assert_eq!(cloud["credential_fields"], json!(["secret_id", "secret_key"]));
+    assert_eq!(
+        cloud["credential_fields"],
+        json!(["secret_id", "secret_key"])
+    );
     assert!(!cloud.to_string().contains(secret));
-    let dump = stack.postgres_query("SELECT encode(credentials_sealed, 'escape') FROM cloud_accounts").unwrap();
-    assert!(!dump.contains(secret) && !dump.contains("AKID1"), "credentials must be sealed");
+    let dump = stack
+        .postgres_query("SELECT encode(credentials_sealed, 'escape') FROM cloud_accounts")
+        .unwrap();
+    assert!(
+        !dump.contains(secret) && !dump.contains("AKID1"),
+        "credentials must be sealed"
+    );
     assert!(!stack.control_plane.log_text().contains(secret));
 
     // A cloud used by a region cannot be deleted, and the error says why.
-    stack.api.post("/regions", &json!({"cloud_account_id": cloud["id"], "code": "ap-shanghai"})).await.unwrap();
-    let (status, body) = stack.api.call(Method::DELETE, &format!("/clouds/{}", cloud["id"].as_str().unwrap()), None).await.unwrap();
+    stack
+        .api
+        .post(
+            "/regions",
+            &json!({"cloud_account_id": cloud["id"], "code": "ap-shanghai"}),
+        )
+        .await
+        .unwrap();
+    let (status, body) = stack
+        .api
+        .call(
+            Method::DELETE,
+            &format!("/clouds/{}", cloud["id"].as_str().unwrap()),
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(status, StatusCode::CONFLICT);
-    assert!(body["error"]["message"].as_str().unwrap().contains("1 region"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 region"),
+        "{body}"
+    );
 
-    let openapi: Value = reqwest::get(format!("{}/openapi.json", stack.api.base())).await.unwrap().json().await.unwrap();
+    let openapi: Value = reqwest::get(format!("{}/openapi.json", stack.api.base()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(openapi["paths"]["/clusters/{id}/bootstrap-tokens"]["post"].is_object());
-    let ready = reqwest::get(stack.api.base().replace("/api/v1", "/readyz")).await.unwrap();
+    let ready = reqwest::get(stack.api.base().replace("/api/v1", "/readyz"))
+        .await
+        .unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
 }
 
@@ -373,8 +707,12 @@ fn forged_identity(cluster_id: &str) -> (String, String) {
     let issuer = Issuer::new(ca_params, ca_key);
     let key = KeyPair::generate().unwrap();
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, format!("cluster:{cluster_id}"));
-    params.distinguished_name.push(DnType::OrganizationName, "edgefleet-agent");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("cluster:{cluster_id}"));
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "edgefleet-agent");
     let cert = params.signed_by(&key, &issuer).unwrap();
     (cert.pem(), key.serialize_pem())
 }
@@ -390,15 +728,124 @@ mod chrono_free {
                 .args(["-d", s, "+%s"])
                 .output()
                 .map_err(|e| e.to_string())?;
-            let secs: f64 = String::from_utf8_lossy(&output.stdout).trim().parse().map_err(|e| format!("{e}"))?;
+            let secs: f64 = String::from_utf8_lossy(&output.stdout)
+                .trim()
+                .parse()
+                .map_err(|e| format!("{e}"))?;
             Ok(Self(secs))
         }
     }
 
     impl Timestamp {
         pub fn hours_from_now(&self) -> f64 {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs_f64();
             (self.0 - now) / 3600.0
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn install_manifest_applies_and_an_in_cluster_agent_keeps_its_identity_in_the_secret() {
+    let stack = Stack::start(StackOptions::default()).await.unwrap();
+    let cluster = stack.register_cluster("incluster").await.unwrap();
+    let bundle = stack.bootstrap_token(&cluster.cluster_id).await.unwrap();
+    let manifest_path = stack.dir.join("install.yaml");
+    std::fs::write(
+        &manifest_path,
+        bundle["install"]["manifest"].as_str().unwrap(),
+    )
+    .unwrap();
+    stack
+        .kubectl(&[
+            "apply",
+            "--server-side",
+            "-f",
+            manifest_path.to_str().unwrap(),
+        ])
+        .unwrap();
+    let role = kube_json(&stack, &["get", "clusterrole", "edgefleet-agent"]);
+    assert!(
+        !role["rules"].to_string().contains("\"secrets\""),
+        "no cluster-wide Secret access: {role}"
+    );
+    let deployment = kube_json(
+        &stack,
+        &[
+            "get",
+            "deployment",
+            "edgefleet-agent",
+            "-n",
+            "edgefleet-system",
+        ],
+    );
+    let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(
+        args.contains("--state-secret") && !args.contains(bundle["token"].as_str().unwrap()),
+        "{args}"
+    );
+
+    // Run the agent the way that Deployment would (no container runtime here): credentials in the Secret.
+    let secret = "edgefleet-system/edgefleet-agent-identity";
+    let token = field(&bundle, "token").unwrap();
+    let ca = field(&bundle["install"], "ca_pem").unwrap();
+    let mut agent = stack
+        .spawn_agent("agent-incluster", &token, &ca, AgentState::Secret(secret))
+        .await
+        .unwrap();
+    stack
+        .wait_agent_connected(&cluster.cluster_id, WAIT)
+        .await
+        .unwrap();
+    let stored = kube_json(
+        &stack,
+        &[
+            "get",
+            "secret",
+            "edgefleet-agent-identity",
+            "-n",
+            "edgefleet-system",
+        ],
+    );
+    for key in ["tls.crt", "tls.key", "ca.crt"] {
+        assert!(
+            stored["data"][key].as_str().is_some_and(|v| !v.is_empty()),
+            "{key} missing: {stored}"
+        );
+    }
+    // Restarted (like a rescheduled pod), it reuses the identity from the Secret: the token is spent.
+    agent.kill_9().unwrap();
+    let _agent = stack
+        .spawn_agent("agent-incluster-2", &token, &ca, AgentState::Secret(secret))
+        .await
+        .unwrap();
+    let task = stack
+        .api
+        .post(
+            &format!("/clusters/{}/tasks", cluster.cluster_id),
+            &apply_body(
+                "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: from-pod\n",
+                None,
+            ),
+        )
+        .await
+        .unwrap();
+    let done = stack
+        .wait_task(&field(&task, "id").unwrap(), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let issued = stack
+        .postgres_query(&format!(
+            "SELECT count(*) FROM agent_certificates WHERE cluster_id = '{}'",
+            cluster.cluster_id
+        ))
+        .unwrap();
+    assert_eq!(
+        issued.trim(),
+        "1",
+        "the restarted agent must not have bootstrapped again"
+    );
 }

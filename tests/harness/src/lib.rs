@@ -1,7 +1,8 @@
-//! Test support: private PostgreSQL and ClickHouse servers, the product's processes, and polling helpers.
+//! Test support: private PostgreSQL, ClickHouse and S3 servers, the product's processes, and polling helpers.
 //!
-//! Every test process gets its own servers, started from the system's binaries on first use and
-//! shared by all tests in that process; each test takes a fresh database so tests stay independent.
+//! Every test process gets its own servers, started from the system's binaries (S3: the workspace's
+//! `s3-server`) on first use and shared by all tests in that process; each test takes a fresh database
+//! or bucket so tests stay independent.
 //!
 //! ```no_run
 //! use std::process::Command;
@@ -32,9 +33,20 @@
 //! # }
 //! ```
 //!
+//! S3 (for Terraform state and artifacts) comes from the workspace's own `s3-server` binary: path-style
+//! requests, SigV4 with fixed credentials, region `us-east-1`.
+//!
+//! ```no_run
+//! let s3 = harness::s3();
+//! let bucket = s3.create_bucket("terraform-state");
+//! // Point an S3 client at it: endpoint URL, path-style addressing, static credentials, region.
+//! let (endpoint, access_key, secret_key, region) =
+//!     (s3.endpoint(), s3.access_key(), s3.secret_key(), s3.region());
+//! ```
+//!
 //! Where things are: each test process has a run directory, `$TMPDIR/harness-<test binary>-XXXXXX`,
-//! holding `postgres/` and `clickhouse/` (data and server logs) and one directory per test (named after
-//! the test) with the logs of the processes it spawned. Servers and processes are killed by the kernel
+//! holding `postgres/`, `clickhouse/` and `s3/` (data and server logs) and one directory per test
+//! (named after the test) with the logs of the processes it spawned. Servers and processes are killed by the kernel
 //! when the test process exits, even by `kill -9`. The run directory is then deleted, except the logs
 //! when a test panicked (the path is printed then) or `HARNESS_KEEP_LOGS` is set. When running as
 //! root, PostgreSQL and ClickHouse run as the `postgres` and `clickhouse` users, because they refuse
@@ -46,6 +58,7 @@ mod ports;
 mod postgres;
 mod process;
 mod run_dir;
+mod s3;
 mod server;
 mod spawn;
 mod wait;
@@ -56,6 +69,7 @@ pub use ports::free_port;
 pub use postgres::{Postgres, postgres};
 pub use process::{LinePattern, Process};
 pub use run_dir::test_dir;
+pub use s3::{S3, s3};
 pub use wait::{Outcome, wait_until};
 pub use workspace::workspace_bin;
 

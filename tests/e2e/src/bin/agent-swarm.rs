@@ -18,7 +18,9 @@ use futures::stream::{self, StreamExt};
 use serde_json::json;
 
 #[derive(Parser)]
-#[command(about = "Connect N simulated agents to one control plane and measure task delivery latency")]
+#[command(
+    about = "Connect N simulated agents to one control plane and measure task delivery latency"
+)]
 struct Args {
     /// Simulated agents (one cluster each).
     #[arg(long, default_value_t = 100)]
@@ -73,10 +75,16 @@ async fn main() -> anyhow::Result<()> {
     let cp_pid = stack.control_plane.pid();
     let rss_idle = rss_kib(cp_pid, "VmRSS:");
 
-    let cloud = stack.api.post("/clouds", &json!({"name": "swarm", "provider": "local"})).await?;
+    let cloud = stack
+        .api
+        .post("/clouds", &json!({"name": "swarm", "provider": "local"}))
+        .await?;
     let region = stack
         .api
-        .post("/regions", &json!({"cloud_account_id": field(&cloud, "id")?, "code": "swarm-1"}))
+        .post(
+            "/regions",
+            &json!({"cloud_account_id": field(&cloud, "id")?, "code": "swarm-1"}),
+        )
         .await?;
     let region_id = field(&region, "id")?;
 
@@ -90,12 +98,24 @@ async fn main() -> anyhow::Result<()> {
             let endpoint = endpoint.clone();
             let timings = timings.clone();
             async move {
-                let cluster = api.post("/clusters", &json!({"region_id": region_id, "name": format!("swarm-{i}")})).await?;
+                let cluster = api
+                    .post(
+                        "/clusters",
+                        &json!({"region_id": region_id, "name": format!("swarm-{i}")}),
+                    )
+                    .await?;
                 let cluster_id = field(&cluster, "id")?;
-                let bundle = api.post(&format!("/clusters/{cluster_id}/bootstrap-tokens"), &json!({})).await?;
+                let bundle = api
+                    .post(
+                        &format!("/clusters/{cluster_id}/bootstrap-tokens"),
+                        &json!({}),
+                    )
+                    .await?;
                 let ca = field(&bundle["install"], "ca_pem")?;
                 let creds = raw_agent::bootstrap(&endpoint, &ca, &field(&bundle, "token")?).await?;
-                let channel = raw_agent::channel(&endpoint, &ca, Some((&creds.cert_pem, &creds.key_pem))).await?;
+                let channel =
+                    raw_agent::channel(&endpoint, &ca, Some((&creds.cert_pem, &creds.key_pem)))
+                        .await?;
                 let mut session = open_session(channel, 8).await?;
                 match session.next(Duration::from_secs(30)).await??.msg {
                     Some(Down::Welcome(_)) => {}
@@ -121,13 +141,24 @@ async fn main() -> anyhow::Result<()> {
             let cluster_id = clusters[i % clusters.len()].clone();
             let timings = timings.clone();
             async move {
-                let manifest = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bench-{i}\n");
+                let manifest =
+                    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bench-{i}\n");
                 let task = api
-                    .post(&format!("/clusters/{cluster_id}/tasks"), &json!({"kind": "apply", "manifest": manifest}))
+                    .post(
+                        &format!("/clusters/{cluster_id}/tasks"),
+                        &json!({"kind": "apply", "manifest": manifest}),
+                    )
                     .await?;
                 let created = chrono::DateTime::parse_from_rfc3339(&field(&task, "created_at")?)?;
-                let created = SystemTime::UNIX_EPOCH + Duration::from_nanos(created.timestamp_nanos_opt().unwrap_or(0) as u64);
-                timings.lock().unwrap().tasks.entry(field(&task, "id")?).or_default().0 = Some(created);
+                let created = SystemTime::UNIX_EPOCH
+                    + Duration::from_nanos(created.timestamp_nanos_opt().unwrap_or(0) as u64);
+                timings
+                    .lock()
+                    .unwrap()
+                    .tasks
+                    .entry(field(&task, "id")?)
+                    .or_default()
+                    .0 = Some(created);
                 Ok(())
             }
         })
@@ -139,11 +170,21 @@ async fn main() -> anyhow::Result<()> {
     }
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let done = timings.lock().unwrap().tasks.values().filter(|t| t.0.is_some() && t.2.is_some()).count();
+        let done = timings
+            .lock()
+            .unwrap()
+            .tasks
+            .values()
+            .filter(|t| t.0.is_some() && t.2.is_some())
+            .count();
         if done >= args.tasks {
             break;
         }
-        anyhow::ensure!(Instant::now() < deadline, "only {done} of {} tasks completed", args.tasks);
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {done} of {} tasks completed",
+            args.tasks
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let run_secs = run_started.elapsed().as_secs_f64();
@@ -151,13 +192,28 @@ async fn main() -> anyhow::Result<()> {
 
     let (mut received, mut recorded) = (Vec::new(), Vec::new());
     for (created, got, acked) in timings.lock().unwrap().tasks.values() {
-        let (Some(created), Some(got), Some(acked)) = (created, got, acked) else { continue };
-        received.push(got.duration_since(*created).unwrap_or_default().as_secs_f64() * 1000.0);
-        recorded.push(acked.duration_since(*created).unwrap_or_default().as_secs_f64() * 1000.0);
+        let (Some(created), Some(got), Some(acked)) = (created, got, acked) else {
+            continue;
+        };
+        received.push(
+            got.duration_since(*created)
+                .unwrap_or_default()
+                .as_secs_f64()
+                * 1000.0,
+        );
+        recorded.push(
+            acked
+                .duration_since(*created)
+                .unwrap_or_default()
+                .as_secs_f64()
+                * 1000.0,
+        );
     }
     received.sort_by(f64::total_cmp);
     recorded.sort_by(f64::total_cmp);
-    println!("| agents | tasks | connect all (s) | created->received p50 / p99 (ms) | created->recorded p50 / p99 (ms) | tasks/s | CP RSS idle / connected / peak (MiB) |");
+    println!(
+        "| agents | tasks | connect all (s) | created->received p50 / p99 (ms) | created->recorded p50 / p99 (ms) | tasks/s | CP RSS idle / connected / peak (MiB) |"
+    );
     println!("|---|---|---|---|---|---|---|");
     println!(
         "| {} | {} | {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {:.0} | {:.0} / {:.0} / {:.0} |",
@@ -188,9 +244,18 @@ async fn simulate_agent(mut session: raw_agent::RawSession, timings: Shared) -> 
             .context("session ended")?;
         match message.msg {
             Some(Down::Task(task)) => {
-                timings.lock().unwrap().tasks.entry(task.task_id.clone()).or_default().1 = Some(SystemTime::now());
+                timings
+                    .lock()
+                    .unwrap()
+                    .tasks
+                    .entry(task.task_id.clone())
+                    .or_default()
+                    .1 = Some(SystemTime::now());
                 session
-                    .send(Up::Accepted(TaskAccepted { task_id: task.task_id.clone(), lease_id: task.lease_id.clone() }))
+                    .send(Up::Accepted(TaskAccepted {
+                        task_id: task.task_id.clone(),
+                        lease_id: task.lease_id.clone(),
+                    }))
                     .await?;
                 session
                     .send(Up::Result(TaskResult {
@@ -202,7 +267,13 @@ async fn simulate_agent(mut session: raw_agent::RawSession, timings: Shared) -> 
                     .await?;
             }
             Some(Down::ResultAck(ack)) => {
-                timings.lock().unwrap().tasks.entry(ack.task_id).or_default().2 = Some(SystemTime::now());
+                timings
+                    .lock()
+                    .unwrap()
+                    .tasks
+                    .entry(ack.task_id)
+                    .or_default()
+                    .2 = Some(SystemTime::now());
             }
             _ => {}
         }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use e2e::api::field;
-use e2e::{Stack, StackOptions};
+use e2e::{AgentState, Stack, StackOptions};
 use serde_json::json;
 
 const SAMPLE_DEMO: &str = include_str!("../../fixtures/sample-demo.yaml");
@@ -38,7 +38,8 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let started = Instant::now();
     if args.dir.exists() {
-        std::fs::remove_dir_all(&args.dir).with_context(|| format!("clearing {}", args.dir.display()))?;
+        std::fs::remove_dir_all(&args.dir)
+            .with_context(|| format!("clearing {}", args.dir.display()))?;
     }
     std::fs::create_dir_all(&args.dir)?;
     let dir = std::fs::canonicalize(&args.dir)?;
@@ -60,7 +61,10 @@ async fn main() -> anyhow::Result<()> {
     println!("    cluster:           {}", stack.kubeconfig.display());
 
     step("Registering cloud account `local`, region `local-1` and cluster `local-dev`");
-    let cloud = stack.api.post("/clouds", &json!({"name": "local", "provider": "local"})).await?;
+    let cloud = stack
+        .api
+        .post("/clouds", &json!({"name": "local", "provider": "local"}))
+        .await?;
     let region = stack
         .api
         .post(
@@ -70,30 +74,47 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let cluster = stack
         .api
-        .post("/clusters", &json!({"region_id": field(&region, "id")?, "name": "local-dev"}))
+        .post(
+            "/clusters",
+            &json!({"region_id": field(&region, "id")?, "name": "local-dev"}),
+        )
         .await?;
     let cluster_id = field(&cluster, "id")?;
     println!("    cluster id {cluster_id}: status {}", cluster["status"]);
 
     step("Minting a one-time bootstrap token and starting the agent with it");
     let bundle = stack.bootstrap_token(&cluster_id).await?;
-    println!("    token expires at {} (stored hashed; single use)", bundle["expires_at"]);
+    println!(
+        "    token expires at {} (stored hashed; single use)",
+        bundle["expires_at"]
+    );
     let manifest_path = dir.join("agent-install.yaml");
-    std::fs::write(&manifest_path, bundle["install"]["manifest"].as_str().unwrap_or_default())?;
-    println!("    in-cluster install manifest written to {}", manifest_path.display());
+    std::fs::write(
+        &manifest_path,
+        bundle["install"]["manifest"].as_str().unwrap_or_default(),
+    )?;
+    println!(
+        "    in-cluster install manifest written to {}",
+        manifest_path.display()
+    );
     let agent = stack
         .spawn_agent(
             "node-agent",
             &field(&bundle, "token")?,
             &field(&bundle["install"], "ca_pem")?,
-            &dir.join("agent-state"),
+            AgentState::Dir(&dir.join("agent-state")),
         )
         .await?;
-    let connected = stack.wait_agent_connected(&cluster_id, Duration::from_secs(60)).await?;
+    let connected = stack
+        .wait_agent_connected(&cluster_id, Duration::from_secs(60))
+        .await?;
     let agent_state = &connected["agent"];
     println!(
         "    agent connected: version {}, Kubernetes {}, {} node(s), certificate valid until {}",
-        agent_state["version"], agent_state["kubernetes_version"], agent_state["node_count"], agent_state["certificate_expires_at"]
+        agent_state["version"],
+        agent_state["kubernetes_version"],
+        agent_state["node_count"],
+        agent_state["certificate_expires_at"]
     );
 
     step("Deploying the sample model demo (Namespace, ConfigMap, Deployment, Service)");
@@ -107,14 +128,20 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let task_id = field(&task, "id")?;
     let finished = stack.wait_task(&task_id, Duration::from_secs(180)).await?;
-    println!("    task {task_id}: {} after {} attempt(s)", finished["state"], finished["attempts"]);
+    println!(
+        "    task {task_id}: {} after {} attempt(s)",
+        finished["state"], finished["attempts"]
+    );
     for object in finished["objects"].as_array().into_iter().flatten() {
         println!(
             "      {:<11} {}/{} {} {}",
             object["outcome"].as_str().unwrap_or(""),
             object["kind"].as_str().unwrap_or(""),
             object["name"].as_str().unwrap_or(""),
-            object["namespace"].as_str().map(|ns| format!("(namespace {ns})")).unwrap_or_default(),
+            object["namespace"]
+                .as_str()
+                .map(|ns| format!("(namespace {ns})"))
+                .unwrap_or_default(),
             object["message"].as_str().unwrap_or("")
         );
     }
@@ -138,18 +165,38 @@ async fn main() -> anyhow::Result<()> {
         println!("      {line}");
     }
     if finished["state"] != json!("succeeded") {
-        anyhow::bail!("the sample demo task did not succeed: {}", finished["error"]);
+        anyhow::bail!(
+            "the sample demo task did not succeed: {}",
+            finished["error"]
+        );
     }
 
-    println!("\nDone in {:.1} s. Everything ran for real except the Kubernetes API, which is the in-memory emulator", started.elapsed().as_secs_f64());
+    println!(
+        "\nDone in {:.1} s. Everything ran for real except the Kubernetes API, which is the in-memory emulator",
+        started.elapsed().as_secs_f64()
+    );
     println!("(pass --kubeconfig to use a real cluster).");
     println!("\nWhere to look:");
-    println!("  API:          {}   (admin token: {})", stack.api.base(), stack.admin_token);
-    println!("  try:          curl -H 'Authorization: Bearer {}' {}/clusters", stack.admin_token, stack.api.base());
-    println!("  kubectl:      kubectl --kubeconfig {} get all -A", stack.kubeconfig.display());
+    println!(
+        "  API:          {}   (admin token: {})",
+        stack.api.base(),
+        stack.admin_token
+    );
+    println!(
+        "  try:          curl -H 'Authorization: Bearer {}' {}/clusters",
+        stack.admin_token,
+        stack.api.base()
+    );
+    println!(
+        "  kubectl:      kubectl --kubeconfig {} get all -A",
+        stack.kubeconfig.display()
+    );
     println!("  process logs: {}", harness::test_dir().display());
     println!("  agent log:    {}", agent.log_path().display());
-    println!("  metrics:      {}", stack.api.base().replace("/api/v1", "/metrics"));
+    println!(
+        "  metrics:      {}",
+        stack.api.base().replace("/api/v1", "/metrics")
+    );
     if args.once {
         return Ok(());
     }

@@ -1,0 +1,104 @@
+variable "name" {
+  type        = string
+  description = "Cluster name: a DNS label (lowercase letters, digits and '-', starting with a letter, at most 40 characters). Used for the kubeconfig context and the default state directory."
+
+  validation {
+    condition     = can(regex("^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$", var.name))
+    error_message = "Invalid cluster name \"${var.name}\": it must be a DNS label of 1-40 characters (lowercase letters, digits and '-'), start with a letter and end with a letter or digit."
+  }
+}
+
+variable "emulator_bin" {
+  type        = string
+  default     = null
+  description = "Absolute path of the Kubernetes API emulator binary (`cargo build -p kube-emulator` builds target/debug/kube-emulator). When set, the module starts the emulator in the background and stops it on destroy. Exactly one of `emulator_bin` and `kubeconfig_path` must be set."
+
+  validation {
+    condition     = (var.emulator_bin == null) != (var.kubeconfig_path == null)
+    error_message = "Set exactly one of emulator_bin (start a Kubernetes API emulator) and kubeconfig_path (use an existing cluster)."
+  }
+
+  validation {
+    condition     = var.emulator_bin == null || try(startswith(var.emulator_bin, "/") && fileexists(var.emulator_bin), false)
+    error_message = "emulator_bin must be the absolute path of an existing file (build it with `cargo build -p kube-emulator`); got \"${coalesce(var.emulator_bin, "<null>")}\"."
+  }
+}
+
+variable "kubeconfig_path" {
+  type        = string
+  default     = null
+  description = "Absolute path of the kubeconfig of an existing cluster to pass through instead of starting the emulator. Nothing is started or stopped in that mode; destroy leaves the cluster alone."
+
+  validation {
+    condition     = var.kubeconfig_path == null || try(startswith(var.kubeconfig_path, "/") && fileexists(var.kubeconfig_path), false)
+    error_message = "kubeconfig_path must be the absolute path of an existing kubeconfig file; got \"${coalesce(var.kubeconfig_path, "<null>")}\"."
+  }
+
+  validation {
+    condition     = var.kubeconfig_path == null || try(length(yamldecode(file(var.kubeconfig_path)).contexts) > 0, false)
+    error_message = "kubeconfig_path does not point to a kubeconfig with at least one context (it must be YAML with `clusters`, `users` and `contexts`)."
+  }
+}
+
+variable "context" {
+  type        = string
+  default     = null
+  description = "Context of the kubeconfig given in `kubeconfig_path` to use; null means its current-context. Ignored when the emulator is started."
+
+  validation {
+    condition     = var.context == null || var.kubeconfig_path != null
+    error_message = "context only applies to a kubeconfig given in kubeconfig_path."
+  }
+}
+
+variable "state_dir" {
+  type        = string
+  default     = null
+  description = "Absolute directory for the emulator's kubeconfig (`kubeconfig`), base URL (`url`), process id (`pid`) and log (`emulator.log`). Null means `<root module directory>/.local-clusters/<name>`. Must not be shared by two clusters."
+
+  validation {
+    condition     = var.state_dir == null || try(startswith(var.state_dir, "/"), false)
+    error_message = "state_dir must be an absolute path."
+  }
+}
+
+variable "listen" {
+  type        = string
+  default     = "127.0.0.1:0"
+  description = "Address the emulator listens on, as IP:PORT; port 0 picks a free port (the chosen URL is read back from the emulator's port file)."
+
+  validation {
+    condition     = can(regex("^(\\d{1,3}(\\.\\d{1,3}){3}|\\[[0-9a-fA-F:]+\\]):\\d{1,5}$", var.listen))
+    error_message = "listen must be IP:PORT, e.g. 127.0.0.1:0 or [::1]:6443."
+  }
+}
+
+variable "emulator_args" {
+  type        = list(string)
+  default     = []
+  description = "Extra command-line arguments for the emulator, e.g. [\"--nodes\", \"3\", \"--ready-delay-ms\", \"100\"]. The module sets --tls, --listen, --kubeconfig and --port-file itself."
+
+  validation {
+    condition = alltrue([
+      for arg in var.emulator_args : !can(regex("^--(tls|listen|kubeconfig|port-file)(=|$)", arg))
+    ])
+    error_message = "emulator_args must not contain --tls, --listen, --kubeconfig or --port-file: the module sets them."
+  }
+}
+
+variable "start_timeout_seconds" {
+  type        = number
+  default     = 60
+  description = "How long to wait for the emulator to write its URL before the apply fails (the emulator is then stopped again)."
+
+  validation {
+    condition     = var.start_timeout_seconds >= 1 && var.start_timeout_seconds <= 600 && floor(var.start_timeout_seconds) == var.start_timeout_seconds
+    error_message = "start_timeout_seconds must be a whole number between 1 and 600."
+  }
+}
+
+variable "detach" {
+  type        = bool
+  default     = true
+  description = "Start the emulator in a new session (setsid) so that it survives Terraform and signals sent to Terraform's process group; set false to keep it in Terraform's process group, so that a supervisor that kills that group also kills the emulator."
+}
