@@ -1,5 +1,4 @@
-//! aws-sdk-s3 against `s3-server`: the object operations the control plane uses, conditional writes,
-//! presigned URLs, and signature checks.
+//! aws-sdk-s3 against `s3-server`: object operations, conditional puts, presigned URLs, signature checks.
 
 mod support;
 

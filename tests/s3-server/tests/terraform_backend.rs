@@ -1,5 +1,4 @@
-//! Terraform's S3 backend against `s3-server`: state is stored there, `use_lockfile` locking keeps a
-//! second apply out while one runs, and destroy leaves an empty state.
+//! Terraform's S3 backend against `s3-server`: state storage, `use_lockfile` locking, and destroy.
 
 mod support;
 
@@ -125,8 +124,8 @@ skip_region_validation      = true
     }
 }
 
-/// Waits for `process` to exit and returns its output, or fails with the output if it failed.
-async fn succeeds(mut process: harness::Process) -> anyhow::Result<String> {
+/// Waits for `process` to exit, and fails with its output if it failed.
+async fn succeeds(mut process: harness::Process) -> anyhow::Result<()> {
     let status = process.wait_for_exit(TERRAFORM_TIMEOUT).await?;
     if !status.success() {
         bail!(
@@ -136,7 +135,7 @@ async fn succeeds(mut process: harness::Process) -> anyhow::Result<String> {
             process.log_text()
         );
     }
-    Ok(process.log_text())
+    Ok(())
 }
 
 async fn state(client: &aws_sdk_s3::Client, bucket: &str) -> anyhow::Result<serde_json::Value> {
@@ -151,17 +150,30 @@ async fn state(client: &aws_sdk_s3::Client, bucket: &str) -> anyhow::Result<serd
     serde_json::from_slice(&bytes).context("parsing the state")
 }
 
-async fn lock_exists(client: &aws_sdk_s3::Client, bucket: &str) -> bool {
-    client
+/// Whether the lock object `use_lockfile` creates beside the state exists.
+async fn lock_exists(client: &aws_sdk_s3::Client, bucket: &str) -> anyhow::Result<bool> {
+    let head = client
         .head_object()
         .bucket(bucket)
         .key(format!("{STATE_KEY}.tflock"))
         .send()
-        .await
-        .is_ok()
+        .await;
+    match head {
+        Ok(_) => Ok(true),
+        // Only "not found" means no lock; any other failure must not pass for it.
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|error| error.is_not_found()) =>
+        {
+            Ok(false)
+        }
+        Err(error) => Err(error).context("looking for the lock object"),
+    }
 }
 
-fn resource_types(state: &serde_json::Value) -> Vec<String> {
+/// `type.name` of every resource in the state.
+fn resource_addresses(state: &serde_json::Value) -> Vec<String> {
     state["resources"]
         .as_array()
         .into_iter()
@@ -198,10 +210,13 @@ async fn state_lives_in_s3_and_the_lock_file_keeps_a_second_apply_out() -> anyho
     succeeds(stack.start_apply("first", &[])?).await?;
     std::fs::remove_file(stack.gate.join("release"))?;
     let state_after_first = state(&client, &bucket).await?;
-    assert_eq!(resource_types(&state_after_first), ["terraform_data.demo"]);
+    assert_eq!(
+        resource_addresses(&state_after_first),
+        ["terraform_data.demo"]
+    );
     assert_eq!(state_after_first["outputs"]["run"]["value"], "first");
     assert!(
-        !lock_exists(&client, &bucket).await,
+        !lock_exists(&client, &bucket).await?,
         "the lock is released after an apply"
     );
 
@@ -215,7 +230,7 @@ async fn state_lives_in_s3_and_the_lock_file_keeps_a_second_apply_out() -> anyho
     )
     .await?;
     assert!(
-        lock_exists(&client, &bucket).await,
+        lock_exists(&client, &bucket).await?,
         "a running apply holds the lock file"
     );
 
@@ -248,8 +263,9 @@ async fn state_lives_in_s3_and_the_lock_file_keeps_a_second_apply_out() -> anyho
     succeeds(waiter).await?;
     let state_after_waiter = state(&client, &bucket).await?;
     assert_eq!(state_after_waiter["outputs"]["run"]["value"], "waiter");
+    let serial = |state: &serde_json::Value| state["serial"].as_u64().context("the state's serial");
     assert!(
-        state_after_waiter["serial"].as_u64() > state_after_first["serial"].as_u64(),
+        serial(&state_after_waiter)? > serial(&state_after_first)?,
         "every apply wrote a newer state"
     );
 
@@ -263,7 +279,10 @@ async fn state_lives_in_s3_and_the_lock_file_keeps_a_second_apply_out() -> anyho
     )?)
     .await?;
     let state_after_destroy = state(&client, &bucket).await?;
-    assert_eq!(resource_types(&state_after_destroy), Vec::<String>::new());
-    assert!(!lock_exists(&client, &bucket).await);
+    assert_eq!(
+        resource_addresses(&state_after_destroy),
+        Vec::<String>::new()
+    );
+    assert!(!lock_exists(&client, &bucket).await?);
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! An aws-sdk-s3 client of the harness's S3 server: its endpoint URL, path-style addressing, static credentials.
+//! aws-sdk-s3 clients of the harness's S3 server (endpoint URL, path-style, static credentials).
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
