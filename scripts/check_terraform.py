@@ -205,10 +205,10 @@ def check_structure(cfg: Config, kind: str, problems: Problems) -> None:
             check_readme(cfg, readme, problems)
         else:
             problems.add(cfg.dir, "readme", "README.md is missing")
-        for name, (tf, _) in cfg.variables.items():
-            if CREDENTIAL_NAME.search(name):
-                problems.add(tf, "credentials", f'variable "{name}" looks like a credential; credentials come from the environment only')
 
+    for name, (tf, _) in cfg.variables.items():
+        if CREDENTIAL_NAME.search(name):
+            problems.add(tf, "credentials", f'variable "{name}" looks like a credential; credentials come from the environment only')
     for tf, name, body in cfg.providers:
         for attr in body:
             if attr in PROVIDER_CREDENTIAL_ATTRS:
@@ -359,6 +359,10 @@ def check_validations(cfg: Config, problems: Problems, scratch: Path) -> None:
             problems.add(variables_tf, "validation", f'no sample value for required variable "{name}" in check_terraform.py')
             return
         tfvars[name] = samples[name]
+    # The local cluster module needs one of its optional variables set (emulator_bin or kubeconfig_path).
+    for name, value in SAMPLES_LOCAL.items():
+        if name in cfg.variables and "local" in cfg.dir.parts and name not in tfvars:
+            tfvars[name] = value
     workdir = scratch / str(abs(hash(cfg.dir)))
     result = plan_variables(cfg, tfvars, workdir)
     if result.returncode != 0:

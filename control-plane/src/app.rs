@@ -15,6 +15,7 @@ use crate::crypto::{API_TOKEN_PREFIX, CryptoError, OneTimeSecret, SecretBox, sha
 use crate::logs::{LogSink, LogStore, LogStoreError, SinkSettings};
 use crate::metrics::Metrics;
 use crate::pki::{AgentCa, PkiError};
+use crate::provisioner::{AgentInstall, ArtifactStore, Provisioner};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +74,24 @@ pub async fn start(
         Duration::from_millis(config.tasks.poll_interval_ms),
     ));
     let sink = LogSink::start(logs.clone(), SinkSettings::default(), metrics.clone());
+    if let Some(provisioning) = &config.provisioning {
+        let provisioner = Provisioner {
+            store: store.clone(),
+            sbox: sbox.clone(),
+            ca: ca.clone(),
+            logs: sink.clone(),
+            artifacts: ArtifactStore::new(&provisioning.state),
+            config: provisioning.clone(),
+            agent: AgentInstall {
+                endpoint: config.agent_endpoint.clone(),
+                image: config.agents.image.clone(),
+                token_ttl: Duration::from_secs(config.agents.bootstrap_token_ttl_seconds),
+            },
+            lease: config.lease_duration(),
+            poll_interval: Duration::from_millis(config.tasks.poll_interval_ms),
+        };
+        tokio::spawn(Arc::new(provisioner).run());
+    }
 
     let grpc = AgentGrpc::new(
         store.clone(),

@@ -67,6 +67,9 @@ pub struct Config {
     pub tasks: TaskConfig,
     #[serde(default)]
     pub agents: AgentConfig,
+    /// Terraform provisioning of clusters; without this section clusters can only be registered by hand.
+    #[serde(default)]
+    pub provisioning: Option<ProvisioningConfig>,
     /// Name of this process in logs and agent sessions (several control planes may share one database).
     #[serde(default = "defaults::instance_name")]
     pub instance_name: String,
@@ -127,7 +130,77 @@ impl Default for AgentConfig {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisioningConfig {
+    #[serde(default = "defaults::terraform_bin")]
+    pub terraform_bin: PathBuf,
+    /// Directory holding the `terraform/` root stacks and `modules/`.
+    pub source_dir: PathBuf,
+    /// Per-cluster working directories are created under this one.
+    pub work_dir: PathBuf,
+    /// Terraform runs at once in this process.
+    #[serde(default = "defaults::max_concurrent_runs")]
+    pub max_concurrent: usize,
+    /// Terraform runs at once for one cloud account (across processes, best effort).
+    #[serde(default = "defaults::max_concurrent_per_cloud")]
+    pub max_concurrent_per_cloud: i64,
+    /// A Terraform command running longer than this is interrupted and the task fails.
+    #[serde(default = "defaults::terraform_timeout_seconds")]
+    pub timeout_seconds: u64,
+    /// After an interrupt (cancel or timeout), how long Terraform may take to stop before it is killed.
+    #[serde(default = "defaults::cancel_grace_seconds")]
+    pub cancel_grace_seconds: u64,
+    /// How long a new cluster's agent may take to connect after the install manifest was applied.
+    #[serde(default = "defaults::agent_connect_timeout_seconds")]
+    pub agent_connect_timeout_seconds: u64,
+    /// Where Terraform state and plan files live (one state key per cluster).
+    pub state: StateStoreConfig,
+    /// Default variables per root stack (e.g. `local: {emulator_bin: ...}`); a cluster's own variables win.
+    #[serde(default)]
+    pub stack_defaults:
+        std::collections::BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateStoreConfig {
+    pub bucket: String,
+    /// S3 endpoint URL for S3-compatible servers; AWS when absent.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default = "defaults::s3_region")]
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Bucket in the path instead of the host name (needed by most S3-compatible servers).
+    #[serde(default)]
+    pub path_style: bool,
+}
+
 mod defaults {
+    pub fn terraform_bin() -> std::path::PathBuf {
+        "terraform".into()
+    }
+    pub fn max_concurrent_runs() -> usize {
+        4
+    }
+    pub fn max_concurrent_per_cloud() -> i64 {
+        2
+    }
+    pub fn terraform_timeout_seconds() -> u64 {
+        3600
+    }
+    pub fn cancel_grace_seconds() -> u64 {
+        30
+    }
+    pub fn agent_connect_timeout_seconds() -> u64 {
+        300
+    }
+    pub fn s3_region() -> String {
+        "us-east-1".into()
+    }
+
     use std::net::SocketAddr;
 
     pub fn api_listen() -> SocketAddr {
@@ -245,6 +318,29 @@ impl Config {
                 "agents.certificate_ttl_seconds",
                 "must be at least 30",
             ));
+        }
+        if let Some(p) = &self.provisioning {
+            if p.max_concurrent == 0 {
+                return Err(invalid("provisioning.max_concurrent", "must be at least 1"));
+            }
+            if p.max_concurrent_per_cloud < 1 {
+                return Err(invalid(
+                    "provisioning.max_concurrent_per_cloud",
+                    "must be at least 1",
+                ));
+            }
+            if !p.source_dir.join("terraform").is_dir() || !p.source_dir.join("modules").is_dir() {
+                return Err(invalid(
+                    "provisioning.source_dir",
+                    format!(
+                        "{} must contain terraform/ and modules/",
+                        p.source_dir.display()
+                    ),
+                ));
+            }
+            if p.state.bucket.is_empty() {
+                return Err(invalid("provisioning.state.bucket", "must not be empty"));
+            }
         }
         if self.agents.bootstrap_token_ttl_seconds < 60 {
             return Err(invalid(

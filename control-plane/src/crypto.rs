@@ -122,6 +122,16 @@ pub fn sha256_hex(value: &str) -> String {
     hex::encode(Sha256::digest(value.as_bytes()))
 }
 
+/// Sealing context of a cloud account's credentials.
+pub fn cloud_credentials_context(cloud_id: uuid::Uuid) -> String {
+    format!("cloud:{cloud_id}:credentials")
+}
+
+/// Sealing context of a provisioned cluster's kubeconfig.
+pub fn cluster_kubeconfig_context(cluster_id: uuid::Uuid) -> String {
+    format!("cluster:{cluster_id}:kubeconfig")
+}
+
 pub const BOOTSTRAP_TOKEN_PREFIX: &str = "efb_";
 pub const API_TOKEN_PREFIX: &str = "efa_";
 

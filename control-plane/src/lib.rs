@@ -9,5 +9,6 @@ pub mod crypto;
 pub mod logs;
 pub mod metrics;
 pub mod pki;
+pub mod provisioner;
 pub mod store;
 pub mod taskspec;

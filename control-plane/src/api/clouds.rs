@@ -40,11 +40,6 @@ pub fn credential_schema(provider: &str) -> Option<&'static [(&'static str, bool
     }
 }
 
-/// Context that binds a sealed credential blob to its cloud account row.
-pub fn credentials_context(cloud_id: Uuid) -> String {
-    format!("cloud:{cloud_id}:credentials")
-}
-
 pub async fn create(
     State(state): State<ApiState>,
     principal: Principal,
@@ -102,7 +97,9 @@ pub async fn create(
     let credentials_sealed = (!credentials.is_empty()).then(|| {
         let plaintext =
             zeroize::Zeroizing::new(serde_json::to_vec(&credentials).expect("map serializes"));
-        state.sbox.seal(&plaintext, &credentials_context(id))
+        state
+            .sbox
+            .seal(&plaintext, &crate::crypto::cloud_credentials_context(id))
     });
     let cloud = state
         .store

@@ -13,7 +13,8 @@ use super::error::{ApiError, Problems};
 use super::json::JsonBody;
 use crate::agents::install::{self, InstallBundle, InstallInputs};
 use crate::crypto::{BOOTSTRAP_TOKEN_PREFIX, OneTimeSecret};
-use crate::store::{Cluster, NewCluster, SessionRow, StoreError};
+use crate::provisioner;
+use crate::store::{Cluster, NewCluster, NewTask, SessionRow, StoreError, Task, TaskInsert};
 use crate::taskspec::FieldProblem;
 
 #[derive(Deserialize)]
@@ -24,6 +25,29 @@ pub struct CreateCluster {
     #[serde(default = "user_role")]
     pub role: String,
     pub api_endpoint: Option<String>,
+    /// Provision the cluster with Terraform instead of registering an existing one.
+    pub provision: Option<ProvisionRequest>,
+    /// With `provision`: only plan (preview the resource changes); `POST /clusters/{id}/provision` applies.
+    #[serde(default)]
+    pub plan_only: bool,
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisionRequest {
+    /// Root stack under terraform/region-cluster/; defaults to the region's cloud provider.
+    pub stack: Option<String>,
+    /// Terraform variables of the stack (non-secret; credentials come from the cloud account).
+    #[serde(default)]
+    pub variables: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Serialize)]
+pub struct ClusterCreated {
+    #[serde(flatten)]
+    pub cluster: Cluster,
+    /// The Terraform task started for a provisioned cluster.
+    pub task: Option<Task>,
 }
 
 fn user_role() -> String {
@@ -34,7 +58,7 @@ pub async fn create(
     State(state): State<ApiState>,
     principal: Principal,
     JsonBody(body): JsonBody<CreateCluster>,
-) -> Result<(StatusCode, Json<Cluster>), ApiError> {
+) -> Result<(StatusCode, Json<ClusterCreated>), ApiError> {
     principal.require(Role::Operator, "register clusters")?;
     let mut problems = Problems::default();
     problems.check_name("name", &body.name);
@@ -49,6 +73,40 @@ pub async fn create(
             "must be a URL such as https://10.0.0.1:6443",
         );
     }
+    if body.plan_only && body.provision.is_none() {
+        problems.add("plan_only", "needs `provision`");
+    }
+    let provision_spec = match &body.provision {
+        None => None,
+        Some(request) => {
+            if state.config.provisioning.is_none() {
+                problems.add(
+                    "provision",
+                    "Terraform provisioning is not configured on this control plane",
+                );
+            }
+            let region = state.store.region(body.region_id).await.ok();
+            let stack = request
+                .stack
+                .clone()
+                .or_else(|| region.as_ref().map(|r| r.provider.clone()))
+                .unwrap_or_default();
+            if stack == "existing" {
+                problems.add(
+                    "provision",
+                    "clouds of provider `existing` hold clusters that already exist; register them without `provision`",
+                );
+            } else if !stack.is_empty()
+                && (stack.contains(['/', '.']) || !state.stack_exists(&stack))
+            {
+                problems.add(
+                    "provision.stack",
+                    format!("no Terraform root stack named {stack:?}"),
+                );
+            }
+            Some(serde_json::json!({"stack": stack, "variables": request.variables}))
+        }
+    };
     problems.into_result()?;
     let cluster = state
         .store
@@ -57,6 +115,7 @@ pub async fn create(
             name: body.name,
             role: body.role,
             api_endpoint: body.api_endpoint,
+            provision_spec,
         })
         .await
         .map_err(|e| match e {
@@ -67,7 +126,136 @@ pub async fn create(
             other => other.into(),
         })?;
     tracing::info!(cluster_id = %cluster.id, name = %cluster.name, by = %principal.label(), "cluster registered");
-    Ok((StatusCode::CREATED, Json(cluster)))
+    let task = if body.provision.is_some() {
+        let kind = if body.plan_only {
+            provisioner::PLAN
+        } else {
+            provisioner::APPLY
+        };
+        Some(terraform_task(&state, &principal, cluster.id, kind, None).await?)
+    } else {
+        None
+    };
+    let cluster = state.store.cluster(cluster.id).await?;
+    Ok((StatusCode::CREATED, Json(ClusterCreated { cluster, task })))
+}
+
+/// Queues a Terraform run for a provisioned cluster.
+async fn terraform_task(
+    state: &ApiState,
+    principal: &Principal,
+    cluster_id: Uuid,
+    kind: &str,
+    idempotency_key: Option<String>,
+) -> Result<Task, ApiError> {
+    let inserted = state
+        .store
+        .insert_task(NewTask {
+            cluster_id,
+            kind: kind.to_string(),
+            payload: serde_json::json!({}),
+            reason: format!("{kind} requested by {}", principal.label()),
+            idempotency_key,
+            parent_id: None,
+            created_by: principal.label(),
+            max_attempts: state.config.tasks.default_max_attempts,
+        })
+        .await?;
+    Ok(match inserted {
+        TaskInsert::Created(task) | TaskInsert::Existing(task) => task,
+    })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TerraformRequest {
+    pub idempotency_key: Option<String>,
+    /// Replaces the cluster's Terraform variables first (e.g. to fix the input of a failed provision).
+    pub variables: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// `POST /clusters/{id}/{provision,plan,drift-check}`: a Terraform run on a provisioned cluster.
+async fn run_terraform(
+    state: ApiState,
+    principal: Principal,
+    id: Uuid,
+    body: axum::body::Bytes,
+    kind: &str,
+    action: &str,
+) -> Result<(StatusCode, Json<Task>), ApiError> {
+    principal.require(Role::Operator, action)?;
+    let body: TerraformRequest = if body.is_empty() {
+        Default::default()
+    } else {
+        super::json::parse(&body)?
+    };
+    let cluster = state.store.live_cluster(id).await?;
+    if cluster.provisioning != "terraform" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "cluster {} was registered by hand, not provisioned with Terraform",
+                cluster.name
+            ),
+        ));
+    }
+    if let Some(variables) = &body.variables {
+        state.store.set_provision_variables(id, variables).await?;
+    }
+    let task = terraform_task(&state, &principal, id, kind, body.idempotency_key).await?;
+    Ok((StatusCode::ACCEPTED, Json(task)))
+}
+
+pub async fn provision(
+    State(state): State<ApiState>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Task>), ApiError> {
+    run_terraform(
+        state,
+        principal,
+        id,
+        body,
+        provisioner::APPLY,
+        "provision clusters",
+    )
+    .await
+}
+
+pub async fn plan(
+    State(state): State<ApiState>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Task>), ApiError> {
+    run_terraform(
+        state,
+        principal,
+        id,
+        body,
+        provisioner::PLAN,
+        "plan clusters",
+    )
+    .await
+}
+
+pub async fn drift_check(
+    State(state): State<ApiState>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Task>), ApiError> {
+    run_terraform(
+        state,
+        principal,
+        id,
+        body,
+        provisioner::DRIFT,
+        "check clusters for drift",
+    )
+    .await
 }
 
 pub async fn list(
@@ -95,15 +283,31 @@ pub async fn get(
     Ok(Json(ClusterDetail { cluster, sessions }))
 }
 
+/// Deletes a registered cluster at once (204); a provisioned one is destroyed through Terraform first (202 with
+/// the destroy task), and deleted when that succeeds.
 pub async fn delete(
     State(state): State<ApiState>,
     principal: Principal,
     Path(id): Path<Uuid>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
     principal.require(Role::Operator, "delete clusters")?;
-    state.store.delete_cluster(id).await?;
+    let cluster = state.store.live_cluster(id).await?;
+    if cluster.provisioning == "terraform" {
+        let task = terraform_task(
+            &state,
+            &principal,
+            id,
+            provisioner::DESTROY,
+            Some("destroy".into()),
+        )
+        .await?;
+        tracing::info!(cluster_id = %id, task_id = %task.id, by = %principal.label(), "cluster destroy queued");
+        return Ok((StatusCode::ACCEPTED, Json(task)).into_response());
+    }
+    state.store.delete_cluster(id, None).await?;
     tracing::info!(cluster_id = %id, by = %principal.label(), "cluster deleted; agent revoked");
-    Ok(StatusCode::NO_CONTENT)
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Deserialize, Default)]

@@ -32,6 +32,18 @@ use crate::store::Store;
 const OPENAPI_YAML: &str = include_str!("openapi.yaml");
 const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
+impl ApiState {
+    /// Whether `terraform/region-cluster/<stack>` exists in the configured source tree.
+    pub fn stack_exists(&self, stack: &str) -> bool {
+        self.config.provisioning.as_ref().is_some_and(|p| {
+            p.source_dir
+                .join("terraform/region-cluster")
+                .join(stack)
+                .is_dir()
+        })
+    }
+}
+
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Store,
@@ -55,6 +67,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/clusters"),
     ("get", "/api/v1/clusters/{id}"),
     ("delete", "/api/v1/clusters/{id}"),
+    ("post", "/api/v1/clusters/{id}/provision"),
+    ("post", "/api/v1/clusters/{id}/plan"),
+    ("post", "/api/v1/clusters/{id}/drift-check"),
     ("post", "/api/v1/clusters/{id}/bootstrap-tokens"),
     ("post", "/api/v1/clusters/{id}/tasks"),
     ("get", "/api/v1/tasks"),
@@ -78,6 +93,9 @@ pub fn router(state: ApiState) -> Router {
             "/clusters/{id}/bootstrap-tokens",
             post(clusters::create_bootstrap_token),
         )
+        .route("/clusters/{id}/provision", post(clusters::provision))
+        .route("/clusters/{id}/plan", post(clusters::plan))
+        .route("/clusters/{id}/drift-check", post(clusters::drift_check))
         .route("/clusters/{id}/tasks", post(tasks::create))
         .route("/tasks", get(tasks::list))
         .route("/tasks/{id}", get(tasks::get))

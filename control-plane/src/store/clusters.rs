@@ -22,6 +22,9 @@ pub struct Cluster {
     pub external_ip: Option<String>,
     #[sqlx(flatten)]
     pub agent: AgentStatus,
+    /// Result of the last drift check of a provisioned cluster: in_sync, drifted or unknown.
+    pub drift_status: Option<String>,
+    pub drift_checked_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
@@ -48,6 +51,8 @@ pub struct NewCluster {
     pub name: String,
     pub role: String,
     pub api_endpoint: Option<String>,
+    /// Set for clusters the control plane provisions with Terraform: `{"stack", "variables"}`.
+    pub provision_spec: Option<serde_json::Value>,
 }
 
 pub struct Heartbeat {
@@ -61,6 +66,7 @@ pub struct Heartbeat {
 const SELECT: &str = "SELECT k.id, k.region_id, r.code AS region_code, k.name, k.role, k.status, k.status_message,
         k.provisioning, k.api_endpoint, k.external_ip, k.agent_version, k.kubernetes_version, k.node_count,
         k.kubernetes_reachable, k.kubernetes_error, k.last_heartbeat_at, k.created_at, k.updated_at, k.deleted_at,
+        k.drift_status, k.drift_checked_at,
         EXISTS (SELECT 1 FROM agent_sessions s WHERE s.cluster_id = k.id AND s.disconnected_at IS NULL
                 AND s.last_seen_at > now() - make_interval(secs => $1)) AS agent_connected,
         (SELECT max(c.not_after) FROM agent_certificates c WHERE c.cluster_id = k.id AND c.revoked_at IS NULL)
@@ -73,14 +79,20 @@ impl Store {
         let id = Uuid::new_v4();
         let name = new.name.clone();
         sqlx::query(
-            "INSERT INTO clusters (id, region_id, name, role, status, status_message, api_endpoint)
-             VALUES ($1, $2, $3, $4, 'registered', 'waiting for its agent to connect', $5)",
+            "INSERT INTO clusters (id, region_id, name, role, status, status_message, api_endpoint, provisioning,
+                                   provision_spec)
+             VALUES ($1, $2, $3, $4,
+                     CASE WHEN $6::jsonb IS NULL THEN 'registered' ELSE 'pending' END,
+                     CASE WHEN $6::jsonb IS NULL THEN 'waiting for its agent to connect'
+                          ELSE 'waiting for Terraform' END,
+                     $5, CASE WHEN $6::jsonb IS NULL THEN 'manual' ELSE 'terraform' END, $6)",
         )
         .bind(id)
         .bind(new.region_id)
         .bind(&new.name)
         .bind(&new.role)
         .bind(&new.api_endpoint)
+        .bind(&new.provision_spec)
         .execute(self.pool())
         .await
         .map_err(|e| unique_violation(e, || format!("a cluster named {name:?} already exists")))?;
@@ -115,9 +127,13 @@ impl Store {
         .await?)
     }
 
-    /// Marks the cluster deleted, revokes its agent certificates, cancels its open tasks and tells every
-    /// control-plane process to close the cluster's agent streams.
-    pub async fn delete_cluster(&self, id: Uuid) -> Result<(), StoreError> {
+    /// Marks the cluster deleted, revokes its agent certificates, cancels its open tasks (except `running_task`,
+    /// the destroy run doing this) and tells every control-plane process to close the cluster's agent streams.
+    pub async fn delete_cluster(
+        &self,
+        id: Uuid,
+        running_task: Option<Uuid>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
         let updated = sqlx::query(
             "UPDATE clusters SET deleted_at = now(), status = 'deleted', status_message = 'deleted',
@@ -144,9 +160,11 @@ impl Store {
         .await?;
         let cancelled: Vec<Uuid> = sqlx::query_scalar(
             "UPDATE tasks SET state = 'cancelled', error = 'cluster deleted', finished_at = now(), updated_at = now()
-             WHERE cluster_id = $1 AND state IN ('pending', 'leased', 'running') RETURNING id",
+             WHERE cluster_id = $1 AND state IN ('pending', 'leased', 'running') AND id IS DISTINCT FROM $2
+             RETURNING id",
         )
         .bind(id)
+        .bind(running_task)
         .fetch_all(&mut *tx)
         .await?;
         for task_id in cancelled {
@@ -186,7 +204,10 @@ impl Store {
         let updated = sqlx::query(
             "UPDATE clusters SET agent_version = $2, kubernetes_version = $3, node_count = $4,
                     kubernetes_reachable = $5, kubernetes_error = $6, last_heartbeat_at = now(),
-                    status = $7, status_message = $8, updated_at = now()
+                    status = CASE WHEN status IN ('registered', 'bootstrapping', 'ready', 'degraded') THEN $7 ELSE status END,
+                    status_message = CASE WHEN status IN ('registered', 'bootstrapping', 'ready', 'degraded') THEN $8
+                                          ELSE status_message END,
+                    updated_at = now()
              WHERE id = $1 AND deleted_at IS NULL",
         )
         .bind(cluster_id)

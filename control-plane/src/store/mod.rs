@@ -3,6 +3,7 @@
 mod certificates;
 mod clouds;
 mod clusters;
+mod provisioning;
 mod regions;
 mod sessions;
 mod tasks;
@@ -11,6 +12,7 @@ mod tokens;
 pub use certificates::AgentCertificateRow;
 pub use clouds::{CloudAccount, NewCloudAccount};
 pub use clusters::{AgentStatus, Cluster, Heartbeat, NewCluster};
+pub use provisioning::ProvisioningTarget;
 pub use regions::{NewRegion, Region};
 pub use sessions::SessionRow;
 pub use tasks::{
@@ -30,6 +32,8 @@ pub mod channels {
     pub const TASK_CANCELLED: &str = "edgefleet_task_cancelled";
     /// Payload: cluster id. The cluster was deleted: its agent streams must close.
     pub const CLUSTER_REVOKED: &str = "edgefleet_cluster_revoked";
+    /// No payload. A control-plane task (a Terraform run) may be waiting.
+    pub const PROVISIONER_WORK: &str = "edgefleet_provisioner_work";
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +114,13 @@ impl Store {
 
     pub(crate) fn agent_stale_after_secs(&self) -> f64 {
         self.agent_stale_after_secs
+    }
+
+    /// A listener on one channel (e.g. the provisioners' wake-up).
+    pub async fn listen(&self, channel: &str) -> Result<PgListener, StoreError> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(channel).await?;
+        Ok(listener)
     }
 
     pub fn pool(&self) -> &PgPool {

@@ -81,6 +81,7 @@ pub struct Task {
     pub max_attempts: i32,
     pub lease_expires_at: Option<DateTime<Utc>>,
     pub objects: Json<Vec<ObjectReport>>,
+    pub output: Option<Json<serde_json::Value>>,
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -123,6 +124,7 @@ pub struct LeasedTask {
     pub reason: String,
     pub lease_expires_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
+    pub cluster_id: Uuid,
 }
 
 pub struct TaskCompletion {
@@ -141,7 +143,7 @@ pub struct TaskFilter {
 }
 
 const SELECT: &str = "SELECT id, cluster_id, kind, payload, state, reason, idempotency_key, parent_id, created_by,
-        attempts, max_attempts, lease_expires_at, objects, error, created_at, updated_at, started_at, finished_at
+        attempts, max_attempts, lease_expires_at, objects, output, error, created_at, updated_at, started_at, finished_at
     FROM tasks";
 
 async fn add_event(
@@ -157,6 +159,16 @@ async fn add_event(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// A task of the cluster became leasable: wakes its agent streams and the provisioners (each leases only the
+/// kinds it runs).
+async fn notify_task_ready(
+    conn: &mut sqlx::PgConnection,
+    cluster_id: Uuid,
+) -> Result<(), StoreError> {
+    notify(&mut *conn, channels::TASK_READY, &cluster_id.to_string()).await?;
+    notify(conn, channels::PROVISIONER_WORK, "").await
 }
 
 async fn notify(
@@ -214,7 +226,7 @@ impl Store {
             return Ok(TaskInsert::Existing(existing));
         }
         add_event(&mut tx, id, "created", &new.reason).await?;
-        notify(&mut tx, channels::TASK_READY, &new.cluster_id.to_string()).await?;
+        notify_task_ready(&mut tx, new.cluster_id).await?;
         tx.commit().await?;
         Ok(TaskInsert::Created(self.task(id).await?))
     }
@@ -275,7 +287,8 @@ impl Store {
                     lease_session_id = $3, lease_expires_at = now() + make_interval(secs => $4),
                     objects = '[]'::jsonb, error = NULL, updated_at = now()
              FROM candidates c WHERE t.id = c.id
-             RETURNING t.id, t.lease_id, t.attempts, t.kind, t.payload, t.reason, t.lease_expires_at, t.created_at",
+             RETURNING t.id, t.lease_id, t.attempts, t.kind, t.payload, t.reason, t.lease_expires_at, t.created_at,
+                       t.cluster_id",
         )
         .bind(cluster_id)
         .bind(limit)
@@ -390,7 +403,7 @@ impl Store {
         };
         add_event(&mut tx, task_id, state.as_str(), &message).await?;
         if state == TaskState::Pending {
-            notify(&mut tx, channels::TASK_READY, &cluster_id.to_string()).await?;
+            notify_task_ready(&mut tx, cluster_id).await?;
         }
         tx.commit().await?;
         Ok(Some(state))
@@ -446,7 +459,7 @@ impl Store {
             };
             add_event(&mut tx, *task_id, state, &message).await?;
             if state == "pending" {
-                notify(&mut tx, channels::TASK_READY, &cluster_id.to_string()).await?;
+                notify_task_ready(&mut tx, *cluster_id).await?;
             }
         }
         tx.commit().await?;

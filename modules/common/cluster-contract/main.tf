@@ -5,7 +5,8 @@
 locals {
   doc = var.kubeconfig == null ? null : yamldecode(var.kubeconfig)
 
-  context_name = var.context != null ? var.context : try(local.doc["current-context"], null)
+  # The given context, else the current context, else the first one (some generated kubeconfigs set none).
+  context_name = var.context != null ? var.context : try(coalesce(lookup(local.doc, "current-context", ""), local.doc.contexts[0].name), null)
   context      = try(one([for c in local.doc.contexts : c.context if c.name == local.context_name]), null)
   cluster      = try(one([for c in local.doc.clusters : c.cluster if c.name == local.context.cluster]), null)
   user         = try(one([for u in local.doc.users : u.user if u.name == local.context.user]), null)

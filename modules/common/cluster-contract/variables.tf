@@ -18,7 +18,7 @@ variable "kubeconfig" {
 variable "context" {
   type        = string
   default     = null
-  description = "Context of `kubeconfig` to use; null means its current-context."
+  description = "Context of `kubeconfig` to use; null means its current-context, or its first context when it sets none."
 }
 
 variable "base_dir" {

@@ -81,15 +81,20 @@ resource "terraform_data" "existing" {
     ignore_changes = [input]
 
     precondition {
+      condition     = local.mode != "existing" || try(length(yamldecode(file(var.kubeconfig_path)).contexts) > 0, false)
+      error_message = "kubeconfig_path ${coalesce(var.kubeconfig_path, "-")} is not a readable kubeconfig with at least one context (YAML with clusters, users and contexts)."
+    }
+
+    precondition {
       condition     = local.mode != "existing" || try(local.kubeconfig_context_name != null && length([for c in yamldecode(file(var.kubeconfig_path)).contexts : c if c.name == local.kubeconfig_context_name]) == 1, false)
-      error_message = "The kubeconfig ${coalesce(var.kubeconfig_path, "-")} has no context named \"${coalesce(local.kubeconfig_context_name, "<current-context is not set>")}\"."
+      error_message = "The kubeconfig ${coalesce(var.kubeconfig_path, "-")} has no context named \"${coalesce(local.kubeconfig_context_name, "<none>")}\"."
     }
   }
 }
 
 locals {
   kubeconfig_file         = local.mode == "emulator" ? "${local.state_dir}/kubeconfig" : var.kubeconfig_path
-  kubeconfig_context_name = local.mode == "existing" ? try(coalesce(var.context, yamldecode(file(var.kubeconfig_path))["current-context"]), null) : null
+  kubeconfig_context_name = local.mode == "existing" ? try(coalesce(var.context, lookup(yamldecode(file(var.kubeconfig_path)), "current-context", ""), yamldecode(file(var.kubeconfig_path)).contexts[0].name), null) : null
 
   # created_at is unknown until the cluster resource has been created, so every value below is unknown in
   # the plan that creates it and is read from the file only after the create provisioner has written it.

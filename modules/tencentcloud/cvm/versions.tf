@@ -4,7 +4,7 @@ terraform {
   required_providers {
     tencentcloud = {
       source  = "tencentcloudstack/tencentcloud"
-      version = ">= 1.81.0, < 2.0.0"
+      version = ">= 1.82.0, < 2.0.0"
     }
   }
 }

@@ -5,7 +5,7 @@ data "aws_caller_identity" "current" {}
 
 locals {
   tags        = merge(var.tags, { "edgefleet-cluster" = var.cluster_name })
-  bucket_name = var.bucket_name != null ? var.bucket_name : "${var.cluster_name}-${data.aws_caller_identity.current.account_id}-${var.region}"
+  bucket_name = var.bucket_name != null ? var.bucket_name : "${var.cluster_name}-${data.aws_caller_identity.current.account_id}"
 }
 
 module "vpc" {

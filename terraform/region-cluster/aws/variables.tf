@@ -91,7 +91,7 @@ variable "create_bucket" {
 variable "bucket_name" {
   type        = string
   default     = null
-  description = "Name of that bucket; null means <cluster_name>-<account id>-<region>."
+  description = "Name of that bucket; null means <cluster_name>-<account id> (at most 53 characters)."
 }
 
 variable "tags" {

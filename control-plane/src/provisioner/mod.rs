@@ -1,0 +1,791 @@
+//! Provisions clusters with Terraform: workers in every control-plane process lease Terraform tasks from the
+//! queue and run plan / apply / destroy / drift checks on the cluster's root stack, then install the agent on a
+//! new cluster and wait for it to connect.
+
+mod artifacts;
+mod bootstrap;
+mod terraform;
+mod workspace;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::{Map, Value, json};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tracing::Instrument;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+pub use artifacts::ArtifactStore;
+pub use workspace::state_key;
+
+use crate::agents::install::{self, InstallInputs};
+use crate::config::ProvisioningConfig;
+use crate::crypto::{BOOTSTRAP_TOKEN_PREFIX, OneTimeSecret, SecretBox};
+use crate::logs::{LogSink, TaskLogLine};
+use crate::pki::AgentCa;
+use crate::store::{LeasedTask, ProvisioningTarget, Store, TaskCompletion, channels};
+use terraform::{OutputLine, Stdout, Terraform, TerraformError};
+
+pub const PLAN: &str = "terraform_plan";
+pub const APPLY: &str = "terraform_apply";
+pub const DESTROY: &str = "terraform_destroy";
+pub const DRIFT: &str = "terraform_drift";
+/// Task kinds the provisioner runs (agents never lease these).
+pub const KINDS: &[&str] = &[PLAN, APPLY, DESTROY, DRIFT];
+
+/// What the agent install needs from the control plane's own configuration.
+#[derive(Clone)]
+pub struct AgentInstall {
+    pub endpoint: String,
+    pub image: String,
+    pub token_ttl: Duration,
+}
+
+pub struct Provisioner {
+    pub store: Store,
+    pub sbox: SecretBox,
+    pub ca: Arc<AgentCa>,
+    pub logs: LogSink,
+    pub artifacts: ArtifactStore,
+    pub config: ProvisioningConfig,
+    pub agent: AgentInstall,
+    pub lease: Duration,
+    pub poll_interval: Duration,
+}
+
+/// Why a run failed, and whether running it again may help.
+struct RunFailure {
+    message: String,
+    retryable: bool,
+}
+
+impl<E: std::fmt::Display> From<E> for RunFailure {
+    fn from(error: E) -> Self {
+        Self {
+            message: error.to_string(),
+            retryable: false,
+        }
+    }
+}
+
+impl Provisioner {
+    /// Leases and runs Terraform tasks until the process stops.
+    pub async fn run(self: Arc<Self>) {
+        let worker_id = Uuid::new_v4();
+        let permits = Arc::new(Semaphore::new(self.config.max_concurrent));
+        let freed = Arc::new(tokio::sync::Notify::new());
+        let mut listener = match self.store.listen(channels::PROVISIONER_WORK).await {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                tracing::warn!(%error, "provisioner cannot LISTEN; polling only");
+                None
+            }
+        };
+        loop {
+            while let Ok(permit) = permits.clone().try_acquire_owned() {
+                let leased = self
+                    .store
+                    .lease_control_plane_task(
+                        KINDS,
+                        worker_id,
+                        self.lease,
+                        self.config.max_concurrent_per_cloud,
+                    )
+                    .await;
+                match leased {
+                    Ok(Some(task)) => {
+                        let this = self.clone();
+                        let freed = freed.clone();
+                        let span = tracing::info_span!("terraform_task", task_id = %task.id, cluster_id = %task.cluster_id, kind = %task.kind);
+                        tokio::spawn(
+                            async move {
+                                this.execute(task).await;
+                                drop(permit);
+                                freed.notify_one();
+                            }
+                            .instrument(span),
+                        );
+                    }
+                    Ok(None) => break,
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot lease Terraform tasks");
+                        break;
+                    }
+                }
+            }
+            let notified = async {
+                match listener.as_mut() {
+                    Some(listener) => {
+                        let _ = listener.try_recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = notified => {}
+                _ = freed.notified() => {}
+                _ = tokio::time::sleep(self.poll_interval) => {}
+            }
+        }
+    }
+
+    async fn execute(&self, task: LeasedTask) {
+        tracing::info!(attempt = task.attempts, reason = %task.reason, "Terraform task started");
+        let log = TaskLog::new(self.logs.clone(), task.cluster_id, task.id);
+        log.line(
+            "info",
+            &format!(
+                "{} started (attempt {}): {}",
+                task.kind, task.attempts, task.reason
+            ),
+        )
+        .await;
+        let (cancel_tx, mut cancel_rx) = watch::channel(false);
+        let guard = tokio::spawn(watch_task(
+            self.store.clone(),
+            task.clone(),
+            self.lease,
+            cancel_tx,
+        ));
+        let result = match task.kind.as_str() {
+            PLAN => self.plan(&task, &log, &mut cancel_rx).await,
+            APPLY => self.apply(&task, &log, &mut cancel_rx).await,
+            DESTROY => self.destroy(&task, &log, &mut cancel_rx).await,
+            DRIFT => self.drift(&task, &log, &mut cancel_rx).await,
+            other => Err(RunFailure::from(format!(
+                "unknown Terraform task kind {other}"
+            ))),
+        };
+        guard.abort();
+        let completion = match &result {
+            Ok(()) => {
+                log.line("info", &format!("{} succeeded", task.kind)).await;
+                TaskCompletion {
+                    success: true,
+                    error: None,
+                    objects: Vec::new(),
+                    retryable: false,
+                }
+            }
+            Err(failure) => {
+                log.line(
+                    "error",
+                    &format!("{} failed: {}", task.kind, failure.message),
+                )
+                .await;
+                TaskCompletion {
+                    success: false,
+                    error: Some(failure.message.clone()),
+                    objects: Vec::new(),
+                    retryable: failure.retryable,
+                }
+            }
+        };
+        log.flush().await;
+        match self
+            .store
+            .complete_task(task.cluster_id, task.id, task.lease_id, &completion)
+            .await
+        {
+            Ok(Some(state)) => {
+                tracing::info!(state = state.as_str(), "Terraform task finished");
+                if let Err(failure) = &result
+                    && state.is_final()
+                {
+                    let status = if task.kind == DRIFT || task.kind == PLAN {
+                        None
+                    } else {
+                        Some("failed")
+                    };
+                    if let Some(status) = status {
+                        let _ = self
+                            .store
+                            .set_cluster_status(
+                                task.cluster_id,
+                                status,
+                                &format!("{} failed: {}", task.kind, failure.message),
+                            )
+                            .await;
+                    }
+                }
+            }
+            Ok(None) => tracing::info!(
+                "Terraform task was cancelled or taken over meanwhile; result dropped"
+            ),
+            Err(error) => tracing::error!(%error, "cannot record the Terraform task result"),
+        }
+    }
+
+    /// Everything for one Terraform invocation on the cluster: workspace, environment, runner.
+    async fn terraform(
+        &self,
+        target: &ProvisioningTarget,
+    ) -> Result<(Terraform, workspace::Workspace), RunFailure> {
+        let spec = target.provision_spec.clone().unwrap_or_else(|| json!({}));
+        let stack = spec["stack"]
+            .as_str()
+            .unwrap_or(&target.provider)
+            .to_string();
+        let mut variables: Map<String, Value> = self
+            .config
+            .stack_defaults
+            .get(&stack)
+            .cloned()
+            .unwrap_or_default();
+        if let Some(own) = spec["variables"].as_object() {
+            variables.extend(own.clone());
+        }
+        variables.insert("cluster_name".into(), json!(target.cluster_name));
+        if stack != "local" {
+            variables.insert("region".into(), json!(target.region_code));
+        }
+        let ws = workspace::prepare(
+            &self.config.source_dir,
+            &self.config.work_dir,
+            target.cluster_id,
+            &stack,
+            &self.config.state,
+            &variables,
+        )?;
+        let mut env = vec![
+            (
+                "AWS_ACCESS_KEY_ID".to_string(),
+                Zeroizing::new(self.config.state.access_key_id.clone()),
+            ),
+            (
+                "AWS_SECRET_ACCESS_KEY".to_string(),
+                Zeroizing::new(self.config.state.secret_access_key.clone()),
+            ),
+        ];
+        env.extend(self.cloud_env(target)?);
+        Ok((
+            Terraform {
+                bin: self.config.terraform_bin.clone(),
+                dir: ws.stack_dir.clone(),
+                env,
+                timeout: Duration::from_secs(self.config.timeout_seconds),
+                grace: Duration::from_secs(self.config.cancel_grace_seconds),
+            },
+            ws,
+        ))
+    }
+
+    /// Cloud credentials, decrypted into the child's environment only. AWS keys go through `TF_VAR_` variables
+    /// because the `AWS_*` variables already carry the state store's keys for the S3 backend.
+    fn cloud_env(
+        &self,
+        target: &ProvisioningTarget,
+    ) -> Result<Vec<(String, Zeroizing<String>)>, RunFailure> {
+        let Some(sealed) = &target.credentials_sealed else {
+            return Ok(Vec::new());
+        };
+        let plaintext = self.sbox.open(
+            sealed,
+            &crate::crypto::cloud_credentials_context(target.cloud_account_id),
+        )?;
+        let fields: std::collections::BTreeMap<String, String> =
+            serde_json::from_slice(&plaintext)?;
+        let mapping: &[(&str, &str)] = match target.provider.as_str() {
+            "tencentcloud" => &[
+                ("secret_id", "TENCENTCLOUD_SECRET_ID"),
+                ("secret_key", "TENCENTCLOUD_SECRET_KEY"),
+            ],
+            "aws" => &[
+                ("access_key_id", "TF_VAR_aws_access_key_id"),
+                ("secret_access_key", "TF_VAR_aws_secret_access_key"),
+                ("session_token", "TF_VAR_aws_session_token"),
+            ],
+            _ => &[],
+        };
+        let mut env: Vec<(String, Zeroizing<String>)> = mapping
+            .iter()
+            .filter_map(|(field, var)| {
+                fields
+                    .get(*field)
+                    .map(|v| (var.to_string(), Zeroizing::new(v.clone())))
+            })
+            .collect();
+        if target.provider == "tencentcloud" {
+            env.push((
+                "TENCENTCLOUD_REGION".into(),
+                Zeroizing::new(target.region_code.clone()),
+            ));
+        }
+        Ok(env)
+    }
+
+    async fn init_and_plan(
+        &self,
+        task: &LeasedTask,
+        tf: &Terraform,
+        log: &TaskLog,
+        cancel: &mut watch::Receiver<bool>,
+        destroy: bool,
+    ) -> Result<Value, RunFailure> {
+        let lines = log.terraform_lines();
+        tf.run_ok(
+            &[
+                "init",
+                "-input=false",
+                "-no-color",
+                "-reconfigure",
+                "-backend-config=backend.hcl",
+            ],
+            Stdout::Log,
+            &lines,
+            cancel,
+        )
+        .await
+        .map_err(terraform_failure)?;
+        let mut plan_args = vec!["plan", "-input=false", "-no-color", "-out=plan.tfplan"];
+        if destroy {
+            plan_args.push("-destroy");
+        }
+        tf.run_ok(&plan_args, Stdout::Log, &lines, cancel)
+            .await
+            .map_err(terraform_failure)?;
+        let shown = tf
+            .run_ok(
+                &["show", "-json", "-no-color", "plan.tfplan"],
+                Stdout::Capture,
+                &lines,
+                cancel,
+            )
+            .await
+            .map_err(terraform_failure)?;
+        let summary = plan_summary(&shown)?;
+        let plan_bytes = std::fs::read(tf.dir.join("plan.tfplan"))?;
+        let plan_key = format!("plans/{}/{}.tfplan", task.cluster_id, task.id);
+        self.artifacts
+            .put(&plan_key, plan_bytes)
+            .await
+            .map_err(|e| RunFailure {
+                message: e.to_string(),
+                retryable: true,
+            })?;
+        log.line(
+            "info",
+            &format!(
+                "plan saved to s3://{}/{plan_key}: {}",
+                self.config.state.bucket,
+                summary["text"].as_str().unwrap_or("")
+            ),
+        )
+        .await;
+        Ok(json!({"plan": summary, "plan_object": plan_key}))
+    }
+
+    async fn plan(
+        &self,
+        task: &LeasedTask,
+        log: &TaskLog,
+        cancel: &mut watch::Receiver<bool>,
+    ) -> Result<(), RunFailure> {
+        let target = self.store.provisioning_target(task.cluster_id).await?;
+        let (tf, _) = self.terraform(&target).await?;
+        let output = self.init_and_plan(task, &tf, log, cancel, false).await?;
+        self.store
+            .set_task_output(task.id, task.lease_id, &output)
+            .await?;
+        let cluster = self.store.cluster(task.cluster_id).await?;
+        if cluster.status == "pending" {
+            self.store
+                .set_cluster_status(
+                    task.cluster_id,
+                    "planned",
+                    "plan ready for review; provision to apply it",
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn apply(
+        &self,
+        task: &LeasedTask,
+        log: &TaskLog,
+        cancel: &mut watch::Receiver<bool>,
+    ) -> Result<(), RunFailure> {
+        self.store
+            .set_cluster_status(
+                task.cluster_id,
+                "provisioning",
+                "Terraform is applying the cluster's stack",
+            )
+            .await?;
+        let target = self.store.provisioning_target(task.cluster_id).await?;
+        let (tf, ws) = self.terraform(&target).await?;
+        let mut output = self.init_and_plan(task, &tf, log, cancel, false).await?;
+        let lines = log.terraform_lines();
+        tf.run_ok(
+            &["apply", "-input=false", "-no-color", "plan.tfplan"],
+            Stdout::Log,
+            &lines,
+            cancel,
+        )
+        .await
+        .map_err(terraform_failure)?;
+        let raw = tf
+            .run_ok(
+                &["output", "-json", "-no-color"],
+                Stdout::Capture,
+                &lines,
+                cancel,
+            )
+            .await
+            .map_err(terraform_failure)?;
+        let outputs: Value = serde_json::from_str(&raw)?;
+        let text = |name: &str| outputs[name]["value"].as_str().map(str::to_string);
+        let (Some(endpoint), Some(ca), Some(kubeconfig)) = (
+            text("api_endpoint"),
+            text("ca_certificate"),
+            text("kubeconfig"),
+        ) else {
+            return Err(RunFailure::from(
+                "the stack's outputs miss the cluster contract (api_endpoint, ca_certificate, kubeconfig)",
+            ));
+        };
+        let kubeconfig = Zeroizing::new(kubeconfig);
+        let sealed = self.sbox.seal(
+            kubeconfig.as_bytes(),
+            &crate::crypto::cluster_kubeconfig_context(task.cluster_id),
+        );
+        self.store
+            .record_cluster_outputs(task.cluster_id, &endpoint, &ca, &sealed)
+            .await?;
+        output["outputs"] = json!({"api_endpoint": endpoint, "state_key": ws.state_key});
+        self.store
+            .set_task_output(task.id, task.lease_id, &output)
+            .await?;
+        log.line(
+            "info",
+            &format!("cluster API at {endpoint}; installing the agent"),
+        )
+        .await;
+
+        self.store
+            .set_cluster_status(
+                task.cluster_id,
+                "bootstrapping",
+                "installing the agent and waiting for it to connect",
+            )
+            .await?;
+        self.install_agent(task, &kubeconfig, log).await?;
+        self.wait_for_agent(task, log).await
+    }
+
+    /// Mints a one-time token and applies the install manifest through the new cluster's API.
+    async fn install_agent(
+        &self,
+        task: &LeasedTask,
+        kubeconfig: &str,
+        log: &TaskLog,
+    ) -> Result<(), RunFailure> {
+        let token = OneTimeSecret::generate(BOOTSTRAP_TOKEN_PREFIX);
+        let expires_at = Utc::now()
+            + chrono::Duration::from_std(self.agent.token_ttl)
+                .unwrap_or(chrono::Duration::hours(1));
+        self.store
+            .insert_bootstrap_token(
+                task.cluster_id,
+                &token.digest(),
+                expires_at,
+                &format!("provisioner:task:{}", task.id),
+            )
+            .await?;
+        let bundle = install::bundle(&InstallInputs {
+            token: token.expose(),
+            ca_pem: self.ca.ca_pem(),
+            agent_endpoint: &self.agent.endpoint,
+            image: &self.agent.image,
+        });
+        let client = bootstrap::client_for(kubeconfig).await?;
+        let applied = bootstrap::apply_manifest(&client, &bundle.manifest)
+            .await
+            .map_err(|e| RunFailure {
+                message: e.to_string(),
+                retryable: true,
+            })?;
+        log.line(
+            "info",
+            &format!("agent install manifest applied: {}", applied.join(", ")),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// The cluster is ready only once its agent is connected and has sent a heartbeat.
+    async fn wait_for_agent(&self, task: &LeasedTask, log: &TaskLog) -> Result<(), RunFailure> {
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_secs(self.config.agent_connect_timeout_seconds);
+        loop {
+            let cluster = self.store.cluster(task.cluster_id).await?;
+            if cluster.agent.connected
+                && cluster.agent.last_heartbeat_at.is_some()
+                && cluster.status == "ready"
+            {
+                log.line(
+                    "info",
+                    &format!(
+                        "agent {} connected; cluster ready",
+                        cluster.agent.version.unwrap_or_default()
+                    ),
+                )
+                .await;
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RunFailure::from(format!(
+                    "the agent did not connect within {} s of its install",
+                    self.config.agent_connect_timeout_seconds
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    async fn destroy(
+        &self,
+        task: &LeasedTask,
+        log: &TaskLog,
+        cancel: &mut watch::Receiver<bool>,
+    ) -> Result<(), RunFailure> {
+        self.store
+            .set_cluster_status(
+                task.cluster_id,
+                "destroying",
+                "Terraform is destroying the cluster",
+            )
+            .await?;
+        let target = self.store.provisioning_target(task.cluster_id).await?;
+        let (tf, _) = self.terraform(&target).await?;
+        let output = self.init_and_plan(task, &tf, log, cancel, true).await?;
+        let lines = log.terraform_lines();
+        tf.run_ok(
+            &["apply", "-input=false", "-no-color", "plan.tfplan"],
+            Stdout::Log,
+            &lines,
+            cancel,
+        )
+        .await
+        .map_err(terraform_failure)?;
+        self.store
+            .set_task_output(task.id, task.lease_id, &output)
+            .await?;
+        self.store
+            .delete_cluster(task.cluster_id, Some(task.id))
+            .await?;
+        log.line("info", "cluster destroyed; its agent is revoked")
+            .await;
+        Ok(())
+    }
+
+    async fn drift(
+        &self,
+        task: &LeasedTask,
+        log: &TaskLog,
+        cancel: &mut watch::Receiver<bool>,
+    ) -> Result<(), RunFailure> {
+        let target = self.store.provisioning_target(task.cluster_id).await?;
+        let (tf, _) = self.terraform(&target).await?;
+        let lines = log.terraform_lines();
+        tf.run_ok(
+            &[
+                "init",
+                "-input=false",
+                "-no-color",
+                "-reconfigure",
+                "-backend-config=backend.hcl",
+            ],
+            Stdout::Log,
+            &lines,
+            cancel,
+        )
+        .await
+        .map_err(terraform_failure)?;
+        let finished = tf
+            .run(
+                &[
+                    "plan",
+                    "-input=false",
+                    "-no-color",
+                    "-detailed-exitcode",
+                    "-lock=false",
+                ],
+                Stdout::Log,
+                &lines,
+                cancel,
+            )
+            .await
+            .map_err(terraform_failure)?;
+        let status = match finished.code {
+            0 => "in_sync",
+            2 => "drifted",
+            code => {
+                self.store.record_drift(task.cluster_id, "unknown").await?;
+                return Err(RunFailure::from(format!(
+                    "drift check failed (exit {code}): {}",
+                    finished.stdout.trim()
+                )));
+            }
+        };
+        self.store.record_drift(task.cluster_id, status).await?;
+        self.store
+            .set_task_output(task.id, task.lease_id, &json!({"drift": status}))
+            .await?;
+        log.line("info", &format!("drift check: {status}")).await;
+        Ok(())
+    }
+}
+
+fn terraform_failure(error: TerraformError) -> RunFailure {
+    RunFailure {
+        retryable: matches!(error, TerraformError::Io { .. }),
+        message: error.to_string(),
+    }
+}
+
+/// Renews the task's lease while it runs and flips `cancel` when someone cancels the task.
+async fn watch_task(store: Store, task: LeasedTask, lease: Duration, cancel: watch::Sender<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        match store.task(task.id).await {
+            Ok(current) if current.state == "cancelled" => {
+                let _ = cancel.send(true);
+                return;
+            }
+            Ok(_) => {
+                let _ = store
+                    .renew_leases(task.cluster_id, &[(task.id, task.lease_id)], lease)
+                    .await;
+            }
+            Err(error) => tracing::warn!(%error, "cannot check the task's state"),
+        }
+    }
+}
+
+/// Counts of planned actions from `terraform show -json`, and the changed resources.
+fn plan_summary(show_json: &str) -> Result<Value, RunFailure> {
+    let plan: Value = serde_json::from_str(show_json)?;
+    let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut changes = Vec::new();
+    for change in plan["resource_changes"].as_array().into_iter().flatten() {
+        let actions: Vec<&str> = change["change"]["actions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str())
+            .collect();
+        let action = match actions.as_slice() {
+            ["no-op"] => continue,
+            ["create"] => "create",
+            ["delete"] => "delete",
+            ["update"] => "update",
+            ["read"] => "read",
+            _ => "replace",
+        };
+        *counts.entry(action.to_string()).or_default() += 1;
+        changes.push(json!({"address": change["address"], "action": action}));
+    }
+    let text = format!(
+        "{} to add, {} to change, {} to destroy",
+        counts.get("create").copied().unwrap_or(0) + counts.get("replace").copied().unwrap_or(0),
+        counts.get("update").copied().unwrap_or(0),
+        counts.get("delete").copied().unwrap_or(0) + counts.get("replace").copied().unwrap_or(0),
+    );
+    Ok(json!({"text": text, "counts": counts, "resource_changes": changes}))
+}
+
+/// Writes a task's log lines (the provisioner's own and Terraform's) to ClickHouse through the shared sink.
+struct TaskLog {
+    sink: LogSink,
+    cluster_id: String,
+    task_id: String,
+    pending: std::sync::Mutex<Vec<tokio::sync::oneshot::Receiver<Result<(), String>>>>,
+    forwarders: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl TaskLog {
+    fn new(sink: LogSink, cluster_id: Uuid, task_id: Uuid) -> Self {
+        Self {
+            sink,
+            cluster_id: cluster_id.to_string(),
+            task_id: task_id.to_string(),
+            pending: Default::default(),
+            forwarders: Default::default(),
+        }
+    }
+
+    fn make(&self, level: &str, message: &str, source: &str, fields: Value) -> TaskLogLine {
+        TaskLogLine::new(
+            Utc::now().timestamp_nanos_opt().unwrap_or_default(),
+            self.cluster_id.clone(),
+            self.task_id.clone(),
+            level.to_string(),
+            message.to_string(),
+            fields.to_string(),
+            source,
+        )
+    }
+
+    async fn line(&self, level: &str, message: &str) {
+        let line = self.make(level, message, "control-plane", json!({}));
+        let stored = self.sink.submit(vec![line]).await;
+        self.pending.lock().expect("lock poisoned").push(stored);
+    }
+
+    /// A channel whose lines are batched into the task's log as Terraform prints them.
+    fn terraform_lines(&self) -> mpsc::UnboundedSender<OutputLine> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<OutputLine>();
+        let sink = self.sink.clone();
+        let template = self.make("info", "", "terraform", json!({}));
+        let handle = tokio::spawn(async move {
+            let mut batch = Vec::new();
+            loop {
+                let next = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await;
+                let closed = matches!(next, Ok(None));
+                let timed_out = next.is_err();
+                if let Ok(Some(line)) = next {
+                    let mut row = template.clone();
+                    row.ts_nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
+                    row.level = if line.stderr {
+                        "warn".into()
+                    } else {
+                        "info".into()
+                    };
+                    row.message = line.text;
+                    batch.push(row);
+                }
+                if (!batch.is_empty() && (batch.len() >= 200 || timed_out))
+                    || (closed && !batch.is_empty())
+                {
+                    let done = sink.submit(std::mem::take(&mut batch)).await;
+                    if let Ok(Err(error)) = done.await {
+                        tracing::warn!(%error, "Terraform output lines could not be stored");
+                    }
+                }
+                if closed {
+                    return;
+                }
+            }
+        });
+        self.forwarders.lock().expect("lock poisoned").push(handle);
+        tx
+    }
+
+    /// Waits until every line written so far is stored.
+    async fn flush(&self) {
+        let forwarders: Vec<_> =
+            std::mem::take(&mut *self.forwarders.lock().expect("lock poisoned"));
+        for forwarder in forwarders {
+            let _ = forwarder.await;
+        }
+        let pending: Vec<_> = std::mem::take(&mut *self.pending.lock().expect("lock poisoned"));
+        for done in pending {
+            let _ = done.await;
+        }
+    }
+}
