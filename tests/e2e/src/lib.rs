@@ -6,4 +6,4 @@ pub mod raw_agent;
 pub mod stack;
 
 pub use api::Api;
-pub use stack::{AgentState, ClusterHandle, PeerControlPlane, Stack, StackOptions};
+pub use stack::{AgentState, ClusterHandle, PeerControlPlane, Stack, StackOptions, repo_root};

@@ -30,6 +30,9 @@ pub struct StackOptions {
     pub api_port: Option<u16>,
     /// Extra environment for every `node-agent` the stack starts (e.g. `EDGEFLEET_RENEW_CHECK_INTERVAL`).
     pub agent_env: Vec<(String, String)>,
+    /// Enable Terraform provisioning: state in the harness's S3 server, the repository's stacks and modules,
+    /// and `local` clusters that run agent pods as processes (the emulator's `--run-image`).
+    pub provisioning: bool,
 }
 
 impl Default for StackOptions {
@@ -44,6 +47,7 @@ impl Default for StackOptions {
             dir: None,
             api_port: None,
             agent_env: Vec::new(),
+            provisioning: false,
         }
     }
 }
@@ -148,6 +152,10 @@ impl Stack {
             "agents": {"heartbeat_interval_seconds": options.heartbeat_seconds,
                        "certificate_ttl_seconds": options.certificate_ttl_seconds},
         });
+        let mut config = config;
+        if options.provisioning {
+            config["provisioning"] = provisioning_config(&dir)?;
+        }
         let config_path = dir.join("control-plane.yaml");
         write_private(&config_path, &serde_json::to_string_pretty(&config)?)?;
         let control_plane = spawn_control_plane("control-plane", &config_path).await?;
@@ -356,6 +364,40 @@ impl Stack {
     pub fn postgres_query(&self, sql: &str) -> anyhow::Result<String> {
         self.postgres.query(&self.database_url, sql)
     }
+}
+
+/// The repository root: where `terraform/` and `modules/` are.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository root exists")
+}
+
+fn provisioning_config(dir: &Path) -> anyhow::Result<Value> {
+    let s3 = harness::s3();
+    let emulator = harness::workspace_bin("kube-emulator")?;
+    let agent = harness::workspace_bin("node-agent")?;
+    Ok(json!({
+        "source_dir": repo_root(),
+        "work_dir": dir.join("terraform-work"),
+        "timeout_seconds": 300,
+        "cancel_grace_seconds": 10,
+        "agent_connect_timeout_seconds": 60,
+        "state": {
+            "bucket": s3.create_bucket("tfstate"),
+            "endpoint": s3.endpoint(),
+            "region": s3.region(),
+            "access_key_id": s3.access_key(),
+            "secret_access_key": s3.secret_key(),
+            "path_style": true,
+        },
+        "stack_defaults": {"local": {
+            "emulator_bin": emulator,
+            "emulator_args": ["--run-image", format!("ghcr.io/edgefleet/node-agent={}", agent.display()),
+                              "--ready-delay-ms", "300", "--nodes", "2"],
+        }},
+    }))
 }
 
 async fn spawn_control_plane(name: &str, config_path: &Path) -> anyhow::Result<Process> {

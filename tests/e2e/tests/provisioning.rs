@@ -1,0 +1,457 @@
+//! End-to-end Terraform provisioning with the real `terraform` binary and the `local` stack: state in a real
+//! S3 server, the agent installed through the new cluster's API and connecting by itself, destroy, failures,
+//! retries and cancellation.
+
+use std::time::Duration;
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+use e2e::api::field;
+use e2e::{Stack, StackOptions};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const PROVISION_WAIT: Duration = Duration::from_secs(180);
+
+async fn provisioning_stack() -> (Stack, String) {
+    let stack = Stack::start(StackOptions {
+        provisioning: true,
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let cloud = stack
+        .api
+        .post("/clouds", &json!({"name": "lab", "provider": "local"}))
+        .await
+        .unwrap();
+    let region = stack
+        .api
+        .post(
+            "/regions",
+            &json!({"cloud_account_id": cloud["id"], "code": "lab-1"}),
+        )
+        .await
+        .unwrap();
+    let region_id = field(&region, "id").unwrap();
+    (stack, region_id)
+}
+
+fn config_value(stack: &Stack, pointer: &str) -> String {
+    let text = std::fs::read_to_string(stack.dir.join("control-plane.yaml")).unwrap();
+    let config: Value = serde_json::from_str(&text).unwrap();
+    config
+        .pointer(pointer)
+        .and_then(|v| v.as_str())
+        .unwrap()
+        .to_string()
+}
+
+async fn state_object(stack: &Stack, key: &str) -> Option<Value> {
+    let s3 = harness::s3();
+    let http_client = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .http_client(http_client)
+        .endpoint_url(s3.endpoint())
+        .force_path_style(true)
+        .region(Region::new(s3.region().to_owned()))
+        .credentials_provider(Credentials::new(
+            s3.access_key(),
+            s3.secret_key(),
+            None,
+            None,
+            "test",
+        ))
+        .build();
+    let client = aws_sdk_s3::Client::from_conf(config);
+    let bucket = config_value(stack, "/provisioning/state/bucket");
+    let object = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .ok()?;
+    let bytes = object.body.collect().await.unwrap().into_bytes();
+    Some(serde_json::from_slice(&bytes).unwrap())
+}
+
+fn resource_count(state: &Value) -> usize {
+    state["resources"]
+        .as_array()
+        .map(|resources| {
+            resources
+                .iter()
+                .filter(|r| r["instances"].as_array().is_some_and(|i| !i.is_empty()))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provisioned_cluster_gets_its_agent_by_itself_and_is_destroyed_cleanly() {
+    let (stack, region_id) = provisioning_stack().await;
+
+    // Preview first: the plan lists what would be created, nothing is.
+    let created = stack
+        .api
+        .post(
+            "/clusters",
+            &json!({"region_id": region_id, "name": "prov-1", "provision": {}, "plan_only": true}),
+        )
+        .await
+        .unwrap();
+    let cluster_id = field(&created, "id").unwrap();
+    assert_eq!(created["provisioning"], "terraform");
+    assert_eq!(created["task"]["kind"], "terraform_plan");
+    let plan = stack
+        .wait_task(&field(&created["task"], "id").unwrap(), PROVISION_WAIT)
+        .await
+        .unwrap();
+    assert_eq!(plan["state"], "succeeded", "{plan}");
+    let summary = &plan["output"]["plan"];
+    assert!(
+        summary["text"]
+            .as_str()
+            .unwrap()
+            .ends_with("0 to change, 0 to destroy"),
+        "{summary}"
+    );
+    assert!(
+        summary["counts"]["create"].as_u64().unwrap() >= 1,
+        "{summary}"
+    );
+    assert!(!summary["resource_changes"].as_array().unwrap().is_empty());
+    let planned = stack
+        .api
+        .get(&format!("/clusters/{cluster_id}"))
+        .await
+        .unwrap();
+    assert_eq!(planned["status"], "planned");
+    let state_key = format!("clusters/{cluster_id}/terraform.tfstate");
+    assert!(
+        state_object(&stack, &state_key)
+            .await
+            .is_none_or(|s| resource_count(&s) == 0)
+    );
+
+    // Apply: Terraform creates the cluster, the control plane installs the agent, the agent connects.
+    let (status, task) = stack
+        .api
+        .call(
+            Method::POST,
+            &format!("/clusters/{cluster_id}/provision"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::ACCEPTED, "{task}");
+    let task_id = field(&task, "id").unwrap();
+    let applied = stack.wait_task(&task_id, PROVISION_WAIT).await.unwrap();
+    assert_eq!(applied["state"], "succeeded", "{applied}");
+    let ready = stack
+        .wait_agent_connected(&cluster_id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ready");
+    assert!(
+        ready["api_endpoint"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://127.0.0.1:"),
+        "{ready}"
+    );
+    assert_eq!(
+        ready["agent"]["node_count"], 2,
+        "the agent reports the provisioned cluster's nodes: {ready}"
+    );
+    let state = state_object(&stack, &state_key)
+        .await
+        .expect("state object in S3");
+    assert!(resource_count(&state) >= 1, "{state}");
+
+    // Terraform's own output is in the task log in ClickHouse, line by line.
+    let rows = stack
+        .clickhouse_query(&format!(
+            "SELECT source, message FROM {{db}}.task_logs WHERE task_id = '{task_id}' ORDER BY ts_nanos FORMAT TSV"
+        ))
+        .unwrap();
+    assert!(rows.contains("terraform\tApply complete!"), "{rows}");
+    assert!(rows.contains("agent install manifest applied"), "{rows}");
+
+    // The agent installed by the control plane runs tasks on the new cluster.
+    let work = stack
+        .api
+        .post(
+            &format!("/clusters/{cluster_id}/tasks"),
+            &json!({"kind": "apply", "manifest": "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: on-new-cluster\n"}),
+        )
+        .await
+        .unwrap();
+    let work = stack
+        .wait_task(&field(&work, "id").unwrap(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(work["state"], "succeeded", "{work}");
+
+    // No drift right after provisioning.
+    let drift = stack
+        .api
+        .post(&format!("/clusters/{cluster_id}/drift-check"), &json!({}))
+        .await
+        .unwrap();
+    let drift = stack
+        .wait_task(&field(&drift, "id").unwrap(), PROVISION_WAIT)
+        .await
+        .unwrap();
+    assert_eq!(drift["output"]["drift"], "in_sync", "{drift}");
+    let checked = stack
+        .api
+        .get(&format!("/clusters/{cluster_id}"))
+        .await
+        .unwrap();
+    assert_eq!(checked["drift_status"], "in_sync");
+
+    // Secrets: the state store's secret key reached Terraform only through its environment.
+    let secret = config_value(&stack, "/provisioning/state/secret_access_key");
+    let all_logs = stack
+        .clickhouse_query("SELECT message, fields FROM {db}.task_logs FORMAT TSV")
+        .unwrap();
+    assert!(
+        !all_logs.contains(&secret),
+        "secret in ClickHouse task logs"
+    );
+    assert!(
+        !stack.control_plane.log_text().contains(&secret),
+        "secret in the control plane's log"
+    );
+    let work_dir = stack.dir.join("terraform-work");
+    for file in walk(&work_dir) {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "secret found in {}",
+            file.display()
+        );
+    }
+
+    // Destroy: Terraform removes everything, the cluster is deleted and its agent revoked.
+    let (status, destroy) = stack
+        .api
+        .call(Method::DELETE, &format!("/clusters/{cluster_id}"), None)
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::ACCEPTED, "{destroy}");
+    let destroyed = stack
+        .wait_task(&field(&destroy, "id").unwrap(), PROVISION_WAIT)
+        .await
+        .unwrap();
+    assert_eq!(destroyed["state"], "succeeded", "{destroyed}");
+    let gone = stack
+        .api
+        .get(&format!("/clusters/{cluster_id}"))
+        .await
+        .unwrap();
+    assert_eq!(gone["status"], "deleted");
+    let revoked = stack
+        .postgres_query(&format!(
+            "SELECT count(*) FROM agent_certificates WHERE cluster_id = '{cluster_id}' AND revoked_at IS NULL"
+        ))
+        .unwrap();
+    assert_eq!(revoked.trim(), "0");
+    let state = state_object(&stack, &state_key)
+        .await
+        .expect("state object in S3");
+    assert_eq!(resource_count(&state), 0, "{state}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_apply_is_reported_and_a_retry_with_fixed_input_succeeds() {
+    let (stack, region_id) = provisioning_stack().await;
+    let created = stack
+        .api
+        .post(
+            "/clusters",
+            &json!({"region_id": region_id, "name": "prov-bad",
+                    "provision": {"variables": {"emulator_bin": "/nonexistent/kube-emulator"}}}),
+        )
+        .await
+        .unwrap();
+    let cluster_id = field(&created, "id").unwrap();
+    let task_id = field(&created["task"], "id").unwrap();
+    let failed = stack.wait_task(&task_id, PROVISION_WAIT).await.unwrap();
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("terraform apply failed"),
+        "{failed}"
+    );
+    let cluster = stack
+        .api
+        .get(&format!("/clusters/{cluster_id}"))
+        .await
+        .unwrap();
+    assert_eq!(cluster["status"], "failed", "{cluster}");
+    let rows = stack
+        .clickhouse_query(&format!(
+            "SELECT message FROM {{db}}.task_logs WHERE task_id = '{task_id}' FORMAT TSV"
+        ))
+        .unwrap();
+    assert!(
+        rows.contains("Error"),
+        "Terraform's error must be in the task log: {rows}"
+    );
+
+    // Two retries queued at once run one after the other, never together, on the fixed input.
+    let fixed = json!({"variables": {}, "idempotency_key": "retry-1"});
+    let first = stack
+        .api
+        .post(&format!("/clusters/{cluster_id}/provision"), &fixed)
+        .await
+        .unwrap();
+    let second = stack
+        .api
+        .post(
+            &format!("/clusters/{cluster_id}/provision"),
+            &json!({"idempotency_key": "retry-2"}),
+        )
+        .await
+        .unwrap();
+    let first = stack
+        .wait_task(&field(&first, "id").unwrap(), PROVISION_WAIT)
+        .await
+        .unwrap();
+    let second = stack
+        .wait_task(&field(&second, "id").unwrap(), PROVISION_WAIT)
+        .await
+        .unwrap();
+    assert_eq!(
+        (first["state"].as_str(), second["state"].as_str()),
+        (Some("succeeded"), Some("succeeded"))
+    );
+    assert!(
+        second["started_at"].as_str().unwrap() >= first["finished_at"].as_str().unwrap(),
+        "runs on one cluster must not overlap: {first} {second}"
+    );
+    let second_plan = &second["output"]["plan"]["text"];
+    assert_eq!(
+        second_plan, "0 to add, 0 to change, 0 to destroy",
+        "state stayed consistent: {second}"
+    );
+    stack
+        .wait_agent_connected(&cluster_id, Duration::from_secs(30))
+        .await
+        .unwrap();
+
+    let (_, destroy) = stack
+        .api
+        .call(Method::DELETE, &format!("/clusters/{cluster_id}"), None)
+        .await
+        .unwrap();
+    let destroyed = stack
+        .wait_task(&field(&destroy, "id").unwrap(), PROVISION_WAIT)
+        .await
+        .unwrap();
+    assert_eq!(destroyed["state"], "succeeded", "{destroyed}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancelling_a_running_apply_stops_terraform() {
+    let (stack, region_id) = provisioning_stack().await;
+    // An "emulator" that never comes up keeps the apply busy until it is cancelled.
+    let hanging = stack.dir.join("hanging-emulator.sh");
+    std::fs::write(&hanging, "#!/bin/sh\nexec sleep 120\n").unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&hanging)
+        .status()
+        .unwrap();
+    let created = stack
+        .api
+        .post(
+            "/clusters",
+            &json!({"region_id": region_id, "name": "prov-slow",
+                    "provision": {"variables": {"emulator_bin": hanging, "start_timeout_seconds": 240}}}),
+        )
+        .await
+        .unwrap();
+    let task_id = field(&created["task"], "id").unwrap();
+    harness::wait_until(
+        "terraform apply running",
+        PROVISION_WAIT,
+        Duration::from_millis(200),
+        || async {
+            stack
+                .clickhouse_query(&format!(
+                    "SELECT message FROM {{db}}.task_logs WHERE task_id = '{task_id}' FORMAT TSV"
+                ))
+                .is_ok_and(|rows| rows.contains("Creating..."))
+        },
+    )
+    .await
+    .unwrap();
+    let cancelled = stack
+        .api
+        .post(&format!("/tasks/{task_id}/cancel"), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(cancelled["state"], "cancelled");
+    let work_dir = stack.dir.join("terraform-work");
+    let stopped = harness::wait_until(
+        "terraform to stop",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async { !terraform_running_in(&work_dir) },
+    )
+    .await;
+    assert!(stopped.is_ok(), "terraform kept running after the cancel");
+    let query =
+        format!("SELECT message FROM {{db}}.task_logs WHERE task_id = '{task_id}' FORMAT TSV");
+    harness::wait_until(
+        "the cancellation in the task log",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async {
+            stack
+                .clickhouse_query(&query)
+                .ok()
+                .filter(|rows| rows.contains("terraform apply was cancelled"))
+        },
+    )
+    .await
+    .unwrap();
+    let task = stack.api.get(&format!("/tasks/{task_id}")).await.unwrap();
+    assert_eq!(task["state"], "cancelled", "{task}");
+}
+
+/// Whether a `terraform` process works in `dir` (other tests run Terraform at the same time elsewhere).
+fn terraform_running_in(dir: &std::path::Path) -> bool {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|entry| {
+            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            comm.trim() == "terraform"
+                && std::fs::read_link(entry.path().join("cwd"))
+                    .is_ok_and(|cwd| cwd.starts_with(dir))
+        })
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
