@@ -272,8 +272,9 @@ impl Provisioner {
         ))
     }
 
-    /// Cloud credentials, decrypted into the child's environment only. AWS keys go through `TF_VAR_` variables
-    /// because the `AWS_*` variables already carry the state store's keys for the S3 backend.
+    /// Cloud credentials, decrypted into the child's environment only. For AWS clouds the account's keys replace
+    /// the state store's `AWS_*` keys (provider and S3 backend read the same variables), so their state bucket
+    /// must accept the account's keys (docs/provisioning.md, "Credentials").
     fn cloud_env(
         &self,
         target: &ProvisioningTarget,
@@ -293,9 +294,9 @@ impl Provisioner {
                 ("secret_key", "TENCENTCLOUD_SECRET_KEY"),
             ],
             "aws" => &[
-                ("access_key_id", "TF_VAR_aws_access_key_id"),
-                ("secret_access_key", "TF_VAR_aws_secret_access_key"),
-                ("session_token", "TF_VAR_aws_session_token"),
+                ("access_key_id", "AWS_ACCESS_KEY_ID"),
+                ("secret_access_key", "AWS_SECRET_ACCESS_KEY"),
+                ("session_token", "AWS_SESSION_TOKEN"),
             ],
             _ => &[],
         };

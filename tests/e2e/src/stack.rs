@@ -24,6 +24,8 @@ pub struct StackOptions {
     pub emulator_ready_delay_ms: u64,
     /// Use this cluster instead of starting the emulator.
     pub kubeconfig: Option<PathBuf>,
+    /// Start an emulator as the stack's own cluster (clusters provisioned through Terraform bring their own).
+    pub emulator: bool,
     /// Where process logs and files go; defaults to the harness's per-test directory.
     pub dir: Option<PathBuf>,
     /// A fixed REST API port (the quick start uses 8080); a free port by default.
@@ -44,6 +46,7 @@ impl Default for StackOptions {
             certificate_ttl_seconds: 24 * 3600,
             emulator_ready_delay_ms: 300,
             kubeconfig: None,
+            emulator: true,
             dir: None,
             api_port: None,
             agent_env: Vec::new(),
@@ -111,6 +114,7 @@ impl Stack {
 
         let (emulator, emulator_url, kubeconfig) = match &options.kubeconfig {
             Some(path) => (None, None, path.clone()),
+            None if !options.emulator => (None, None, dir.join("kubeconfig")),
             None => {
                 let kubeconfig = dir.join("kubeconfig");
                 let mut command = Command::new(harness::workspace_bin("kube-emulator")?);

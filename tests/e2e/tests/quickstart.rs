@@ -21,12 +21,16 @@ async fn quickstart_deploys_the_sample_demo_and_says_what_happened() {
     let output = devstack.log_text();
     assert!(status.success(), "devstack failed:\n{output}");
     for expected in [
-        "agent connected: version",
+        "plan: 1 to add, 0 to change, 0 to destroy",
+        "Apply complete!",
+        "agent install manifest applied",
+        "\"ready\": agent connected, version",
         "\"succeeded\" after 1 attempt(s)",
         "applied     Deployment/hello-model",
         "lines in ClickHouse",
         "deployment.apps/hello-model",
         "admin token: efa_",
+        "destroy \"succeeded\": cluster \"deleted\", agent revoked",
     ] {
         assert!(
             output.contains(expected),

@@ -1,8 +1,9 @@
 //! Simulated control loops: namespace termination, default ServiceAccounts, CRD establishment, Deployments
 //! (ReplicaSets per pod template, rolling replacement, status and conditions), ReplicaSets (pods), Jobs,
-//! a scheduler+kubelet that makes pods Running/Ready after a delay, load-balancer status and garbage collection.
+//! a scheduler+kubelet that makes pods Running/Ready after a delay (handing containers of run images to the
+//! process-running [`Kubelet`]), load-balancer status and garbage collection.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::api::{Api, Page, WriteOptions};
 use crate::error::ApiError;
+use crate::kubelet::{self, Kubelet, RunImage};
 use crate::meta;
 use crate::resources::ResourceInfo;
 use crate::selectors::Filter;
@@ -24,6 +26,10 @@ pub struct Settings {
     pub never_ready_marker: String,
     /// Number of fake Nodes.
     pub nodes: usize,
+    /// Images whose containers run as local processes instead of being simulated.
+    pub run_images: Vec<RunImage>,
+    /// Delay before restarting an exited run-image container; doubles per restart up to 30 times this.
+    pub restart_backoff: Duration,
 }
 
 const CONTROLLER_MANAGER: &str = "kube-controller-manager";
@@ -71,7 +77,7 @@ fn main_write(manager: &str) -> WriteOptions<'_> {
     }
 }
 
-fn status_write(manager: &str) -> WriteOptions<'_> {
+pub(crate) fn status_write(manager: &str) -> WriteOptions<'_> {
     WriteOptions {
         manager,
         subresource: Some("status"),
@@ -177,10 +183,12 @@ pub struct Controllers {
     /// When each pending pod was first seen, to make it ready `ready_delay` later.
     pending_since: HashMap<String, Instant>,
     next_pod_ip: u32,
+    /// Runs containers of run images; `None` when there are none.
+    kubelet: Option<Arc<Kubelet>>,
 }
 
 impl Controllers {
-    pub fn new(api: Arc<Api>, settings: Settings) -> Self {
+    pub fn new(api: Arc<Api>, settings: Settings, kubelet: Option<Arc<Kubelet>>) -> Self {
         let kinds = Kinds::new(&api);
         Self {
             api,
@@ -188,6 +196,7 @@ impl Controllers {
             kinds,
             pending_since: HashMap::new(),
             next_pod_ip: 2,
+            kubelet,
         }
     }
 
@@ -794,12 +803,22 @@ impl Controllers {
         }
     }
 
-    /// Scheduler and kubelet: binds pending pods to a node and starts them once `ready_delay` has passed.
+    /// Scheduler and kubelet: binds pending pods to a node and starts them once `ready_delay` has passed;
+    /// stops the processes of pods that are gone.
     fn kubelet(&mut self) -> Option<Instant> {
         let now = Instant::now();
         let mut next = None;
         let mut still_pending = HashMap::new();
-        for pod in self.list(&self.kinds.pods) {
+        let pods = self.list(&self.kinds.pods);
+        if let Some(kubelet) = &self.kubelet {
+            let live: HashSet<&str> = pods
+                .iter()
+                .filter(|p| !meta::is_deleting(p))
+                .map(meta::uid)
+                .collect();
+            kubelet.retain(&live);
+        }
+        for pod in pods {
             let phase = pod["status"]["phase"].as_str().unwrap_or("Pending");
             if phase != "Pending" || meta::is_deleting(&pod) {
                 continue;
@@ -871,78 +890,47 @@ impl Controllers {
             .and_then(|i| i.parse().ok())
             .unwrap_or(1);
         let host_ip = format!("10.0.0.{}", node_index + 1);
+        let kubelet = self.kubelet.as_ref();
+        let runs = |c: &Value| {
+            kubelet.is_some_and(|k| k.binary_for(c["image"].as_str().unwrap_or_default()).is_some())
+        };
         let statuses: Vec<Value> = containers
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                let state = if succeeded {
-                    json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": started, "finishedAt": started,
-                        "containerID": format!("containerd://{}-{i}", meta::uid(pod))}})
+                let id = kubelet::container_id(meta::uid(pod), i);
+                // A run container's process reports its own state once it has started.
+                let (state, ready) = if runs(c) {
+                    (json!({"waiting": {"reason": "ContainerCreating"}}), false)
+                } else if succeeded {
+                    let terminated = json!({"exitCode": 0, "reason": "Completed", "startedAt": started,
+                        "finishedAt": started, "containerID": id});
+                    (json!({"terminated": terminated}), false)
                 } else {
-                    json!({"running": {"startedAt": started}})
+                    (json!({"running": {"startedAt": started}}), ready)
                 };
-                json!({
-                    "name": c["name"],
-                    "image": c["image"],
-                    "imageID": format!("{}@sha256:{}", c["image"].as_str().unwrap_or_default(), "0".repeat(64)),
-                    "containerID": format!("containerd://{}-{i}", meta::uid(pod)),
-                    "ready": ready,
-                    "started": !succeeded,
-                    "restartCount": 0,
-                    "state": state,
-                })
+                kubelet::container_status(c, &id, state, ready, 0, json!({}))
             })
             .collect();
-        let unready: Vec<&str> = containers
-            .iter()
-            .filter_map(|c| c["name"].as_str())
-            .collect();
+        let any_runs = containers.iter().any(runs);
         let result =
             self.api
                 .update_with(&self.kinds.pods, ns, name, status_write("kubelet"), |p| {
                     let mut p = p.clone();
                     let status = &mut p["status"];
-                    status["phase"] = json!(if succeeded { "Succeeded" } else { "Running" });
                     status["hostIP"] = json!(host_ip);
                     status["hostIPs"] = json!([{"ip": host_ip}]);
                     status["podIP"] = json!(pod_ip);
                     status["podIPs"] = json!([{"ip": pod_ip}]);
                     status["startTime"] = json!(started);
                     status["containerStatuses"] = json!(statuses);
-                    let conditions = &mut status["conditions"];
-                    meta::set_condition(
-                        conditions,
-                        "PodReadyToStartContainers",
-                        if succeeded { "False" } else { "True" },
-                        "",
-                        "",
-                        false,
-                    );
-                    meta::set_condition(conditions, "Initialized", "True", "", "", false);
-                    let (state, reason, message) = if ready {
-                        ("True", "", String::new())
-                    } else if succeeded {
-                        ("False", "PodCompleted", String::new())
-                    } else {
-                        (
-                            "False",
-                            "ContainersNotReady",
-                            format!("containers with unready status: [{}]", unready.join(" ")),
-                        )
-                    };
-                    meta::set_condition(conditions, "Ready", state, reason, &message, false);
-                    meta::set_condition(
-                        conditions,
-                        "ContainersReady",
-                        state,
-                        reason,
-                        &message,
-                        false,
-                    );
-                    meta::set_condition(conditions, "PodScheduled", "True", "", "", false);
+                    kubelet::refresh_pod_status(status);
                     Ok(p)
                 });
-        log_failure("pod status", result);
+        match (result, kubelet) {
+            (Ok(pod), Some(kubelet)) if any_runs => kubelet.launch(&pod, never_ready),
+            (result, _) => log_failure("pod status", result),
+        }
     }
 
     /// LoadBalancer Services and Ingresses get a loopback address, standing in for a cloud load balancer.

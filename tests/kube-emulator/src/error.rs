@@ -1,4 +1,5 @@
-//! Errors: API failures rendered as Kubernetes `Status` bodies, and start-up failures of the emulator.
+//! Errors: API failures rendered as Kubernetes `Status` bodies, start-up failures of the emulator, and
+//! malformed `--run-image` mappings.
 
 use serde_json::{Value, json};
 
@@ -237,4 +238,15 @@ pub enum StartError {
     },
     #[error("cannot render kubeconfig: {0}")]
     Kubeconfig(#[from] serde_yaml::Error),
+    #[error("run image {prefix}={}: {reason}", binary.display())]
+    RunImage {
+        prefix: String,
+        binary: std::path::PathBuf,
+        reason: String,
+    },
 }
+
+/// A `--run-image` value that is not `IMAGE_PREFIX=PATH`.
+#[derive(Debug, thiserror::Error)]
+#[error("expected IMAGE_PREFIX=PATH with both parts non-empty, got {0:?}")]
+pub struct RunImageError(pub String);

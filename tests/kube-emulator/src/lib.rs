@@ -1,5 +1,6 @@
 //! In-memory Kubernetes API server emulator for tests: serves the REST API over HTTP or HTTPS (token or
-//! client-certificate auth), simulates workload controllers and pod logs, and writes a kubeconfig for it.
+//! client-certificate auth), simulates workload controllers and pod logs, runs the containers of images mapped
+//! to local binaries as host processes, and writes a kubeconfig for it.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), kube_emulator::StartError> {
@@ -15,6 +16,7 @@ mod controllers;
 mod discovery;
 mod error;
 mod kubeconfig;
+mod kubelet;
 mod logs;
 mod meta;
 mod patch;
@@ -34,8 +36,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use controllers::Settings;
-pub use error::{ApiError, StartError};
+pub use error::{ApiError, RunImageError, StartError};
 pub use kubeconfig::{CERT_CONTEXT, CONTEXT};
+pub use kubelet::RunImage;
 
 /// How to run the emulator.
 #[derive(Debug, Clone)]
@@ -66,18 +69,22 @@ impl Default for Config {
                 ready_delay: Duration::from_millis(300),
                 never_ready_marker: "never-ready".into(),
                 nodes: 1,
+                run_images: Vec::new(),
+                restart_backoff: Duration::from_secs(1),
             },
         }
     }
 }
 
-/// A running emulator; dropping it stops the server, its connections and the controllers.
+/// A running emulator; dropping it stops the server, its connections and the controllers, and kills the
+/// processes of run images at once ([`Emulator::shutdown`] gives them their grace period).
 pub struct Emulator {
     url: String,
     kubeconfig: String,
     kubeconfig_path: Option<PathBuf>,
     token: Option<String>,
     state: Arc<server::AppState>,
+    kubelet: Option<Arc<kubelet::Kubelet>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -107,10 +114,6 @@ impl Emulator {
         let store = Arc::new(store::Store::new(config.watch_history));
         let api = Arc::new(api::Api::new(store.clone()));
         let logs = Arc::new(logs::LogStore::default());
-        let controllers = controllers::Controllers::new(api.clone(), config.cluster.clone());
-        controllers
-            .bootstrap(local.port())
-            .expect("bootstrapping an empty store cannot fail");
 
         let tls = if config.tls {
             Some(tls::generate()?)
@@ -138,6 +141,21 @@ impl Emulator {
                 source,
             })?;
         }
+        let kubelet = if config.cluster.run_images.is_empty() {
+            None
+        } else {
+            Some(Arc::new(kubelet::Kubelet::new(
+                api.clone(),
+                logs.clone(),
+                &config.cluster,
+                &kubeconfig,
+            )?))
+        };
+        let controllers =
+            controllers::Controllers::new(api.clone(), config.cluster.clone(), kubelet.clone());
+        controllers
+            .bootstrap(local.port())
+            .expect("bootstrapping an empty store cannot fail");
 
         let state = Arc::new(server::AppState {
             api: api.clone(),
@@ -158,6 +176,7 @@ impl Emulator {
             kubeconfig_path: config.kubeconfig_path,
             token,
             state,
+            kubelet,
             tasks,
         })
     }
@@ -191,6 +210,14 @@ impl Emulator {
         text: &str,
     ) -> Result<(), ApiError> {
         self.state.append_log(namespace, pod, container, text)
+    }
+
+    /// Stops the processes of run images with SIGTERM and their pods' grace periods (SIGKILL after it), waits
+    /// until they are gone, then stops the emulator.
+    pub async fn shutdown(self) {
+        if let Some(kubelet) = &self.kubelet {
+            kubelet.shutdown().await;
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use kube_emulator::{Config, Emulator, Settings};
+use kube_emulator::{Config, Emulator, RunImage, Settings};
 
 /// In-memory Kubernetes API server for tests and the local quick start.
 #[derive(Debug, Parser)]
@@ -41,6 +41,14 @@ struct Args {
     /// Watch events kept for resuming watches (older resourceVersions get 410 Gone).
     #[arg(long, default_value_t = 10_000)]
     watch_history: usize,
+    /// Run containers whose image starts with IMAGE_PREFIX as local processes of the binary at PATH, with the
+    /// container's args and env, its Secret/ConfigMap volumes as files and KUBECONFIG for this emulator
+    /// (repeatable; the longest matching prefix wins).
+    #[arg(long = "run-image", value_name = "IMAGE_PREFIX=PATH")]
+    run_images: Vec<RunImage>,
+    /// Milliseconds before restarting an exited run-image container; doubles per restart, up to 30 times this.
+    #[arg(long, default_value_t = 1000)]
+    restart_backoff_ms: u64,
 }
 
 #[tokio::main]
@@ -63,6 +71,8 @@ async fn main() -> anyhow::Result<()> {
             ready_delay: Duration::from_millis(args.ready_delay_ms),
             never_ready_marker: args.never_ready_marker,
             nodes: args.nodes,
+            run_images: args.run_images,
+            restart_backoff: Duration::from_millis(args.restart_backoff_ms),
         },
     };
     let emulator = Emulator::start(config)
@@ -79,7 +89,7 @@ async fn main() -> anyhow::Result<()> {
     writeln!(stdout, "listening on {}", emulator.url())?;
     stdout.flush()?;
     shutdown_signal().await?;
-    drop(emulator);
+    emulator.shutdown().await;
     Ok(())
 }
 

@@ -1,30 +1,34 @@
-//! The quick start: a local control plane, a local region with its agent bootstrapped through the real token
-//! flow, and a sample model demo applied end to end. Prints what happened and where to look.
+//! The quick start: a local control plane; a local region whose cluster is provisioned with the real
+//! `terraform` binary (state in a local S3 server) and gets its agent installed and bootstrapped by the
+//! control plane; then a sample model demo applied end to end. Prints what happened and where to look, and
+//! destroys the cluster through Terraform when it stops.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
 use e2e::api::field;
 use e2e::{AgentState, Stack, StackOptions};
-use serde_json::json;
+use reqwest::Method;
+use serde_json::{Value, json};
 
 const SAMPLE_DEMO: &str = include_str!("../../fixtures/sample-demo.yaml");
 
 #[derive(Parser)]
 #[command(about = "Run a local Edgefleet stack and deploy a sample demo")]
 struct Args {
-    /// Exit after the demo is deployed instead of keeping the stack up until Ctrl-C.
+    /// Exit after the demo is deployed (destroying the cluster) instead of running until Ctrl-C.
     #[arg(long)]
     once: bool,
-    /// Use this Kubernetes cluster instead of the built-in API emulator.
-    #[arg(long, env = "KUBECONFIG_FOR_DEVSTACK")]
+    /// Use this Kubernetes cluster, registered by hand with a local agent process, instead of provisioning
+    /// the local region through Terraform.
+    #[arg(long)]
     kubeconfig: Option<PathBuf>,
     /// Port of the REST API.
     #[arg(long, default_value_t = 8080)]
     api_port: u16,
-    /// Where the stack keeps its files (config, kubeconfig, agent state, process logs).
+    /// Where the stack keeps its files (config, kubeconfig, Terraform working directories, agent state).
     #[arg(long, default_value = ".local/devstack")]
     dir: PathBuf,
 }
@@ -43,14 +47,17 @@ async fn main() -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&args.dir)?;
     let dir = std::fs::canonicalize(&args.dir)?;
+    let provision = args.kubeconfig.is_none();
 
-    step("Starting PostgreSQL, ClickHouse, the Kubernetes API emulator and the control plane");
+    step("Starting PostgreSQL, ClickHouse, an S3 server and the control plane");
     let stack = Stack::start(StackOptions {
         lease_seconds: 30,
         heartbeat_seconds: 5,
         poll_interval_ms: 2000,
         emulator_ready_delay_ms: 1500,
         kubeconfig: args.kubeconfig.clone(),
+        emulator: false,
+        provisioning: provision,
         dir: Some(dir.clone()),
         api_port: Some(args.api_port),
         ..StackOptions::default()
@@ -58,9 +65,8 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     println!("    control plane API: {}", stack.api.base());
     println!("    agent endpoint:    {} (mTLS)", stack.agent_endpoint);
-    println!("    cluster:           {}", stack.kubeconfig.display());
 
-    step("Registering cloud account `local`, region `local-1` and cluster `local-dev`");
+    step("Registering cloud account `local` and region `local-1`");
     let cloud = stack
         .api
         .post("/clouds", &json!({"name": "local", "provider": "local"}))
@@ -72,30 +78,148 @@ async fn main() -> anyhow::Result<()> {
             &json!({"cloud_account_id": field(&cloud, "id")?, "code": "local-1", "display_name": "Local region"}),
         )
         .await?;
+    let region_id = field(&region, "id")?;
+
+    let (cluster_id, kubeconfig, _agent) = if provision {
+        let (cluster_id, kubeconfig) = provision_cluster(&stack, &region_id, &dir).await?;
+        (cluster_id, kubeconfig, None)
+    } else {
+        let (cluster_id, agent) = register_existing(&stack, &region_id, &dir).await?;
+        (cluster_id, stack.kubeconfig.clone(), Some(agent))
+    };
+
+    let deployed = deploy_demo(&stack, &cluster_id, &kubeconfig).await;
+    println!(
+        "\nDone in {:.1} s. Everything ran for real except the Kubernetes API, which is the in-memory emulator",
+        started.elapsed().as_secs_f64()
+    );
+    println!("(pass --kubeconfig to use a real cluster).");
+    println!("\nWhere to look:");
+    println!(
+        "  API:          {}   (admin token: {})",
+        stack.api.base(),
+        stack.admin_token
+    );
+    println!(
+        "  try:          curl -H 'Authorization: Bearer {}' {}/clusters",
+        stack.admin_token,
+        stack.api.base()
+    );
+    println!(
+        "  kubectl:      kubectl --kubeconfig {} get all -A",
+        kubeconfig.display()
+    );
+    println!(
+        "  metrics:      {}",
+        stack.api.base().replace("/api/v1", "/metrics")
+    );
+    println!("  files:        {}", dir.display());
+    if deployed.is_ok() && !args.once {
+        println!(
+            "\nThe stack keeps running; press Ctrl-C to stop it (the cluster is destroyed first)."
+        );
+        tokio::signal::ctrl_c().await?;
+    }
+    if provision {
+        destroy_cluster(&stack, &cluster_id).await?;
+    }
+    deployed
+}
+
+/// Plans, then provisions the local region's cluster through Terraform; the control plane installs the agent.
+async fn provision_cluster(
+    stack: &Stack,
+    region_id: &str,
+    dir: &Path,
+) -> anyhow::Result<(String, PathBuf)> {
+    step("Planning cluster `local-dev` with Terraform (terraform/region-cluster/local)");
+    let cluster_dir = dir.join("clusters/local-dev");
+    let created = stack
+        .api
+        .post(
+            "/clusters",
+            &json!({"region_id": region_id, "name": "local-dev", "plan_only": true,
+                    "provision": {"variables": {"state_dir": cluster_dir}}}),
+        )
+        .await?;
+    let cluster_id = field(&created, "id")?;
+    let plan = stack
+        .wait_task(&field(&created["task"], "id")?, Duration::from_secs(300))
+        .await?;
+    anyhow::ensure!(
+        plan["state"] == "succeeded",
+        "the plan failed: {}",
+        plan["error"]
+    );
+    println!(
+        "    plan: {}",
+        plan["output"]["plan"]["text"].as_str().unwrap_or("")
+    );
+    for change in plan["output"]["plan"]["resource_changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        println!(
+            "      {} {}",
+            change["action"].as_str().unwrap_or(""),
+            change["address"].as_str().unwrap_or("")
+        );
+    }
+
+    step(
+        "Provisioning it: terraform apply, then the control plane installs the agent through the cluster's API",
+    );
+    let task = stack
+        .api
+        .post(&format!("/clusters/{cluster_id}/provision"), &json!({}))
+        .await?;
+    let task_id = field(&task, "id")?;
+    let done = stack.wait_task(&task_id, Duration::from_secs(300)).await?;
+    print_log(stack, &task_id, |line| {
+        line["source"] != "terraform"
+            || line["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("complete"))
+    })
+    .await?;
+    anyhow::ensure!(
+        done["state"] == "succeeded",
+        "provisioning failed: {}",
+        done["error"]
+    );
+    let cluster = stack
+        .wait_agent_connected(&cluster_id, Duration::from_secs(60))
+        .await?;
+    print_agent(&cluster);
+    Ok((cluster_id, cluster_dir.join("kubeconfig")))
+}
+
+/// Registers the given cluster by hand and runs the agent as a local process with a one-time token.
+async fn register_existing(
+    stack: &Stack,
+    region_id: &str,
+    dir: &Path,
+) -> anyhow::Result<(String, harness::Process)> {
+    step(
+        "Registering your cluster as `local-dev` and starting the agent with a one-time bootstrap token",
+    );
     let cluster = stack
         .api
         .post(
             "/clusters",
-            &json!({"region_id": field(&region, "id")?, "name": "local-dev"}),
+            &json!({"region_id": region_id, "name": "local-dev"}),
         )
         .await?;
     let cluster_id = field(&cluster, "id")?;
-    println!("    cluster id {cluster_id}: status {}", cluster["status"]);
-
-    step("Minting a one-time bootstrap token and starting the agent with it");
     let bundle = stack.bootstrap_token(&cluster_id).await?;
-    println!(
-        "    token expires at {} (stored hashed; single use)",
-        bundle["expires_at"]
-    );
-    let manifest_path = dir.join("agent-install.yaml");
     std::fs::write(
-        &manifest_path,
+        dir.join("agent-install.yaml"),
         bundle["install"]["manifest"].as_str().unwrap_or_default(),
     )?;
     println!(
         "    in-cluster install manifest written to {}",
-        manifest_path.display()
+        dir.join("agent-install.yaml").display()
     );
     let agent = stack
         .spawn_agent(
@@ -108,16 +232,56 @@ async fn main() -> anyhow::Result<()> {
     let connected = stack
         .wait_agent_connected(&cluster_id, Duration::from_secs(60))
         .await?;
-    let agent_state = &connected["agent"];
-    println!(
-        "    agent connected: version {}, Kubernetes {}, {} node(s), certificate valid until {}",
-        agent_state["version"],
-        agent_state["kubernetes_version"],
-        agent_state["node_count"],
-        agent_state["certificate_expires_at"]
-    );
+    print_agent(&connected);
+    Ok((cluster_id, agent))
+}
 
-    step("Deploying the sample model demo (Namespace, ConfigMap, Deployment, Service)");
+fn print_agent(cluster: &Value) {
+    let agent = &cluster["agent"];
+    println!(
+        "    cluster {}: agent connected, version {}, Kubernetes {}, {} node(s), certificate valid until {}",
+        cluster["status"],
+        agent["version"],
+        agent["kubernetes_version"],
+        agent["node_count"],
+        agent["certificate_expires_at"]
+    );
+}
+
+async fn print_log(
+    stack: &Stack,
+    task_id: &str,
+    keep: impl Fn(&Value) -> bool,
+) -> anyhow::Result<()> {
+    let logs = stack.api.get(&format!("/tasks/{task_id}/logs")).await?;
+    let stored = stack.clickhouse_query(&format!(
+        "SELECT count() FROM {{db}}.task_logs WHERE task_id = '{task_id}'"
+    ))?;
+    println!(
+        "    task log ({} lines in ClickHouse; excerpt):",
+        stored.trim()
+    );
+    for line in logs["lines"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| keep(l))
+    {
+        println!(
+            "      {} {:<13} {:<5} {}",
+            line["time"].as_str().unwrap_or(""),
+            line["source"].as_str().unwrap_or(""),
+            line["level"].as_str().unwrap_or(""),
+            line["message"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+async fn deploy_demo(stack: &Stack, cluster_id: &str, kubeconfig: &Path) -> anyhow::Result<()> {
+    step(
+        "Deploying the sample model demo (Namespace, ConfigMap, Deployment, Service) as an apply task",
+    );
     let task = stack
         .api
         .post(
@@ -140,67 +304,44 @@ async fn main() -> anyhow::Result<()> {
             object["name"].as_str().unwrap_or(""),
             object["namespace"]
                 .as_str()
+                .filter(|ns| !ns.is_empty())
                 .map(|ns| format!("(namespace {ns})"))
                 .unwrap_or_default(),
             object["message"].as_str().unwrap_or("")
         );
     }
-    let logs = stack.api.get(&format!("/tasks/{task_id}/logs")).await?;
-    let lines = logs["lines"].as_array().cloned().unwrap_or_default();
-    let stored = stack.clickhouse_query(&format!(
-        "SELECT count() FROM {{db}}.task_logs WHERE task_id = '{task_id}'"
-    ))?;
-    println!("    task log ({} lines in ClickHouse):", stored.trim());
-    for line in &lines {
-        println!(
-            "      {} {:<5} {}",
-            line["time"].as_str().unwrap_or(""),
-            line["level"].as_str().unwrap_or(""),
-            line["message"].as_str().unwrap_or("")
-        );
-    }
+    print_log(stack, &task_id, |_| true).await?;
     println!("\n    kubectl get deploy,svc,pods -n demo-hello:");
-    let listing = stack.kubectl(&["get", "deploy,svc,pods", "-n", "demo-hello"])?;
-    for line in listing.lines() {
+    let output = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["get", "deploy,svc,pods", "-n", "demo-hello"])
+        .output()
+        .context("running kubectl")?;
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
         println!("      {line}");
     }
-    if finished["state"] != json!("succeeded") {
-        anyhow::bail!(
-            "the sample demo task did not succeed: {}",
-            finished["error"]
-        );
-    }
+    anyhow::ensure!(
+        finished["state"] == "succeeded",
+        "the sample demo task did not succeed: {}",
+        finished["error"]
+    );
+    Ok(())
+}
 
+async fn destroy_cluster(stack: &Stack, cluster_id: &str) -> anyhow::Result<()> {
+    step("Destroying cluster `local-dev` through Terraform");
+    let (_, task) = stack
+        .api
+        .call(Method::DELETE, &format!("/clusters/{cluster_id}"), None)
+        .await?;
+    let done = stack
+        .wait_task(&field(&task, "id")?, Duration::from_secs(300))
+        .await?;
+    let cluster = stack.api.get(&format!("/clusters/{cluster_id}")).await?;
     println!(
-        "\nDone in {:.1} s. Everything ran for real except the Kubernetes API, which is the in-memory emulator",
-        started.elapsed().as_secs_f64()
+        "    destroy {}: cluster {}, agent revoked",
+        done["state"], cluster["status"]
     );
-    println!("(pass --kubeconfig to use a real cluster).");
-    println!("\nWhere to look:");
-    println!(
-        "  API:          {}   (admin token: {})",
-        stack.api.base(),
-        stack.admin_token
-    );
-    println!(
-        "  try:          curl -H 'Authorization: Bearer {}' {}/clusters",
-        stack.admin_token,
-        stack.api.base()
-    );
-    println!(
-        "  kubectl:      kubectl --kubeconfig {} get all -A",
-        stack.kubeconfig.display()
-    );
-    println!("  process logs: {}", harness::test_dir().display());
-    println!("  agent log:    {}", agent.log_path().display());
-    println!(
-        "  metrics:      {}",
-        stack.api.base().replace("/api/v1", "/metrics")
-    );
-    if args.once {
-        return Ok(());
-    }
-    println!("\nThe stack keeps running; press Ctrl-C to stop it.");
-    tokio::signal::ctrl_c().await?;
     Ok(())
 }

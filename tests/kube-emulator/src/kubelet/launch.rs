@@ -137,7 +137,7 @@ fn resolve_env(
                 None if optional => continue,
                 None => {
                     return Err(ConfigError::MissingKey {
-                        source,
+                        object: source,
                         namespace: namespace.to_string(),
                         name: name.to_string(),
                         key: wanted.to_string(),

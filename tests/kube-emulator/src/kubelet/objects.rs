@@ -73,7 +73,7 @@ impl Objects {
             Err(_) if optional => return Ok(Data::new()),
             Err(_) => {
                 return Err(ConfigError::NotFound {
-                    source,
+                    object: source,
                     name: name.to_string(),
                 });
             }

@@ -126,7 +126,7 @@ fn materialize(
                         continue;
                     }
                     return Err(ConfigError::MissingKey {
-                        source,
+                        object: source,
                         namespace: namespace.to_string(),
                         name: object_name.to_string(),
                         key: key.to_string(),
