@@ -892,7 +892,10 @@ impl Controllers {
         let host_ip = format!("10.0.0.{}", node_index + 1);
         let kubelet = self.kubelet.as_ref();
         let runs = |c: &Value| {
-            kubelet.is_some_and(|k| k.binary_for(c["image"].as_str().unwrap_or_default()).is_some())
+            kubelet.is_some_and(|k| {
+                k.binary_for(c["image"].as_str().unwrap_or_default())
+                    .is_some()
+            })
         };
         let statuses: Vec<Value> = containers
             .iter()

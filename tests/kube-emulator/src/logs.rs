@@ -100,6 +100,12 @@ impl LogStore {
         });
     }
 
+    /// Drops the log of one pod.
+    pub fn forget(&self, pod_uid: &str) {
+        let mut pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+        pods.remove(pod_uid);
+    }
+
     /// Drops the logs of deleted pods; runs for the emulator's lifetime.
     pub async fn forget_deleted_pods(self: Arc<Self>, store: Arc<Store>) {
         let mut events = store.events();
@@ -110,8 +116,7 @@ impl LogStore {
                         && event.key.plural == "pods"
                         && event.key.group.is_empty() =>
                 {
-                    let mut pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
-                    pods.remove(meta::uid(&event.object));
+                    self.forget(meta::uid(&event.object));
                 }
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return,

@@ -12,24 +12,15 @@ use kube::api::{
     Api, DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams, PostParams,
     WatchEvent, WatchParams,
 };
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::Kubeconfig;
 use kube::core::GroupVersionKind;
 use kube::discovery::Discovery;
 use kube::{Client, ResourceExt};
 use kube_emulator::{CERT_CONTEXT, Config, Emulator};
 use serde_json::{Value, json};
 
-async fn client_for(emulator: &Emulator, context: Option<&str>) -> Client {
-    let kubeconfig = Kubeconfig::from_yaml(emulator.kubeconfig_yaml()).expect("kubeconfig parses");
-    let options = KubeConfigOptions {
-        context: context.map(String::from),
-        ..Default::default()
-    };
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
-        .await
-        .expect("kubeconfig is usable");
-    Client::try_from(config).expect("client builds")
-}
+mod common;
+use common::{client_for, client_from, eventually};
 
 async fn start_with(config: Config) -> (Emulator, Client) {
     let emulator = Emulator::start(config).await.expect("emulator starts");
@@ -46,25 +37,6 @@ fn api_error<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> Box<kube::co
     match result {
         Err(kube::Error::Api(status)) => status,
         other => panic!("expected an API error, got {other:?}"),
-    }
-}
-
-/// Polls `check` until it returns `Some`, failing after `seconds`.
-async fn eventually<T, F, Fut>(seconds: u64, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -1167,10 +1139,7 @@ async fn client_certificate_token_and_plain_http() {
 
     let mut kubeconfig = Kubeconfig::from_yaml(emulator.kubeconfig_yaml()).unwrap();
     kubeconfig.auth_infos[0].auth_info.as_mut().unwrap().token = None;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    let anonymous: Api<Namespace> = Api::all(Client::try_from(config).unwrap());
+    let anonymous: Api<Namespace> = Api::all(client_from(kubeconfig, None).await);
     let err = api_error(anonymous.get("default").await);
     assert_eq!((err.code, err.reason.as_str()), (401, "Unauthorized"));
 

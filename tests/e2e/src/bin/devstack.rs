@@ -310,6 +310,25 @@ async fn deploy_demo(stack: &Stack, cluster_id: &str, kubeconfig: &Path) -> anyh
             object["message"].as_str().unwrap_or("")
         );
     }
+    // The agent's last log lines travel in their own batch, a moment behind the result.
+    let _ = harness::wait_until(
+        "the agent's last task log line",
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        || async {
+            let logs = stack
+                .api
+                .get(&format!("/tasks/{task_id}/logs"))
+                .await
+                .unwrap_or_default();
+            logs["lines"].as_array().into_iter().flatten().any(|l| {
+                l["message"].as_str().is_some_and(|m| {
+                    m.starts_with("task succeeded") || m.starts_with("task failed")
+                })
+            })
+        },
+    )
+    .await;
     print_log(stack, &task_id, |_| true).await?;
     println!("\n    kubectl get deploy,svc,pods -n demo-hello:");
     let output = std::process::Command::new("kubectl")

@@ -122,7 +122,10 @@ fn resolve_env(
         let value = if let Some(value) = var["value"].as_str() {
             expand(value, &env)
         } else if from["fieldRef"].is_object() {
-            field(pod, from["fieldRef"]["fieldPath"].as_str().unwrap_or_default())?
+            field(
+                pod,
+                from["fieldRef"]["fieldPath"].as_str().unwrap_or_default(),
+            )?
         } else if from["secretKeyRef"].is_object() || from["configMapKeyRef"].is_object() {
             let (source, reference) = if from["secretKeyRef"].is_object() {
                 (Source::Secret, &from["secretKeyRef"])
@@ -298,7 +301,13 @@ mod tests {
             "--ca=/pods/p/app/etc/app/certs/x,/pods/p/app/tmp"
         );
         assert_eq!(t.apply("cat /etc/app"), "cat /pods/p/app/etc/app");
-        for untouched in ["/etc/application", "/x/etc/app", "etc/app", "/etc/app.d", "/tmpfs"] {
+        for untouched in [
+            "/etc/application",
+            "/x/etc/app",
+            "etc/app",
+            "/etc/app.d",
+            "/tmpfs",
+        ] {
             assert_eq!(t.apply(untouched), untouched);
         }
         // An already translated path is not translated again.

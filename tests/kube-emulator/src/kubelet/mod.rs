@@ -170,7 +170,14 @@ pub fn refresh_pod_status(status: &mut Value) {
         )
     };
     meta::set_condition(conditions, "Ready", state, reason, &message, false);
-    meta::set_condition(conditions, "ContainersReady", state, reason, &message, false);
+    meta::set_condition(
+        conditions,
+        "ContainersReady",
+        state,
+        reason,
+        &message,
+        false,
+    );
     meta::set_condition(conditions, "PodScheduled", "True", "", "", false);
 }
 
@@ -185,13 +192,33 @@ struct Context {
     kubeconfig: PathBuf,
 }
 
+/// A pod by identity: a re-created pod of the same name has another uid and is not it.
+struct PodRef {
+    namespace: String,
+    name: String,
+    uid: String,
+    /// `<kubelet dir>/pods/<namespace>_<name>_<uid>`.
+    dir: PathBuf,
+}
+
+impl PodRef {
+    /// The pod as stored now, if it is still this one (deleting or not).
+    fn current(&self, context: &Context) -> Option<Value> {
+        let pod = context
+            .api
+            .get(&context.pods, &self.namespace, &self.name)
+            .ok()?;
+        (meta::uid(&pod) == self.uid).then_some(pod)
+    }
+}
+
 /// A pod whose run containers are supervised.
 struct PodRun {
+    pod: Arc<PodRef>,
     /// Set to `Some(grace)` to stop the supervisors; dropping it stops them at once.
     stop: watch::Sender<Option<Duration>>,
     grace: Duration,
     tasks: Vec<JoinHandle<()>>,
-    dir: PathBuf,
 }
 
 /// Runs the containers of pods whose image matches a run image.
@@ -280,11 +307,16 @@ impl Kubelet {
             return;
         }
         let (namespace, name) = (meta::namespace(pod), meta::name(pod));
-        let dir = self
-            .dir
-            .path()
-            .join("pods")
-            .join(format!("{namespace}_{name}_{uid}"));
+        let pod_ref = Arc::new(PodRef {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            uid: uid.clone(),
+            dir: self
+                .dir
+                .path()
+                .join("pods")
+                .join(format!("{namespace}_{name}_{uid}")),
+        });
         let (stop, _) = watch::channel(None);
         // Serializes volume writes of the pod's containers, which may share volumes.
         let volumes_lock = Arc::new(Mutex::new(()));
@@ -297,10 +329,7 @@ impl Kubelet {
             };
             let supervisor = Supervisor {
                 context: self.context.clone(),
-                namespace: namespace.to_string(),
-                pod: name.to_string(),
-                uid: uid.clone(),
-                dir: dir.clone(),
+                pod: pod_ref.clone(),
                 container: container["name"].as_str().unwrap_or_default().to_string(),
                 id: container_id(&uid, index),
                 binary: binary.to_path_buf(),
@@ -316,10 +345,10 @@ impl Kubelet {
         pods.insert(
             uid,
             PodRun {
+                pod: pod_ref,
                 stop,
                 grace,
                 tasks,
-                dir,
             },
         );
     }
@@ -335,7 +364,7 @@ impl Kubelet {
             .collect();
         for uid in gone {
             if let Some(run) = self.pods().remove(&uid) {
-                tokio::spawn(stop(run));
+                tokio::spawn(stop(run, self.context.clone()));
             }
         }
     }
@@ -343,20 +372,26 @@ impl Kubelet {
     /// Stops every process with its pod's grace period and waits until all are gone.
     pub async fn shutdown(&self) {
         let runs: Vec<PodRun> = self.pods().drain().map(|(_, run)| run).collect();
-        futures::future::join_all(runs.into_iter().map(stop)).await;
+        let stops = runs.into_iter().map(|run| stop(run, self.context.clone()));
+        futures::future::join_all(stops).await;
     }
 }
 
 /// Stops one pod's supervisors and removes its directory after they have finished.
-async fn stop(run: PodRun) {
+async fn stop(run: PodRun, context: Arc<Context>) {
     let _ = run.stop.send(Some(run.grace));
     for task in run.tasks {
         let _ = task.await;
     }
-    if let Err(error) = std::fs::remove_dir_all(&run.dir)
+    // The last lines of a deleted pod may have arrived after the log store forgot it; a pod that still exists
+    // (deleting, held by finalizers) keeps its log until the store deletes it.
+    if run.pod.current(&context).is_none() {
+        context.logs.forget(&run.pod.uid);
+    }
+    if let Err(error) = std::fs::remove_dir_all(&run.pod.dir)
         && error.kind() != std::io::ErrorKind::NotFound
     {
-        tracing::warn!(dir = %run.dir.display(), %error, "cannot remove pod directory");
+        tracing::warn!(dir = %run.pod.dir.display(), %error, "cannot remove pod directory");
     }
 }
 
@@ -372,10 +407,7 @@ impl Drop for Kubelet {
 /// Runs one container: start, report, wait, restart with backoff per `restartPolicy`, until stopped.
 struct Supervisor {
     context: Arc<Context>,
-    namespace: String,
-    pod: String,
-    uid: String,
-    dir: PathBuf,
+    pod: Arc<PodRef>,
     container: String,
     id: String,
     binary: PathBuf,
@@ -415,7 +447,9 @@ impl Supervisor {
                 }
                 Attempt::Terminated(terminated) => terminated,
             };
-            let Some(policy) = self.current_pod().map(|pod| pod["spec"]["restartPolicy"].clone())
+            let Some(policy) = self
+                .current_pod()
+                .map(|pod| pod["spec"]["restartPolicy"].clone())
             else {
                 return;
             };
@@ -436,7 +470,7 @@ impl Supervisor {
             last_state = json!({"terminated": terminated});
             let message = format!(
                 "back-off {backoff:?} restarting failed container={} pod={}_{}({})",
-                self.container, self.pod, self.namespace, self.uid
+                self.container, self.pod.name, self.pod.namespace, self.pod.uid
             );
             self.report(
                 json!({"waiting": {"reason": "CrashLoopBackOff", "message": message}}),
@@ -456,15 +490,9 @@ impl Supervisor {
         let Some(pod) = self.current_pod() else {
             return Attempt::Stopped;
         };
-        let container = pod["spec"]["containers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| c["name"] == self.container.as_str())
-            .cloned()
-            .unwrap_or_default();
+        let container = self.spec(&pod);
         let paths = launch::Paths {
-            pod_dir: &self.dir,
+            pod_dir: &self.pod.dir,
             kubeconfig: &self.context.kubeconfig,
         };
         let prepared = {
@@ -474,7 +502,7 @@ impl Supervisor {
         let launch = match prepared {
             Ok(launch) => launch,
             Err(error) => {
-                tracing::info!(pod = %self.pod, container = %self.container, %error, "container not created");
+                tracing::info!(pod = %self.pod.name, container = %self.container, %error, "container not created");
                 let reason = error.reason();
                 let waiting = json!({"waiting": {"reason": reason, "message": error.to_string()}});
                 self.report(waiting, restarts, last_state);
@@ -484,7 +512,7 @@ impl Supervisor {
         let started_at = meta::now();
         let log = process::LogTarget {
             logs: self.context.logs.clone(),
-            pod_uid: self.uid.clone(),
+            pod_uid: self.pod.uid.clone(),
             container: self.container.clone(),
         };
         let mut process = match process::spawn(&self.binary, &launch, log) {
@@ -497,7 +525,7 @@ impl Supervisor {
                 }));
             }
         };
-        tracing::info!(pod = %self.pod, container = %self.container, pid = process.pid(), "container started");
+        tracing::info!(pod = %self.pod.name, container = %self.container, pid = process.pid(), "container started");
         let running = json!({"running": {"startedAt": started_at}});
         self.report(running, restarts, last_state);
         let outcome = tokio::select! {
@@ -510,8 +538,9 @@ impl Supervisor {
                 Attempt::Stopped
             }
             Ok(status) => {
+                process.drain().await;
                 let code = status.map_or(-1, process::exit_code);
-                tracing::info!(pod = %self.pod, container = %self.container, code, "container exited");
+                tracing::info!(pod = %self.pod.name, container = %self.container, code, "container exited");
                 let reason = if code == 0 { "Completed" } else { "Error" };
                 Attempt::Terminated(json!({
                     "exitCode": code, "reason": reason, "startedAt": started_at,
@@ -529,14 +558,22 @@ impl Supervisor {
         }
     }
 
-    /// The pod as stored now, if it is still the one supervised.
+    /// This container's spec in `pod`.
+    fn spec(&self, pod: &Value) -> Value {
+        pod["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["name"] == self.container.as_str())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The pod as stored now, unless it was replaced or is being deleted.
     fn current_pod(&self) -> Option<Value> {
-        let pod = self
-            .context
-            .api
-            .get(&self.context.pods, &self.namespace, &self.pod)
-            .ok()?;
-        (meta::uid(&pod) == self.uid && !meta::is_deleting(&pod)).then_some(pod)
+        self.pod
+            .current(&self.context)
+            .filter(|pod| !meta::is_deleting(pod))
     }
 
     /// Writes this container's status (and the derived pod phase and conditions).
@@ -544,35 +581,26 @@ impl Supervisor {
         let ready = state["running"].is_object() && self.ready_when_running;
         let result = self.context.api.update_with(
             &self.context.pods,
-            &self.namespace,
-            &self.pod,
+            &self.pod.namespace,
+            &self.pod.name,
             status_write("kubelet"),
             |pod| {
-                if meta::uid(pod) != self.uid {
-                    return Err(ApiError::not_found(&self.context.pods, &self.pod));
+                if meta::uid(pod) != self.pod.uid {
+                    return Err(ApiError::not_found(&self.context.pods, &self.pod.name));
                 }
                 let mut pod = pod.clone();
-                let spec = pod["spec"]["containers"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|c| c["name"] == self.container.as_str())
-                    .cloned()
-                    .unwrap_or_default();
-                let entry = container_status(
-                    &spec,
-                    &self.id,
-                    state,
-                    ready,
-                    restarts,
-                    last_state.clone(),
-                );
+                let spec = self.spec(&pod);
+                let entry =
+                    container_status(&spec, &self.id, state, ready, restarts, last_state.clone());
                 let statuses = &mut pod["status"]["containerStatuses"];
                 if !statuses.is_array() {
                     *statuses = json!([]);
                 }
                 let list = statuses.as_array_mut().expect("just made an array");
-                match list.iter_mut().find(|s| s["name"] == self.container.as_str()) {
+                match list
+                    .iter_mut()
+                    .find(|s| s["name"] == self.container.as_str())
+                {
                     Some(existing) => *existing = entry,
                     None => list.push(entry),
                 }
@@ -581,7 +609,7 @@ impl Supervisor {
             },
         );
         if let Err(error) = result {
-            tracing::debug!(pod = %self.pod, %error, "container status not written");
+            tracing::debug!(pod = %self.pod.name, %error, "container status not written");
         }
     }
 }

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use base64::Engine;
-use serde_json::Value;
 
 use super::ConfigError;
 use crate::api::Api;
@@ -78,24 +77,31 @@ impl Objects {
                 });
             }
         };
-        let text = |v: &Value| v.as_str().map(|s| s.as_bytes().to_vec());
-        // Admission only stores valid base64, so a value that does not decode cannot occur.
-        let base64 = |v: &Value| {
-            v.as_str()
-                .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+        let entries = |field: &str| {
+            object[field]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(key, value)| Some((key.clone(), value.as_str()?)))
+                .collect::<Vec<_>>()
         };
-        let fields: &[(&str, &dyn Fn(&Value) -> Option<Vec<u8>>)] = match source {
-            Source::Secret => &[("data", &base64)],
-            Source::ConfigMap => &[("data", &text), ("binaryData", &base64)],
+        // Admission only stores valid base64, so nothing is lost by skipping values that do not decode.
+        let decoded = |field: &str| {
+            entries(field).into_iter().filter_map(|(key, value)| {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(value)
+                    .ok()?;
+                Some((key, bytes))
+            })
         };
-        let mut data = Data::new();
-        for (field, decode) in fields {
-            for (key, value) in object[*field].as_object().into_iter().flatten() {
-                if let Some(bytes) = decode(value) {
-                    data.insert(key.clone(), bytes);
-                }
-            }
-        }
+        let data = match source {
+            Source::Secret => decoded("data").collect(),
+            Source::ConfigMap => entries("data")
+                .into_iter()
+                .map(|(key, value)| (key, value.as_bytes().to_vec()))
+                .chain(decoded("binaryData"))
+                .collect(),
+        };
         Ok(data)
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
 
 use super::launch::Launch;
 use crate::logs::LogStore;
@@ -21,7 +22,13 @@ pub struct Process {
     child: Child,
     /// The child's pid, which is also its process group id.
     pid: i32,
+    /// Tasks copying stdout and stderr into the log.
+    copiers: Vec<JoinHandle<()>>,
 }
+
+/// How long output still in flight may take to reach the log once the process group is dead; only a
+/// process that escaped the group (e.g. with `setsid`) and kept the pipes open takes that long.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Where the process's output goes.
 pub struct LogTarget {
@@ -62,13 +69,18 @@ pub fn spawn(binary: &Path, launch: &Launch, log: LogTarget) -> io::Result<Proce
     let mut child = command.spawn()?;
     let pid = child.id().expect("a just-spawned child has a pid") as i32;
     let log = Arc::new(log);
+    let mut copiers = Vec::new();
     if let Some(stdout) = child.stdout.take() {
-        tokio::spawn(copy_lines(stdout, log.clone()));
+        copiers.push(tokio::spawn(copy_lines(stdout, log.clone())));
     }
     if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(copy_lines(stderr, log));
+        copiers.push(tokio::spawn(copy_lines(stderr, log)));
     }
-    Ok(Process { child, pid })
+    Ok(Process {
+        child,
+        pid,
+        copiers,
+    })
 }
 
 /// Asks the kernel to SIGKILL the child when the emulator dies, however it dies.
@@ -130,13 +142,26 @@ impl Process {
         }
     }
 
-    /// SIGTERM to the group, SIGKILL when the main process outlives `grace`; returns once it is reaped.
+    /// After the main process has exited: kills what is left of its group and waits until its output is in
+    /// the log, so that a reader who sees the container terminated also sees everything it printed.
+    pub async fn drain(&mut self) {
+        self.signal_group(libc::SIGKILL);
+        let copiers = std::mem::take(&mut self.copiers);
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, futures::future::join_all(copiers)).await;
+    }
+
+    /// SIGTERM to the group, SIGKILL when the main process outlives `grace`; returns once it is reaped and
+    /// its output drained.
     pub async fn terminate(mut self, grace: Duration) {
         self.signal_group(libc::SIGTERM);
-        if tokio::time::timeout(grace, self.child.wait()).await.is_err() {
+        if tokio::time::timeout(grace, self.child.wait())
+            .await
+            .is_err()
+        {
             self.signal_group(libc::SIGKILL);
             let _ = self.child.wait().await;
         }
+        self.drain().await;
     }
 }
 

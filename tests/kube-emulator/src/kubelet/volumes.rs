@@ -76,8 +76,7 @@ pub fn mount(
                 path: link.clone(),
                 source,
             };
-            fs::create_dir_all(link.parent().expect("a path below the root"))
-                .map_err(io_error)?;
+            fs::create_dir_all(link.parent().expect("a path below the root")).map_err(io_error)?;
             std::os::unix::fs::symlink(&target, &link).map_err(io_error)?;
         }
         mount_paths.push(mount_path.to_string());
@@ -107,9 +106,12 @@ fn materialize(
     } else if volume["emptyDir"].is_object() {
         return fs::create_dir_all(dir).map_err(io_error);
     } else {
+        let kind = volume
+            .as_object()
+            .and_then(|fields| fields.keys().find(|k| *k != "name"))
+            .map_or("this", String::as_str);
         return Err(ConfigError::Unsupported(format!(
-            "volume {} (only secret, configMap and emptyDir volumes are)",
-            volume["name"]
+            "a {kind} volume (only secret, configMap and emptyDir are)"
         )));
     };
     let optional = spec["optional"] == Value::Bool(true);
