@@ -455,3 +455,109 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cloud_credentials_reach_terraform_only_through_its_environment() {
+    let (stack, _) = provisioning_stack().await;
+    let secret_key = "TC-SECRET-8f1c2e7a9b3d4c5e";
+    let cloud = stack
+        .api
+        .post(
+            "/clouds",
+            &json!({"name": "tc", "provider": "tencentcloud",
+                    "credentials": {"secret_id": "AKID-e2e-example", "secret_key": secret_key}}),
+        )
+        .await
+        .unwrap();
+    let region = stack
+        .api
+        .post(
+            "/regions",
+            &json!({"cloud_account_id": cloud["id"], "code": "ap-shanghai"}),
+        )
+        .await
+        .unwrap();
+    // The local stack stands in for TKE (no provider download here); the credentials flow is the same.
+    let work_dir = stack.dir.join("terraform-work");
+    let sampler_dir = work_dir.clone();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let sampler = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        while stop_rx.try_recv().is_err() {
+            for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+                let in_dir = std::fs::read_link(entry.path().join("cwd"))
+                    .is_ok_and(|cwd| cwd.starts_with(&sampler_dir));
+                if comm.trim() == "terraform" && in_dir {
+                    let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+                    let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+                    seen.push((
+                        String::from_utf8_lossy(&cmdline).to_string(),
+                        String::from_utf8_lossy(&environ).to_string(),
+                    ));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        seen
+    });
+    let created = stack
+        .api
+        .post(
+            "/clusters",
+            &json!({"region_id": region["id"], "name": "tc-local", "provision": {"stack": "local"}}),
+        )
+        .await
+        .unwrap();
+    let cluster_id = field(&created, "id").unwrap();
+    let applied = stack
+        .wait_task(&field(&created["task"], "id").unwrap(), PROVISION_WAIT)
+        .await
+        .unwrap();
+    assert_eq!(applied["state"], "succeeded", "{applied}");
+    stop_tx.send(()).unwrap();
+    let seen = sampler.join().unwrap();
+    assert!(!seen.is_empty(), "no terraform process was observed");
+    assert!(
+        seen.iter()
+            .any(|(_, env)| env.contains(&format!("TENCENTCLOUD_SECRET_KEY={secret_key}"))),
+        "the credential must reach Terraform through its environment"
+    );
+    assert!(
+        seen.iter()
+            .all(|(cmdline, _)| !cmdline.contains(secret_key)),
+        "credential in a command line"
+    );
+
+    let logs = stack
+        .clickhouse_query("SELECT message, fields FROM {db}.task_logs FORMAT TSV")
+        .unwrap();
+    assert!(
+        !logs.contains(secret_key),
+        "credential in ClickHouse task logs"
+    );
+    assert!(
+        !stack.control_plane.log_text().contains(secret_key),
+        "credential in the control plane's log"
+    );
+    for file in walk(&work_dir) {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        assert!(
+            !bytes
+                .windows(secret_key.len())
+                .any(|w| w == secret_key.as_bytes()),
+            "credential in {}",
+            file.display()
+        );
+    }
+    let (_, destroy) = stack
+        .api
+        .call(Method::DELETE, &format!("/clusters/{cluster_id}"), None)
+        .await
+        .unwrap();
+    let destroyed = stack
+        .wait_task(&field(&destroy, "id").unwrap(), PROVISION_WAIT)
+        .await
+        .unwrap();
+    assert_eq!(destroyed["state"], "succeeded", "{destroyed}");
+}
