@@ -36,6 +36,8 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("image templates: {0}")]
+    Templates(#[from] crate::templates::TemplateError),
     #[error("agent service TLS: {0}")]
     Tls(#[from] tonic::transport::Error),
 }
@@ -65,6 +67,15 @@ pub async fn start(
     logs.ensure_schema().await?;
     let ca = Arc::new(AgentCa::load_or_create(&store, &sbox).await?);
     ensure_admin_token(&store, config.admin_token.as_deref()).await?;
+    if let Some(dir) = &config.templates_dir {
+        let rejected = crate::templates::load_all(&store, dir).await?;
+        if !rejected.is_empty() {
+            tracing::warn!(
+                rejected = rejected.len(),
+                "some image templates were rejected; see the errors above"
+            );
+        }
+    }
 
     let metrics = Metrics::new();
     let dispatcher = Arc::new(Dispatcher::default());

@@ -67,6 +67,9 @@ pub struct Config {
     pub tasks: TaskConfig,
     #[serde(default)]
     pub agents: AgentConfig,
+    /// Folder of image templates (`<name>/template.yaml` + Dockerfile) loaded into PostgreSQL at start.
+    #[serde(default)]
+    pub templates_dir: Option<PathBuf>,
     /// Terraform provisioning of clusters; without this section clusters can only be registered by hand.
     #[serde(default)]
     pub provisioning: Option<ProvisioningConfig>,

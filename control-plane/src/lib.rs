@@ -12,3 +12,4 @@ pub mod pki;
 pub mod provisioner;
 pub mod store;
 pub mod taskspec;
+pub mod templates;

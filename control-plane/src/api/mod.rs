@@ -7,6 +7,7 @@ mod error;
 mod json;
 mod regions;
 mod tasks;
+mod templates;
 
 use std::sync::Arc;
 
@@ -72,6 +73,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/clusters/{id}/drift-check"),
     ("post", "/api/v1/clusters/{id}/bootstrap-tokens"),
     ("post", "/api/v1/clusters/{id}/tasks"),
+    ("get", "/api/v1/templates"),
+    ("get", "/api/v1/templates/{name}"),
     ("get", "/api/v1/tasks"),
     ("get", "/api/v1/tasks/{id}"),
     ("post", "/api/v1/tasks/{id}/cancel"),
@@ -97,6 +100,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/clusters/{id}/plan", post(clusters::plan))
         .route("/clusters/{id}/drift-check", post(clusters::drift_check))
         .route("/clusters/{id}/tasks", post(tasks::create))
+        .route("/templates", get(templates::list))
+        .route("/templates/{name}", get(templates::revisions))
         .route("/tasks", get(tasks::list))
         .route("/tasks/{id}", get(tasks::get))
         .route("/tasks/{id}/cancel", post(tasks::cancel))

@@ -7,6 +7,7 @@ mod provisioning;
 mod regions;
 mod sessions;
 mod tasks;
+mod templates;
 mod tokens;
 
 pub use certificates::AgentCertificateRow;
@@ -19,6 +20,7 @@ pub use tasks::{
     LeasedTask, NewTask, ObjectReport, Task, TaskCompletion, TaskEvent, TaskFilter, TaskInsert,
     TaskState,
 };
+pub use templates::TemplateRow;
 pub use tokens::{ApiPrincipal, BootstrapRedemption};
 
 use sqlx::PgPool;

@@ -32,6 +32,8 @@ pub struct StackOptions {
     pub api_port: Option<u16>,
     /// Extra environment for every `node-agent` the stack starts (e.g. `EDGEFLEET_RENEW_CHECK_INTERVAL`).
     pub agent_env: Vec<(String, String)>,
+    /// Image templates folder for the control plane to load at start.
+    pub templates_dir: Option<PathBuf>,
     /// Enable Terraform provisioning: state in the harness's S3 server, the repository's stacks and modules,
     /// and `local` clusters that run agent pods as processes (the emulator's `--run-image`).
     pub provisioning: bool,
@@ -51,6 +53,7 @@ impl Default for StackOptions {
             api_port: None,
             agent_env: Vec::new(),
             provisioning: false,
+            templates_dir: None,
         }
     }
 }
@@ -157,6 +160,9 @@ impl Stack {
                        "certificate_ttl_seconds": options.certificate_ttl_seconds},
         });
         let mut config = config;
+        if let Some(templates) = &options.templates_dir {
+            config["templates_dir"] = json!(templates);
+        }
         if options.provisioning {
             config["provisioning"] = provisioning_config(&dir)?;
         }

@@ -890,9 +890,9 @@ impl Controllers {
             .and_then(|i| i.parse().ok())
             .unwrap_or(1);
         let host_ip = format!("10.0.0.{}", node_index + 1);
-        let kubelet = self.kubelet.as_ref();
+        let runner = self.kubelet.as_ref();
         let runs = |c: &Value| {
-            kubelet.is_some_and(|k| {
+            runner.is_some_and(|k| {
                 k.binary_for(c["image"].as_str().unwrap_or_default())
                     .is_some()
             })
@@ -930,8 +930,8 @@ impl Controllers {
                     kubelet::refresh_pod_status(status);
                     Ok(p)
                 });
-        match (result, kubelet) {
-            (Ok(pod), Some(kubelet)) if any_runs => kubelet.launch(&pod, never_ready),
+        match (result, runner) {
+            (Ok(pod), Some(runner)) if any_runs => runner.launch(&pod, never_ready),
             (result, _) => log_failure("pod status", result),
         }
     }

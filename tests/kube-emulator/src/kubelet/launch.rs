@@ -83,9 +83,10 @@ pub fn prepare(
             .map(|(key, value)| (key, translate.apply(&value))),
     );
 
-    let cwd = match container["workingDir"].as_str().filter(|d| !d.is_empty()) {
-        Some(dir) => root.join(volumes::relative(dir.trim_start_matches('/'))?),
-        None => root,
+    let working_dir = container["workingDir"].as_str().unwrap_or_default();
+    let cwd = match working_dir.trim_start_matches('/') {
+        "" => root,
+        inside => root.join(volumes::relative(inside)?),
     };
     fs::create_dir_all(&cwd).map_err(|source| ConfigError::Io {
         path: cwd.clone(),
