@@ -89,13 +89,16 @@ impl Store {
                 (id, revision)
             }
         };
-        sqlx::query(
-            "UPDATE image_templates SET latest = (id = $2) WHERE name = $1 AND latest <> (id = $2)",
-        )
-        .bind(&spec.name)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        // Two statements: the unique index on the latest revision is checked row by row.
+        sqlx::query("UPDATE image_templates SET latest = false WHERE name = $1 AND latest AND id <> $2")
+            .bind(&spec.name)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE image_templates SET latest = true WHERE id = $1 AND NOT latest")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(revision)
     }
