@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import glob
 import json
-import os
 import re
 import shlex
 import shutil

@@ -7,7 +7,6 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cargo build --workspace --bins --locked
 cargo test --workspace --locked --no-fail-fast
-if [[ -x scripts/check-terraform.sh ]]; then
-    bash scripts/check-terraform.sh
-fi
+bash scripts/check-terraform.sh
+bash scripts/check-images.sh
 echo "test.sh: all tests passed"

@@ -246,14 +246,51 @@ pub fn read_template(dir: &Path) -> Result<LoadedTemplate, TemplateError> {
                 .into(),
         });
     }
-    let mut hasher = Sha256::new();
-    hasher.update(&text);
-    hasher.update(dockerfile.as_deref().unwrap_or_default().as_bytes());
     Ok(LoadedTemplate {
         spec,
         dockerfile,
-        content_sha256: hex::encode(hasher.finalize()),
+        content_sha256: folder_digest(dir)?,
     })
+}
+
+/// SHA-256 over every file of the folder (relative path and bytes, in path order), so a change to the app or
+/// its requirements makes a new revision just like a change to the metadata.
+fn folder_digest(dir: &Path) -> Result<String, TemplateError> {
+    fn collect(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), TemplateError> {
+        let entries = std::fs::read_dir(dir).map_err(|source| TemplateError::Read {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                collect(&path, files)?;
+            } else {
+                files.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    collect(dir, &mut files)?;
+    files.sort();
+    let mut hasher = Sha256::new();
+    for file in files {
+        let bytes = std::fs::read(&file).map_err(|source| TemplateError::Read {
+            path: file.clone(),
+            source,
+        })?;
+        hasher.update(
+            file.strip_prefix(dir)
+                .unwrap_or(&file)
+                .to_string_lossy()
+                .as_bytes(),
+        );
+        hasher.update([0]);
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(&bytes);
+    }
+    Ok(hex::encode(hasher.finalize()))
 }
 
 /// Loads every template folder under `dir` into the store. Invalid templates are rejected one by one (each

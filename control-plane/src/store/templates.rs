@@ -90,11 +90,13 @@ impl Store {
             }
         };
         // Two statements: the unique index on the latest revision is checked row by row.
-        sqlx::query("UPDATE image_templates SET latest = false WHERE name = $1 AND latest AND id <> $2")
-            .bind(&spec.name)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE image_templates SET latest = false WHERE name = $1 AND latest AND id <> $2",
+        )
+        .bind(&spec.name)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("UPDATE image_templates SET latest = true WHERE id = $1 AND NOT latest")
             .bind(id)
             .execute(&mut *tx)

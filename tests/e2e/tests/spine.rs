@@ -67,12 +67,14 @@ async fn apply_task_reaches_the_cluster_and_its_logs_reach_clickhouse() {
             .as_str()
             .is_some_and(|v| !v.is_empty())
     );
-    let expires: chrono_free::Timestamp = connected["agent"]["certificate_expires_at"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let hours_left = expires.hours_from_now();
+    let expires = chrono::DateTime::parse_from_rfc3339(
+        connected["agent"]["certificate_expires_at"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let hours_left =
+        (expires.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds() as f64 / 3600.0;
     assert!(
         (23.0..=24.2).contains(&hours_left),
         "certificate should live ~24 h, has {hours_left} h"
@@ -715,36 +717,6 @@ fn forged_identity(cluster_id: &str) -> (String, String) {
         .push(DnType::OrganizationName, "edgefleet-agent");
     let cert = params.signed_by(&key, &issuer).unwrap();
     (cert.pem(), key.serialize_pem())
-}
-
-/// Parses the RFC 3339 timestamps the API returns, without a date library.
-mod chrono_free {
-    pub struct Timestamp(f64);
-
-    impl std::str::FromStr for Timestamp {
-        type Err = String;
-        fn from_str(s: &str) -> Result<Self, String> {
-            let output = std::process::Command::new("date")
-                .args(["-d", s, "+%s"])
-                .output()
-                .map_err(|e| e.to_string())?;
-            let secs: f64 = String::from_utf8_lossy(&output.stdout)
-                .trim()
-                .parse()
-                .map_err(|e| format!("{e}"))?;
-            Ok(Self(secs))
-        }
-    }
-
-    impl Timestamp {
-        pub fn hours_from_now(&self) -> f64 {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs_f64();
-            (self.0 - now) / 3600.0
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -33,10 +33,17 @@ struct Args {
     submit_concurrency: usize,
 }
 
+/// When a task was created, received by its agent, and its result acknowledged by the control plane.
+#[derive(Default)]
+struct TaskTimes {
+    created: Option<SystemTime>,
+    received: Option<SystemTime>,
+    recorded: Option<SystemTime>,
+}
+
 #[derive(Default)]
 struct Timings {
-    /// task id -> (created, received by the agent, result acknowledged by the control plane)
-    tasks: HashMap<String, (Option<SystemTime>, Option<SystemTime>, Option<SystemTime>)>,
+    tasks: HashMap<String, TaskTimes>,
 }
 
 type Shared = Arc<Mutex<Timings>>;
@@ -158,7 +165,7 @@ async fn main() -> anyhow::Result<()> {
                     .tasks
                     .entry(field(&task, "id")?)
                     .or_default()
-                    .0 = Some(created);
+                    .created = Some(created);
                 Ok(())
             }
         })
@@ -175,7 +182,7 @@ async fn main() -> anyhow::Result<()> {
             .unwrap()
             .tasks
             .values()
-            .filter(|t| t.0.is_some() && t.2.is_some())
+            .filter(|t| t.created.is_some() && t.recorded.is_some())
             .count();
         if done >= args.tasks {
             break;
@@ -191,19 +198,21 @@ async fn main() -> anyhow::Result<()> {
     let rss_peak = rss_kib(cp_pid, "VmHWM:");
 
     let (mut received, mut recorded) = (Vec::new(), Vec::new());
-    for (created, got, acked) in timings.lock().unwrap().tasks.values() {
-        let (Some(created), Some(got), Some(acked)) = (created, got, acked) else {
+    for times in timings.lock().unwrap().tasks.values() {
+        let (Some(created), Some(got), Some(acked)) =
+            (times.created, times.received, times.recorded)
+        else {
             continue;
         };
         received.push(
-            got.duration_since(*created)
+            got.duration_since(created)
                 .unwrap_or_default()
                 .as_secs_f64()
                 * 1000.0,
         );
         recorded.push(
             acked
-                .duration_since(*created)
+                .duration_since(created)
                 .unwrap_or_default()
                 .as_secs_f64()
                 * 1000.0,
@@ -250,7 +259,7 @@ async fn simulate_agent(mut session: raw_agent::RawSession, timings: Shared) -> 
                     .tasks
                     .entry(task.task_id.clone())
                     .or_default()
-                    .1 = Some(SystemTime::now());
+                    .received = Some(SystemTime::now());
                 session
                     .send(Up::Accepted(TaskAccepted {
                         task_id: task.task_id.clone(),
@@ -273,7 +282,7 @@ async fn simulate_agent(mut session: raw_agent::RawSession, timings: Shared) -> 
                     .tasks
                     .entry(ack.task_id)
                     .or_default()
-                    .2 = Some(SystemTime::now());
+                    .recorded = Some(SystemTime::now());
             }
             _ => {}
         }
