@@ -32,6 +32,14 @@ pub const PLAN: &str = "terraform_plan";
 pub const APPLY: &str = "terraform_apply";
 pub const DESTROY: &str = "terraform_destroy";
 pub const DRIFT: &str = "terraform_drift";
+/// `terraform init` against the rendered `backend.hcl` (re-run every time: the backend settings may change).
+const INIT: &[&str] = &[
+    "init",
+    "-input=false",
+    "-no-color",
+    "-reconfigure",
+    "-backend-config=backend.hcl",
+];
 /// Task kinds the provisioner runs (agents never lease these).
 pub const KINDS: &[&str] = &[PLAN, APPLY, DESTROY, DRIFT];
 
@@ -326,20 +334,9 @@ impl Provisioner {
         destroy: bool,
     ) -> Result<Value, RunFailure> {
         let lines = log.terraform_lines();
-        tf.run_ok(
-            &[
-                "init",
-                "-input=false",
-                "-no-color",
-                "-reconfigure",
-                "-backend-config=backend.hcl",
-            ],
-            Stdout::Log,
-            &lines,
-            cancel,
-        )
-        .await
-        .map_err(terraform_failure)?;
+        tf.run_ok(INIT, Stdout::Log, &lines, cancel)
+            .await
+            .map_err(terraform_failure)?;
         let mut plan_args = vec!["plan", "-input=false", "-no-color", "-out=plan.tfplan"];
         if destroy {
             plan_args.push("-destroy");
@@ -592,20 +589,9 @@ impl Provisioner {
         let target = self.store.provisioning_target(task.cluster_id).await?;
         let (tf, _) = self.terraform(&target).await?;
         let lines = log.terraform_lines();
-        tf.run_ok(
-            &[
-                "init",
-                "-input=false",
-                "-no-color",
-                "-reconfigure",
-                "-backend-config=backend.hcl",
-            ],
-            Stdout::Log,
-            &lines,
-            cancel,
-        )
-        .await
-        .map_err(terraform_failure)?;
+        tf.run_ok(INIT, Stdout::Log, &lines, cancel)
+            .await
+            .map_err(terraform_failure)?;
         let finished = tf
             .run(
                 &[

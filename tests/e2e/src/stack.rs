@@ -252,6 +252,32 @@ impl Stack {
         })
     }
 
+    /// Registers a cluster, starts its agent (state in the stack's directory) and waits until it is connected.
+    pub async fn connected_cluster(&self, name: &str) -> anyhow::Result<(ClusterHandle, Process)> {
+        let cluster = self.register_cluster(name).await?;
+        let state = self.dir.join(format!("agent-{name}"));
+        let agent = self
+            .start_agent(
+                &format!("agent-{name}"),
+                &cluster.cluster_id,
+                AgentState::Dir(&state),
+            )
+            .await?;
+        self.wait_agent_connected(&cluster.cluster_id, Duration::from_secs(60))
+            .await?;
+        Ok((cluster, agent))
+    }
+
+    /// Submits a task to the cluster and waits for its final state.
+    pub async fn run_task(&self, cluster_id: &str, body: &Value) -> anyhow::Result<Value> {
+        let task = self
+            .api
+            .post(&format!("/clusters/{cluster_id}/tasks"), body)
+            .await?;
+        self.wait_task(&field(&task, "id")?, Duration::from_secs(60))
+            .await
+    }
+
     /// Mints a bootstrap token; the response holds `token` and `install.{manifest,command,ca_pem}`.
     pub async fn bootstrap_token(&self, cluster_id: &str) -> anyhow::Result<Value> {
         self.api

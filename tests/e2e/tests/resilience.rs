@@ -149,19 +149,7 @@ async fn two_control_planes_share_one_queue_without_double_delivery() {
 #[tokio::test(flavor = "multi_thread")]
 async fn agent_reconnects_after_a_control_plane_restart() {
     let mut stack = Stack::start(StackOptions::default()).await.unwrap();
-    let cluster = stack.register_cluster("steady").await.unwrap();
-    let _agent = stack
-        .start_agent(
-            "agent-steady",
-            &cluster.cluster_id,
-            AgentState::Dir(&stack.dir.join("agent-steady")),
-        )
-        .await
-        .unwrap();
-    stack
-        .wait_agent_connected(&cluster.cluster_id, WAIT)
-        .await
-        .unwrap();
+    let (cluster, _agent) = stack.connected_cluster("steady").await.unwrap();
     stack.restart_control_plane().await.unwrap();
     let task = stack
         .api

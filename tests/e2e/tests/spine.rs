@@ -433,19 +433,7 @@ async fn agents_are_refused_without_a_valid_identity() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_manifests_fail_clearly_and_the_agent_keeps_working() {
     let stack = Stack::start(StackOptions::default()).await.unwrap();
-    let cluster = stack.register_cluster("strict").await.unwrap();
-    let _agent = stack
-        .start_agent(
-            "agent-strict",
-            &cluster.cluster_id,
-            AgentState::Dir(&stack.dir.join("agent-strict")),
-        )
-        .await
-        .unwrap();
-    stack
-        .wait_agent_connected(&cluster.cluster_id, WAIT)
-        .await
-        .unwrap();
+    let (cluster, _agent) = stack.connected_cluster("strict").await.unwrap();
     let path = format!("/clusters/{}/tasks", cluster.cluster_id);
 
     // Rejected by the API, with the document and field named.
@@ -517,19 +505,7 @@ async fn bad_manifests_fail_clearly_and_the_agent_keeps_working() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cancelling_a_running_task_stops_it() {
     let stack = Stack::start(StackOptions::default()).await.unwrap();
-    let cluster = stack.register_cluster("cancel").await.unwrap();
-    let _agent = stack
-        .start_agent(
-            "agent-cancel",
-            &cluster.cluster_id,
-            AgentState::Dir(&stack.dir.join("agent-cancel")),
-        )
-        .await
-        .unwrap();
-    stack
-        .wait_agent_connected(&cluster.cluster_id, WAIT)
-        .await
-        .unwrap();
+    let (cluster, _agent) = stack.connected_cluster("cancel").await.unwrap();
     let path = format!("/clusters/{}/tasks", cluster.cluster_id);
     let stuck = DEMO.replace(
         "ghcr.io/edgefleet/demo-gradio:0.1.0",
