@@ -100,6 +100,7 @@ pub async fn start(
             },
             lease: config.lease_duration(),
             poll_interval: Duration::from_millis(config.tasks.poll_interval_ms),
+            metrics: metrics.clone(),
         };
         tokio::spawn(Arc::new(provisioner).run());
     }

@@ -15,6 +15,12 @@ pub struct StateLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RunLabel {
+    pub kind: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RejectionLabel {
     pub reason: String,
 }
@@ -32,6 +38,9 @@ pub struct Metrics {
     pub log_insert_failures: Counter,
     pub agent_rejections: Family<RejectionLabel, Counter>,
     pub certificates_issued: Counter,
+    /// Terraform tasks finished by this process, by kind and outcome (succeeded, failed, retrying, cancelled).
+    pub terraform_runs: Family<RunLabel, Counter>,
+    pub terraform_runs_active: Gauge,
 }
 
 impl Metrics {
@@ -45,6 +54,8 @@ impl Metrics {
         let log_insert_failures = Counter::default();
         let agent_rejections = Family::<RejectionLabel, Counter>::default();
         let certificates_issued = Counter::default();
+        let terraform_runs = Family::<RunLabel, Counter>::default();
+        let terraform_runs_active = Gauge::default();
         registry.register(
             "agent_streams",
             "Open agent streams on this process",
@@ -85,6 +96,16 @@ impl Metrics {
             "Agent client certificates issued",
             certificates_issued.clone(),
         );
+        registry.register(
+            "terraform_runs",
+            "Terraform tasks finished, by kind and outcome",
+            terraform_runs.clone(),
+        );
+        registry.register(
+            "terraform_runs_active",
+            "Terraform tasks running in this process",
+            terraform_runs_active.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             agent_streams,
@@ -95,6 +116,8 @@ impl Metrics {
             log_insert_failures,
             agent_rejections,
             certificates_issued,
+            terraform_runs,
+            terraform_runs_active,
         }
     }
 

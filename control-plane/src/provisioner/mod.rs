@@ -24,6 +24,7 @@ use crate::agents::install::{self, InstallInputs};
 use crate::config::ProvisioningConfig;
 use crate::crypto::{BOOTSTRAP_TOKEN_PREFIX, OneTimeSecret, SecretBox};
 use crate::logs::{LogSink, TaskLogLine};
+use crate::metrics::{Metrics, RunLabel};
 use crate::pki::AgentCa;
 use crate::store::{LeasedTask, ProvisioningTarget, Store, TaskCompletion, channels};
 use terraform::{OutputLine, Stdout, Terraform, TerraformError};
@@ -61,6 +62,7 @@ pub struct Provisioner {
     pub agent: AgentInstall,
     pub lease: Duration,
     pub poll_interval: Duration,
+    pub metrics: Metrics,
 }
 
 /// Why a run failed, and whether running it again may help.
@@ -141,6 +143,7 @@ impl Provisioner {
 
     async fn execute(&self, task: LeasedTask) {
         tracing::info!(attempt = task.attempts, reason = %task.reason, "Terraform task started");
+        self.metrics.terraform_runs_active.inc();
         let log = TaskLog::new(self.logs.clone(), task.cluster_id, task.id);
         log.line(
             "info",
@@ -192,11 +195,25 @@ impl Provisioner {
             }
         };
         log.flush().await;
-        match self
+        self.metrics.terraform_runs_active.dec();
+        let recorded = self
             .store
             .complete_task(task.cluster_id, task.id, task.lease_id, &completion)
-            .await
-        {
+            .await;
+        let outcome = match &recorded {
+            Ok(Some(state)) if state.is_final() => state.as_str(),
+            Ok(Some(_)) => "retrying",
+            Ok(None) => "cancelled",
+            Err(_) => "unrecorded",
+        };
+        self.metrics
+            .terraform_runs
+            .get_or_create(&RunLabel {
+                kind: task.kind.clone(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+        match recorded {
             Ok(Some(state)) => {
                 tracing::info!(state = state.as_str(), "Terraform task finished");
                 if let Err(failure) = &result
@@ -628,10 +645,34 @@ impl Provisioner {
 }
 
 fn terraform_failure(error: TerraformError) -> RunFailure {
+    let retryable = match &error {
+        TerraformError::Io { .. } => true,
+        TerraformError::Failed { summary, .. } => is_transient(summary),
+        _ => false,
+    };
     RunFailure {
-        retryable: matches!(error, TerraformError::Io { .. }),
+        retryable,
         message: error.to_string(),
     }
+}
+
+/// Terraform errors that a later attempt may not hit: a held state lock, network trouble, cloud API rate
+/// limits and throttling. Everything else (invalid input, quota, permissions) fails for good.
+fn is_transient(summary: &str) -> bool {
+    const TRANSIENT: &[&str] = &[
+        "Error acquiring the state lock",
+        "connection reset",
+        "connection refused",
+        "i/o timeout",
+        "TLS handshake timeout",
+        "timeout while waiting",
+        "RequestLimitExceeded",
+        "Throttling",
+        "TooManyRequests",
+        "429 Too Many Requests",
+        "503 Service Unavailable",
+    ];
+    TRANSIENT.iter().any(|marker| summary.contains(marker))
 }
 
 /// Renews the task's lease while it runs and flips `cancel` when someone cancels the task.
@@ -774,5 +815,37 @@ impl TaskLog {
         for done in pending {
             let _ = done.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_and_network_errors_are_retryable_input_errors_are_not() {
+        let failure = |summary: &str| {
+            terraform_failure(TerraformError::Failed {
+                command: "apply".into(),
+                code: 1,
+                summary: summary.into(),
+            })
+        };
+        assert!(
+            failure("Error: Error acquiring the state lock ... 412 PreconditionFailed").retryable
+        );
+        assert!(failure("Error: dial tcp 10.0.0.1:443: i/o timeout").retryable);
+        assert!(!failure("Error: Invalid value for variable: Invalid cluster name").retryable);
+    }
+
+    #[test]
+    fn plan_summary_counts_actions_and_skips_no_ops() {
+        let show = r#"{"resource_changes": [
+            {"address": "a.x", "change": {"actions": ["create"]}},
+            {"address": "a.y", "change": {"actions": ["delete", "create"]}},
+            {"address": "a.z", "change": {"actions": ["no-op"]}}]}"#;
+        let summary = plan_summary(show).map_err(|f| f.message).unwrap();
+        assert_eq!(summary["text"], "2 to add, 0 to change, 1 to destroy");
+        assert_eq!(summary["resource_changes"].as_array().unwrap().len(), 2);
     }
 }

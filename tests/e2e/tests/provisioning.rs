@@ -266,6 +266,23 @@ async fn provisioned_cluster_gets_its_agent_by_itself_and_is_destroyed_cleanly()
         .await
         .expect("state object in S3");
     assert_eq!(resource_count(&state), 0, "{state}");
+
+    let metrics = reqwest::get(stack.api.base().replace("/api/v1", "/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for kind in [
+        "terraform_plan",
+        "terraform_apply",
+        "terraform_drift",
+        "terraform_destroy",
+    ] {
+        let line =
+            format!("edgefleet_terraform_runs_total{{kind=\"{kind}\",outcome=\"succeeded\"}} 1");
+        assert!(metrics.contains(&line), "missing {line} in {metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
