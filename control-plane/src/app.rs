@@ -85,6 +85,12 @@ pub async fn start(
         Duration::from_millis(config.tasks.poll_interval_ms),
     ));
     let sink = LogSink::start(logs.clone(), SinkSettings::default(), metrics.clone());
+    let planner = crate::planner::Planner {
+        store: store.clone(),
+        config: config.clone(),
+        poll_interval: Duration::from_millis(config.tasks.poll_interval_ms.min(1000)),
+    };
+    tokio::spawn(Arc::new(planner).run());
     if let Some(provisioning) = &config.provisioning {
         let provisioner = Provisioner {
             store: store.clone(),

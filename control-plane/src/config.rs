@@ -67,6 +67,9 @@ pub struct Config {
     pub tasks: TaskConfig,
     #[serde(default)]
     pub agents: AgentConfig,
+    /// Demos are published at `http://<demo>.<cluster>.<demos_domain>/` (the Ingress host).
+    #[serde(default = "defaults::demos_domain")]
+    pub demos_domain: String,
     /// Folder of image templates (`<name>/template.yaml` + Dockerfile) loaded into PostgreSQL at start.
     #[serde(default)]
     pub templates_dir: Option<PathBuf>,
@@ -199,6 +202,9 @@ mod defaults {
     }
     pub fn agent_connect_timeout_seconds() -> u64 {
         300
+    }
+    pub fn demos_domain() -> String {
+        "demos.localhost".into()
     }
     pub fn s3_region() -> String {
         "us-east-1".into()

@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod logs;
 pub mod metrics;
 pub mod pki;
+pub mod planner;
 pub mod provisioner;
 pub mod store;
 pub mod taskspec;

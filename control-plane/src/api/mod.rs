@@ -3,6 +3,7 @@
 mod auth;
 mod clouds;
 mod clusters;
+mod demos;
 mod error;
 mod json;
 mod regions;
@@ -73,6 +74,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/clusters/{id}/drift-check"),
     ("post", "/api/v1/clusters/{id}/bootstrap-tokens"),
     ("post", "/api/v1/clusters/{id}/tasks"),
+    ("get", "/api/v1/demos"),
+    ("post", "/api/v1/demos"),
+    ("get", "/api/v1/demos/{id}"),
     ("get", "/api/v1/templates"),
     ("get", "/api/v1/templates/{name}"),
     ("get", "/api/v1/tasks"),
@@ -100,6 +104,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/clusters/{id}/plan", post(clusters::plan))
         .route("/clusters/{id}/drift-check", post(clusters::drift_check))
         .route("/clusters/{id}/tasks", post(tasks::create))
+        .route("/demos", get(demos::list).post(demos::create))
+        .route("/demos/{id}", get(demos::get))
         .route("/templates", get(templates::list))
         .route("/templates/{name}", get(templates::revisions))
         .route("/tasks", get(tasks::list))

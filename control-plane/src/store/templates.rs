@@ -117,6 +117,14 @@ impl Store {
         )
     }
 
+    pub async fn template_by_id(&self, id: Uuid) -> Result<TemplateRow, StoreError> {
+        sqlx::query_as::<_, TemplateRow>(sqlx::AssertSqlSafe(format!("{SELECT} WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| StoreError::not_found("image template", id))
+    }
+
     /// Every revision of one template, newest first.
     pub async fn template_revisions(&self, name: &str) -> Result<Vec<TemplateRow>, StoreError> {
         let rows = sqlx::query_as::<_, TemplateRow>(sqlx::AssertSqlSafe(format!(

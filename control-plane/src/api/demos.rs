@@ -1,0 +1,205 @@
+//! `/api/v1/demos`: one-click deploys of a template + image to a region (or `auto`), with their steps.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::ApiState;
+use super::auth::{Principal, Role};
+use super::error::{ApiError, Problems};
+use super::json::JsonBody;
+use crate::store::{Demo, DemoInsert, DemoStep, NewDemo};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDemo {
+    pub name: String,
+    pub template: String,
+    /// A template version; the latest revision when absent.
+    pub template_version: Option<String>,
+    /// Image reference; the template's default image when absent (required for bring-your-own-image).
+    pub image: Option<String>,
+    /// A region id, or `auto`.
+    pub region: String,
+    #[serde(default)]
+    pub env: serde_json::Map<String, serde_json::Value>,
+    #[serde(default = "one")]
+    pub replicas: i32,
+    pub idempotency_key: Option<String>,
+}
+
+fn one() -> i32 {
+    1
+}
+
+#[derive(Serialize)]
+pub struct DemoDetail {
+    #[serde(flatten)]
+    pub demo: Demo,
+    /// The steps of the current deploy, in order.
+    pub steps: Vec<DemoStep>,
+}
+
+/// `registry/path[:tag][@sha256:digest]` with the lowercase repository Docker requires.
+fn valid_image_reference(image: &str) -> bool {
+    let (name, digest) = match image.split_once('@') {
+        Some((name, digest)) => (name, Some(digest)),
+        None => (image, None),
+    };
+    if digest.is_some_and(|d| !d.starts_with("sha256:") || d.len() != 71) {
+        return false;
+    }
+    let (repository, tag) = match name.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, Some(tag)),
+        _ => (name, None),
+    };
+    let tag_ok = tag.is_none_or(|t| {
+        !t.is_empty()
+            && t.len() <= 128
+            && t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    });
+    let repository_ok = !repository.is_empty()
+        && repository.split('/').all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-:".contains(c))
+        });
+    tag_ok && repository_ok
+}
+
+pub async fn create(
+    State(state): State<ApiState>,
+    principal: Principal,
+    JsonBody(body): JsonBody<CreateDemo>,
+) -> Result<(StatusCode, Json<DemoDetail>), ApiError> {
+    principal.require(Role::Operator, "deploy demos")?;
+    let mut problems = Problems::default();
+    problems.check_name("name", &body.name);
+    if body.name.len() > 40 {
+        problems.add(
+            "name",
+            "must be at most 40 characters (it names the demo's namespace and host)",
+        );
+    }
+    if !(0..=20).contains(&body.replicas) {
+        problems.add("replicas", "must be between 0 and 20");
+    }
+    let template = match state.store.template_revisions(&body.template).await {
+        Ok(revisions) => {
+            let chosen = match &body.template_version {
+                Some(version) => revisions.into_iter().find(|t| &t.version == version),
+                None => revisions.into_iter().find(|t| t.latest),
+            };
+            if chosen.is_none() {
+                problems.add("template_version", "no such version of the template");
+            }
+            chosen
+        }
+        Err(_) => {
+            problems.add(
+                "template",
+                format!("no image template named {:?}", body.template),
+            );
+            None
+        }
+    };
+    let image = body
+        .image
+        .clone()
+        .or_else(|| template.as_ref().and_then(|t| t.default_image.clone()));
+    match &image {
+        None if template.is_some() => {
+            problems.add("image", "this template needs an image reference")
+        }
+        Some(image) if !valid_image_reference(image) => problems.add(
+            "image",
+            "is not a valid image reference (e.g. registry.example.com/team/model:1.2)",
+        ),
+        _ => {}
+    }
+    if body.region != "auto" {
+        match Uuid::parse_str(&body.region) {
+            Ok(id) if state.store.region(id).await.is_ok() => {}
+            _ => problems.add("region", "must be `auto` or the id of a region"),
+        }
+    }
+    for key in body.env.keys() {
+        let valid = key
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+            && key
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        if !valid {
+            problems.add(format!("env.{key}"), "names must match [A-Z_][A-Z0-9_]*");
+        }
+    }
+    if body.env.values().any(|v| !v.is_string()) {
+        problems.add("env", "values must be strings");
+    }
+    problems.into_result()?;
+    let template = template.expect("validated above");
+    let inserted = state
+        .store
+        .insert_demo(NewDemo {
+            name: body.name,
+            owner: principal.label(),
+            template_id: template.id,
+            image: image.expect("validated above"),
+            requested_region: body.region,
+            config: serde_json::json!({"env": body.env, "replicas": body.replicas}),
+            idempotency_key: body.idempotency_key,
+        })
+        .await?;
+    let (status, demo) = match inserted {
+        DemoInsert::Created(demo) => {
+            tracing::info!(demo_id = %demo.id, name = %demo.name, by = %principal.label(), "demo deploy requested");
+            (StatusCode::ACCEPTED, demo)
+        }
+        DemoInsert::Existing(demo) => (StatusCode::OK, demo),
+    };
+    let steps = state.store.demo_steps(demo.id, demo.version).await?;
+    Ok((status, Json(DemoDetail { demo, steps })))
+}
+
+pub async fn list(
+    State(state): State<ApiState>,
+    _: Principal,
+) -> Result<Json<Vec<Demo>>, ApiError> {
+    Ok(Json(state.store.demos().await?))
+}
+
+pub async fn get(
+    State(state): State<ApiState>,
+    _: Principal,
+    Path(id): Path<Uuid>,
+) -> Result<Json<DemoDetail>, ApiError> {
+    let demo = state.store.demo(id).await?;
+    let steps = state.store.demo_steps(demo.id, demo.version).await?;
+    Ok(Json(DemoDetail { demo, steps }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_image_reference;
+
+    #[test]
+    fn image_references() {
+        for ok in [
+            "nginx",
+            "ghcr.io/edgefleet/templates/gradio-demo:1.0.0",
+            "localhost:5000/a/b:v1",
+            "a/b@sha256:0123456789012345678901234567890123456789012345678901234567890123",
+        ] {
+            assert!(valid_image_reference(ok), "{ok}");
+        }
+        for bad in ["", "Upper/Case:1", "a b:1", "repo:", "repo:bad tag", "a//b"] {
+            assert!(!valid_image_reference(bad), "{bad}");
+        }
+    }
+}

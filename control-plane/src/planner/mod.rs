@@ -1,0 +1,367 @@
+//! Turns a demo deploy into its steps and drives them: ensure the region has a ready cluster (provisioning one
+//! through the provisioner when it has none) -> ensure its agent is connected -> render the objects from the
+//! template -> apply them through the agent -> wait until ready -> publish the URL. Each step's state is
+//! stored, a failed step stops the rest and says why.
+
+pub mod render;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::store::{Demo, DemoStep, NewCluster, NewTask, Store, StoreError, TaskInsert};
+use crate::taskspec::ApplyPayload;
+
+/// What one look at a step found.
+enum Step {
+    Done(String),
+    Waiting(String),
+    Failed(String),
+}
+
+pub struct Planner {
+    pub store: Store,
+    pub config: Arc<Config>,
+    pub poll_interval: Duration,
+}
+
+impl Planner {
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            loop {
+                match self.store.claim_demo(Duration::from_secs(30)).await {
+                    Ok(Some(demo)) => {
+                        if let Err(error) = self.advance(&demo).await {
+                            tracing::warn!(demo_id = %demo.id, %error, "planner step failed to run; will retry");
+                        }
+                        let _ = self.store.release_demo(demo.id).await;
+                    }
+                    Ok(None) => break,
+                    Err(error) => {
+                        tracing::warn!(%error, "planner cannot claim demos");
+                        break;
+                    }
+                }
+            }
+            tokio::time::sleep(self.poll_interval).await;
+        }
+    }
+
+    /// Runs steps in order until one has to wait or fails.
+    async fn advance(&self, claimed: &Demo) -> Result<(), StoreError> {
+        loop {
+            let demo = self.store.demo(claimed.id).await?;
+            let steps = self.store.demo_steps(demo.id, demo.version).await?;
+            let Some(step) = steps.iter().find(|s| s.state != "succeeded").cloned() else {
+                return Ok(());
+            };
+            let outcome = match step.name.as_str() {
+                "ensure_cluster" => self.ensure_cluster(&demo).await?,
+                "ensure_agent" => self.ensure_agent(&demo).await?,
+                "render" => self.render(&demo).await?,
+                "apply" => self.apply(&demo, &step).await?,
+                "wait_ready" => self.wait_ready(&demo, &steps).await?,
+                "publish_url" => self.publish(&demo).await?,
+                other => Step::Failed(format!("unknown step {other}")),
+            };
+            let (state, message) = match outcome {
+                Step::Done(message) => ("succeeded", message),
+                Step::Waiting(message) => ("running", message),
+                Step::Failed(message) => ("failed", message),
+            };
+            tracing::info!(demo_id = %demo.id, step = %step.name, state, %message, "demo step");
+            self.store
+                .set_step(&demo, step.position, state, &message, None)
+                .await?;
+            if state != "succeeded" {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn ensure_cluster(&self, demo: &Demo) -> Result<Step, StoreError> {
+        if let Some(cluster_id) = demo.cluster_id {
+            let cluster = self.store.cluster(cluster_id).await?;
+            return Ok(match cluster.status.as_str() {
+                "ready" if cluster.agent.connected => {
+                    Step::Done(format!("cluster {} is ready", cluster.name))
+                }
+                "failed" | "deleted" => Step::Failed(format!(
+                    "cluster {} is {}: {}",
+                    cluster.name,
+                    cluster.status,
+                    cluster.status_message.unwrap_or_default()
+                )),
+                status => Step::Waiting(format!("waiting for cluster {} ({status})", cluster.name)),
+            });
+        }
+        if demo.requested_region == "auto" {
+            return self.place_automatically(demo).await;
+        }
+        let Ok(region_id) = Uuid::parse_str(&demo.requested_region) else {
+            return Ok(Step::Failed(format!(
+                "{:?} is not a region id",
+                demo.requested_region
+            )));
+        };
+        let region = self.store.region(region_id).await?;
+        if !region.enabled {
+            return Ok(Step::Failed(format!("region {} is disabled", region.code)));
+        }
+        if let Some(cluster) = self.store.ready_cluster_in_region(region_id).await? {
+            let reason = format!(
+                "requested region {}; cluster {} is ready",
+                region.code, cluster.name
+            );
+            self.store
+                .place_demo(demo.id, region_id, Some(cluster.id), &reason)
+                .await?;
+            return Ok(Step::Done(reason));
+        }
+        if let Some(existing) = self
+            .store
+            .clusters()
+            .await?
+            .into_iter()
+            .find(|c| c.region_id == region_id)
+        {
+            let reason = format!(
+                "requested region {}; waiting for its cluster {}",
+                region.code, existing.name
+            );
+            self.store
+                .place_demo(demo.id, region_id, Some(existing.id), &reason)
+                .await?;
+            return Ok(Step::Waiting(reason));
+        }
+        if self.config.provisioning.is_none() || region.provider == "existing" {
+            return Ok(Step::Failed(format!(
+                "region {} has no cluster and the control plane cannot provision one there",
+                region.code
+            )));
+        }
+        let name = format!("{}-demos", region.code)
+            .chars()
+            .take(40)
+            .collect::<String>();
+        let cluster = self
+            .store
+            .insert_cluster(NewCluster {
+                region_id,
+                name: name.clone(),
+                role: "user".into(),
+                api_endpoint: None,
+                provision_spec: Some(json!({"stack": region.provider, "variables": {}})),
+            })
+            .await?;
+        self.store
+            .insert_task(NewTask {
+                cluster_id: cluster.id,
+                kind: crate::provisioner::APPLY.into(),
+                payload: json!({}),
+                reason: format!(
+                    "demo {} needs a cluster in region {}",
+                    demo.name, region.code
+                ),
+                idempotency_key: None,
+                parent_id: None,
+                created_by: format!("planner:demo:{}", demo.id),
+                max_attempts: self.config.tasks.default_max_attempts,
+            })
+            .await?;
+        let reason = format!(
+            "requested region {} had no cluster; provisioning {name}",
+            region.code
+        );
+        self.store
+            .place_demo(demo.id, region_id, Some(cluster.id), &reason)
+            .await?;
+        Ok(Step::Waiting(reason))
+    }
+
+    /// `auto`: the ready cluster (agent connected, API reachable) running the fewest demos, then the one heard
+    /// from most recently. The choice and its reason are recorded on the demo.
+    async fn place_automatically(&self, demo: &Demo) -> Result<Step, StoreError> {
+        let counts = self.store.demo_counts().await?;
+        let regions = self.store.regions().await?;
+        let mut candidates: Vec<_> = self
+            .store
+            .clusters()
+            .await?
+            .into_iter()
+            .filter(|c| {
+                c.status == "ready"
+                    && c.agent.connected
+                    && c.agent.kubernetes_reachable == Some(true)
+            })
+            .filter(|c| regions.iter().any(|r| r.id == c.region_id && r.enabled))
+            .map(|c| {
+                let load = counts
+                    .iter()
+                    .find(|(id, _)| *id == c.id)
+                    .map(|(_, n)| *n)
+                    .unwrap_or(0);
+                (load, std::cmp::Reverse(c.agent.last_heartbeat_at), c)
+            })
+            .collect();
+        candidates.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let Some((load, _, cluster)) = candidates.into_iter().next() else {
+            return Ok(Step::Failed(
+                "no enabled region has a ready cluster with a connected agent".into(),
+            ));
+        };
+        let reason = format!(
+            "auto: region {} (cluster {}) is ready with a connected agent and runs the fewest demos ({load})",
+            cluster.region_code, cluster.name
+        );
+        self.store
+            .place_demo(demo.id, cluster.region_id, Some(cluster.id), &reason)
+            .await?;
+        Ok(Step::Done(reason))
+    }
+
+    async fn ensure_agent(&self, demo: &Demo) -> Result<Step, StoreError> {
+        let Some(cluster_id) = demo.cluster_id else {
+            return Ok(Step::Failed("the demo has no cluster".into()));
+        };
+        let cluster = self.store.cluster(cluster_id).await?;
+        Ok(if cluster.agent.connected {
+            Step::Done(format!(
+                "agent {} connected",
+                cluster.agent.version.unwrap_or_default()
+            ))
+        } else {
+            Step::Waiting(format!("waiting for the agent of cluster {}", cluster.name))
+        })
+    }
+
+    async fn manifest(&self, demo: &Demo) -> Result<String, StoreError> {
+        let template = self.store.template_by_id(demo.template_id).await?;
+        let cluster = self
+            .store
+            .cluster(demo.cluster_id.unwrap_or_default())
+            .await?;
+        let config = &demo.config.0;
+        let env = config["env"].as_object().cloned().unwrap_or_default();
+        Ok(render::manifest(
+            &template,
+            &render::DemoSpec {
+                demo_id: &demo.id.to_string(),
+                name: &demo.name,
+                version: demo.version,
+                image: &demo.image,
+                replicas: config["replicas"].as_i64().unwrap_or(1) as i32,
+                env: &env,
+                host: &self.host(demo, &cluster.name),
+            },
+        ))
+    }
+
+    fn host(&self, demo: &Demo, cluster_name: &str) -> String {
+        format!(
+            "{}.{}.{}",
+            demo.name, cluster_name, self.config.demos_domain
+        )
+    }
+
+    async fn render(&self, demo: &Demo) -> Result<Step, StoreError> {
+        let manifest = self.manifest(demo).await?;
+        let objects =
+            manifest.matches("\nkind: ").count() + usize::from(manifest.starts_with("kind: "));
+        Ok(Step::Done(format!(
+            "{objects} objects rendered (Namespace, Deployment with probes on the template's port and health path, Service, Ingress, NetworkPolicy)"
+        )))
+    }
+
+    async fn apply(&self, demo: &Demo, step: &DemoStep) -> Result<Step, StoreError> {
+        let task_id = match step.task_id {
+            Some(task_id) => task_id,
+            None => {
+                let payload = ApplyPayload {
+                    manifest: self.manifest(demo).await?,
+                    wait_timeout_seconds: 300,
+                    force_conflicts: true,
+                };
+                let inserted = self
+                    .store
+                    .insert_task(NewTask {
+                        cluster_id: demo.cluster_id.unwrap_or_default(),
+                        kind: "apply".into(),
+                        payload: serde_json::to_value(&payload).expect("payload serializes"),
+                        reason: format!("deploy of demo {} version {}", demo.name, demo.version),
+                        idempotency_key: Some(format!("demo:{}:v{}", demo.id, demo.version)),
+                        parent_id: None,
+                        created_by: format!("planner:demo:{}", demo.id),
+                        max_attempts: self.config.tasks.default_max_attempts,
+                    })
+                    .await?;
+                let task = match inserted {
+                    TaskInsert::Created(task) | TaskInsert::Existing(task) => task,
+                };
+                self.store
+                    .set_step(
+                        demo,
+                        step.position,
+                        "running",
+                        "apply task queued for the agent",
+                        Some(task.id),
+                    )
+                    .await?;
+                task.id
+            }
+        };
+        let task = self.store.task(task_id).await?;
+        let applied = task
+            .objects
+            .0
+            .iter()
+            .filter(|o| o.outcome == "applied" || o.outcome == "unchanged")
+            .count();
+        Ok(match task.state.as_str() {
+            "failed" | "cancelled" => {
+                Step::Failed(task.error.unwrap_or_else(|| task.state.clone()))
+            }
+            "succeeded" => Step::Done(format!(
+                "{applied} objects applied by the agent (task {task_id})"
+            )),
+            _ if applied >= 5 => Step::Done(format!(
+                "{applied} objects applied by the agent (task {task_id})"
+            )),
+            state => Step::Waiting(format!("apply task {task_id} is {state}")),
+        })
+    }
+
+    async fn wait_ready(&self, demo: &Demo, steps: &[DemoStep]) -> Result<Step, StoreError> {
+        let Some(task_id) = steps
+            .iter()
+            .find(|s| s.name == "apply")
+            .and_then(|s| s.task_id)
+        else {
+            return Ok(Step::Failed("the apply step has no task".into()));
+        };
+        let task = self.store.task(task_id).await?;
+        Ok(match task.state.as_str() {
+            "succeeded" => Step::Done(format!("deployment {} available", demo.name)),
+            "failed" | "cancelled" => {
+                Step::Failed(task.error.unwrap_or_else(|| task.state.clone()))
+            }
+            _ => Step::Waiting(format!(
+                "waiting for deployment {} to become available",
+                demo.name
+            )),
+        })
+    }
+
+    async fn publish(&self, demo: &Demo) -> Result<Step, StoreError> {
+        let cluster = self
+            .store
+            .cluster(demo.cluster_id.unwrap_or_default())
+            .await?;
+        let url = format!("http://{}/", self.host(demo, &cluster.name));
+        self.store.publish_demo(demo.id, &url).await?;
+        Ok(Step::Done(url))
+    }
+}

@@ -1,0 +1,286 @@
+//! Demos and the steps of their deploys.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::{Store, StoreError, unique_violation};
+
+/// The steps of a deploy, in order (seed 001 4.2: region -> agent -> objects -> rollout -> URL).
+pub const DEPLOY_STEPS: &[&str] = &[
+    "ensure_cluster",
+    "ensure_agent",
+    "render",
+    "apply",
+    "wait_ready",
+    "publish_url",
+];
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Demo {
+    pub id: Uuid,
+    pub name: String,
+    pub owner: String,
+    pub template_id: Uuid,
+    pub image: String,
+    pub requested_region: String,
+    pub region_id: Option<Uuid>,
+    pub region_reason: Option<String>,
+    pub cluster_id: Option<Uuid>,
+    pub config: Json<serde_json::Value>,
+    pub version: i32,
+    pub status: String,
+    pub current_step: Option<String>,
+    pub error: Option<String>,
+    pub url: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct DemoStep {
+    pub version: i32,
+    pub position: i32,
+    pub name: String,
+    pub state: String,
+    pub message: Option<String>,
+    pub task_id: Option<Uuid>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+pub struct NewDemo {
+    pub name: String,
+    pub owner: String,
+    pub template_id: Uuid,
+    pub image: String,
+    pub requested_region: String,
+    pub config: serde_json::Value,
+    pub idempotency_key: Option<String>,
+}
+
+pub enum DemoInsert {
+    Created(Demo),
+    Existing(Demo),
+}
+
+const SELECT: &str = "SELECT id, name, owner, template_id, image, requested_region, region_id, region_reason,
+        cluster_id, config, version, status, current_step, error, url, created_at, updated_at, deleted_at
+    FROM demos";
+
+impl Store {
+    /// Creates a demo and the steps of its first deploy. The same idempotency key returns the first demo, so a
+    /// double click or a retried request makes one deploy.
+    pub async fn insert_demo(&self, new: NewDemo) -> Result<DemoInsert, StoreError> {
+        if let Some(key) = &new.idempotency_key
+            && let Some(existing) = sqlx::query_as::<_, Demo>(sqlx::AssertSqlSafe(format!(
+                "{SELECT} WHERE idempotency_key = $1"
+            )))
+            .bind(key)
+            .fetch_optional(self.pool())
+            .await?
+        {
+            return Ok(DemoInsert::Existing(existing));
+        }
+        let id = Uuid::new_v4();
+        let mut tx = self.pool().begin().await?;
+        let name = new.name.clone();
+        let inserted = sqlx::query(
+            "INSERT INTO demos (id, name, owner, template_id, image, requested_region, config, status, current_step,
+                                idempotency_key)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'developing', $8, $9)
+             ON CONFLICT (idempotency_key) DO NOTHING",
+        )
+        .bind(id)
+        .bind(&new.name)
+        .bind(&new.owner)
+        .bind(new.template_id)
+        .bind(&new.image)
+        .bind(&new.requested_region)
+        .bind(&new.config)
+        .bind(DEPLOY_STEPS[0])
+        .bind(&new.idempotency_key)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| unique_violation(e, || format!("a demo named {name:?} already exists")))?;
+        if inserted.rows_affected() == 0 {
+            // A concurrent request with the same key won the insert.
+            tx.rollback().await?;
+            let key = new.idempotency_key.unwrap_or_default();
+            let existing = sqlx::query_as::<_, Demo>(sqlx::AssertSqlSafe(format!(
+                "{SELECT} WHERE idempotency_key = $1"
+            )))
+            .bind(key)
+            .fetch_one(self.pool())
+            .await?;
+            return Ok(DemoInsert::Existing(existing));
+        }
+        for (position, step) in DEPLOY_STEPS.iter().enumerate() {
+            sqlx::query("INSERT INTO demo_steps (demo_id, version, position, name, state) VALUES ($1, 1, $2, $3, 'pending')")
+                .bind(id)
+                .bind(position as i32)
+                .bind(step)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(DemoInsert::Created(self.demo(id).await?))
+    }
+
+    pub async fn demo(&self, id: Uuid) -> Result<Demo, StoreError> {
+        sqlx::query_as::<_, Demo>(sqlx::AssertSqlSafe(format!("{SELECT} WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| StoreError::not_found("demo", id))
+    }
+
+    pub async fn demos(&self) -> Result<Vec<Demo>, StoreError> {
+        Ok(sqlx::query_as::<_, Demo>(sqlx::AssertSqlSafe(format!(
+            "{SELECT} WHERE deleted_at IS NULL ORDER BY created_at DESC"
+        )))
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    pub async fn demo_steps(
+        &self,
+        demo_id: Uuid,
+        version: i32,
+    ) -> Result<Vec<DemoStep>, StoreError> {
+        Ok(sqlx::query_as::<_, DemoStep>(
+            "SELECT version, position, name, state, message, task_id, started_at, finished_at
+             FROM demo_steps WHERE demo_id = $1 AND version = $2 ORDER BY position",
+        )
+        .bind(demo_id)
+        .bind(version)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Takes one demo whose current deploy has unfinished steps, for `lease`; several planners (processes)
+    /// never work on one demo at once.
+    pub async fn claim_demo(&self, lease: Duration) -> Result<Option<Demo>, StoreError> {
+        let id: Option<Uuid> = sqlx::query_scalar(
+            "UPDATE demos SET planner_lease = now() + make_interval(secs => $1)
+             WHERE id = (SELECT d.id FROM demos d
+                         WHERE d.deleted_at IS NULL AND (d.planner_lease IS NULL OR d.planner_lease < now())
+                           AND EXISTS (SELECT 1 FROM demo_steps s WHERE s.demo_id = d.id AND s.version = d.version
+                                       AND s.state IN ('pending', 'running'))
+                           AND NOT EXISTS (SELECT 1 FROM demo_steps s WHERE s.demo_id = d.id AND s.version = d.version
+                                           AND s.state = 'failed')
+                         ORDER BY d.updated_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+             RETURNING id",
+        )
+        .bind(lease.as_secs_f64())
+        .fetch_optional(self.pool())
+        .await?;
+        match id {
+            Some(id) => Ok(Some(self.demo(id).await?)),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn release_demo(&self, id: Uuid) -> Result<(), StoreError> {
+        sqlx::query("UPDATE demos SET planner_lease = NULL WHERE id = $1")
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Moves a step to `state` (running, succeeded or failed) with a message, and mirrors it on the demo.
+    pub async fn set_step(
+        &self,
+        demo: &Demo,
+        position: i32,
+        state: &str,
+        message: &str,
+        task_id: Option<Uuid>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "UPDATE demo_steps SET state = $4, message = $5, task_id = coalesce($6, task_id),
+                    started_at = coalesce(started_at, now()),
+                    finished_at = CASE WHEN $4 IN ('succeeded', 'failed') THEN now() END
+             WHERE demo_id = $1 AND version = $2 AND position = $3",
+        )
+        .bind(demo.id)
+        .bind(demo.version)
+        .bind(position)
+        .bind(state)
+        .bind(message)
+        .bind(task_id)
+        .execute(&mut *tx)
+        .await?;
+        let step = DEPLOY_STEPS
+            .get(position as usize)
+            .copied()
+            .unwrap_or_default();
+        sqlx::query(
+            "UPDATE demos SET current_step = $2, error = CASE WHEN $3 = 'failed' THEN $4 ELSE NULL END,
+                    updated_at = now() WHERE id = $1",
+        )
+        .bind(demo.id)
+        .bind(step)
+        .bind(state)
+        .bind(format!("{step} failed: {message}"))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn place_demo(
+        &self,
+        demo_id: Uuid,
+        region_id: Uuid,
+        cluster_id: Option<Uuid>,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE demos SET region_id = $2, cluster_id = $3, region_reason = $4, updated_at = now() WHERE id = $1",
+        )
+        .bind(demo_id)
+        .bind(region_id)
+        .bind(cluster_id)
+        .bind(reason)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn publish_demo(&self, demo_id: Uuid, url: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE demos SET status = 'online', url = $2, current_step = NULL, updated_at = now() WHERE id = $1")
+            .bind(demo_id)
+            .bind(url)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The region's live cluster that is ready with a connected agent, if any.
+    pub async fn ready_cluster_in_region(
+        &self,
+        region_id: Uuid,
+    ) -> Result<Option<super::Cluster>, StoreError> {
+        Ok(self
+            .clusters()
+            .await?
+            .into_iter()
+            .find(|c| c.region_id == region_id && c.status == "ready" && c.agent.connected))
+    }
+
+    /// How many live demos each cluster runs (for placing `auto` demos).
+    pub async fn demo_counts(&self) -> Result<Vec<(Uuid, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT cluster_id, count(*) FROM demos WHERE deleted_at IS NULL AND cluster_id IS NOT NULL GROUP BY cluster_id",
+        )
+        .fetch_all(self.pool())
+        .await?)
+    }
+}

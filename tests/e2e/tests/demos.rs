@@ -1,0 +1,264 @@
+//! One-click demo deploys: a region without a cluster gets one provisioned, the demo's objects are rendered
+//! from its template and applied by the agent, and the demo goes online with a URL; `auto` placement;
+//! failing steps say why.
+
+use std::time::Duration;
+
+use e2e::api::field;
+use e2e::{Stack, StackOptions, repo_root};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(180);
+
+async fn wait_demo(stack: &Stack, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        last = stack.api.get(&format!("/demos/{id}")).await.unwrap();
+        if done(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("demo {id} did not get there in time: {last}");
+}
+
+fn kube(kubeconfig: &std::path::Path, args: &[&str]) -> Value {
+    let output = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .args(["-o", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_click_deploy_to_a_region_without_a_cluster_provisions_it_and_goes_online() {
+    let stack = Stack::start(StackOptions {
+        provisioning: true,
+        templates_dir: Some(repo_root().join("images/templates")),
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let cloud = stack
+        .api
+        .post("/clouds", &json!({"name": "lab", "provider": "local"}))
+        .await
+        .unwrap();
+    let region = stack
+        .api
+        .post(
+            "/regions",
+            &json!({"cloud_account_id": cloud["id"], "code": "lab-east"}),
+        )
+        .await
+        .unwrap();
+    let body = json!({"name": "hello", "template": "fastapi-inference", "region": region["id"],
+                      "env": {"MODEL_NAME": "tiny-bert"}, "idempotency_key": "click-1"});
+    // A double click: one demo, one deploy.
+    let (first, second) = tokio::join!(
+        stack.api.call(Method::POST, "/demos", Some(&body)),
+        stack.api.call(Method::POST, "/demos", Some(&body))
+    );
+    let (first, second) = (first.unwrap(), second.unwrap());
+    let mut statuses = [first.0, second.0];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [StatusCode::OK, StatusCode::ACCEPTED],
+        "{first:?} {second:?}"
+    );
+    assert_eq!(first.1["id"], second.1["id"]);
+    let id = field(&first.1, "id").unwrap();
+    assert_eq!(first.1["status"], "developing");
+    assert_eq!(first.1["steps"].as_array().unwrap().len(), 6);
+
+    let online = wait_demo(&stack, &id, |d| {
+        d["status"] == "online" || d["error"].is_string()
+    })
+    .await;
+    assert_eq!(online["status"], "online", "{online}");
+    assert!(
+        online["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["state"] == "succeeded"),
+        "{online}"
+    );
+    assert_eq!(
+        online["url"],
+        "http://hello.lab-east-demos.demos.localhost/"
+    );
+    assert!(
+        online["region_reason"]
+            .as_str()
+            .unwrap()
+            .contains("provisioning lab-east-demos"),
+        "{online}"
+    );
+    let demos = stack.api.get("/demos").await.unwrap();
+    assert_eq!(
+        demos.as_array().unwrap().len(),
+        1,
+        "one demo for the double click"
+    );
+
+    // The objects in the provisioned cluster follow the template: port, probes, resources, env.
+    let cluster_id = field(&online, "cluster_id").unwrap();
+    let kubeconfig = stack.dir.join(format!(
+        "terraform-work/{cluster_id}/terraform/region-cluster/local/.local-clusters/lab-east-demos/kubeconfig"
+    ));
+    let deployment = kube(
+        &kubeconfig,
+        &["get", "deployment", "hello", "-n", "demo-hello"],
+    );
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        container["image"],
+        "ghcr.io/edgefleet/templates/fastapi-inference:1.0.0"
+    );
+    assert_eq!(container["ports"][0]["containerPort"], 8000);
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/healthz");
+    assert!(
+        container["env"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "MODEL_NAME", "value": "tiny-bert"}))
+    );
+    assert!(
+        container["resources"]["limits"]["memory"].is_string(),
+        "{container}"
+    );
+    assert_eq!(deployment["status"]["availableReplicas"], 1);
+    let ingress = kube(
+        &kubeconfig,
+        &["get", "ingress", "hello", "-n", "demo-hello"],
+    );
+    assert_eq!(
+        ingress["spec"]["rules"][0]["host"],
+        "hello.lab-east-demos.demos.localhost"
+    );
+    kube(
+        &kubeconfig,
+        &[
+            "get",
+            "networkpolicy",
+            "hello-http-only",
+            "-n",
+            "demo-hello",
+        ],
+    );
+    kube(
+        &kubeconfig,
+        &["get", "service", "hello", "-n", "demo-hello"],
+    );
+
+    let (_, destroy) = stack
+        .api
+        .call(Method::DELETE, &format!("/clusters/{cluster_id}"), None)
+        .await
+        .unwrap();
+    let destroyed = stack
+        .wait_task(&field(&destroy, "id").unwrap(), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(destroyed["state"], "succeeded", "{destroyed}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_placement_and_failing_steps_say_why() {
+    let stack = Stack::start(StackOptions {
+        templates_dir: Some(repo_root().join("images/templates")),
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let (cluster, _agent) = stack.connected_cluster("west").await.unwrap();
+
+    let demo = stack
+        .api
+        .post(
+            "/demos",
+            &json!({"name": "auto-demo", "template": "static-web", "region": "auto"}),
+        )
+        .await
+        .unwrap();
+    let online = wait_demo(&stack, &field(&demo, "id").unwrap(), |d| {
+        d["status"] == "online" || d["error"].is_string()
+    })
+    .await;
+    assert_eq!(online["status"], "online", "{online}");
+    assert_eq!(online["cluster_id"], json!(cluster.cluster_id));
+    assert!(
+        online["region_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("auto: region west-region"),
+        "{online}"
+    );
+
+    // Invalid input is refused before anything starts.
+    let (status, body) = stack
+        .api
+        .call(Method::POST, "/demos", Some(&json!({"name": "bad", "template": "custom-image", "image": "Not A/Valid:Ref", "region": "auto"})))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["details"][0]["field"], "image", "{body}");
+    let (status, body) = stack
+        .api
+        .call(
+            Method::POST,
+            "/demos",
+            Some(&json!({"name": "bad", "template": "no-such-template", "region": "auto"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["details"][0]["field"], "template", "{body}");
+
+    // A disabled region fails the first step, and the demo says why; nothing was applied.
+    let disabled = stack
+        .api
+        .post(
+            "/regions",
+            &json!({"cloud_account_id": cluster.cloud_id, "code": "closed", "enabled": false}),
+        )
+        .await
+        .unwrap();
+    let demo = stack
+        .api
+        .post(
+            "/demos",
+            &json!({"name": "nowhere", "template": "static-web", "region": disabled["id"]}),
+        )
+        .await
+        .unwrap();
+    let failed = wait_demo(&stack, &field(&demo, "id").unwrap(), |d| {
+        d["error"].is_string()
+    })
+    .await;
+    assert_eq!(
+        failed["error"], "ensure_cluster failed: region closed is disabled",
+        "{failed}"
+    );
+    assert_eq!(failed["status"], "developing");
+    let steps = failed["steps"].as_array().unwrap();
+    assert_eq!(steps[0]["state"], "failed");
+    assert!(
+        steps[1..].iter().all(|s| s["state"] == "pending"),
+        "{failed}"
+    );
+    let namespaces = stack.kubectl(&["get", "namespaces", "-o", "name"]).unwrap();
+    assert!(!namespaces.contains("demo-nowhere"), "{namespaces}");
+}
