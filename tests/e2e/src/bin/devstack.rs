@@ -1,6 +1,6 @@
 //! The quick start: a local control plane; a local region whose cluster is provisioned with the real
 //! `terraform` binary (state in a local S3 server) and gets its agent installed and bootstrapped by the
-//! control plane; then a sample model demo applied end to end. Prints what happened and where to look, and
+//! control plane; then a one-click deploy of a model demo from an image template. Prints what happened and where to look, and
 //! destroys the cluster through Terraform when it stops.
 
 use std::path::{Path, PathBuf};
@@ -12,8 +12,6 @@ use e2e::api::field;
 use e2e::{AgentState, Stack, StackOptions};
 use reqwest::Method;
 use serde_json::{Value, json};
-
-const SAMPLE_DEMO: &str = include_str!("../../fixtures/sample-demo.yaml");
 
 #[derive(Parser)]
 #[command(about = "Run a local Edgefleet stack and deploy a sample demo")]
@@ -58,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
         kubeconfig: args.kubeconfig.clone(),
         emulator: false,
         provisioning: provision,
+        templates_dir: Some(e2e::repo_root().join("images/templates")),
         dir: Some(dir.clone()),
         api_port: Some(args.api_port),
         ..StackOptions::default()
@@ -88,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
         (cluster_id, stack.kubeconfig.clone(), Some(agent))
     };
 
-    let deployed = deploy_demo(&stack, &cluster_id, &kubeconfig).await;
+    let deployed = deploy_demo(&stack, &region_id, &kubeconfig).await;
     println!(
         "\nDone in {:.1} s. Everything ran for real except the Kubernetes API, which is the in-memory emulator",
         started.elapsed().as_secs_f64()
@@ -278,19 +277,54 @@ async fn print_log(
     Ok(())
 }
 
-async fn deploy_demo(stack: &Stack, cluster_id: &str, kubeconfig: &Path) -> anyhow::Result<()> {
-    step(
-        "Deploying the sample model demo (Namespace, ConfigMap, Deployment, Service) as an apply task",
-    );
-    let task = stack
+async fn deploy_demo(stack: &Stack, region_id: &str, kubeconfig: &Path) -> anyhow::Result<()> {
+    step("One-click deploy of the `gradio-demo` template to region `local-1`");
+    let demo = stack
         .api
         .post(
-            &format!("/clusters/{cluster_id}/tasks"),
-            &json!({"kind": "apply", "manifest": SAMPLE_DEMO, "wait_timeout_seconds": 120,
-                    "idempotency_key": "devstack-sample-demo", "reason": "quick start sample demo"}),
+            "/demos",
+            &json!({"name": "hello-model", "template": "gradio-demo", "region": region_id,
+                    "env": {"MODEL_NAME": "distilbert-base-uncased"}, "idempotency_key": "devstack-demo"}),
         )
         .await?;
-    let task_id = field(&task, "id")?;
+    let demo_id = field(&demo, "id")?;
+    let mut demo = demo;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    while demo["status"] != "online"
+        && demo["error"].is_null()
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        demo = stack.api.get(&format!("/demos/{demo_id}")).await?;
+    }
+    println!(
+        "    demo {demo_id}: status {}, url {}",
+        demo["status"], demo["url"]
+    );
+    println!(
+        "    placement: {}",
+        demo["region_reason"].as_str().unwrap_or("-")
+    );
+    for step in demo["steps"].as_array().into_iter().flatten() {
+        println!(
+            "      {:<15} {:<10} {}",
+            step["name"].as_str().unwrap_or(""),
+            step["state"].as_str().unwrap_or(""),
+            step["message"].as_str().unwrap_or("")
+        );
+    }
+    anyhow::ensure!(
+        demo["status"] == "online",
+        "the demo did not go online: {}",
+        demo["error"]
+    );
+    let task_id = demo["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|s| s["task_id"].as_str())
+        .context("the apply step has no task")?
+        .to_string();
     let finished = stack.wait_task(&task_id, Duration::from_secs(180)).await?;
     println!(
         "    task {task_id}: {} after {} attempt(s)",
@@ -330,11 +364,11 @@ async fn deploy_demo(stack: &Stack, cluster_id: &str, kubeconfig: &Path) -> anyh
     )
     .await;
     print_log(stack, &task_id, |_| true).await?;
-    println!("\n    kubectl get deploy,svc,pods -n demo-hello:");
+    println!("\n    kubectl get deploy,svc,ingress,pods -n demo-hello-model:");
     let output = std::process::Command::new("kubectl")
         .arg("--kubeconfig")
         .arg(kubeconfig)
-        .args(["get", "deploy,svc,pods", "-n", "demo-hello"])
+        .args(["get", "deploy,svc,ingress,pods", "-n", "demo-hello-model"])
         .output()
         .context("running kubectl")?;
     for line in String::from_utf8_lossy(&output.stdout).lines() {
