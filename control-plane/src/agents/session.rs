@@ -330,7 +330,9 @@ impl Session {
             .renew_leases(self.cluster_id(), &leases, self.service.settings.lease)
             .await
             .map_err(|e| internal("renewing leases", e))?;
-        Ok(())
+        // A safety net behind notifications: a task whose notification found it momentarily locked is picked
+        // up within one heartbeat.
+        self.deliver().await
     }
 
     async fn result(&mut self, result: TaskResult) -> Result<(), Status> {

@@ -10,7 +10,7 @@ use super::ApiState;
 use super::auth::{Principal, Role};
 use super::error::{ApiError, Problems};
 use super::json::JsonBody;
-use crate::store::{Demo, DemoInsert, DemoStep, NewDemo};
+use crate::store::{Demo, DemoChange, DemoInsert, DemoStep, DemoVersion, NewDemo};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -182,6 +182,174 @@ pub async fn get(
     let demo = state.store.demo(id).await?;
     let steps = state.store.demo_steps(demo.id, demo.version).await?;
     Ok(Json(DemoDetail { demo, steps }))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateDemo {
+    pub image: Option<String>,
+    /// Replaces the demo's environment overrides.
+    pub env: Option<serde_json::Map<String, serde_json::Value>>,
+    pub replicas: Option<i32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rollback {
+    pub version: i32,
+}
+
+/// Queues a new version of the demo and answers with the demo and its new steps.
+async fn change(
+    state: &ApiState,
+    id: Uuid,
+    change: DemoChange,
+) -> Result<(StatusCode, Json<DemoDetail>), ApiError> {
+    let demo = state.store.change_demo(id, change).await?;
+    tracing::info!(demo_id = %demo.id, version = demo.version, "demo version queued");
+    let steps = state.store.demo_steps(demo.id, demo.version).await?;
+    Ok((StatusCode::ACCEPTED, Json(DemoDetail { demo, steps })))
+}
+
+/// `POST /demos/{id}/update`: a new image, environment or replica count, rolled out as a new version.
+pub async fn update(
+    State(state): State<ApiState>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+    JsonBody(body): JsonBody<UpdateDemo>,
+) -> Result<(StatusCode, Json<DemoDetail>), ApiError> {
+    principal.require(Role::Operator, "update demos")?;
+    let current = state.store.demo(id).await?;
+    let mut problems = Problems::default();
+    if let Some(image) = &body.image
+        && !valid_image_reference(image)
+    {
+        problems.add(
+            "image",
+            "is not a valid image reference (e.g. registry.example.com/team/model:1.2)",
+        );
+    }
+    if body.replicas.is_some_and(|r| !(0..=20).contains(&r)) {
+        problems.add("replicas", "must be between 0 and 20");
+    }
+    if body.image.is_none() && body.env.is_none() && body.replicas.is_none() {
+        problems.add("body", "change at least one of image, env, replicas");
+    }
+    problems.into_result()?;
+    let mut config = current.config.0.clone();
+    if let Some(env) = body.env {
+        config["env"] = serde_json::Value::Object(env);
+    }
+    if let Some(replicas) = body.replicas {
+        config["replicas"] = replicas.into();
+    }
+    let reason = match (&body.image, body.replicas) {
+        (Some(image), _) => format!("update to image {image}"),
+        (None, Some(replicas)) => format!("scale to {replicas} replica(s)"),
+        _ => "update of the environment".to_string(),
+    };
+    change(
+        &state,
+        id,
+        DemoChange {
+            template_id: None,
+            image: body.image,
+            config: Some(config),
+            reason,
+            by: principal.label(),
+        },
+    )
+    .await
+}
+
+/// `POST /demos/{id}/rollback`: a new version with the template, image and config of an earlier one.
+pub async fn rollback(
+    State(state): State<ApiState>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+    JsonBody(body): JsonBody<Rollback>,
+) -> Result<(StatusCode, Json<DemoDetail>), ApiError> {
+    principal.require(Role::Operator, "roll back demos")?;
+    let versions = state.store.demo_versions(id).await?;
+    let Some(target) = versions.into_iter().find(|v| v.version == body.version) else {
+        return Err(ApiError::validation(vec![crate::taskspec::FieldProblem {
+            field: "version".into(),
+            message: format!("demo {id} has no version {}", body.version),
+        }]));
+    };
+    let change_to = DemoChange {
+        template_id: Some(target.template_id),
+        image: Some(target.image),
+        config: Some(target.config.0),
+        reason: format!("rollback to version {}", body.version),
+        by: principal.label(),
+    };
+    change(&state, id, change_to).await
+}
+
+/// `POST /demos/{id}/stop` (scale to zero, status offline) and `/start` (back to the replicas it had).
+pub async fn stop(
+    State(state): State<ApiState>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+) -> Result<(StatusCode, Json<DemoDetail>), ApiError> {
+    principal.require(Role::Operator, "stop demos")?;
+    let current = state.store.demo(id).await?;
+    let mut config = current.config.0.clone();
+    config["replicas"] = 0.into();
+    let reason = "stop (scale to zero)".to_string();
+    change(
+        &state,
+        id,
+        DemoChange {
+            template_id: None,
+            image: None,
+            config: Some(config),
+            reason,
+            by: principal.label(),
+        },
+    )
+    .await
+}
+
+pub async fn start(
+    State(state): State<ApiState>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+) -> Result<(StatusCode, Json<DemoDetail>), ApiError> {
+    principal.require(Role::Operator, "start demos")?;
+    let versions = state.store.demo_versions(id).await?;
+    let replicas = versions
+        .iter()
+        .filter_map(|v| v.config.0["replicas"].as_i64())
+        .find(|r| *r > 0)
+        .unwrap_or(1);
+    let current = state.store.demo(id).await?;
+    let mut config = current.config.0.clone();
+    config["replicas"] = replicas.into();
+    let reason = format!("start ({replicas} replica(s))");
+    change(
+        &state,
+        id,
+        DemoChange {
+            template_id: None,
+            image: None,
+            config: Some(config),
+            reason,
+            by: principal.label(),
+        },
+    )
+    .await
+}
+
+/// `GET /demos/{id}/versions`: the version history, newest first.
+pub async fn versions(
+    State(state): State<ApiState>,
+    _: Principal,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Vec<DemoVersion>>, ApiError> {
+    state.store.demo(id).await?;
+    Ok(Json(state.store.demo_versions(id).await?))
 }
 
 #[cfg(test)]

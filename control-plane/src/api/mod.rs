@@ -77,6 +77,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/demos"),
     ("post", "/api/v1/demos"),
     ("get", "/api/v1/demos/{id}"),
+    ("post", "/api/v1/demos/{id}/update"),
+    ("post", "/api/v1/demos/{id}/rollback"),
+    ("post", "/api/v1/demos/{id}/stop"),
+    ("post", "/api/v1/demos/{id}/start"),
+    ("get", "/api/v1/demos/{id}/versions"),
     ("get", "/api/v1/templates"),
     ("get", "/api/v1/templates/{name}"),
     ("get", "/api/v1/tasks"),
@@ -106,6 +111,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/clusters/{id}/tasks", post(tasks::create))
         .route("/demos", get(demos::list).post(demos::create))
         .route("/demos/{id}", get(demos::get))
+        .route("/demos/{id}/update", post(demos::update))
+        .route("/demos/{id}/rollback", post(demos::rollback))
+        .route("/demos/{id}/stop", post(demos::stop))
+        .route("/demos/{id}/start", post(demos::start))
+        .route("/demos/{id}/versions", get(demos::versions))
         .route("/templates", get(templates::list))
         .route("/templates/{name}", get(templates::revisions))
         .route("/tasks", get(tasks::list))

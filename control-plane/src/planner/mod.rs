@@ -37,7 +37,7 @@ impl Planner {
                         if let Err(error) = self.advance(&demo).await {
                             tracing::warn!(demo_id = %demo.id, %error, "planner step failed to run; will retry");
                         }
-                        let _ = self.store.release_demo(demo.id).await;
+                        let _ = self.store.release_demo(demo.id, self.poll_interval).await;
                     }
                     Ok(None) => break,
                     Err(error) => {
@@ -356,12 +356,18 @@ impl Planner {
     }
 
     async fn publish(&self, demo: &Demo) -> Result<Step, StoreError> {
+        if demo.config.0["replicas"].as_i64() == Some(0) {
+            self.store.publish_demo(demo.id, None).await?;
+            return Ok(Step::Done(
+                "stopped: no replicas run, the demo is offline".into(),
+            ));
+        }
         let cluster = self
             .store
             .cluster(demo.cluster_id.unwrap_or_default())
             .await?;
         let url = format!("http://{}/", self.host(demo, &cluster.name));
-        self.store.publish_demo(demo.id, &url).await?;
+        self.store.publish_demo(demo.id, Some(&url)).await?;
         Ok(Step::Done(url))
     }
 }

@@ -72,7 +72,125 @@ const SELECT: &str = "SELECT id, name, owner, template_id, image, requested_regi
         cluster_id, config, version, status, current_step, error, url, created_at, updated_at, deleted_at
     FROM demos";
 
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct DemoVersion {
+    pub version: i32,
+    pub template_id: Uuid,
+    pub image: String,
+    pub config: Json<serde_json::Value>,
+    pub reason: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What a new version of a demo changes; `None` keeps the current value.
+pub struct DemoChange {
+    pub template_id: Option<Uuid>,
+    pub image: Option<String>,
+    pub config: Option<serde_json::Value>,
+    pub reason: String,
+    pub by: String,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn record_version(
+    conn: &mut sqlx::PgConnection,
+    demo_id: Uuid,
+    version: i32,
+    template_id: Uuid,
+    image: &str,
+    config: &serde_json::Value,
+    reason: &str,
+    by: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO demo_versions (demo_id, version, template_id, image, config, reason, created_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(demo_id)
+    .bind(version)
+    .bind(template_id)
+    .bind(image)
+    .bind(config)
+    .bind(reason)
+    .bind(by)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn insert_steps(
+    conn: &mut sqlx::PgConnection,
+    demo_id: Uuid,
+    version: i32,
+) -> Result<(), StoreError> {
+    for (position, step) in DEPLOY_STEPS.iter().enumerate() {
+        sqlx::query("INSERT INTO demo_steps (demo_id, version, position, name, state) VALUES ($1, $2, $3, $4, 'pending')")
+            .bind(demo_id)
+            .bind(version)
+            .bind(position as i32)
+            .bind(step)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 impl Store {
+    /// Makes a new version of a demo (update, rollback, stop, start) and queues its deploy. The row lock
+    /// serialises concurrent changes: each gets its own version, and the planner deploys the newest.
+    pub async fn change_demo(&self, demo_id: Uuid, change: DemoChange) -> Result<Demo, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let current = sqlx::query_as::<_, Demo>(sqlx::AssertSqlSafe(format!(
+            "{SELECT} WHERE id = $1 AND deleted_at IS NULL FOR UPDATE"
+        )))
+        .bind(demo_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::not_found("demo", demo_id))?;
+        let version = current.version + 1;
+        let template_id = change.template_id.unwrap_or(current.template_id);
+        let image = change.image.unwrap_or(current.image);
+        let config = change.config.unwrap_or(current.config.0);
+        record_version(
+            &mut tx,
+            demo_id,
+            version,
+            template_id,
+            &image,
+            &config,
+            &change.reason,
+            &change.by,
+        )
+        .await?;
+        sqlx::query(
+            "UPDATE demos SET version = $2, template_id = $3, image = $4, config = $5, status = 'developing',
+                    error = NULL, current_step = $6, updated_at = now()
+             WHERE id = $1",
+        )
+        .bind(demo_id)
+        .bind(version)
+        .bind(template_id)
+        .bind(&image)
+        .bind(&config)
+        .bind(DEPLOY_STEPS[0])
+        .execute(&mut *tx)
+        .await?;
+        insert_steps(&mut tx, demo_id, version).await?;
+        tx.commit().await?;
+        self.demo(demo_id).await
+    }
+
+    pub async fn demo_versions(&self, demo_id: Uuid) -> Result<Vec<DemoVersion>, StoreError> {
+        Ok(sqlx::query_as::<_, DemoVersion>(
+            "SELECT version, template_id, image, config, reason, created_by, created_at
+             FROM demo_versions WHERE demo_id = $1 ORDER BY version DESC",
+        )
+        .bind(demo_id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
     /// Creates a demo and the steps of its first deploy. The same idempotency key returns the first demo, so a
     /// double click or a retried request makes one deploy.
     pub async fn insert_demo(&self, new: NewDemo) -> Result<DemoInsert, StoreError> {
@@ -119,14 +237,18 @@ impl Store {
             .await?;
             return Ok(DemoInsert::Existing(existing));
         }
-        for (position, step) in DEPLOY_STEPS.iter().enumerate() {
-            sqlx::query("INSERT INTO demo_steps (demo_id, version, position, name, state) VALUES ($1, 1, $2, $3, 'pending')")
-                .bind(id)
-                .bind(position as i32)
-                .bind(step)
-                .execute(&mut *tx)
-                .await?;
-        }
+        record_version(
+            &mut tx,
+            id,
+            1,
+            new.template_id,
+            &new.image,
+            &new.config,
+            "created",
+            &new.owner,
+        )
+        .await?;
+        insert_steps(&mut tx, id, 1).await?;
         tx.commit().await?;
         Ok(DemoInsert::Created(self.demo(id).await?))
     }
@@ -173,7 +295,7 @@ impl Store {
                                        AND s.state IN ('pending', 'running'))
                            AND NOT EXISTS (SELECT 1 FROM demo_steps s WHERE s.demo_id = d.id AND s.version = d.version
                                            AND s.state = 'failed')
-                         ORDER BY d.updated_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+                         ORDER BY d.updated_at LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED)
              RETURNING id",
         )
         .bind(lease.as_secs_f64())
@@ -185,11 +307,16 @@ impl Store {
         }
     }
 
-    pub async fn release_demo(&self, id: Uuid) -> Result<(), StoreError> {
-        sqlx::query("UPDATE demos SET planner_lease = NULL WHERE id = $1")
-            .bind(id)
-            .execute(self.pool())
-            .await?;
+    /// Hands the demo back; no planner looks at it again before `revisit_after` (its steps are waiting on
+    /// something else: a cluster, an agent, a rollout).
+    pub async fn release_demo(&self, id: Uuid, revisit_after: Duration) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE demos SET planner_lease = now() + make_interval(secs => $2) WHERE id = $1",
+        )
+        .bind(id)
+        .bind(revisit_after.as_secs_f64())
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 
@@ -221,12 +348,19 @@ impl Store {
             .get(position as usize)
             .copied()
             .unwrap_or_default();
+        // After the last step succeeded there is no current step any more.
+        let last = position as usize + 1 == DEPLOY_STEPS.len();
+        let current = if last && state == "succeeded" {
+            None
+        } else {
+            Some(step)
+        };
         sqlx::query(
             "UPDATE demos SET current_step = $2, error = CASE WHEN $3 = 'failed' THEN $4 ELSE NULL END,
                     updated_at = now() WHERE id = $1",
         )
         .bind(demo.id)
-        .bind(step)
+        .bind(current)
         .bind(state)
         .bind(format!("{step} failed: {message}"))
         .execute(&mut *tx)
@@ -254,8 +388,12 @@ impl Store {
         Ok(())
     }
 
-    pub async fn publish_demo(&self, demo_id: Uuid, url: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE demos SET status = 'online', url = $2, current_step = NULL, updated_at = now() WHERE id = $1")
+    /// The deploy finished: `online` with its URL, or `offline` (no URL) when it runs no replicas.
+    pub async fn publish_demo(&self, demo_id: Uuid, url: Option<&str>) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE demos SET status = CASE WHEN $2::text IS NULL THEN 'offline' ELSE 'online' END, url = $2,
+                    current_step = NULL, updated_at = now() WHERE id = $1",
+        )
             .bind(demo_id)
             .bind(url)
             .execute(self.pool())

@@ -147,7 +147,7 @@ impl Store {
                           AND orr.cloud_account_id = r.cloud_account_id) < $4
                  ORDER BY t.created_at
                  LIMIT 1
-                 FOR UPDATE OF t SKIP LOCKED)
+                 FOR NO KEY UPDATE OF t SKIP LOCKED)
              UPDATE tasks t SET state = 'running', attempts = t.attempts + 1, lease_id = gen_random_uuid(),
                     lease_session_id = $2, lease_expires_at = now() + make_interval(secs => $3),
                     started_at = coalesce(t.started_at, now()), error = NULL, updated_at = now()

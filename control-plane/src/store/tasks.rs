@@ -262,7 +262,9 @@ impl Store {
     }
 
     /// Leases up to `limit` pending tasks of `kinds` for the cluster to one agent stream. `SKIP LOCKED` lets
-    /// concurrent streams (in any process) take different tasks instead of waiting on each other.
+    /// concurrent streams (in any process) take different tasks instead of waiting on each other; the lock is
+    /// `NO KEY UPDATE` so rows that merely reference the task (demo steps take a key-share lock through their
+    /// foreign key) do not make it look taken.
     pub async fn lease_tasks(
         &self,
         cluster_id: Uuid,
@@ -282,7 +284,7 @@ impl Store {
                  WHERE cluster_id = $1 AND state = 'pending' AND kind = ANY($5)
                  ORDER BY created_at
                  LIMIT $2
-                 FOR UPDATE SKIP LOCKED)
+                 FOR NO KEY UPDATE SKIP LOCKED)
              UPDATE tasks t SET state = 'leased', attempts = t.attempts + 1, lease_id = gen_random_uuid(),
                     lease_session_id = $3, lease_expires_at = now() + make_interval(secs => $4),
                     objects = '[]'::jsonb, error = NULL, updated_at = now()

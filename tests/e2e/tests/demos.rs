@@ -9,7 +9,7 @@ use e2e::{Stack, StackOptions, repo_root};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-const WAIT: Duration = Duration::from_secs(180);
+const WAIT: Duration = Duration::from_secs(120);
 
 async fn wait_demo(stack: &Stack, id: &str, done: impl Fn(&Value) -> bool) -> Value {
     let mut last = Value::Null;
@@ -161,6 +161,88 @@ async fn one_click_deploy_to_a_region_without_a_cluster_provisions_it_and_goes_o
     kube(
         &kubeconfig,
         &["get", "service", "hello", "-n", "demo-hello"],
+    );
+
+    // Lifecycle: each change is a new version rolled out by the same steps.
+    let deployment_image = |k: &std::path::Path| {
+        kube(k, &["get", "deployment", "hello", "-n", "demo-hello"])["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let is_done = |version: i64| {
+        move |d: &Value| {
+            d["version"] == version && (d["current_step"].is_null() || d["error"].is_string())
+        }
+    };
+    stack
+        .api
+        .post(
+            &format!("/demos/{id}/update"),
+            &json!({"image": "ghcr.io/example/hello-model:2.0"}),
+        )
+        .await
+        .unwrap();
+    let updated = wait_demo(&stack, &id, is_done(2)).await;
+    assert_eq!(updated["status"], "online", "{updated}");
+    assert_eq!(
+        deployment_image(&kubeconfig),
+        "ghcr.io/example/hello-model:2.0"
+    );
+    stack
+        .api
+        .post(&format!("/demos/{id}/rollback"), &json!({"version": 1}))
+        .await
+        .unwrap();
+    let rolled_back = wait_demo(&stack, &id, is_done(3)).await;
+    assert_eq!(rolled_back["status"], "online", "{rolled_back}");
+    assert_eq!(
+        deployment_image(&kubeconfig),
+        "ghcr.io/edgefleet/templates/fastapi-inference:1.0.0"
+    );
+    stack
+        .api
+        .post(&format!("/demos/{id}/stop"), &json!({}))
+        .await
+        .unwrap();
+    let stopped = wait_demo(&stack, &id, is_done(4)).await;
+    assert_eq!(
+        (stopped["status"].as_str(), stopped["url"].is_null()),
+        (Some("offline"), true),
+        "{stopped}"
+    );
+    let scaled = kube(
+        &kubeconfig,
+        &["get", "deployment", "hello", "-n", "demo-hello"],
+    );
+    assert_eq!(scaled["spec"]["replicas"], 0);
+    stack
+        .api
+        .post(&format!("/demos/{id}/start"), &json!({}))
+        .await
+        .unwrap();
+    let started = wait_demo(&stack, &id, is_done(5)).await;
+    assert_eq!(started["status"], "online", "{started}");
+    let versions = stack
+        .api
+        .get(&format!("/demos/{id}/versions"))
+        .await
+        .unwrap();
+    let reasons: Vec<&str> = versions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "start (1 replica(s))",
+            "stop (scale to zero)",
+            "rollback to version 1",
+            "update to image ghcr.io/example/hello-model:2.0",
+            "created"
+        ]
     );
 
     let (_, destroy) = stack
