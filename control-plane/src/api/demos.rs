@@ -352,6 +352,88 @@ pub async fn versions(
     Ok(Json(state.store.demo_versions(id).await?))
 }
 
+/// `GET /demos/{id}/events`: server-sent events with each step transition of the current deploy (`step`), the
+/// demo's status (`demo`), and `done` when the deploy finished (all steps succeeded, or one failed).
+pub async fn events(
+    State(state): State<ApiState>,
+    _: Principal,
+    Path(id): Path<Uuid>,
+) -> Result<
+    axum::response::Sse<
+        impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+    >,
+    ApiError,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    state.store.demo(id).await?;
+    struct Watch {
+        store: crate::store::Store,
+        id: Uuid,
+        seen: std::collections::HashMap<(i32, i32), (String, Option<String>)>,
+        demo_seen: Option<(String, Option<String>, Option<String>)>,
+        pending: std::collections::VecDeque<Event>,
+        finished: bool,
+        first: bool,
+    }
+    let watch = Watch {
+        store: state.store.clone(),
+        id,
+        seen: Default::default(),
+        demo_seen: None,
+        pending: Default::default(),
+        finished: false,
+        first: true,
+    };
+    let stream = futures::stream::unfold(watch, |mut w| async move {
+        loop {
+            if let Some(event) = w.pending.pop_front() {
+                return Some((Ok(event), w));
+            }
+            if w.finished {
+                return None;
+            }
+            if !w.first {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            w.first = false;
+            let Ok(demo) = w.store.demo(w.id).await else {
+                return None;
+            };
+            let steps = w
+                .store
+                .demo_steps(demo.id, demo.version)
+                .await
+                .unwrap_or_default();
+            for step in &steps {
+                let key = (step.version, step.position);
+                let value = (step.state.clone(), step.message.clone());
+                if w.seen.get(&key) != Some(&value) {
+                    w.seen.insert(key, value);
+                    let data = serde_json::json!({"version": step.version, "step": step.name, "state": step.state, "message": step.message});
+                    w.pending
+                        .push_back(Event::default().event("step").data(data.to_string()));
+                }
+            }
+            let demo_state = (demo.status.clone(), demo.url.clone(), demo.error.clone());
+            if w.demo_seen.as_ref() != Some(&demo_state) {
+                w.demo_seen = Some(demo_state);
+                let data = serde_json::json!({"version": demo.version, "status": demo.status, "current_step": demo.current_step, "url": demo.url, "error": demo.error});
+                w.pending
+                    .push_back(Event::default().event("demo").data(data.to_string()));
+            }
+            let failed = steps.iter().any(|s| s.state == "failed");
+            let succeeded = !steps.is_empty() && steps.iter().all(|s| s.state == "succeeded");
+            if failed || succeeded {
+                w.finished = true;
+                let outcome = if failed { "failed" } else { "succeeded" };
+                w.pending
+                    .push_back(Event::default().event("done").data(outcome));
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::valid_image_reference;

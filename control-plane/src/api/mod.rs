@@ -82,6 +82,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/demos/{id}/stop"),
     ("post", "/api/v1/demos/{id}/start"),
     ("get", "/api/v1/demos/{id}/versions"),
+    ("get", "/api/v1/demos/{id}/events"),
     ("get", "/api/v1/templates"),
     ("get", "/api/v1/templates/{name}"),
     ("get", "/api/v1/tasks"),
@@ -116,6 +117,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/demos/{id}/stop", post(demos::stop))
         .route("/demos/{id}/start", post(demos::start))
         .route("/demos/{id}/versions", get(demos::versions))
+        .route("/demos/{id}/events", get(demos::events))
         .route("/templates", get(templates::list))
         .route("/templates/{name}", get(templates::revisions))
         .route("/tasks", get(tasks::list))

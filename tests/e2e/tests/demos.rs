@@ -24,6 +24,41 @@ async fn wait_demo(stack: &Stack, id: &str, done: impl Fn(&Value) -> bool) -> Va
     panic!("demo {id} did not get there in time: {last}");
 }
 
+/// Reads `GET /demos/{id}/events` to its end: (event, JSON data) pairs; `done` carries plain text.
+async fn sse_events(stack: &Stack, id: &str) -> Vec<(String, Value)> {
+    use futures::StreamExt;
+    let response = reqwest::Client::new()
+        .get(format!("{}/demos/{id}/events", stack.api.base()))
+        .bearer_auth(&stack.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.bytes_stream();
+    let mut text = String::new();
+    let read = async {
+        while let Some(chunk) = body.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        }
+    };
+    tokio::time::timeout(WAIT, read)
+        .await
+        .expect("the event stream ends when the deploy is done");
+    text.split("\n\n")
+        .filter_map(|block| {
+            let kind = block
+                .lines()
+                .find_map(|l| l.strip_prefix("event: "))?
+                .to_string();
+            let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
+            Some((
+                kind,
+                serde_json::from_str(data).unwrap_or(Value::String(data.to_string())),
+            ))
+        })
+        .collect()
+}
+
 fn kube(kubeconfig: &std::path::Path, args: &[&str]) -> Value {
     let output = std::process::Command::new("kubectl")
         .arg("--kubeconfig")
@@ -275,6 +310,36 @@ async fn auto_placement_and_failing_steps_say_why() {
         )
         .await
         .unwrap();
+    // Live progress: every step's transitions arrive as server-sent events, in order, then `done`.
+    let events = sse_events(&stack, &field(&demo, "id").unwrap()).await;
+    let succeeded: Vec<String> = events
+        .iter()
+        .filter(|(kind, data)| kind == "step" && data["state"] == "succeeded")
+        .map(|(_, data)| data["step"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        succeeded,
+        [
+            "ensure_cluster",
+            "ensure_agent",
+            "render",
+            "apply",
+            "wait_ready",
+            "publish_url"
+        ],
+        "{events:?}"
+    );
+    assert_eq!(
+        events.last().map(|(k, _)| k.as_str()),
+        Some("done"),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|(kind, data)| kind == "demo" && data["status"] == "online"),
+        "{events:?}"
+    );
     let online = wait_demo(&stack, &field(&demo, "id").unwrap(), |d| {
         d["status"] == "online" || d["error"].is_string()
     })
