@@ -294,19 +294,29 @@ pub async fn stop(
     Path(id): Path<Uuid>,
 ) -> Result<(StatusCode, Json<DemoDetail>), ApiError> {
     principal.require(Role::Operator, "stop demos")?;
-    let current = state.store.demo(id).await?;
-    let mut config = current.config.0.clone();
-    config["replicas"] = 0.into();
-    let reason = "stop (scale to zero)".to_string();
+    scale(&state, &principal, id, 0, "stop (scale to zero)".into()).await
+}
+
+/// A new version that only changes the replica count.
+async fn scale(
+    state: &ApiState,
+    principal: &Principal,
+    id: Uuid,
+    replicas: i64,
+    reason: String,
+) -> Result<(StatusCode, Json<DemoDetail>), ApiError> {
+    let mut config = state.store.demo(id).await?.config.0;
+    config["replicas"] = replicas.into();
+    let by = principal.label();
     change(
-        &state,
+        state,
         id,
         DemoChange {
             template_id: None,
             image: None,
             config: Some(config),
             reason,
-            by: principal.label(),
+            by,
         },
     )
     .await
@@ -324,20 +334,12 @@ pub async fn start(
         .filter_map(|v| v.config.0["replicas"].as_i64())
         .find(|r| *r > 0)
         .unwrap_or(1);
-    let current = state.store.demo(id).await?;
-    let mut config = current.config.0.clone();
-    config["replicas"] = replicas.into();
-    let reason = format!("start ({replicas} replica(s))");
-    change(
+    scale(
         &state,
+        &principal,
         id,
-        DemoChange {
-            template_id: None,
-            image: None,
-            config: Some(config),
-            reason,
-            by: principal.label(),
-        },
+        replicas,
+        format!("start ({replicas} replica(s))"),
     )
     .await
 }

@@ -224,22 +224,9 @@ impl Stack {
 
     /// Registers a `local` cloud account, a region and a cluster named `name`.
     pub async fn register_cluster(&self, name: &str) -> anyhow::Result<ClusterHandle> {
-        let cloud = self
-            .api
-            .post(
-                "/clouds",
-                &json!({"name": format!("{name}-cloud"), "provider": "local"}),
-            )
+        let (cloud_id, region_id) = self
+            .register_region(&format!("{name}-cloud"), &format!("{name}-region"))
             .await?;
-        let cloud_id = field(&cloud, "id")?;
-        let region = self
-            .api
-            .post(
-                "/regions",
-                &json!({"cloud_account_id": cloud_id, "code": format!("{name}-region"), "display_name": format!("Region of {name}")}),
-            )
-            .await?;
-        let region_id = field(&region, "id")?;
         let cluster = self
             .api
             .post("/clusters", &json!({"region_id": region_id, "name": name}))
@@ -250,6 +237,27 @@ impl Stack {
             cluster_id: field(&cluster, "id")?,
             name: name.to_string(),
         })
+    }
+
+    /// Registers a `local` cloud account named `cloud` with one region `code`; returns (cloud id, region id).
+    pub async fn register_region(
+        &self,
+        cloud: &str,
+        code: &str,
+    ) -> anyhow::Result<(String, String)> {
+        let cloud = self
+            .api
+            .post("/clouds", &json!({"name": cloud, "provider": "local"}))
+            .await?;
+        let cloud_id = field(&cloud, "id")?;
+        let region = self
+            .api
+            .post(
+                "/regions",
+                &json!({"cloud_account_id": cloud_id, "code": code, "display_name": format!("Region {code}")}),
+            )
+            .await?;
+        Ok((cloud_id, field(&region, "id")?))
     }
 
     /// Registers a cluster, starts its agent (state in the stack's directory) and waits until it is connected.

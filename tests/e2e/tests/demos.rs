@@ -84,20 +84,8 @@ async fn one_click_deploy_to_a_region_without_a_cluster_provisions_it_and_goes_o
     })
     .await
     .unwrap();
-    let cloud = stack
-        .api
-        .post("/clouds", &json!({"name": "lab", "provider": "local"}))
-        .await
-        .unwrap();
-    let region = stack
-        .api
-        .post(
-            "/regions",
-            &json!({"cloud_account_id": cloud["id"], "code": "lab-east"}),
-        )
-        .await
-        .unwrap();
-    let body = json!({"name": "hello", "template": "fastapi-inference", "region": region["id"],
+    let (_, region_id) = stack.register_region("lab", "lab-east").await.unwrap();
+    let body = json!({"name": "hello", "template": "fastapi-inference", "region": region_id,
                       "env": {"MODEL_NAME": "tiny-bert"}, "idempotency_key": "click-1"});
     // A double click: one demo, one deploy.
     let (first, second) = tokio::join!(

@@ -20,20 +20,7 @@ async fn provisioning_stack() -> (Stack, String) {
     })
     .await
     .unwrap();
-    let cloud = stack
-        .api
-        .post("/clouds", &json!({"name": "lab", "provider": "local"}))
-        .await
-        .unwrap();
-    let region = stack
-        .api
-        .post(
-            "/regions",
-            &json!({"cloud_account_id": cloud["id"], "code": "lab-1"}),
-        )
-        .await
-        .unwrap();
-    let region_id = field(&region, "id").unwrap();
+    let (_, region_id) = stack.register_region("lab", "lab-1").await.unwrap();
     (stack, region_id)
 }
 
