@@ -417,22 +417,22 @@ impl Provisioner {
         Ok(())
     }
 
-    async fn apply(
+    /// Sets the cluster's status, then plans (a destroy plan with `destroy`) and applies exactly that plan.
+    async fn plan_and_apply(
         &self,
         task: &LeasedTask,
         log: &TaskLog,
         cancel: &mut watch::Receiver<bool>,
-    ) -> Result<(), RunFailure> {
+        destroy: bool,
+        status: &str,
+        message: &str,
+    ) -> Result<(Terraform, workspace::Workspace, Value), RunFailure> {
         self.store
-            .set_cluster_status(
-                task.cluster_id,
-                "provisioning",
-                "Terraform is applying the cluster's stack",
-            )
+            .set_cluster_status(task.cluster_id, status, message)
             .await?;
         let target = self.store.provisioning_target(task.cluster_id).await?;
         let (tf, ws) = self.terraform(&target).await?;
-        let mut output = self.init_and_plan(task, &tf, log, cancel, false).await?;
+        let output = self.init_and_plan(task, &tf, log, cancel, destroy).await?;
         let lines = log.terraform_lines();
         tf.run_ok(
             &["apply", "-input=false", "-no-color", "plan.tfplan"],
@@ -442,6 +442,26 @@ impl Provisioner {
         )
         .await
         .map_err(terraform_failure)?;
+        Ok((tf, ws, output))
+    }
+
+    async fn apply(
+        &self,
+        task: &LeasedTask,
+        log: &TaskLog,
+        cancel: &mut watch::Receiver<bool>,
+    ) -> Result<(), RunFailure> {
+        let (tf, ws, mut output) = self
+            .plan_and_apply(
+                task,
+                log,
+                cancel,
+                false,
+                "provisioning",
+                "Terraform is applying the cluster's stack",
+            )
+            .await?;
+        let lines = log.terraform_lines();
         let raw = tf
             .run_ok(
                 &["output", "-json", "-no-color"],
@@ -567,25 +587,16 @@ impl Provisioner {
         log: &TaskLog,
         cancel: &mut watch::Receiver<bool>,
     ) -> Result<(), RunFailure> {
-        self.store
-            .set_cluster_status(
-                task.cluster_id,
+        let (_, _, output) = self
+            .plan_and_apply(
+                task,
+                log,
+                cancel,
+                true,
                 "destroying",
                 "Terraform is destroying the cluster",
             )
             .await?;
-        let target = self.store.provisioning_target(task.cluster_id).await?;
-        let (tf, _) = self.terraform(&target).await?;
-        let output = self.init_and_plan(task, &tf, log, cancel, true).await?;
-        let lines = log.terraform_lines();
-        tf.run_ok(
-            &["apply", "-input=false", "-no-color", "plan.tfplan"],
-            Stdout::Log,
-            &lines,
-            cancel,
-        )
-        .await
-        .map_err(terraform_failure)?;
         self.store
             .set_task_output(task.id, task.lease_id, &output)
             .await?;
