@@ -7,7 +7,7 @@ use serde::Serialize;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::{Store, StoreError, unique_violation};
+use super::{Store, StoreError};
 
 /// The steps of a deploy, in order (seed 001 4.2: region -> agent -> objects -> rollout -> URL).
 pub const DEPLOY_STEPS: &[&str] = &[
@@ -194,24 +194,21 @@ impl Store {
     /// Creates a demo and the steps of its first deploy. The same idempotency key returns the first demo, so a
     /// double click or a retried request makes one deploy.
     pub async fn insert_demo(&self, new: NewDemo) -> Result<DemoInsert, StoreError> {
-        if let Some(key) = &new.idempotency_key
-            && let Some(existing) = sqlx::query_as::<_, Demo>(sqlx::AssertSqlSafe(format!(
-                "{SELECT} WHERE idempotency_key = $1"
-            )))
-            .bind(key)
-            .fetch_optional(self.pool())
+        if let Some(existing) = self
+            .demo_by_idempotency_key(new.idempotency_key.as_deref())
             .await?
         {
             return Ok(DemoInsert::Existing(existing));
         }
         let id = Uuid::new_v4();
         let mut tx = self.pool().begin().await?;
-        let name = new.name.clone();
+        // No conflict target: a concurrent request with the same key may collide on the name index before the
+        // key index, and either collision must end in "do nothing" so the reason can be told apart below.
         let inserted = sqlx::query(
             "INSERT INTO demos (id, name, owner, template_id, image, requested_region, config, status, current_step,
                                 idempotency_key)
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'developing', $8, $9)
-             ON CONFLICT (idempotency_key) DO NOTHING",
+             ON CONFLICT DO NOTHING",
         )
         .bind(id)
         .bind(&new.name)
@@ -223,19 +220,19 @@ impl Store {
         .bind(DEPLOY_STEPS[0])
         .bind(&new.idempotency_key)
         .execute(&mut *tx)
-        .await
-        .map_err(|e| unique_violation(e, || format!("a demo named {name:?} already exists")))?;
+        .await?;
         if inserted.rows_affected() == 0 {
-            // A concurrent request with the same key won the insert.
             tx.rollback().await?;
-            let key = new.idempotency_key.unwrap_or_default();
-            let existing = sqlx::query_as::<_, Demo>(sqlx::AssertSqlSafe(format!(
-                "{SELECT} WHERE idempotency_key = $1"
-            )))
-            .bind(key)
-            .fetch_one(self.pool())
-            .await?;
-            return Ok(DemoInsert::Existing(existing));
+            return match self
+                .demo_by_idempotency_key(new.idempotency_key.as_deref())
+                .await?
+            {
+                Some(existing) => Ok(DemoInsert::Existing(existing)),
+                None => Err(StoreError::Conflict(format!(
+                    "a demo named {:?} already exists",
+                    new.name
+                ))),
+            };
         }
         record_version(
             &mut tx,
@@ -251,6 +248,16 @@ impl Store {
         insert_steps(&mut tx, id, 1).await?;
         tx.commit().await?;
         Ok(DemoInsert::Created(self.demo(id).await?))
+    }
+
+    async fn demo_by_idempotency_key(&self, key: Option<&str>) -> Result<Option<Demo>, StoreError> {
+        let Some(key) = key else { return Ok(None) };
+        Ok(sqlx::query_as::<_, Demo>(sqlx::AssertSqlSafe(format!(
+            "{SELECT} WHERE idempotency_key = $1"
+        )))
+        .bind(key)
+        .fetch_optional(self.pool())
+        .await?)
     }
 
     pub async fn demo(&self, id: Uuid) -> Result<Demo, StoreError> {
