@@ -13,6 +13,47 @@ pub struct ApplyPayload {
     pub wait_timeout_seconds: u32,
     #[serde(default)]
     pub force_conflicts: bool,
+    /// Objects of this set that the manifest no longer has are deleted after the apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<ObjectSet>,
+}
+
+/// Payload of a `delete` task: every object of the set is deleted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeletePayload {
+    pub objects: ObjectSet,
+}
+
+/// Objects of the listed kinds that match a label selector, in every namespace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectSet {
+    pub label_selector: String,
+    pub kinds: Vec<ObjectKind>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectKind {
+    pub api_version: String,
+    pub kind: String,
+}
+
+impl From<&ObjectSet> for agent_protocol::ObjectSet {
+    fn from(set: &ObjectSet) -> Self {
+        Self {
+            label_selector: set.label_selector.clone(),
+            kinds: set
+                .kinds
+                .iter()
+                .map(|kind| agent_protocol::ObjectKind {
+                    api_version: kind.api_version.clone(),
+                    kind: kind.kind.clone(),
+                })
+                .collect(),
+        }
+    }
 }
 
 fn default_wait_timeout() -> u32 {
@@ -117,6 +158,7 @@ mod tests {
             manifest: manifest.into(),
             wait_timeout_seconds: 10,
             force_conflicts: false,
+            prune: None,
         }
     }
 

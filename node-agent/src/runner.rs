@@ -4,12 +4,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use agent_protocol::task_assignment::Spec;
-use agent_protocol::{LogLine, ObjectResult, TaskAssignment, TaskLease, TaskProgress, TaskResult};
+use agent_protocol::{
+    DeleteSpec, LogLine, ObjectResult, TaskAssignment, TaskLease, TaskProgress, TaskResult,
+};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::AbortHandle;
 use tracing::{Instrument, Span, info_span};
 
-use crate::apply::Applier;
+use crate::apply::{Applier, ApplyFailure};
 use crate::tasklog::TaskLog;
 
 /// What a running task reports back to the session.
@@ -182,27 +184,37 @@ impl Worker {
                 ("reason", assignment.reason.clone()),
             ],
         );
+        let progress = |message: &str, objects: Vec<ObjectResult>| {
+            let _ = self.events.send(TaskEvent::Progress(TaskProgress {
+                task_id: self.task_id.clone(),
+                lease_id: self.lease_id.clone(),
+                message: message.to_owned(),
+                objects,
+            }));
+        };
+        let failed = |failure: ApplyFailure| {
+            (
+                failure.error.to_string(),
+                failure.error.is_retryable(),
+                failure.objects,
+            )
+        };
         let outcome = match &assignment.spec {
-            Some(Spec::Apply(spec)) => {
-                let progress = |message: &str, objects: Vec<ObjectResult>| {
-                    let _ = self.events.send(TaskEvent::Progress(TaskProgress {
-                        task_id: self.task_id.clone(),
-                        lease_id: self.lease_id.clone(),
-                        message: message.to_owned(),
-                        objects,
-                    }));
-                };
-                self.applier
-                    .apply(spec, &self.log, &progress)
-                    .await
-                    .map_err(|failure| {
-                        (
-                            failure.error.to_string(),
-                            failure.error.is_retryable(),
-                            failure.objects,
-                        )
-                    })
-            }
+            Some(Spec::Apply(spec)) => self
+                .applier
+                .apply(spec, &self.log, &progress)
+                .await
+                .map_err(failed),
+            Some(Spec::Delete(DeleteSpec { objects: Some(set) })) => self
+                .applier
+                .prune(set, &[], &self.log, &progress)
+                .await
+                .map_err(failed),
+            Some(Spec::Delete(DeleteSpec { objects: None })) => Err((
+                "the delete task names no objects".to_owned(),
+                false,
+                Vec::new(),
+            )),
             None => Err((
                 format!(
                     "the task has no spec this agent (version {}) understands",

@@ -80,6 +80,7 @@ impl Harness {
             manifest_yaml: manifest.into(),
             wait_timeout_seconds,
             force_conflicts,
+            prune: None,
         };
         let outcome = self.applier.apply(&spec, &log, &progress).await;
         (outcome, reported.into_inner().unwrap())

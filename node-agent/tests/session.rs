@@ -35,6 +35,7 @@ fn assignment(task_id: &str, lease_id: &str, manifest: &str) -> Down {
             manifest_yaml: manifest.into(),
             wait_timeout_seconds: 0,
             force_conflicts: false,
+            prune: None,
         })),
     })
 }

@@ -24,7 +24,7 @@ use crate::pki::AgentCa;
 use crate::store::Store;
 
 /// Task kinds that agents execute (other kinds run inside the control plane).
-pub const AGENT_TASK_KINDS: &[&str] = &["apply"];
+pub const AGENT_TASK_KINDS: &[&str] = &["apply", "delete"];
 
 /// Settings of the agent service, taken from the config at start.
 #[derive(Debug, Clone)]

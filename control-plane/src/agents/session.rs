@@ -7,8 +7,9 @@ use agent_protocol::agent_message::Msg as Up;
 use agent_protocol::control_message::Msg as Down;
 use agent_protocol::task_assignment::Spec;
 use agent_protocol::{
-    AgentMessage, ApplySpec, ControlMessage, Heartbeat, LogBatch, LogBatchAck, LogLevel,
-    ObjectOutcome, ObjectResult, ResultAck, TaskAssignment, TaskCancel, TaskResult, Welcome,
+    AgentMessage, ApplySpec, ControlMessage, DeleteSpec, Heartbeat, LogBatch, LogBatchAck,
+    LogLevel, ObjectOutcome, ObjectResult, ResultAck, TaskAssignment, TaskCancel, TaskResult,
+    Welcome,
 };
 use chrono::Utc;
 use tokio::sync::{broadcast, mpsc};
@@ -24,7 +25,7 @@ use crate::logs::TaskLogLine;
 use crate::metrics::StateLabel;
 use crate::pki::AgentIdentity;
 use crate::store::{self, LeasedTask, ObjectReport, TaskCompletion};
-use crate::taskspec::ApplyPayload;
+use crate::taskspec::{ApplyPayload, DeletePayload};
 
 pub type ControlStream = ReceiverStream<Result<ControlMessage, Status>>;
 
@@ -448,6 +449,14 @@ fn assignment(task: &LeasedTask) -> Result<TaskAssignment, String> {
                 manifest_yaml: payload.manifest,
                 wait_timeout_seconds: payload.wait_timeout_seconds,
                 force_conflicts: payload.force_conflicts,
+                prune: payload.prune.as_ref().map(Into::into),
+            })
+        }
+        "delete" => {
+            let payload: DeletePayload = serde_json::from_value(task.payload.0.clone())
+                .map_err(|e| format!("stored delete payload is invalid: {e}"))?;
+            Spec::Delete(DeleteSpec {
+                objects: Some((&payload.objects).into()),
             })
         }
         other => return Err(format!("task kind {other:?} cannot run on an agent")),

@@ -344,6 +344,35 @@ pub async fn start(
     .await
 }
 
+/// `DELETE /demos/{id}`: prune the demo's objects from its cluster, then close it (soft delete).
+pub async fn delete(
+    State(state): State<ApiState>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+) -> Result<(StatusCode, Json<DemoDetail>), ApiError> {
+    principal.require(Role::Operator, "delete demos")?;
+    let demo = state
+        .store
+        .request_demo_delete(id, &principal.label())
+        .await?;
+    tracing::info!(demo_id = %demo.id, by = %principal.label(), "demo delete requested");
+    let steps = state.store.demo_steps(demo.id, demo.version).await?;
+    Ok((StatusCode::ACCEPTED, Json(DemoDetail { demo, steps })))
+}
+
+/// `POST /demos/{id}/retry`: resume from the failed step.
+pub async fn retry(
+    State(state): State<ApiState>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+) -> Result<(StatusCode, Json<DemoDetail>), ApiError> {
+    principal.require(Role::Operator, "retry demo steps")?;
+    let demo = state.store.retry_demo(id, &principal.label()).await?;
+    tracing::info!(demo_id = %demo.id, by = %principal.label(), step = ?demo.current_step, "demo step retry");
+    let steps = state.store.demo_steps(demo.id, demo.version).await?;
+    Ok((StatusCode::ACCEPTED, Json(DemoDetail { demo, steps })))
+}
+
 /// `GET /demos/{id}/versions`: the version history, newest first.
 pub async fn versions(
     State(state): State<ApiState>,

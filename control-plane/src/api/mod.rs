@@ -65,6 +65,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/regions"),
     ("post", "/api/v1/regions"),
     ("get", "/api/v1/regions/{id}"),
+    ("patch", "/api/v1/regions/{id}"),
     ("get", "/api/v1/clusters"),
     ("post", "/api/v1/clusters"),
     ("get", "/api/v1/clusters/{id}"),
@@ -77,6 +78,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/demos"),
     ("post", "/api/v1/demos"),
     ("get", "/api/v1/demos/{id}"),
+    ("delete", "/api/v1/demos/{id}"),
+    ("post", "/api/v1/demos/{id}/retry"),
     ("post", "/api/v1/demos/{id}/update"),
     ("post", "/api/v1/demos/{id}/rollback"),
     ("post", "/api/v1/demos/{id}/stop"),
@@ -96,7 +99,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/clouds", get(clouds::list).post(clouds::create))
         .route("/clouds/{id}", get(clouds::get).delete(clouds::delete))
         .route("/regions", get(regions::list).post(regions::create))
-        .route("/regions/{id}", get(regions::get))
+        .route("/regions/{id}", get(regions::get).patch(regions::update))
         .route("/clusters", get(clusters::list).post(clusters::create))
         .route(
             "/clusters/{id}",
@@ -111,7 +114,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/clusters/{id}/drift-check", post(clusters::drift_check))
         .route("/clusters/{id}/tasks", post(tasks::create))
         .route("/demos", get(demos::list).post(demos::create))
-        .route("/demos/{id}", get(demos::get))
+        .route("/demos/{id}", get(demos::get).delete(demos::delete))
+        .route("/demos/{id}/retry", post(demos::retry))
         .route("/demos/{id}/update", post(demos::update))
         .route("/demos/{id}/rollback", post(demos::rollback))
         .route("/demos/{id}/stop", post(demos::stop))

@@ -77,3 +77,36 @@ pub async fn get(
 ) -> Result<Json<Region>, ApiError> {
     Ok(Json(state.store.region(id).await?))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRegion {
+    pub enabled: Option<bool>,
+    pub display_name: Option<String>,
+}
+
+/// `PATCH /regions/{id}`: enable or disable a region (disabled regions take no new demos), or rename it.
+pub async fn update(
+    State(state): State<ApiState>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+    JsonBody(body): JsonBody<UpdateRegion>,
+) -> Result<Json<Region>, ApiError> {
+    principal.require(Role::Admin, "change regions")?;
+    let mut problems = Problems::default();
+    if let Some(name) = &body.display_name
+        && (name.trim().is_empty() || name.len() > 100)
+    {
+        problems.add("display_name", "must be 1-100 characters");
+    }
+    if body.enabled.is_none() && body.display_name.is_none() {
+        problems.add("body", "change at least one of enabled, display_name");
+    }
+    problems.into_result()?;
+    let region = state
+        .store
+        .update_region(id, body.enabled, body.display_name.as_deref())
+        .await?;
+    tracing::info!(region_id = %id, enabled = region.enabled, by = %principal.label(), "region changed");
+    Ok(Json(region))
+}

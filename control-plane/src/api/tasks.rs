@@ -45,6 +45,7 @@ pub async fn create(
         manifest: body.manifest.clone().unwrap_or_default(),
         wait_timeout_seconds: body.wait_timeout_seconds.unwrap_or(300),
         force_conflicts: body.force_conflicts,
+        prune: None,
     };
     if body.manifest.is_none() {
         problems.add("manifest", "is required for apply tasks");

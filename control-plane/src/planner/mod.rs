@@ -12,8 +12,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::store::{Demo, DemoStep, NewCluster, NewTask, Store, StoreError, TaskInsert};
-use crate::taskspec::ApplyPayload;
+use crate::store::{Demo, DemoStep, NewCluster, NewTask, Store, StoreError, Task, TaskInsert};
+use crate::taskspec::{ApplyPayload, DeletePayload};
 
 /// What one look at a step found.
 enum Step {
@@ -65,6 +65,11 @@ impl Planner {
                 "apply" => self.apply(&demo, &step).await?,
                 "wait_ready" => self.wait_ready(&demo, &steps).await?,
                 "publish_url" => self.publish(&demo).await?,
+                "prune" => self.prune(&demo, &step).await?,
+                "close" => {
+                    self.store.close_demo(demo.id).await?;
+                    Step::Done("objects deleted; the demo is closed".into())
+                }
                 other => Step::Failed(format!("unknown step {other}")),
             };
             let (state, message) = match outcome {
@@ -277,43 +282,23 @@ impl Planner {
     }
 
     async fn apply(&self, demo: &Demo, step: &DemoStep) -> Result<Step, StoreError> {
-        let task_id = match step.task_id {
-            Some(task_id) => task_id,
-            None => {
-                let payload = ApplyPayload {
-                    manifest: self.manifest(demo).await?,
-                    wait_timeout_seconds: 300,
-                    force_conflicts: true,
-                };
-                let inserted = self
-                    .store
-                    .insert_task(NewTask {
-                        cluster_id: demo.cluster_id.unwrap_or_default(),
-                        kind: "apply".into(),
-                        payload: serde_json::to_value(&payload).expect("payload serializes"),
-                        reason: format!("deploy of demo {} version {}", demo.name, demo.version),
-                        idempotency_key: Some(format!("demo:{}:v{}", demo.id, demo.version)),
-                        parent_id: None,
-                        created_by: format!("planner:demo:{}", demo.id),
-                        max_attempts: self.config.tasks.default_max_attempts,
-                    })
-                    .await?;
-                let task = match inserted {
-                    TaskInsert::Created(task) | TaskInsert::Existing(task) => task,
-                };
-                self.store
-                    .set_step(
-                        demo,
-                        step.position,
-                        "running",
-                        "apply task queued for the agent",
-                        Some(task.id),
-                    )
-                    .await?;
-                task.id
-            }
+        let manifest = self.manifest(demo).await?;
+        let documents = manifest.split("\n---\n").count();
+        let payload = ApplyPayload {
+            manifest,
+            wait_timeout_seconds: 300,
+            force_conflicts: true,
+            prune: Some(render::object_set(&demo.id.to_string())),
         };
-        let task = self.store.task(task_id).await?;
+        let task = self
+            .step_task(
+                demo,
+                step,
+                "apply",
+                serde_json::to_value(&payload).expect("payload serializes"),
+                format!("deploy of demo {} version {}", demo.name, demo.version),
+            )
+            .await?;
         let applied = task
             .objects
             .0
@@ -324,14 +309,99 @@ impl Planner {
             "failed" | "cancelled" => {
                 Step::Failed(task.error.unwrap_or_else(|| task.state.clone()))
             }
-            "succeeded" => Step::Done(format!(
-                "{applied} objects applied by the agent (task {task_id})"
+            // The task goes on to wait for the rollout (the next step); the objects are applied already.
+            state if state == "succeeded" || applied >= documents => Step::Done(format!(
+                "{applied} objects applied by the agent (task {})",
+                task.id
             )),
-            _ if applied >= 5 => Step::Done(format!(
-                "{applied} objects applied by the agent (task {task_id})"
-            )),
-            state => Step::Waiting(format!("apply task {task_id} is {state}")),
+            state => Step::Waiting(format!("apply task {} is {state}", task.id)),
         })
+    }
+
+    /// Deletes what the demo put on its cluster: every object labelled with its id.
+    async fn prune(&self, demo: &Demo, step: &DemoStep) -> Result<Step, StoreError> {
+        let Some(cluster_id) = demo.cluster_id else {
+            return Ok(Step::Done("the demo was never placed on a cluster".into()));
+        };
+        let cluster = self.store.cluster(cluster_id).await?;
+        if cluster.status == "deleted" {
+            return Ok(Step::Done(format!(
+                "cluster {} is deleted and its objects with it",
+                cluster.name
+            )));
+        }
+        let payload = DeletePayload {
+            objects: render::object_set(&demo.id.to_string()),
+        };
+        let task = self
+            .step_task(
+                demo,
+                step,
+                "delete",
+                serde_json::to_value(&payload).expect("payload serializes"),
+                format!("delete of demo {}", demo.name),
+            )
+            .await?;
+        let deleted = task
+            .objects
+            .0
+            .iter()
+            .filter(|o| o.outcome == "deleted")
+            .count();
+        Ok(match task.state.as_str() {
+            "succeeded" => Step::Done(format!(
+                "{deleted} objects deleted by the agent (task {})",
+                task.id
+            )),
+            "failed" | "cancelled" => {
+                Step::Failed(task.error.unwrap_or_else(|| task.state.clone()))
+            }
+            state => Step::Waiting(format!("delete task {} is {state}", task.id)),
+        })
+    }
+
+    /// The agent task of a step: queued on the first look (once per attempt, even if two planners race), read
+    /// back on later ones.
+    async fn step_task(
+        &self,
+        demo: &Demo,
+        step: &DemoStep,
+        kind: &str,
+        payload: serde_json::Value,
+        reason: String,
+    ) -> Result<Task, StoreError> {
+        if let Some(task_id) = step.task_id {
+            return self.store.task(task_id).await;
+        }
+        let inserted = self
+            .store
+            .insert_task(NewTask {
+                cluster_id: demo.cluster_id.unwrap_or_default(),
+                kind: kind.into(),
+                payload,
+                reason,
+                idempotency_key: Some(format!(
+                    "demo:{}:v{}:{}:a{}",
+                    demo.id, demo.version, step.name, step.attempt
+                )),
+                parent_id: None,
+                created_by: format!("planner:demo:{}", demo.id),
+                max_attempts: self.config.tasks.default_max_attempts,
+            })
+            .await?;
+        let task = match inserted {
+            TaskInsert::Created(task) | TaskInsert::Existing(task) => task,
+        };
+        self.store
+            .set_step(
+                demo,
+                step.position,
+                "running",
+                &format!("{kind} task queued for the agent"),
+                Some(task.id),
+            )
+            .await?;
+        Ok(task)
     }
 
     async fn wait_ready(&self, demo: &Demo, steps: &[DemoStep]) -> Result<Step, StoreError> {

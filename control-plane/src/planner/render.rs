@@ -4,10 +4,34 @@
 use serde_json::{Value, json};
 
 use crate::store::TemplateRow;
+use crate::taskspec::{ObjectKind, ObjectSet};
 
 /// Label carrying the demo id on every object, so objects a new version no longer has can be pruned.
 pub const DEMO_LABEL: &str = "edgefleet.io/demo";
 pub const VERSION_LABEL: &str = "edgefleet.io/demo-version";
+
+/// Every kind [`manifest`] renders, as (apiVersion, kind): what pruning and deletion look through.
+pub const KINDS: &[(&str, &str)] = &[
+    ("v1", "Namespace"),
+    ("apps/v1", "Deployment"),
+    ("v1", "Service"),
+    ("networking.k8s.io/v1", "Ingress"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
+];
+
+/// The objects of one demo on its cluster.
+pub fn object_set(demo_id: &str) -> ObjectSet {
+    ObjectSet {
+        label_selector: format!("{DEMO_LABEL}={demo_id}"),
+        kinds: KINDS
+            .iter()
+            .map(|(api_version, kind)| ObjectKind {
+                api_version: (*api_version).to_owned(),
+                kind: (*kind).to_owned(),
+            })
+            .collect(),
+    }
+}
 
 pub struct DemoSpec<'a> {
     pub demo_id: &'a str,
@@ -102,4 +126,68 @@ pub fn manifest(template: &TemplateRow, demo: &DemoSpec<'_>) -> String {
         .map(|doc| serde_yaml::to_string(doc).expect("JSON values serialize to YAML"))
         .collect::<Vec<_>>()
         .join("---\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use sqlx::types::Json;
+
+    #[test]
+    fn every_rendered_object_is_labelled_and_of_a_pruned_kind() {
+        let template = TemplateRow {
+            id: uuid::Uuid::nil(),
+            name: "fastapi-inference".into(),
+            version: "1.0.0".into(),
+            revision: 1,
+            title: "FastAPI".into(),
+            description: String::new(),
+            runtime: "python".into(),
+            process: "uvicorn app:app".into(),
+            port: 8000,
+            health_check_path: "/healthz".into(),
+            env: Json(json!([{"name": "MODEL_NAME", "default": "tiny"}])),
+            resources: Json(json!({"limits": {"cpu": "1"}})),
+            image_required: false,
+            default_image: None,
+            dockerfile: None,
+            content_sha256: String::new(),
+            latest: true,
+            loaded_at: chrono::Utc::now(),
+        };
+        let env = serde_json::Map::new();
+        let manifest = manifest(
+            &template,
+            &DemoSpec {
+                demo_id: "d-1",
+                name: "hello",
+                version: 2,
+                image: "nginx:1",
+                replicas: 1,
+                env: &env,
+                host: "hello.example",
+            },
+        );
+        let set = object_set("d-1");
+        assert_eq!(set.label_selector, "edgefleet.io/demo=d-1");
+        let mut rendered = Vec::new();
+        for document in serde_yaml::Deserializer::from_str(&manifest) {
+            let object = serde_json::Value::deserialize(document).unwrap();
+            assert_eq!(object["metadata"]["labels"][DEMO_LABEL], "d-1", "{object}");
+            let kind = (
+                object["apiVersion"].as_str().unwrap().to_owned(),
+                object["kind"].as_str().unwrap().to_owned(),
+            );
+            assert!(
+                set.kinds
+                    .iter()
+                    .any(|k| (k.api_version.as_str(), k.kind.as_str())
+                        == (kind.0.as_str(), kind.1.as_str())),
+                "{kind:?} is rendered but not pruned"
+            );
+            rendered.push(kind);
+        }
+        assert_eq!(rendered.len(), KINDS.len());
+    }
 }

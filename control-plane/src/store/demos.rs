@@ -19,6 +19,9 @@ pub const DEPLOY_STEPS: &[&str] = &[
     "publish_url",
 ];
 
+/// The steps of a delete: the demo's objects are deleted from its cluster, then the demo is closed.
+pub const TEARDOWN_STEPS: &[&str] = &["prune", "close"];
+
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Demo {
     pub id: Uuid,
@@ -38,6 +41,8 @@ pub struct Demo {
     pub url: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Set by a delete request; the demo is `deleted_at` once its objects are gone.
+    pub delete_requested_at: Option<DateTime<Utc>>,
     pub deleted_at: Option<DateTime<Utc>>,
 }
 
@@ -49,6 +54,8 @@ pub struct DemoStep {
     pub state: String,
     pub message: Option<String>,
     pub task_id: Option<Uuid>,
+    /// 1, plus one per retry of the step; each attempt runs its own task.
+    pub attempt: i32,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
 }
@@ -69,7 +76,8 @@ pub enum DemoInsert {
 }
 
 const SELECT: &str = "SELECT id, name, owner, template_id, image, requested_region, region_id, region_reason,
-        cluster_id, config, version, status, current_step, error, url, created_at, updated_at, deleted_at
+        cluster_id, config, version, status, current_step, error, url, created_at, updated_at, delete_requested_at,
+        deleted_at
     FROM demos";
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -123,8 +131,9 @@ async fn insert_steps(
     conn: &mut sqlx::PgConnection,
     demo_id: Uuid,
     version: i32,
+    steps: &[&str],
 ) -> Result<(), StoreError> {
-    for (position, step) in DEPLOY_STEPS.iter().enumerate() {
+    for (position, step) in steps.iter().enumerate() {
         sqlx::query("INSERT INTO demo_steps (demo_id, version, position, name, state) VALUES ($1, $2, $3, $4, 'pending')")
             .bind(demo_id)
             .bind(version)
@@ -148,6 +157,12 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| StoreError::not_found("demo", demo_id))?;
+        if current.delete_requested_at.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "demo {} is being deleted",
+                current.name
+            )));
+        }
         let version = current.version + 1;
         let template_id = change.template_id.unwrap_or(current.template_id);
         let image = change.image.unwrap_or(current.image);
@@ -176,7 +191,7 @@ impl Store {
         .bind(DEPLOY_STEPS[0])
         .execute(&mut *tx)
         .await?;
-        insert_steps(&mut tx, demo_id, version).await?;
+        insert_steps(&mut tx, demo_id, version, DEPLOY_STEPS).await?;
         tx.commit().await?;
         self.demo(demo_id).await
     }
@@ -245,7 +260,7 @@ impl Store {
             &new.owner,
         )
         .await?;
-        insert_steps(&mut tx, id, 1).await?;
+        insert_steps(&mut tx, id, 1, DEPLOY_STEPS).await?;
         tx.commit().await?;
         Ok(DemoInsert::Created(self.demo(id).await?))
     }
@@ -282,7 +297,7 @@ impl Store {
         version: i32,
     ) -> Result<Vec<DemoStep>, StoreError> {
         Ok(sqlx::query_as::<_, DemoStep>(
-            "SELECT version, position, name, state, message, task_id, started_at, finished_at
+            "SELECT version, position, name, state, message, task_id, attempt, started_at, finished_at
              FROM demo_steps WHERE demo_id = $1 AND version = $2 ORDER BY position",
         )
         .bind(demo_id)
@@ -351,17 +366,17 @@ impl Store {
         .bind(task_id)
         .execute(&mut *tx)
         .await?;
-        let step = DEPLOY_STEPS
-            .get(position as usize)
-            .copied()
-            .unwrap_or_default();
+        let (step, last): (String, bool) = sqlx::query_as(
+            "SELECT name, position = (SELECT max(position) FROM demo_steps WHERE demo_id = $1 AND version = $2)
+             FROM demo_steps WHERE demo_id = $1 AND version = $2 AND position = $3",
+        )
+        .bind(demo.id)
+        .bind(demo.version)
+        .bind(position)
+        .fetch_one(&mut *tx)
+        .await?;
         // After the last step succeeded there is no current step any more.
-        let last = position as usize + 1 == DEPLOY_STEPS.len();
-        let current = if last && state == "succeeded" {
-            None
-        } else {
-            Some(step)
-        };
+        let current = (!(last && state == "succeeded")).then_some(step.as_str());
         sqlx::query(
             "UPDATE demos SET current_step = $2, error = CASE WHEN $3 = 'failed' THEN $4 ELSE NULL END,
                     updated_at = now() WHERE id = $1",
@@ -406,6 +421,118 @@ impl Store {
             .execute(self.pool())
             .await?;
         Ok(())
+    }
+
+    /// Starts deleting a demo: a new version whose steps prune its objects and then close it. The demo goes
+    /// offline at once; a deploy in flight is abandoned and its unfinished tasks are cancelled. Repeating the
+    /// request while the delete runs changes nothing.
+    pub async fn request_demo_delete(&self, demo_id: Uuid, by: &str) -> Result<Demo, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let current = sqlx::query_as::<_, Demo>(sqlx::AssertSqlSafe(format!(
+            "{SELECT} WHERE id = $1 FOR UPDATE"
+        )))
+        .bind(demo_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::not_found("demo", demo_id))?;
+        if current.delete_requested_at.is_some() {
+            tx.rollback().await?;
+            return Ok(current);
+        }
+        let unfinished: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT s.task_id FROM demo_steps s JOIN tasks t ON t.id = s.task_id
+             WHERE s.demo_id = $1 AND s.version = $2 AND t.state IN ('pending', 'leased', 'running')",
+        )
+        .bind(demo_id)
+        .bind(current.version)
+        .fetch_all(&mut *tx)
+        .await?;
+        let version = current.version + 1;
+        record_version(
+            &mut tx,
+            demo_id,
+            version,
+            current.template_id,
+            &current.image,
+            &current.config.0,
+            "delete",
+            by,
+        )
+        .await?;
+        sqlx::query(
+            "UPDATE demos SET version = $2, status = 'offline', url = NULL, error = NULL, current_step = $3,
+                    delete_requested_at = now(), updated_at = now()
+             WHERE id = $1",
+        )
+        .bind(demo_id)
+        .bind(version)
+        .bind(TEARDOWN_STEPS[0])
+        .execute(&mut *tx)
+        .await?;
+        insert_steps(&mut tx, demo_id, version, TEARDOWN_STEPS).await?;
+        tx.commit().await?;
+        for task_id in unfinished {
+            match self.cancel_task(task_id, by).await {
+                // It finished in the meantime: the prune deletes what it applied.
+                Ok(_) | Err(StoreError::Conflict(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        self.demo(demo_id).await
+    }
+
+    /// The last teardown step: the demo is closed and soft deleted (kept, but no longer listed).
+    pub async fn close_demo(&self, demo_id: Uuid) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE demos SET status = 'closed', url = NULL, current_step = NULL, deleted_at = now(),
+                    updated_at = now()
+             WHERE id = $1",
+        )
+        .bind(demo_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Resumes the current deploy (or delete) from its failed step: that step becomes pending again as a new
+    /// attempt, and the planner picks the demo up.
+    pub async fn retry_demo(&self, demo_id: Uuid, by: &str) -> Result<Demo, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let current = sqlx::query_as::<_, Demo>(sqlx::AssertSqlSafe(format!(
+            "{SELECT} WHERE id = $1 AND deleted_at IS NULL FOR UPDATE"
+        )))
+        .bind(demo_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::not_found("demo", demo_id))?;
+        let step: Option<String> = sqlx::query_scalar(
+            "UPDATE demo_steps SET state = 'pending', message = 'retry requested by ' || $3, task_id = NULL,
+                    attempt = attempt + 1, started_at = NULL, finished_at = NULL
+             WHERE demo_id = $1 AND version = $2 AND state = 'failed'
+             RETURNING name",
+        )
+        .bind(demo_id)
+        .bind(current.version)
+        .bind(by)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(step) = step else {
+            return Err(StoreError::Conflict(format!(
+                "demo {} has no failed step to retry",
+                current.name
+            )));
+        };
+        sqlx::query(
+            "UPDATE demos SET error = NULL, current_step = $2, planner_lease = NULL, updated_at = now(),
+                    status = CASE WHEN delete_requested_at IS NULL THEN 'developing' ELSE status END
+             WHERE id = $1",
+        )
+        .bind(demo_id)
+        .bind(&step)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.demo(demo_id).await
     }
 
     /// The region's live cluster that is ready with a connected agent, if any.

@@ -64,6 +64,28 @@ impl Store {
             .ok_or_else(|| StoreError::not_found("region", id))
     }
 
+    /// Changes what is given; `None` keeps the current value.
+    pub async fn update_region(
+        &self,
+        id: Uuid,
+        enabled: Option<bool>,
+        display_name: Option<&str>,
+    ) -> Result<Region, StoreError> {
+        let updated = sqlx::query(
+            "UPDATE regions SET enabled = coalesce($2, enabled), display_name = coalesce($3, display_name)
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(enabled)
+        .bind(display_name)
+        .execute(self.pool())
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::not_found("region", id));
+        }
+        self.region(id).await
+    }
+
     pub async fn regions(&self) -> Result<Vec<Region>, StoreError> {
         Ok(
             sqlx::query_as::<_, Region>(AssertSqlSafe(format!("{SELECT} ORDER BY c.name, r.code")))

@@ -2,6 +2,7 @@
 
 mod discovery;
 pub mod manifest;
+mod prune;
 mod readiness;
 
 use std::fmt;
@@ -90,6 +91,14 @@ pub enum ApplyError {
         problem: ObjectProblem,
         not_attempted: Vec<usize>,
     },
+    #[error("pruning {kind} objects matching {label_selector}: {problem}")]
+    Prune {
+        kind: String,
+        label_selector: String,
+        problem: ObjectProblem,
+    },
+    #[error("invalid object set: {0}")]
+    InvalidObjectSet(String),
     #[error("not available within {timeout:?}: {}", deployments.join("; "))]
     NotReady {
         timeout: Duration,
@@ -100,8 +109,8 @@ pub enum ApplyError {
 impl ApplyError {
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Object { problem, .. } => problem.is_retryable(),
-            Self::Manifest(_) | Self::NotReady { .. } => false,
+            Self::Object { problem, .. } | Self::Prune { problem, .. } => problem.is_retryable(),
+            Self::Manifest(_) | Self::InvalidObjectSet(_) | Self::NotReady { .. } => false,
         }
     }
 }
@@ -148,8 +157,8 @@ impl Applier {
         }
     }
 
-    /// Applies every object of `spec` in order, stopping at the first failure, then waits for Deployments when
-    /// the spec asks for it. Safe to repeat: server-side apply of the same manifest converges to the same state.
+    /// Applies every object of `spec` in order, stopping at the first failure, prunes the spec's object set down to
+    /// what was applied, then waits for Deployments when the spec asks for it. Safe to repeat: server-side apply of the same manifest converges to the same state.
     pub async fn apply(
         &self,
         spec: &ApplySpec,
@@ -206,6 +215,19 @@ impl Applier {
                         not_attempted,
                     };
                     return Err(ApplyFailure { error, objects });
+                }
+            }
+        }
+
+        if let Some(set) = &spec.prune {
+            match self.prune(set, &objects, log, progress).await {
+                Ok(deleted) => objects.extend(deleted),
+                Err(mut failure) => {
+                    objects.append(&mut failure.objects);
+                    return Err(ApplyFailure {
+                        error: failure.error,
+                        objects,
+                    });
                 }
             }
         }

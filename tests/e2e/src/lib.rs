@@ -6,4 +6,6 @@ pub mod raw_agent;
 pub mod stack;
 
 pub use api::Api;
-pub use stack::{AgentState, ClusterHandle, PeerControlPlane, Stack, StackOptions, repo_root};
+pub use stack::{
+    AgentState, ClusterHandle, PeerControlPlane, Stack, StackOptions, kubectl, repo_root,
+};

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use e2e::api::field;
-use e2e::{Stack, StackOptions, repo_root};
+use e2e::{Stack, StackOptions, kubectl, repo_root};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -60,19 +60,9 @@ async fn sse_events(stack: &Stack, id: &str) -> Vec<(String, Value)> {
 }
 
 fn kube(kubeconfig: &std::path::Path, args: &[&str]) -> Value {
-    let output = std::process::Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .args(["-o", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    let mut args = args.to_vec();
+    args.extend(["-o", "json"]);
+    serde_json::from_str(&kubectl(kubeconfig, &args, None).unwrap()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -276,6 +266,108 @@ async fn one_click_deploy_to_a_region_without_a_cluster_provisions_it_and_goes_o
         ]
     );
 
+    // Pruning: an object of the demo (by label) that the new version does not render is deleted on the next
+    // rollout; an object of another demo and one without the label are left alone.
+    let kubectl_apply = |manifest: String| {
+        kubectl(
+            &kubeconfig,
+            &["apply", "--server-side", "-f", "-"],
+            Some(&manifest),
+        )
+        .unwrap()
+    };
+    let service = |name: &str, namespace: &str, demo: Option<&str>| {
+        let labels = demo
+            .map(|demo| format!("\n  labels:\n    edgefleet.io/demo: \"{demo}\""))
+            .unwrap_or_default();
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: {namespace}{labels}\nspec:\n  ports:\n  - port: 80\n"
+        )
+    };
+    let kubectl_get = |args: &[&str]| kubectl(&kubeconfig, args, None).unwrap();
+    kubectl_apply(service("hello-legacy", "demo-hello", Some(&id)));
+    kubectl_apply(service("other-demo", "default", Some("another-demo-id")));
+    kubectl_apply(service("hand-made", "default", None));
+    stack
+        .api
+        .post(
+            &format!("/demos/{id}/update"),
+            &json!({"env": {"MODEL_NAME": "tiny-bert-2"}}),
+        )
+        .await
+        .unwrap();
+    let pruned = wait_demo(&stack, &id, is_done(6)).await;
+    assert_eq!(pruned["status"], "online", "{pruned}");
+    let services = kubectl_get(&["get", "services", "-A", "-o", "name"]);
+    assert!(!services.contains("hello-legacy"), "{services}");
+    for kept in ["service/hello\n", "other-demo", "hand-made"] {
+        assert!(services.contains(kept), "{kept} should stay: {services}");
+    }
+    let apply_task = pruned["steps"][3]["task_id"].as_str().unwrap().to_string();
+    let task = stack
+        .api
+        .get(&format!("/tasks/{apply_task}"))
+        .await
+        .unwrap();
+    assert!(
+        task["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["name"] == "hello-legacy" && o["outcome"] == "deleted"),
+        "{task}"
+    );
+
+    // Delete: the objects are pruned from the cluster, then the demo is closed and soft deleted.
+    let (status, deleting) = stack
+        .api
+        .call(Method::DELETE, &format!("/demos/{id}"), None)
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::ACCEPTED, "{deleting}");
+    assert_eq!(deleting["status"], "offline", "{deleting}");
+    let steps: Vec<&str> = deleting["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["prune", "close"]);
+    let (status, _) = stack
+        .api
+        .call(Method::POST, &format!("/demos/{id}/stop"), Some(&json!({})))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::CONFLICT, "no changes while deleting");
+    let closed = wait_demo(&stack, &id, |d| {
+        d["deleted_at"].is_string() || d["error"].is_string()
+    })
+    .await;
+    assert_eq!(closed["status"], "closed", "{closed}");
+    assert!(closed["url"].is_null(), "{closed}");
+    assert!(
+        closed["steps"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("5 objects deleted by the agent"),
+        "{closed}"
+    );
+    let namespaces = kubectl_get(&["get", "namespaces", "-o", "name"]);
+    assert!(!namespaces.contains("demo-hello"), "{namespaces}");
+    let services = kubectl_get(&["get", "services", "-A", "-o", "name"]);
+    assert!(
+        services.contains("other-demo") && services.contains("hand-made"),
+        "{services}"
+    );
+    let demos = stack.api.get("/demos").await.unwrap();
+    assert!(demos.as_array().unwrap().is_empty(), "{demos}");
+    let versions = stack
+        .api
+        .get(&format!("/demos/{id}/versions"))
+        .await
+        .unwrap();
+    assert_eq!(versions[0]["reason"], "delete");
+
     let (_, destroy) = stack
         .api
         .call(Method::DELETE, &format!("/clusters/{cluster_id}"), None)
@@ -404,4 +496,54 @@ async fn auto_placement_and_failing_steps_say_why() {
     );
     let namespaces = stack.kubectl(&["get", "namespaces", "-o", "name"]).unwrap();
     assert!(!namespaces.contains("demo-nowhere"), "{namespaces}");
+
+    // A retry resumes at the failed step as a new attempt: with the region enabled the step gets further and
+    // says the next reason (this stack cannot provision).
+    let (status, region) = stack
+        .api
+        .call(
+            Method::PATCH,
+            &format!("/regions/{}", disabled["id"].as_str().unwrap()),
+            Some(&json!({"enabled": true})),
+        )
+        .await
+        .unwrap();
+    assert_eq!((status, &region["enabled"]), (StatusCode::OK, &json!(true)));
+    let nowhere = field(&demo, "id").unwrap();
+    let (status, retried) = stack
+        .api
+        .call(Method::POST, &format!("/demos/{nowhere}/retry"), None)
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::ACCEPTED, "{retried}");
+    assert_eq!(retried["steps"][0]["attempt"], 2, "{retried}");
+    let failed_again = wait_demo(&stack, &nowhere, |d| d["error"].is_string()).await;
+    assert_eq!(
+        failed_again["error"],
+        "ensure_cluster failed: region closed has no cluster and the control plane cannot provision one there",
+        "{failed_again}"
+    );
+    let (status, body) = stack
+        .api
+        .call(
+            Method::POST,
+            &format!("/demos/{}/retry", field(&online, "id").unwrap()),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    // Deleting a demo that never reached a cluster closes it without a task.
+    stack
+        .api
+        .call(Method::DELETE, &format!("/demos/{nowhere}"), None)
+        .await
+        .unwrap();
+    let closed = wait_demo(&stack, &nowhere, |d| d["deleted_at"].is_string()).await;
+    assert_eq!(closed["status"], "closed", "{closed}");
+    assert_eq!(
+        closed["steps"][0]["message"],
+        "the demo was never placed on a cluster"
+    );
 }

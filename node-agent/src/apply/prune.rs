@@ -1,0 +1,234 @@
+//! Deletes the objects of an [`ObjectSet`] that an apply did not (re)apply, or all of them for a delete task.
+
+use agent_protocol::{ObjectOutcome, ObjectResult, ObjectSet};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, DynamicObject, GroupVersionKind, ListParams};
+
+use super::{Applier, ApplyError, ApplyFailure, ObjectProblem, ProgressFn, object_fields};
+use crate::tasklog::TaskLog;
+use crate::transport::error_chain;
+
+impl Applier {
+    /// Deletes every object of `set` that is not in `keep` (the objects just applied), namespaced kinds first and
+    /// Namespaces last, so each deletion is reported before a namespace takes the rest with it.
+    pub async fn prune(
+        &self,
+        set: &ObjectSet,
+        keep: &[ObjectResult],
+        log: &TaskLog,
+        progress: ProgressFn<'_>,
+    ) -> Result<Vec<ObjectResult>, ApplyFailure> {
+        let kinds = checked_kinds(set).map_err(|error| ApplyFailure {
+            error,
+            objects: Vec::new(),
+        })?;
+        let mut deleted = Vec::new();
+        for gvk in kinds {
+            if let Err(problem) = self
+                .prune_kind(&gvk, &set.label_selector, keep, log, progress, &mut deleted)
+                .await
+            {
+                let error = ApplyError::Prune {
+                    kind: gvk.kind.clone(),
+                    label_selector: set.label_selector.clone(),
+                    problem,
+                };
+                return Err(ApplyFailure {
+                    error,
+                    objects: deleted,
+                });
+            }
+        }
+        log.info(
+            format!(
+                "pruned {} objects matching {}",
+                deleted.len(),
+                set.label_selector
+            ),
+            &[("label_selector", set.label_selector.clone())],
+        );
+        Ok(deleted)
+    }
+
+    async fn prune_kind(
+        &self,
+        gvk: &GroupVersionKind,
+        label_selector: &str,
+        keep: &[ObjectResult],
+        log: &TaskLog,
+        progress: ProgressFn<'_>,
+        deleted: &mut Vec<ObjectResult>,
+    ) -> Result<(), ObjectProblem> {
+        let found = self.discovery.resolve(gvk).await.map_err(|err| {
+            ObjectProblem::Unreachable(format!("discovery failed: {}", error_chain(&err)))
+        })?;
+        // A kind the server does not serve has no objects to delete.
+        let Some((resource, _)) = found else {
+            return Ok(());
+        };
+        let listed = Api::<DynamicObject>::all_with(self.client.clone(), &resource)
+            .list(&ListParams::default().labels(label_selector))
+            .await
+            .map_err(ObjectProblem::from_kube)?;
+        for object in listed {
+            let namespace = object.namespace();
+            let name = object.name_any();
+            if keep
+                .iter()
+                .any(|kept| same_object(kept, gvk, namespace.as_deref(), &name))
+            {
+                continue;
+            }
+            let api: Api<DynamicObject> = match &namespace {
+                Some(namespace) => Api::namespaced_with(self.client.clone(), namespace, &resource),
+                None => Api::all_with(self.client.clone(), &resource),
+            };
+            let message = match api.delete(&name, &DeleteParams::background()).await {
+                Ok(_) => "deleted",
+                Err(kube::Error::Api(status)) if status.code == 404 => "already gone",
+                Err(err) => return Err(ObjectProblem::from_kube(err)),
+            };
+            let result = ObjectResult {
+                document_index: 0,
+                api_version: gvk.api_version(),
+                kind: gvk.kind.clone(),
+                namespace: namespace.unwrap_or_default(),
+                name,
+                outcome: ObjectOutcome::Deleted.into(),
+                message: message.to_owned(),
+            };
+            log.info(
+                format!(
+                    "{} {}/{} {message}",
+                    result.kind, result.namespace, result.name
+                ),
+                &object_fields(&result),
+            );
+            progress("object deleted", vec![result.clone()]);
+            deleted.push(result);
+        }
+        Ok(())
+    }
+}
+
+/// The set's kinds in deletion order; refuses sets that could select more than meant.
+fn checked_kinds(set: &ObjectSet) -> Result<Vec<GroupVersionKind>, ApplyError> {
+    let invalid = |reason: String| ApplyError::InvalidObjectSet(reason);
+    let selector = set.label_selector.trim();
+    // An empty selector matches every object of the kinds: never what a prune means.
+    if selector.is_empty()
+        || selector
+            .split(',')
+            .any(|requirement| requirement.trim().is_empty())
+    {
+        return Err(invalid(format!(
+            "label selector {:?} must have at least one requirement and no empty ones",
+            set.label_selector
+        )));
+    }
+    if set.kinds.is_empty() {
+        return Err(invalid("no kinds listed".into()));
+    }
+    let mut kinds = Vec::with_capacity(set.kinds.len());
+    for kind in &set.kinds {
+        let (group, version) = match kind.api_version.split_once('/') {
+            Some((group, version)) => (group, version),
+            None => ("", kind.api_version.as_str()),
+        };
+        if version.is_empty() || kind.kind.is_empty() || version.contains('/') {
+            return Err(invalid(format!(
+                "kind {:?} in {:?} is not a valid kind and apiVersion",
+                kind.kind, kind.api_version
+            )));
+        }
+        kinds.push(GroupVersionKind::gvk(group, version, &kind.kind));
+    }
+    kinds.sort_by_key(|gvk| gvk.group.is_empty() && gvk.kind == "Namespace");
+    Ok(kinds)
+}
+
+/// Whether `kept` names the same object; versions of one group are views of the same objects.
+fn same_object(
+    kept: &ObjectResult,
+    gvk: &GroupVersionKind,
+    namespace: Option<&str>,
+    name: &str,
+) -> bool {
+    let group = kept
+        .api_version
+        .split_once('/')
+        .map_or("", |(group, _)| group);
+    group == gvk.group
+        && kept.kind == gvk.kind
+        && kept.namespace == namespace.unwrap_or_default()
+        && kept.name == name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agent_protocol::ObjectKind;
+
+    fn set(selector: &str, kinds: &[(&str, &str)]) -> ObjectSet {
+        ObjectSet {
+            label_selector: selector.into(),
+            kinds: kinds
+                .iter()
+                .map(|(api_version, kind)| ObjectKind {
+                    api_version: (*api_version).into(),
+                    kind: (*kind).into(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn namespaces_are_deleted_last() {
+        let kinds = checked_kinds(&set(
+            "edgefleet.io/demo=d1",
+            &[
+                ("v1", "Namespace"),
+                ("apps/v1", "Deployment"),
+                ("v1", "Service"),
+            ],
+        ))
+        .unwrap();
+        let order: Vec<&str> = kinds.iter().map(|gvk| gvk.kind.as_str()).collect();
+        assert_eq!(order, ["Deployment", "Service", "Namespace"]);
+    }
+
+    #[test]
+    fn sets_that_could_select_everything_are_refused() {
+        for selector in ["", "  ", "a=b,", ",a=b"] {
+            let err = checked_kinds(&set(selector, &[("v1", "Service")])).unwrap_err();
+            assert!(
+                err.to_string().contains("at least one requirement"),
+                "{selector:?}: {err}"
+            );
+        }
+        let err = checked_kinds(&set("a=b", &[])).unwrap_err();
+        assert_eq!(err.to_string(), "invalid object set: no kinds listed");
+        let err = checked_kinds(&set("a=b", &[("apps/v1/x", "Deployment")])).unwrap_err();
+        assert!(err.to_string().contains("not a valid kind"), "{err}");
+    }
+
+    #[test]
+    fn kept_objects_match_across_versions_of_a_group() {
+        let kept = ObjectResult {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            namespace: "demo".into(),
+            name: "web".into(),
+            ..ObjectResult::default()
+        };
+        let gvk = GroupVersionKind::gvk("apps", "v1beta2", "Deployment");
+        assert!(same_object(&kept, &gvk, Some("demo"), "web"));
+        assert!(!same_object(&kept, &gvk, Some("other"), "web"));
+        assert!(!same_object(
+            &kept,
+            &GroupVersionKind::gvk("", "v1", "Deployment"),
+            Some("demo"),
+            "web"
+        ));
+    }
+}
