@@ -18,8 +18,8 @@ impl Applier {
         log: &TaskLog,
         progress: ProgressFn<'_>,
     ) -> Result<Vec<ObjectResult>, ApplyFailure> {
-        let kinds = checked_kinds(set).map_err(|error| ApplyFailure {
-            error,
+        let kinds = checked_kinds(set).map_err(|reason| ApplyFailure {
+            error: ApplyError::InvalidObjectSet(reason),
             objects: Vec::new(),
         })?;
         let mut deleted = Vec::new();
@@ -112,8 +112,7 @@ impl Applier {
 }
 
 /// The set's kinds in deletion order; refuses sets that could select more than meant.
-fn checked_kinds(set: &ObjectSet) -> Result<Vec<GroupVersionKind>, ApplyError> {
-    let invalid = |reason: String| ApplyError::InvalidObjectSet(reason);
+fn checked_kinds(set: &ObjectSet) -> Result<Vec<GroupVersionKind>, String> {
     let selector = set.label_selector.trim();
     // An empty selector matches every object of the kinds: never what a prune means.
     if selector.is_empty()
@@ -121,13 +120,13 @@ fn checked_kinds(set: &ObjectSet) -> Result<Vec<GroupVersionKind>, ApplyError> {
             .split(',')
             .any(|requirement| requirement.trim().is_empty())
     {
-        return Err(invalid(format!(
+        return Err(format!(
             "label selector {:?} must have at least one requirement and no empty ones",
             set.label_selector
-        )));
+        ));
     }
     if set.kinds.is_empty() {
-        return Err(invalid("no kinds listed".into()));
+        return Err("no kinds listed".into());
     }
     let mut kinds = Vec::with_capacity(set.kinds.len());
     for kind in &set.kinds {
@@ -136,10 +135,10 @@ fn checked_kinds(set: &ObjectSet) -> Result<Vec<GroupVersionKind>, ApplyError> {
             None => ("", kind.api_version.as_str()),
         };
         if version.is_empty() || kind.kind.is_empty() || version.contains('/') {
-            return Err(invalid(format!(
+            return Err(format!(
                 "kind {:?} in {:?} is not a valid kind and apiVersion",
                 kind.kind, kind.api_version
-            )));
+            ));
         }
         kinds.push(GroupVersionKind::gvk(group, version, &kind.kind));
     }
@@ -202,14 +201,14 @@ mod tests {
         for selector in ["", "  ", "a=b,", ",a=b"] {
             let err = checked_kinds(&set(selector, &[("v1", "Service")])).unwrap_err();
             assert!(
-                err.to_string().contains("at least one requirement"),
+                err.contains("at least one requirement"),
                 "{selector:?}: {err}"
             );
         }
         let err = checked_kinds(&set("a=b", &[])).unwrap_err();
-        assert_eq!(err.to_string(), "invalid object set: no kinds listed");
+        assert_eq!(err, "no kinds listed");
         let err = checked_kinds(&set("a=b", &[("apps/v1/x", "Deployment")])).unwrap_err();
-        assert!(err.to_string().contains("not a valid kind"), "{err}");
+        assert!(err.contains("not a valid kind"), "{err}");
     }
 
     #[test]
