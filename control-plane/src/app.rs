@@ -85,6 +85,7 @@ pub async fn start(
         Duration::from_millis(config.tasks.poll_interval_ms),
     ));
     let sink = LogSink::start(logs.clone(), SinkSettings::default(), metrics.clone());
+    let demo_sink = LogSink::start(logs.clone(), SinkSettings::default(), metrics.clone());
     let planner = crate::planner::Planner {
         store: store.clone(),
         config: config.clone(),
@@ -116,6 +117,7 @@ pub async fn start(
         ca.clone(),
         dispatcher.clone(),
         sink,
+        demo_sink,
         metrics.clone(),
         AgentSettings {
             certificate_ttl: Duration::from_secs(config.agents.certificate_ttl_seconds),

@@ -1,17 +1,19 @@
-//! Wires the agent together: credentials (bootstrapping when needed), renewal, the cluster probe and the session.
+//! Wires the agent together: credentials (bootstrapping when needed), renewal, the cluster probe, the demo pod log
+//! followers and the session.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use chrono::Utc;
 use thiserror::Error;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::apply::Applier;
 use crate::cluster;
 use crate::config::Settings;
 use crate::identity::{self, CredentialStore, Credentials, EnrolError, StoreError};
+use crate::podlogs;
 use crate::session::{Backoff, DEFAULT_HEARTBEAT, Session};
 use crate::transport;
 
@@ -47,10 +49,14 @@ pub async fn run(settings: Settings, client: kube::Client) -> Result<Infallible,
         client.clone(),
         settings.heartbeat_override.unwrap_or(DEFAULT_HEARTBEAT),
     );
+    let (pod_log_sender, pod_log_lines) = mpsc::channel(podlogs::LINE_QUEUE);
+    tokio::spawn(podlogs::run(client.clone(), pod_log_sender));
     let applier = Arc::new(Applier::new(client));
-    Ok(Session::new(&settings, credentials, cluster, applier)
-        .run()
-        .await)
+    Ok(
+        Session::new(&settings, credentials, cluster, applier, pod_log_lines)
+            .run()
+            .await,
+    )
 }
 
 /// Uses the stored credentials while their certificate is valid; otherwise bootstraps with the token. Transient

@@ -1,10 +1,12 @@
-//! The edgefleet node agent: enrols its cluster with the control plane and applies the tasks it pulls.
+//! The edgefleet node agent: enrols its cluster with the control plane, applies the tasks it pulls, and forwards
+//! the logs of demo pods.
 
 pub mod agent;
 pub mod apply;
 pub mod cluster;
 pub mod config;
 pub mod identity;
+pub mod podlogs;
 pub mod runner;
 pub mod session;
 pub mod tasklog;

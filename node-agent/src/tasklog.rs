@@ -1,14 +1,53 @@
-//! Task log lines: recorded while tasks run, sealed into batches, and kept until the control plane acknowledges them.
+//! Log lines going to the control plane (task lines, and demo pods' lines): sealed into batches and kept until the
+//! control plane acknowledges them.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use agent_protocol::{LogBatch, LogLevel, LogLine};
+use agent_protocol::{LogBatch, LogLevel, LogLine, PodLogBatch, PodLogLine};
 use chrono::Utc;
 use tokio::sync::mpsc;
 use tracing::warn;
 
-/// Batching and buffering of task log lines.
+/// A batch message of the protocol: an id and its lines.
+pub trait Batch: Clone {
+    type Line;
+    /// What the buffer's warnings call it.
+    const WHAT: &'static str;
+    fn new(batch_id: u64, lines: Vec<Self::Line>) -> Self;
+    fn batch_id(&self) -> u64;
+    fn line_count(&self) -> usize;
+}
+
+impl Batch for LogBatch {
+    type Line = LogLine;
+    const WHAT: &'static str = "task log";
+    fn new(batch_id: u64, lines: Vec<LogLine>) -> Self {
+        Self { batch_id, lines }
+    }
+    fn batch_id(&self) -> u64 {
+        self.batch_id
+    }
+    fn line_count(&self) -> usize {
+        self.lines.len()
+    }
+}
+
+impl Batch for PodLogBatch {
+    type Line = PodLogLine;
+    const WHAT: &'static str = "pod log";
+    fn new(batch_id: u64, lines: Vec<PodLogLine>) -> Self {
+        Self { batch_id, lines }
+    }
+    fn batch_id(&self) -> u64 {
+        self.batch_id
+    }
+    fn line_count(&self) -> usize {
+        self.lines.len()
+    }
+}
+
+/// Batching and buffering of log lines.
 #[derive(Debug, Clone, Copy)]
 pub struct LogSettings {
     /// A batch is sealed and sent once it holds this many lines.
@@ -19,17 +58,17 @@ pub struct LogSettings {
     pub buffer_batches: usize,
 }
 
-/// Lines waiting to be batched plus sealed batches waiting for their `LogBatchAck`.
+/// Lines waiting to be batched plus sealed batches waiting for their ack.
 #[derive(Debug)]
-pub struct LogBuffer {
+pub struct LogBuffer<B: Batch> {
     settings: LogSettings,
-    pending: Vec<LogLine>,
-    unacked: VecDeque<LogBatch>,
+    pending: Vec<B::Line>,
+    unacked: VecDeque<B>,
     next_batch_id: u64,
     dropped_batches: u64,
 }
 
-impl LogBuffer {
+impl<B: Batch> LogBuffer<B> {
     /// `first_batch_id` should grow across agent restarts (e.g. the start time) so ids are not reused.
     pub fn new(settings: LogSettings, first_batch_id: u64) -> Self {
         Self {
@@ -43,26 +82,26 @@ impl LogBuffer {
 
     /// Adds a line; returns the batch to send when this line filled one.
     #[must_use = "a sealed batch must be sent"]
-    pub fn push(&mut self, line: LogLine) -> Option<LogBatch> {
+    pub fn push(&mut self, line: B::Line) -> Option<B> {
         self.pending.push(line);
         (self.pending.len() >= self.settings.batch_lines).then(|| self.seal())
     }
 
     /// Seals whatever is pending (the flush timer fired); returns the batch to send, if any.
     #[must_use = "a sealed batch must be sent"]
-    pub fn flush(&mut self) -> Option<LogBatch> {
+    pub fn flush(&mut self) -> Option<B> {
         (!self.pending.is_empty()).then(|| self.seal())
     }
 
     /// Forgets an acknowledged batch; false when it was not (or no longer) buffered.
     pub fn ack(&mut self, batch_id: u64) -> bool {
         let before = self.unacked.len();
-        self.unacked.retain(|batch| batch.batch_id != batch_id);
+        self.unacked.retain(|batch| batch.batch_id() != batch_id);
         self.unacked.len() != before
     }
 
     /// Every sealed batch not yet acknowledged, oldest first: what to resend after a reconnect.
-    pub fn unacked(&self) -> impl Iterator<Item = &LogBatch> {
+    pub fn unacked(&self) -> impl Iterator<Item = &B> {
         self.unacked.iter()
     }
 
@@ -71,21 +110,19 @@ impl LogBuffer {
         self.dropped_batches
     }
 
-    fn seal(&mut self) -> LogBatch {
-        let batch = LogBatch {
-            batch_id: self.next_batch_id,
-            lines: std::mem::take(&mut self.pending),
-        };
+    fn seal(&mut self) -> B {
+        let batch = B::new(self.next_batch_id, std::mem::take(&mut self.pending));
         self.next_batch_id += 1;
         self.unacked.push_back(batch.clone());
         while self.unacked.len() > self.settings.buffer_batches {
             if let Some(dropped) = self.unacked.pop_front() {
                 self.dropped_batches += 1;
                 warn!(
-                    batch_id = dropped.batch_id,
-                    lines = dropped.lines.len(),
+                    batch_id = dropped.batch_id(),
+                    lines = dropped.line_count(),
                     dropped_total = self.dropped_batches,
-                    "task log buffer full: dropped the oldest unacknowledged batch"
+                    "{} buffer full: dropped the oldest unacknowledged batch",
+                    B::WHAT
                 );
             }
         }
@@ -168,7 +205,7 @@ mod tests {
 
     #[test]
     fn a_batch_is_sealed_at_the_line_limit_or_on_flush() {
-        let mut buffer = LogBuffer::new(settings(2, 10), 100);
+        let mut buffer = LogBuffer::<LogBatch>::new(settings(2, 10), 100);
         assert!(buffer.push(line("a")).is_none());
         let full = buffer.push(line("b")).expect("second line fills the batch");
         assert_eq!((full.batch_id, full.lines.len()), (100, 2));
@@ -180,7 +217,7 @@ mod tests {
 
     #[test]
     fn batches_stay_until_acked_and_are_offered_for_resend() {
-        let mut buffer = LogBuffer::new(settings(1, 10), 1);
+        let mut buffer = LogBuffer::<LogBatch>::new(settings(1, 10), 1);
         for message in ["a", "b", "c"] {
             let _ = buffer.push(line(message));
         }
@@ -192,7 +229,7 @@ mod tests {
 
     #[test]
     fn a_full_buffer_drops_the_oldest_batch_and_counts_it() {
-        let mut buffer = LogBuffer::new(settings(1, 2), 1);
+        let mut buffer = LogBuffer::<LogBatch>::new(settings(1, 2), 1);
         for message in ["a", "b", "c", "d"] {
             let _ = buffer.push(line(message));
         }

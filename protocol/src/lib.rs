@@ -9,6 +9,10 @@ pub use v1::*;
 /// The field manager and user-agent prefix the agent uses; also the certificate organisation for agent identities.
 pub const AGENT_ORGANISATION: &str = "edgefleet-agent";
 
+/// The label carrying a demo's id on every object the control plane renders for it: the agent follows the logs of
+/// pods with it, and pruning selects by it.
+pub const DEMO_LABEL: &str = "edgefleet.io/demo";
+
 /// Builds the subject common name that binds an agent certificate to one cluster.
 pub fn agent_common_name(cluster_id: &str) -> String {
     format!("cluster:{cluster_id}")

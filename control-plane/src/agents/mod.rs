@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 pub use dispatch::Dispatcher;
 
-use crate::logs::LogSink;
+use crate::logs::{DemoLogLine, LogSink, TaskLogLine};
 use crate::metrics::Metrics;
 use crate::pki::AgentCa;
 use crate::store::Store;
@@ -43,7 +43,8 @@ pub struct AgentGrpc {
     store: Store,
     ca: Arc<AgentCa>,
     dispatcher: Arc<Dispatcher>,
-    logs: LogSink,
+    logs: LogSink<TaskLogLine>,
+    demo_logs: LogSink<DemoLogLine>,
     metrics: Metrics,
     settings: AgentSettings,
 }
@@ -53,7 +54,8 @@ impl AgentGrpc {
         store: Store,
         ca: Arc<AgentCa>,
         dispatcher: Arc<Dispatcher>,
-        logs: LogSink,
+        logs: LogSink<TaskLogLine>,
+        demo_logs: LogSink<DemoLogLine>,
         metrics: Metrics,
         settings: AgentSettings,
     ) -> Self {
@@ -62,6 +64,7 @@ impl AgentGrpc {
             ca,
             dispatcher,
             logs,
+            demo_logs,
             metrics,
             settings,
         }

@@ -1,15 +1,15 @@
 //! One agent stream: delivers the cluster's tasks within the agent's concurrency, records what the agent
 //! reports, renews leases on heartbeats, and stores log batches before acknowledging them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use agent_protocol::agent_message::Msg as Up;
 use agent_protocol::control_message::Msg as Down;
 use agent_protocol::task_assignment::Spec;
 use agent_protocol::{
     AgentMessage, ApplySpec, ControlMessage, DeleteSpec, Heartbeat, LogBatch, LogBatchAck,
-    LogLevel, ObjectOutcome, ObjectResult, ResultAck, TaskAssignment, TaskCancel, TaskResult,
-    Welcome,
+    LogLevel, ObjectOutcome, ObjectResult, PodLogBatch, PodLogBatchAck, ResultAck, TaskAssignment,
+    TaskCancel, TaskResult, Welcome,
 };
 use chrono::Utc;
 use tokio::sync::{broadcast, mpsc};
@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::dispatch::ClusterSignal;
 use super::identity::internal;
 use super::{AGENT_TASK_KINDS, AgentGrpc};
-use crate::logs::TaskLogLine;
+use crate::logs::{DemoLogLine, TaskLogLine};
 use crate::metrics::StateLabel;
 use crate::pki::AgentIdentity;
 use crate::store::{self, LeasedTask, ObjectReport, TaskCompletion};
@@ -90,6 +90,9 @@ pub(super) async fn open(
         max_concurrent: hello.max_concurrent_tasks.clamp(1, MAX_CONCURRENT_TASKS) as usize,
         tx,
         in_flight: HashMap::new(),
+        region: None,
+        demos: HashSet::new(),
+        demos_loaded_at: None,
     };
     tokio::spawn(session.run(inbound, signals).instrument(span));
     Ok(Response::new(ReceiverStream::new(rx)))
@@ -111,6 +114,12 @@ struct Session {
     tx: mpsc::Sender<Result<ControlMessage, Status>>,
     /// Deliveries on this stream without a recorded result: task id -> lease id.
     in_flight: HashMap<Uuid, Uuid>,
+    /// The cluster's region code, tagged on demo log lines; read on the first batch.
+    region: Option<String>,
+    /// Demos placed on this cluster: pod log lines naming any other demo are dropped, since anyone who can
+    /// label a pod on the cluster could name one.
+    demos: HashSet<Uuid>,
+    demos_loaded_at: Option<std::time::Instant>,
 }
 
 impl Session {
@@ -301,6 +310,7 @@ impl Session {
             }
             Up::Result(result) => self.result(result).await,
             Up::Logs(batch) => self.logs(batch).await,
+            Up::PodLogs(batch) => self.pod_logs(batch).await,
         }
     }
 
@@ -386,8 +396,7 @@ impl Session {
         Ok(())
     }
 
-    /// Hands the batch to the shared ClickHouse writer; the ack goes out once the batch is stored. If it
-    /// cannot be stored the stream is ended, so the agent reconnects and resends what it still holds.
+    /// Hands the batch to the shared ClickHouse writer; the ack goes out once the batch is stored.
     async fn logs(&mut self, batch: LogBatch) -> Result<(), Status> {
         let cluster_id = self.cluster_id().to_string();
         let lines = batch
@@ -408,13 +417,96 @@ impl Session {
             })
             .collect();
         let stored = self.service.logs.submit(lines).await;
+        let ack = Down::LogAck(LogBatchAck {
+            batch_id: batch.batch_id,
+        });
+        self.ack_when_stored(stored, ack);
+        Ok(())
+    }
+
+    /// Demo pod lines: tagged with this cluster and its region, kept only for demos placed on this cluster,
+    /// and acknowledged once stored (or when none were kept).
+    async fn pod_logs(&mut self, batch: PodLogBatch) -> Result<(), Status> {
+        if self.region.is_none() {
+            let cluster = self
+                .service
+                .store
+                .cluster(self.cluster_id())
+                .await
+                .map_err(|e| internal("reading the cluster", e))?;
+            self.region = Some(cluster.region_code);
+        }
+        let mut lines = Vec::with_capacity(batch.lines.len());
+        let mut refused = 0usize;
+        for line in batch.lines {
+            let Ok(demo_id) = Uuid::parse_str(&line.demo_id) else {
+                refused += 1;
+                continue;
+            };
+            if !self.runs_demo(demo_id).await? {
+                refused += 1;
+                continue;
+            }
+            let level = level_name(line.level()).to_string();
+            lines.push(DemoLogLine::new(
+                line.unix_nanos,
+                demo_id.to_string(),
+                self.cluster_id().to_string(),
+                self.region.clone().unwrap_or_default(),
+                line.namespace,
+                line.pod,
+                line.container,
+                level,
+                line.message,
+            ));
+        }
+        if refused > 0 {
+            tracing::warn!(
+                refused,
+                "pod log lines naming no demo of this cluster were dropped"
+            );
+        }
+        let stored = self.service.demo_logs.submit(lines).await;
+        let ack = Down::PodLogAck(PodLogBatchAck {
+            batch_id: batch.batch_id,
+        });
+        self.ack_when_stored(stored, ack);
+        Ok(())
+    }
+
+    /// Whether the demo is placed on this cluster; the list is re-read when an unknown id shows up, at most
+    /// every few seconds.
+    async fn runs_demo(&mut self, demo_id: Uuid) -> Result<bool, Status> {
+        const RELOAD_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+        if !self.demos.contains(&demo_id)
+            && self
+                .demos_loaded_at
+                .is_none_or(|at| at.elapsed() >= RELOAD_AFTER)
+        {
+            self.demos = self
+                .service
+                .store
+                .demo_ids_on_cluster(self.cluster_id())
+                .await
+                .map_err(|e| internal("reading the cluster's demos", e))?
+                .into_iter()
+                .collect();
+            self.demos_loaded_at = Some(std::time::Instant::now());
+        }
+        Ok(self.demos.contains(&demo_id))
+    }
+
+    /// Sends `ack` once the sink stored the lines; if they cannot be stored the stream is ended, so the agent
+    /// reconnects and resends what it still holds.
+    fn ack_when_stored(
+        &self,
+        stored: tokio::sync::oneshot::Receiver<Result<(), String>>,
+        ack: Down,
+    ) {
         let tx = self.tx.clone();
-        let batch_id = batch.batch_id;
         tokio::spawn(async move {
             let reply = match stored.await {
-                Ok(Ok(())) => Ok(ControlMessage {
-                    msg: Some(Down::LogAck(LogBatchAck { batch_id })),
-                }),
+                Ok(Ok(())) => Ok(ControlMessage { msg: Some(ack) }),
                 Ok(Err(error)) => Err(Status::unavailable(format!(
                     "log storage unavailable: {error}"
                 ))),
@@ -422,7 +514,6 @@ impl Session {
             };
             let _ = tx.send(reply).await;
         });
-        Ok(())
     }
 }
 

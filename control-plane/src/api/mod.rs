@@ -3,6 +3,7 @@
 mod auth;
 mod clouds;
 mod clusters;
+mod demo_logs;
 mod demos;
 mod error;
 mod json;
@@ -86,6 +87,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/demos/{id}/start"),
     ("get", "/api/v1/demos/{id}/versions"),
     ("get", "/api/v1/demos/{id}/events"),
+    ("get", "/api/v1/demos/{id}/logs"),
     ("get", "/api/v1/templates"),
     ("get", "/api/v1/templates/{name}"),
     ("get", "/api/v1/tasks"),
@@ -122,6 +124,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/demos/{id}/start", post(demos::start))
         .route("/demos/{id}/versions", get(demos::versions))
         .route("/demos/{id}/events", get(demos::events))
+        .route("/demos/{id}/logs", get(demo_logs::logs))
         .route("/templates", get(templates::list))
         .route("/templates/{name}", get(templates::revisions))
         .route("/tasks", get(tasks::list))

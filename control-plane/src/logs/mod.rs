@@ -1,4 +1,5 @@
-//! Task logs in ClickHouse: schema, inserts, and reads for the API; `sink` batches inserts across agents.
+//! Logs in ClickHouse - task logs and demo pods' logs: schema, inserts, and reads for the API; `sink` batches
+//! inserts across agents.
 //!
 //! The schema sticks to what ClickHouse 18.16 (Debian's package) supports: no DateTime64 or LowCardinality,
 //! so times are Int64 nanoseconds beside a Date column for partitioning.
@@ -10,6 +11,26 @@ use crate::config::ClickHouseConfig;
 
 mod sink;
 pub use sink::{LogSink, SinkSettings};
+
+/// A row type with its own table.
+pub trait LogRow:
+    clickhouse::RowOwned + clickhouse::RowWrite + Clone + Send + Sync + 'static
+{
+    const TABLE: &'static str;
+}
+
+impl LogRow for TaskLogLine {
+    const TABLE: &'static str = "task_logs";
+}
+
+impl LogRow for DemoLogLine {
+    const TABLE: &'static str = "demo_logs";
+}
+
+fn date_of(ts_nanos: i64) -> u16 {
+    let days = ts_nanos.div_euclid(86_400 * 1_000_000_000);
+    u16::try_from(days.max(0)).unwrap_or(u16::MAX)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogStoreError {
@@ -49,9 +70,8 @@ impl TaskLogLine {
         fields: String,
         source: &str,
     ) -> Self {
-        let days = ts_nanos.div_euclid(86_400 * 1_000_000_000);
         Self {
-            date: u16::try_from(days.max(0)).unwrap_or(u16::MAX),
+            date: date_of(ts_nanos),
             ts_nanos,
             cluster_id,
             task_id,
@@ -59,6 +79,103 @@ impl TaskLogLine {
             message,
             fields,
             source: source.to_string(),
+        }
+    }
+}
+
+/// One line a demo's container wrote, tagged with where it ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Row)]
+pub struct DemoLogLine {
+    pub date: u16,
+    pub ts_nanos: i64,
+    pub demo_id: String,
+    pub cluster_id: String,
+    /// The region's code (e.g. `ap-shanghai`).
+    pub region: String,
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub level: String,
+    pub message: String,
+}
+
+impl DemoLogLine {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        ts_nanos: i64,
+        demo_id: String,
+        cluster_id: String,
+        region: String,
+        namespace: String,
+        pod: String,
+        container: String,
+        level: String,
+        message: String,
+    ) -> Self {
+        Self {
+            date: date_of(ts_nanos),
+            ts_nanos,
+            demo_id,
+            cluster_id,
+            region,
+            namespace,
+            pod,
+            container,
+            level,
+            message,
+        }
+    }
+}
+
+/// Levels from least to most severe; a filter keeps its level and those after it.
+pub const LEVELS: [&str; 4] = ["debug", "info", "warn", "error"];
+
+/// What to read of a demo's log. Lines are ordered by (time, pod, container, message hash); `after` is the
+/// last line of the previous page in that order.
+#[derive(Debug, Clone, Default)]
+pub struct DemoLogQuery {
+    pub since_nanos: Option<i64>,
+    pub until_nanos: Option<i64>,
+    /// Keeps lines at this level or more severe (one of [`LEVELS`]).
+    pub min_level: Option<&'static str>,
+    /// Case-insensitive substring of the message.
+    pub text: Option<String>,
+    pub pod: Option<String>,
+    pub after: Option<DemoLogCursor>,
+    pub limit: u64,
+}
+
+/// A position in a demo's log: the sort key of one line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DemoLogCursor {
+    pub ts_nanos: i64,
+    pub pod: String,
+    pub container: String,
+    pub message_hash: u64,
+}
+
+/// A stored demo log line with its sort key's hash, so the page's last line gives the next cursor.
+#[derive(Debug, Clone, Deserialize, Row)]
+pub struct DemoLogRow {
+    pub ts_nanos: i64,
+    pub demo_id: String,
+    pub cluster_id: String,
+    pub region: String,
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub level: String,
+    pub message: String,
+    pub message_hash: u64,
+}
+
+impl DemoLogRow {
+    pub fn cursor(&self) -> DemoLogCursor {
+        DemoLogCursor {
+            ts_nanos: self.ts_nanos,
+            pod: self.pod.clone(),
+            container: self.container.clone(),
+            message_hash: self.message_hash,
         }
     }
 }
@@ -114,8 +231,9 @@ impl LogStore {
             .execute()
             .await
             .map_err(|e| self.err(e))?;
-        for statement in [format!(
-            "CREATE TABLE IF NOT EXISTS {db}.task_logs (
+        for statement in [
+            format!(
+                "CREATE TABLE IF NOT EXISTS {db}.task_logs (
                     date Date,
                     ts_nanos Int64,
                     cluster_id String,
@@ -125,7 +243,22 @@ impl LogStore {
                     fields String,
                     source String
                 ) ENGINE = MergeTree() PARTITION BY toYYYYMM(date) ORDER BY (task_id, ts_nanos)"
-        )] {
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {db}.demo_logs (
+                    date Date,
+                    ts_nanos Int64,
+                    demo_id String,
+                    cluster_id String,
+                    region String,
+                    namespace String,
+                    pod String,
+                    container String,
+                    level String,
+                    message String
+                ) ENGINE = MergeTree() PARTITION BY toYYYYMM(date) ORDER BY (demo_id, ts_nanos)"
+            ),
+        ] {
             self.client
                 .query(&statement)
                 .execute()
@@ -144,13 +277,13 @@ impl LogStore {
     }
 
     /// Inserts one batch; returns only after ClickHouse has acknowledged it, so callers may then ack upstream.
-    pub async fn insert_task_logs(&self, lines: &[TaskLogLine]) -> Result<(), LogStoreError> {
+    pub async fn insert<R: LogRow>(&self, lines: &[R]) -> Result<(), LogStoreError> {
         if lines.is_empty() {
             return Ok(());
         }
         let mut insert = self
             .client
-            .insert::<TaskLogLine>("task_logs")
+            .insert::<R>(R::TABLE)
             .await
             .map_err(|e| self.err(e))?;
         for line in lines {
@@ -178,6 +311,86 @@ impl LogStore {
             .bind(after_nanos)
             .bind(limit)
             .fetch_all::<TaskLogLine>()
+            .await
+            .map_err(|e| self.err(e))
+    }
+}
+
+impl LogStore {
+    /// One page of a demo's log in order. Lines stored twice (an agent resent a batch whose ack was lost)
+    /// are returned once.
+    pub async fn demo_logs(
+        &self,
+        demo_id: &str,
+        query: &DemoLogQuery,
+    ) -> Result<Vec<DemoLogRow>, LogStoreError> {
+        let mut conditions = vec!["demo_id = ?".to_owned()];
+        if query.since_nanos.is_some() {
+            conditions.push("ts_nanos >= ?".into());
+        }
+        if query.until_nanos.is_some() {
+            conditions.push("ts_nanos < ?".into());
+        }
+        let levels: Vec<&str> = match query.min_level {
+            Some(min) => LEVELS.iter().copied().skip_while(|l| *l != min).collect(),
+            None => Vec::new(),
+        };
+        if !levels.is_empty() {
+            conditions.push(format!("level IN ({})", vec!["?"; levels.len()].join(", ")));
+        }
+        if query.text.is_some() {
+            conditions.push("positionCaseInsensitiveUTF8(message, ?) > 0".into());
+        }
+        if query.pod.is_some() {
+            conditions.push("pod = ?".into());
+        }
+        if query.after.is_some() {
+            // Lexicographic "after" on (ts_nanos, pod, container, hash), spelled out for ClickHouse 18.
+            conditions.push(
+                "(ts_nanos > ? OR (ts_nanos = ? AND (pod > ? OR (pod = ? AND (container > ? OR \
+                 (container = ? AND cityHash64(message) > ?))))))"
+                    .into(),
+            );
+        }
+        let sql = format!(
+            "SELECT ts_nanos, demo_id, cluster_id, region, namespace, pod, container, level, message,
+                    cityHash64(message) AS message_hash
+             FROM {}.demo_logs WHERE {}
+             ORDER BY ts_nanos, pod, container, message_hash
+             LIMIT 1 BY ts_nanos, pod, container, message_hash
+             LIMIT ?",
+            self.database,
+            conditions.join(" AND ")
+        );
+        let mut select = self.client.query(&sql).bind(demo_id);
+        if let Some(since) = query.since_nanos {
+            select = select.bind(since);
+        }
+        if let Some(until) = query.until_nanos {
+            select = select.bind(until);
+        }
+        for level in levels {
+            select = select.bind(level);
+        }
+        if let Some(text) = &query.text {
+            select = select.bind(text.as_str());
+        }
+        if let Some(pod) = &query.pod {
+            select = select.bind(pod.as_str());
+        }
+        if let Some(after) = &query.after {
+            select = select
+                .bind(after.ts_nanos)
+                .bind(after.ts_nanos)
+                .bind(after.pod.as_str())
+                .bind(after.pod.as_str())
+                .bind(after.container.as_str())
+                .bind(after.container.as_str())
+                .bind(after.message_hash);
+        }
+        select
+            .bind(query.limit)
+            .fetch_all::<DemoLogRow>()
             .await
             .map_err(|e| self.err(e))
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{LogStore, LogStoreError, TaskLogLine};
+use super::{LogRow, LogStore, LogStoreError};
 use crate::metrics::Metrics;
 
 /// Batching settings: a batch is written when it holds `max_lines` or when `max_delay` has passed since its
@@ -30,17 +30,25 @@ impl Default for SinkSettings {
     }
 }
 
-struct Submission {
-    lines: Vec<TaskLogLine>,
+struct Submission<R> {
+    lines: Vec<R>,
     done: oneshot::Sender<Result<(), String>>,
 }
 
-#[derive(Clone)]
-pub struct LogSink {
-    queue: mpsc::Sender<Submission>,
+/// The writer of one table.
+pub struct LogSink<R> {
+    queue: mpsc::Sender<Submission<R>>,
 }
 
-impl LogSink {
+impl<R> Clone for LogSink<R> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<R: LogRow> LogSink<R> {
     pub fn start(store: LogStore, settings: SinkSettings, metrics: Metrics) -> Self {
         let (queue, rx) = mpsc::channel(settings.queue_capacity);
         tokio::spawn(run_writer(store, settings, metrics, rx));
@@ -48,7 +56,7 @@ impl LogSink {
     }
 
     /// Queues lines for insertion; the returned receiver resolves once they are stored (or failed for good).
-    pub async fn submit(&self, lines: Vec<TaskLogLine>) -> oneshot::Receiver<Result<(), String>> {
+    pub async fn submit(&self, lines: Vec<R>) -> oneshot::Receiver<Result<(), String>> {
         let (done, rx) = oneshot::channel();
         if let Err(mpsc::error::SendError(submission)) =
             self.queue.send(Submission { lines, done }).await
@@ -59,11 +67,11 @@ impl LogSink {
     }
 }
 
-async fn run_writer(
+async fn run_writer<R: LogRow>(
     store: LogStore,
     settings: SinkSettings,
     metrics: Metrics,
-    mut rx: mpsc::Receiver<Submission>,
+    mut rx: mpsc::Receiver<Submission<R>>,
 ) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -78,7 +86,7 @@ async fn run_writer(
                 Ok(None) | Err(_) => break,
             }
         }
-        let lines: Vec<TaskLogLine> = batch.iter().flat_map(|s| s.lines.iter().cloned()).collect();
+        let lines: Vec<R> = batch.iter().flat_map(|s| s.lines.iter().cloned()).collect();
         let outcome = insert_with_retries(&store, &lines, settings.insert_attempts).await;
         match &outcome {
             Ok(()) => {
@@ -86,7 +94,7 @@ async fn run_writer(
             }
             Err(error) => {
                 metrics.log_insert_failures.inc();
-                tracing::error!(%error, lines = lines.len(), "giving up on a log batch; agents will resend it");
+                tracing::error!(%error, table = R::TABLE, lines = lines.len(), "giving up on a log batch; agents will resend it");
             }
         };
         for submission in batch {
@@ -97,18 +105,18 @@ async fn run_writer(
     }
 }
 
-async fn insert_with_retries(
+async fn insert_with_retries<R: LogRow>(
     store: &LogStore,
-    lines: &[TaskLogLine],
+    lines: &[R],
     attempts: u32,
 ) -> Result<(), LogStoreError> {
     let mut delay = Duration::from_millis(100);
     let mut attempt = 1;
     loop {
-        match store.insert_task_logs(lines).await {
+        match store.insert(lines).await {
             Ok(()) => return Ok(()),
             Err(error) if attempt < attempts => {
-                tracing::warn!(%error, attempt, "log insert failed; retrying");
+                tracing::warn!(%error, table = R::TABLE, attempt, "log insert failed; retrying");
                 tokio::time::sleep(delay).await;
                 delay *= 2;
                 attempt += 1;

@@ -12,12 +12,16 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::store::{Demo, DemoStep, NewCluster, NewTask, Store, StoreError, Task, TaskInsert};
+use crate::store::{
+    Demo, DemoEnd, DemoStep, NewCluster, NewTask, Store, StoreError, Task, TaskInsert,
+};
 use crate::taskspec::{ApplyPayload, DeletePayload};
 
 /// What one look at a step found.
 enum Step {
     Done(String),
+    /// The last step succeeded and leaves the demo so.
+    Finished(String, DemoEnd),
     Waiting(String),
     Failed(String),
 }
@@ -66,20 +70,21 @@ impl Planner {
                 "wait_ready" => self.wait_ready(&demo, &steps).await?,
                 "publish_url" => self.publish(&demo).await?,
                 "prune" => self.prune(&demo, &step).await?,
-                "close" => {
-                    self.store.close_demo(demo.id).await?;
-                    Step::Done("objects deleted; the demo is closed".into())
-                }
+                "close" => Step::Finished(
+                    "objects deleted; the demo is closed".into(),
+                    DemoEnd::Closed,
+                ),
                 other => Step::Failed(format!("unknown step {other}")),
             };
-            let (state, message) = match outcome {
-                Step::Done(message) => ("succeeded", message),
-                Step::Waiting(message) => ("running", message),
-                Step::Failed(message) => ("failed", message),
+            let (state, message, end) = match outcome {
+                Step::Done(message) => ("succeeded", message, None),
+                Step::Finished(message, end) => ("succeeded", message, Some(end)),
+                Step::Waiting(message) => ("running", message, None),
+                Step::Failed(message) => ("failed", message, None),
             };
             tracing::info!(demo_id = %demo.id, step = %step.name, state, %message, "demo step");
             self.store
-                .set_step(&demo, step.position, state, &message, None)
+                .set_step(&demo, step.position, state, &message, None, end.as_ref())
                 .await?;
             if state != "succeeded" {
                 return Ok(());
@@ -399,6 +404,7 @@ impl Planner {
                 "running",
                 &format!("{kind} task queued for the agent"),
                 Some(task.id),
+                None,
             )
             .await?;
         Ok(task)
@@ -427,9 +433,9 @@ impl Planner {
 
     async fn publish(&self, demo: &Demo) -> Result<Step, StoreError> {
         if demo.config.0["replicas"].as_i64() == Some(0) {
-            self.store.publish_demo(demo.id, None).await?;
-            return Ok(Step::Done(
+            return Ok(Step::Finished(
                 "stopped: no replicas run, the demo is offline".into(),
+                DemoEnd::Offline,
             ));
         }
         let cluster = self
@@ -437,7 +443,6 @@ impl Planner {
             .cluster(demo.cluster_id.unwrap_or_default())
             .await?;
         let url = format!("http://{}/", self.host(demo, &cluster.name));
-        self.store.publish_demo(demo.id, Some(&url)).await?;
-        Ok(Step::Done(url))
+        Ok(Step::Finished(url.clone(), DemoEnd::Online { url }))
     }
 }

@@ -6,8 +6,7 @@ use serde_json::{Value, json};
 use crate::store::TemplateRow;
 use crate::taskspec::{ObjectKind, ObjectSet};
 
-/// Label carrying the demo id on every object, so objects a new version no longer has can be pruned.
-pub const DEMO_LABEL: &str = "edgefleet.io/demo";
+use agent_protocol::DEMO_LABEL;
 pub const VERSION_LABEL: &str = "edgefleet.io/demo-version";
 
 /// Every kind [`manifest`] renders, as (apiVersion, kind): what pruning and deletion look through.

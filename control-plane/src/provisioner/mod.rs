@@ -56,7 +56,7 @@ pub struct Provisioner {
     pub store: Store,
     pub sbox: SecretBox,
     pub ca: Arc<AgentCa>,
-    pub logs: LogSink,
+    pub logs: LogSink<TaskLogLine>,
     pub artifacts: ArtifactStore,
     pub config: ProvisioningConfig,
     pub agent: AgentInstall,
@@ -740,7 +740,7 @@ fn plan_summary(show_json: &str) -> Result<Value, RunFailure> {
 
 /// Writes a task's log lines (the provisioner's own and Terraform's) to ClickHouse through the shared sink.
 struct TaskLog {
-    sink: LogSink,
+    sink: LogSink<TaskLogLine>,
     cluster_id: String,
     task_id: String,
     pending: std::sync::Mutex<Vec<tokio::sync::oneshot::Receiver<Result<(), String>>>>,
@@ -748,7 +748,7 @@ struct TaskLog {
 }
 
 impl TaskLog {
-    fn new(sink: LogSink, cluster_id: Uuid, task_id: Uuid) -> Self {
+    fn new(sink: LogSink<TaskLogLine>, cluster_id: Uuid, task_id: Uuid) -> Self {
         Self {
             sink,
             cluster_id: cluster_id.to_string(),

@@ -70,6 +70,17 @@ pub struct NewDemo {
     pub idempotency_key: Option<String>,
 }
 
+/// How a finished deploy or delete leaves the demo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DemoEnd {
+    /// Serving at the URL.
+    Online { url: String },
+    /// Deployed with no replicas.
+    Offline,
+    /// Its objects are gone: closed and soft deleted (kept, no longer listed).
+    Closed,
+}
+
 pub enum DemoInsert {
     Created(Demo),
     Existing(Demo),
@@ -342,7 +353,9 @@ impl Store {
         Ok(())
     }
 
-    /// Moves a step to `state` (running, succeeded or failed) with a message, and mirrors it on the demo.
+    /// Moves a step to `state` (running, succeeded or failed) with a message, and mirrors it on the demo; `end`
+    /// (with the last step) sets the demo's final state in the same transaction, so no reader sees one without
+    /// the other.
     pub async fn set_step(
         &self,
         demo: &Demo,
@@ -350,6 +363,7 @@ impl Store {
         state: &str,
         message: &str,
         task_id: Option<Uuid>,
+        end: Option<&DemoEnd>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
         sqlx::query(
@@ -387,6 +401,23 @@ impl Store {
         .bind(format!("{step} failed: {message}"))
         .execute(&mut *tx)
         .await?;
+        if let Some(end) = end {
+            let (status, url) = match end {
+                DemoEnd::Online { url } => ("online", Some(url.as_str())),
+                DemoEnd::Offline => ("offline", None),
+                DemoEnd::Closed => ("closed", None),
+            };
+            sqlx::query(
+                "UPDATE demos SET status = $2, url = $3,
+                        deleted_at = CASE WHEN $2 = 'closed' THEN now() ELSE deleted_at END
+                 WHERE id = $1",
+            )
+            .bind(demo.id)
+            .bind(status)
+            .bind(url)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -407,19 +438,6 @@ impl Store {
         .bind(reason)
         .execute(self.pool())
         .await?;
-        Ok(())
-    }
-
-    /// The deploy finished: `online` with its URL, or `offline` (no URL) when it runs no replicas.
-    pub async fn publish_demo(&self, demo_id: Uuid, url: Option<&str>) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE demos SET status = CASE WHEN $2::text IS NULL THEN 'offline' ELSE 'online' END, url = $2,
-                    current_step = NULL, updated_at = now() WHERE id = $1",
-        )
-            .bind(demo_id)
-            .bind(url)
-            .execute(self.pool())
-            .await?;
         Ok(())
     }
 
@@ -481,19 +499,6 @@ impl Store {
         self.demo(demo_id).await
     }
 
-    /// The last teardown step: the demo is closed and soft deleted (kept, but no longer listed).
-    pub async fn close_demo(&self, demo_id: Uuid) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE demos SET status = 'closed', url = NULL, current_step = NULL, deleted_at = now(),
-                    updated_at = now()
-             WHERE id = $1",
-        )
-        .bind(demo_id)
-        .execute(self.pool())
-        .await?;
-        Ok(())
-    }
-
     /// Resumes the current deploy (or delete) from its failed step: that step becomes pending again as a new
     /// attempt, and the planner picks the demo up.
     pub async fn retry_demo(&self, demo_id: Uuid, by: &str) -> Result<Demo, StoreError> {
@@ -545,6 +550,16 @@ impl Store {
             .await?
             .into_iter()
             .find(|c| c.region_id == region_id && c.status == "ready" && c.agent.connected))
+    }
+
+    /// Every demo ever placed on the cluster (deleted ones too: their pods log while they are pruned).
+    pub async fn demo_ids_on_cluster(&self, cluster_id: Uuid) -> Result<Vec<Uuid>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM demos WHERE cluster_id = $1")
+                .bind(cluster_id)
+                .fetch_all(self.pool())
+                .await?,
+        )
     }
 
     /// How many live demos each cluster runs (for placing `auto` demos).

@@ -14,7 +14,9 @@ mod tokens;
 pub use certificates::AgentCertificateRow;
 pub use clouds::{CloudAccount, NewCloudAccount};
 pub use clusters::{AgentStatus, Cluster, Heartbeat, NewCluster};
-pub use demos::{DEPLOY_STEPS, Demo, DemoChange, DemoInsert, DemoStep, DemoVersion, NewDemo};
+pub use demos::{
+    DEPLOY_STEPS, Demo, DemoChange, DemoEnd, DemoInsert, DemoStep, DemoVersion, NewDemo,
+};
 pub use provisioning::ProvisioningTarget;
 pub use regions::{NewRegion, Region};
 pub use sessions::SessionRow;

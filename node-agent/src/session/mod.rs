@@ -13,8 +13,8 @@ use std::time::Duration;
 use agent_protocol::agent_message::Msg as Up;
 use agent_protocol::control_message::Msg as Down;
 use agent_protocol::{
-    AgentMessage, ControlMessage, Heartbeat, Hello, LogLine, TaskAccepted, TaskLease, TaskResult,
-    Welcome,
+    AgentMessage, ControlMessage, Heartbeat, Hello, LogBatch, LogLine, PodLogBatch, PodLogLine,
+    TaskAccepted, TaskLease, TaskResult, Welcome,
 };
 use chrono::Utc;
 use thiserror::Error;
@@ -104,9 +104,11 @@ pub struct Session {
     runner: TaskRunner,
     task_events: mpsc::UnboundedReceiver<TaskEvent>,
     log_lines: mpsc::UnboundedReceiver<LogLine>,
+    pod_log_lines: mpsc::Receiver<PodLogLine>,
     agent_log: TaskLog,
     outbox: ResultOutbox,
-    logs: LogBuffer,
+    logs: LogBuffer<LogBatch>,
+    pod_logs: LogBuffer<PodLogBatch>,
     backoff: Backoff,
 }
 
@@ -116,6 +118,7 @@ impl Session {
         credentials: watch::Receiver<Credentials>,
         cluster: watch::Receiver<ClusterStatus>,
         applier: Arc<Applier>,
+        pod_log_lines: mpsc::Receiver<PodLogLine>,
     ) -> Self {
         let (event_sender, task_events) = mpsc::unbounded_channel();
         let (log_sender, log_lines) = mpsc::unbounded_channel();
@@ -142,9 +145,11 @@ impl Session {
             ),
             task_events,
             log_lines,
+            pod_log_lines,
             agent_log: TaskLog::new("", log_sender),
             outbox: ResultOutbox::default(),
             logs: LogBuffer::new(settings.logs, first_batch_id),
+            pod_logs: LogBuffer::new(settings.logs, first_batch_id),
             backoff: Backoff::new(settings.backoff),
         }
     }
@@ -226,6 +231,9 @@ impl Session {
         for batch in self.logs.unacked() {
             link.send(Up::Logs(batch.clone()));
         }
+        for batch in self.pod_logs.unacked() {
+            link.send(Up::PodLogs(batch.clone()));
+        }
         // The call returns once the server sends response headers; a server that never does must not hang us.
         let opened = tokio::time::timeout(
             WELCOME_TIMEOUT,
@@ -278,6 +286,7 @@ impl Session {
                 },
                 Some(event) = self.task_events.recv() => self.on_task_event(event, Some(&link)),
                 Some(line) = self.log_lines.recv() => self.on_log_line(line, Some(&link)),
+                Some(line) = self.pod_log_lines.recv() => self.on_pod_log_line(line, Some(&link)),
                 _ = flush.tick() => self.flush_logs(Some(&link)),
                 () = next_tick(&mut heartbeat) => self.send_heartbeat(&link),
                 () = &mut welcome_deadline, if welcomed_at.is_none() => {
@@ -302,6 +311,7 @@ impl Session {
                 () = &mut until => return,
                 Some(event) = self.task_events.recv() => self.on_task_event(event, None),
                 Some(line) = self.log_lines.recv() => self.on_log_line(line, None),
+                Some(line) = self.pod_log_lines.recv() => self.on_pod_log_line(line, None),
                 _ = flush.tick() => self.flush_logs(None),
             }
         }
@@ -341,6 +351,8 @@ impl Session {
             resent_results = self.outbox.iter().count(),
             resent_log_batches = self.logs.unacked().count(),
             dropped_log_batches = self.logs.dropped_batches(),
+            resent_pod_log_batches = self.pod_logs.unacked().count(),
+            dropped_pod_log_batches = self.pod_logs.dropped_batches(),
             "session established"
         );
         Ok(interval)
@@ -388,6 +400,14 @@ impl Session {
                     );
                 }
             }
+            Some(Down::PodLogAck(ack)) => {
+                if !self.pod_logs.ack(ack.batch_id) {
+                    debug!(
+                        batch_id = ack.batch_id,
+                        "ack for a pod log batch no longer buffered"
+                    );
+                }
+            }
             Some(Down::ResultAck(ack)) => {
                 if !self.outbox.ack(&ack.task_id, &ack.lease_id) {
                     debug!(task_id = %ack.task_id, lease_id = %ack.lease_id, "ack for a result no longer buffered");
@@ -431,9 +451,18 @@ impl Session {
         }
     }
 
+    fn on_pod_log_line(&mut self, line: PodLogLine, link: Option<&Link>) {
+        if let (Some(batch), Some(link)) = (self.pod_logs.push(line), link) {
+            link.send(Up::PodLogs(batch));
+        }
+    }
+
     fn flush_logs(&mut self, link: Option<&Link>) {
         if let (Some(batch), Some(link)) = (self.logs.flush(), link) {
             link.send(Up::Logs(batch));
+        }
+        if let (Some(batch), Some(link)) = (self.pod_logs.flush(), link) {
+            link.send(Up::PodLogs(batch));
         }
     }
 
@@ -483,6 +512,7 @@ fn message_name(message: Option<&Down>) -> &'static str {
         Some(Down::Cancel(_)) => "TaskCancel",
         Some(Down::LogAck(_)) => "LogBatchAck",
         Some(Down::ResultAck(_)) => "ResultAck",
+        Some(Down::PodLogAck(_)) => "PodLogBatchAck",
         None => "an empty message",
     }
 }

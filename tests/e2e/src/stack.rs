@@ -385,6 +385,11 @@ impl Stack {
         kubectl(&self.kubeconfig, args, None)
     }
 
+    /// Like [`Stack::kubectl`], feeding `input` on stdin.
+    pub fn kubectl_with_input(&self, args: &[&str], input: &str) -> anyhow::Result<String> {
+        kubectl(&self.kubeconfig, args, Some(input))
+    }
+
     /// Runs a query in the stack's ClickHouse database.
     pub fn clickhouse_query(&self, sql: &str) -> anyhow::Result<String> {
         self.clickhouse

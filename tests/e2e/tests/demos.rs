@@ -547,3 +547,229 @@ async fn auto_placement_and_failing_steps_say_why() {
         "the demo was never placed on a cluster"
     );
 }
+
+/// Appends lines to a container's log through the emulator's test endpoint.
+fn write_pod_log(stack: &Stack, namespace: &str, pod: &str, lines: &str) {
+    let path = format!("/emulator/v1/namespaces/{namespace}/pods/{pod}/log?container=demo");
+    stack
+        .kubectl_with_input(&["create", "--raw", &path, "-f", "-"], lines)
+        .unwrap();
+}
+
+async fn demo_logs(stack: &Stack, id: &str, query: &str) -> Value {
+    stack
+        .api
+        .get(&format!("/demos/{id}/logs?{query}"))
+        .await
+        .unwrap()
+}
+
+fn messages(page: &Value) -> Vec<String> {
+    page["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["message"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_pod_logs_reach_clickhouse_tagged_and_come_back_filtered_paged_and_live() {
+    let stack = Stack::start(StackOptions {
+        templates_dir: Some(repo_root().join("images/templates")),
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let (cluster, _agent) = stack.connected_cluster("logs").await.unwrap();
+    let demo = stack
+        .api
+        .post(
+            "/demos",
+            &json!({"name": "chatty", "template": "static-web", "region": "auto"}),
+        )
+        .await
+        .unwrap();
+    let id = field(&demo, "id").unwrap();
+    let online = wait_demo(&stack, &id, |d| {
+        d["status"] == "online" || d["error"].is_string()
+    })
+    .await;
+    assert_eq!(online["status"], "online", "{online}");
+    let pods: Value = serde_json::from_str(
+        &stack
+            .kubectl(&["get", "pods", "-n", "demo-chatty", "-o", "json"])
+            .unwrap(),
+    )
+    .unwrap();
+    let pod = pods["items"][0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // A pod on this cluster that claims a demo placed elsewhere: its lines are dropped by the control plane.
+    let impostor = "00000000-0000-4000-8000-000000000000";
+    stack
+        .kubectl_with_input(
+            &["apply", "--server-side", "-f", "-"],
+            &format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: impostor\n  namespace: default\n  labels:\n    edgefleet.io/demo: \"{impostor}\"\nspec:\n  containers:\n  - name: demo\n    image: busybox\n"
+            ),
+        )
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    write_pod_log(&stack, "default", "impostor", "not my demo\n");
+
+    let first = [
+        "INFO:     Uvicorn running on http://0.0.0.0:8080",
+        "WARNING: slow warm-up",
+        "ERROR:root:model failed to load shard 3",
+        "GET /healthz 200",
+    ];
+    // Lines written before the follower attaches are read from the start of the log.
+    write_pod_log(&stack, "demo-chatty", &pod, &(first.join("\n") + "\n"));
+    let all = wait_logs(&stack, &id, "", 4).await;
+    assert_eq!(messages(&all), first, "in order: {all}");
+    let line = &all["lines"][2];
+    assert_eq!(line["level"], "error");
+    assert_eq!(line["demo_id"], id.as_str());
+    assert_eq!(line["cluster_id"], cluster.cluster_id.as_str());
+    assert_eq!(line["region"], "logs-region");
+    assert_eq!(line["namespace"], "demo-chatty");
+    assert_eq!(line["pod"], pod.as_str());
+    assert_eq!(line["container"], "demo");
+    let stored = stack
+        .clickhouse_query(&format!(
+            "SELECT level, region, namespace, container FROM {{db}}.demo_logs WHERE demo_id = '{id}' ORDER BY ts_nanos FORMAT TSV"
+        ))
+        .unwrap();
+    assert_eq!(
+        stored
+            .lines()
+            .map(|l| l.split('\t').next().unwrap())
+            .collect::<Vec<_>>(),
+        ["info", "warn", "error", "info"],
+        "{stored}"
+    );
+    assert!(
+        stored
+            .lines()
+            .all(|l| l.ends_with("logs-region\tdemo-chatty\tdemo")),
+        "{stored}"
+    );
+
+    // Filters: level (and above), text, time range.
+    assert_eq!(
+        messages(&demo_logs(&stack, &id, "level=warn").await),
+        &first[1..3]
+    );
+    assert_eq!(
+        messages(&demo_logs(&stack, &id, "q=SHARD").await),
+        [first[2]]
+    );
+    assert!(messages(&demo_logs(&stack, &id, "since=2200-01-01T00:00:00Z").await).is_empty());
+    let (status, body) = stack
+        .api
+        .call(Method::GET, &format!("/demos/{id}/logs?level=loud"), None)
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["details"][0]["field"], "level", "{body}");
+
+    // Pages follow each other without gaps or repeats.
+    let page = demo_logs(&stack, &id, "limit=3").await;
+    assert_eq!(messages(&page), &first[..3]);
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let rest = demo_logs(&stack, &id, &format!("limit=3&cursor={cursor}")).await;
+    assert_eq!(messages(&rest), &first[3..]);
+    assert!(rest["next_cursor"].is_null());
+
+    // A container restart ends the follow stream; the agent resumes without repeating a line.
+    stack
+        .kubectl_with_input(
+            &[
+                "create",
+                "--raw",
+                &format!("/emulator/v1/namespaces/demo-chatty/pods/{pod}/end-log-streams"),
+                "-f",
+                "-",
+            ],
+            "",
+        )
+        .unwrap();
+    write_pod_log(&stack, "demo-chatty", &pod, "after restart\n");
+    let all = wait_logs(&stack, &id, "", 5).await;
+    assert_eq!(messages(&all)[4], "after restart");
+    let count = stack
+        .clickhouse_query(&format!(
+            "SELECT count() FROM {{db}}.demo_logs WHERE demo_id = '{id}'"
+        ))
+        .unwrap();
+    assert_eq!(count.trim(), "5", "no line stored twice");
+    let impostor_lines = stack
+        .clickhouse_query(&format!(
+            "SELECT count() FROM {{db}}.demo_logs WHERE demo_id = '{impostor}'"
+        ))
+        .unwrap();
+    assert_eq!(impostor_lines.trim(), "0");
+
+    // Live tail: the stored lines, then a new one as it arrives.
+    use futures::StreamExt;
+    let response = reqwest::Client::new()
+        .get(format!(
+            "{}/demos/{id}/logs?follow=true&level=info",
+            stack.api.base()
+        ))
+        .bearer_auth(&stack.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.bytes_stream();
+    let mut text = String::new();
+    let mut wrote = false;
+    let tail = async {
+        while let Some(chunk) = body.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            if !wrote && text.contains("after restart") {
+                write_pod_log(&stack, "demo-chatty", &pod, "live line\n");
+                wrote = true;
+            }
+            if text.contains("live line") {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, tail)
+        .await
+        .expect("the live line arrives on the tail");
+    let tailed: Vec<String> = text
+        .split("\n\n")
+        .filter(|block| block.contains("event: line"))
+        .filter_map(|block| block.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(|data| {
+            serde_json::from_str::<Value>(data).unwrap()["message"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let mut expected: Vec<&str> = first.to_vec();
+    expected.extend(["after restart", "live line"]);
+    assert_eq!(tailed, expected);
+}
+
+async fn wait_logs(stack: &Stack, id: &str, query: &str, lines: usize) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let page = demo_logs(stack, id, query).await;
+        if page["lines"].as_array().unwrap().len() >= lines {
+            return page;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "expected {lines} log lines, have {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

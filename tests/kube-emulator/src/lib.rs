@@ -212,6 +212,11 @@ impl Emulator {
         self.state.append_log(namespace, pod, container, text)
     }
 
+    /// Ends the pod's open `follow` log reads, as a container restart does.
+    pub fn end_log_streams(&self, namespace: &str, pod: &str) -> Result<(), ApiError> {
+        self.state.end_log_streams(namespace, pod)
+    }
+
     /// Stops the processes of run images with SIGTERM and their pods' grace periods (SIGKILL after it), waits
     /// until they are gone, then stops the emulator.
     pub async fn shutdown(self) {

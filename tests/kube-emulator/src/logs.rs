@@ -100,6 +100,11 @@ impl LogStore {
         });
     }
 
+    /// Ends every open `follow` read of the pod, as a container restart ends `kubectl logs -f`; the lines stay.
+    pub fn end_streams(&self, pod_uid: &str) {
+        self.with_pod(pod_uid, |pod| pod.live = broadcast::channel(1024).0);
+    }
+
     /// Drops the log of one pod.
     pub fn forget(&self, pod_uid: &str) {
         let mut pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());

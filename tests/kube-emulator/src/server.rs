@@ -62,6 +62,17 @@ impl AppState {
         self.logs.append(meta::uid(&pod), &container, text);
         Ok(())
     }
+
+    /// Ends the open log streams of a pod (what a container restart does to followers).
+    pub fn end_log_streams(&self, namespace: &str, pod: &str) -> Result<(), ApiError> {
+        let pods = self
+            .api
+            .resource("", "v1", "pods")
+            .expect("pods are built in");
+        let pod = self.api.get(&pods, namespace, pod)?;
+        self.logs.end_streams(meta::uid(&pod));
+        Ok(())
+    }
 }
 
 /// Whether the connection presented a client certificate signed by the emulator's CA.
@@ -260,6 +271,21 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
         {
             let (ns, name) = (ns.to_string(), name.to_string());
             append_log(state, &ns, &name, request).await
+        }
+        [
+            "emulator",
+            "v1",
+            "namespaces",
+            ns,
+            "pods",
+            name,
+            "end-log-streams",
+        ] if request.method() == Method::POST => {
+            state.end_log_streams(ns, name)?;
+            Ok(json_response(
+                200,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 200}),
+            ))
         }
         ["api", "v1", rest @ ..] => {
             let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
@@ -631,6 +657,7 @@ fn read_log(
 }
 
 /// Test-only: `POST /emulator/v1/namespaces/{ns}/pods/{name}/log?container=c`, one log line per body line.
+/// (`POST .../end-log-streams` ends the pod's open `follow` reads, as a container restart does.)
 async fn append_log(
     state: &AppState,
     ns: &str,

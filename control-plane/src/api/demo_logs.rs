@@ -1,0 +1,260 @@
+//! `GET /api/v1/demos/{id}/logs`: the demo's pod logs from ClickHouse, filtered and paged, or followed live as
+//! server-sent events.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::ApiState;
+use super::auth::Principal;
+use super::error::{ApiError, Problems};
+use crate::logs::{DemoLogCursor, DemoLogQuery, DemoLogRow, LEVELS};
+
+const DEFAULT_LIMIT: u64 = 200;
+const MAX_LIMIT: u64 = 5000;
+/// How often a live tail looks for new lines.
+const TAIL_POLL: Duration = Duration::from_millis(500);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsQuery {
+    /// RFC 3339; lines at or after it.
+    pub since: Option<String>,
+    /// RFC 3339; lines before it.
+    pub until: Option<String>,
+    /// debug, info, warn or error: that level and more severe ones.
+    pub level: Option<String>,
+    /// Case-insensitive text the message contains.
+    pub q: Option<String>,
+    pub pod: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    pub limit: Option<u64>,
+    /// Keep the response open and send new lines as server-sent events.
+    #[serde(default)]
+    pub follow: bool,
+}
+
+#[derive(Serialize)]
+pub struct LogLineView {
+    pub time: DateTime<Utc>,
+    pub level: String,
+    pub message: String,
+    pub demo_id: String,
+    pub cluster_id: String,
+    pub region: String,
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+}
+
+#[derive(Serialize)]
+pub struct DemoLogs {
+    pub demo_id: Uuid,
+    pub lines: Vec<LogLineView>,
+    /// Pass as `cursor` for the next page; absent when this page was not full.
+    pub next_cursor: Option<String>,
+}
+
+pub async fn logs(
+    State(state): State<ApiState>,
+    _: Principal,
+    Path(id): Path<Uuid>,
+    Query(params): Query<LogsQuery>,
+) -> Result<Response, ApiError> {
+    let query = parse(&params)?;
+    state.store.demo(id).await?;
+    if params.follow {
+        return Ok(tail(state, id, query).into_response());
+    }
+    let rows = state
+        .logs
+        .demo_logs(&id.to_string(), &query)
+        .await
+        .map_err(ApiError::internal)?;
+    let next_cursor = (rows.len() as u64 == query.limit)
+        .then(|| rows.last().map(|row| encode_cursor(&row.cursor())))
+        .flatten();
+    Ok(Json(DemoLogs {
+        demo_id: id,
+        lines: rows.into_iter().map(view).collect(),
+        next_cursor,
+    })
+    .into_response())
+}
+
+/// Every matching line from the cursor (or the time range's start) on, then new ones as they are stored, each
+/// as a `line` event whose id is the cursor to resume from.
+fn tail(
+    state: ApiState,
+    id: Uuid,
+    query: DemoLogQuery,
+) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>> {
+    let demo_id = id.to_string();
+    let stream = futures::stream::unfold(
+        (query, std::collections::VecDeque::<DemoLogRow>::new(), true),
+        move |(mut query, mut pending, first)| {
+            let state = state.clone();
+            let demo_id = demo_id.clone();
+            async move {
+                let mut first = first;
+                loop {
+                    if let Some(row) = pending.pop_front() {
+                        let cursor = encode_cursor(&row.cursor());
+                        let data = serde_json::to_string(&view(row)).unwrap_or_default();
+                        let event = Event::default().event("line").id(cursor).data(data);
+                        return Some((Ok(event), (query, pending, first)));
+                    }
+                    if !first {
+                        tokio::time::sleep(TAIL_POLL).await;
+                    }
+                    first = false;
+                    match state.logs.demo_logs(&demo_id, &query).await {
+                        Ok(rows) => {
+                            if let Some(last) = rows.last() {
+                                query.after = Some(last.cursor());
+                            }
+                            pending.extend(rows);
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "live tail cannot read demo logs");
+                            let event = Event::default().event("error").data(error.to_string());
+                            return Some((Ok(event), (query, pending, first)));
+                        }
+                    }
+                }
+            }
+        },
+    );
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+fn parse(params: &LogsQuery) -> Result<DemoLogQuery, ApiError> {
+    let mut problems = Problems::default();
+    let mut time = |field: &str, value: &Option<String>| {
+        value
+            .as_deref()
+            .and_then(|text| match DateTime::parse_from_rfc3339(text) {
+                Ok(time) => {
+                    let nanos = time.timestamp_nanos_opt();
+                    if nanos.is_none() {
+                        problems.add(field, "must be between the years 1678 and 2261");
+                    }
+                    nanos
+                }
+                Err(_) => {
+                    problems.add(field, "must be an RFC 3339 time, e.g. 2026-11-23T21:00:00Z");
+                    None
+                }
+            })
+    };
+    let since_nanos = time("since", &params.since);
+    let until_nanos = time("until", &params.until);
+    let min_level = match params.level.as_deref() {
+        None => None,
+        Some(level) => {
+            let found = LEVELS.iter().copied().find(|known| *known == level);
+            if found.is_none() {
+                problems.add("level", "must be debug, info, warn or error");
+            }
+            found
+        }
+    };
+    if params
+        .q
+        .as_deref()
+        .is_some_and(|q| q.is_empty() || q.len() > 500)
+    {
+        problems.add("q", "must be 1-500 characters");
+    }
+    let after = params.cursor.as_deref().and_then(|cursor| {
+        let decoded = decode_cursor(cursor);
+        if decoded.is_none() {
+            problems.add("cursor", "is not a cursor this API returned");
+        }
+        decoded
+    });
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        problems.add("limit", format!("must be between 1 and {MAX_LIMIT}"));
+    }
+    problems.into_result()?;
+    Ok(DemoLogQuery {
+        since_nanos,
+        until_nanos,
+        min_level,
+        text: params.q.clone(),
+        pod: params.pod.clone(),
+        after,
+        limit,
+    })
+}
+
+fn encode_cursor(cursor: &DemoLogCursor) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(cursor).expect("cursors serialize"))
+}
+
+fn decode_cursor(text: &str) -> Option<DemoLogCursor> {
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(text).ok()?).ok()
+}
+
+fn view(row: DemoLogRow) -> LogLineView {
+    LogLineView {
+        time: DateTime::from_timestamp_nanos(row.ts_nanos),
+        level: row.level,
+        message: row.message,
+        demo_id: row.demo_id,
+        cluster_id: row.cluster_id,
+        region: row.region,
+        namespace: row.namespace,
+        pod: row.pod,
+        container: row.container,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let cursor = DemoLogCursor {
+            ts_nanos: 1_700_000_000_123_456_789,
+            pod: "hello-7d9f-abcde".into(),
+            container: "demo".into(),
+            message_hash: u64::MAX,
+        };
+        assert_eq!(decode_cursor(&encode_cursor(&cursor)), Some(cursor));
+        assert_eq!(decode_cursor("not-a-cursor"), None);
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        let params = LogsQuery {
+            since: Some("yesterday".into()),
+            until: None,
+            level: Some("loud".into()),
+            q: None,
+            pod: None,
+            cursor: Some("x".into()),
+            limit: Some(0),
+            follow: false,
+        };
+        let Err(error) = parse(&params) else {
+            panic!("bad parameters were accepted");
+        };
+        let text = format!("{error:?}");
+        for field in ["since", "level", "cursor", "limit"] {
+            assert!(text.contains(field), "{field} not named in {text}");
+        }
+    }
+}

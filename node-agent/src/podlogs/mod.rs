@@ -1,0 +1,253 @@
+//! Demo pods' logs: watches the pods that carry the demo label, follows the log of each of their containers
+//! (resuming after the stream ends - a container restart, an API server hiccup - without repeating lines),
+//! tags every line with its demo, namespace, pod and container, and hands it to the session for batching.
+
+mod line;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use agent_protocol::{DEMO_LABEL, PodLogLine};
+use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use kube::api::{Api, LogParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tracing::{debug, info, warn};
+
+use crate::transport::error_chain;
+
+/// Lines waiting for the session; when full, followers stop reading (the kubelet keeps the rest).
+pub const LINE_QUEUE: usize = 4096;
+
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+const MAX_RETRY: Duration = Duration::from_secs(30);
+
+/// One container of one pod; the uid tells a re-created pod of the same name apart.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Target {
+    uid: String,
+    namespace: String,
+    pod: String,
+    container: String,
+    demo_id: String,
+}
+
+/// Follows the logs of demo pods until the agent stops.
+pub async fn run(client: kube::Client, lines: mpsc::Sender<PodLogLine>) {
+    let pods: Api<Pod> = Api::all(client.clone());
+    let config = watcher::Config::default().labels(DEMO_LABEL);
+    let mut events = watcher(pods, config).default_backoff().boxed();
+    let mut followers: HashMap<Target, AbortHandle> = HashMap::new();
+    // Pods seen since the watch (re)started; at `InitDone` followers of pods not among them are stopped.
+    let mut relisted: Option<HashSet<String>> = None;
+    loop {
+        match events.try_next().await {
+            Ok(Some(watcher::Event::Init)) => relisted = Some(HashSet::new()),
+            Ok(Some(watcher::Event::InitApply(pod))) => {
+                if let (Some(seen), Some(uid)) = (relisted.as_mut(), pod.uid()) {
+                    seen.insert(uid);
+                }
+                reconcile(&client, &pod, &mut followers, &lines);
+            }
+            Ok(Some(watcher::Event::InitDone)) => {
+                if let Some(seen) = relisted.take() {
+                    stop_where(&mut followers, |target| !seen.contains(&target.uid));
+                }
+            }
+            Ok(Some(watcher::Event::Apply(pod))) => {
+                reconcile(&client, &pod, &mut followers, &lines)
+            }
+            Ok(Some(watcher::Event::Delete(pod))) => {
+                let uid = pod.uid().unwrap_or_default();
+                stop_where(&mut followers, |target| target.uid == uid);
+            }
+            Ok(None) => return,
+            // The backoff wrapper retries; the error is worth a line, not a stop.
+            Err(err) => warn!(error = %error_chain(&err), "watching demo pods failed; retrying"),
+        }
+    }
+}
+
+/// Starts a follower for every container of a live pod that has none; stops them when the pod is terminating.
+fn reconcile(
+    client: &kube::Client,
+    pod: &Pod,
+    followers: &mut HashMap<Target, AbortHandle>,
+    lines: &mpsc::Sender<PodLogLine>,
+) {
+    let Some(uid) = pod.uid() else { return };
+    if pod.metadata.deletion_timestamp.is_some() {
+        // Followers read to the end on their own; nothing new starts for a terminating pod.
+        return;
+    }
+    let namespace = pod.namespace().unwrap_or_default();
+    let demo_id = pod.labels().get(DEMO_LABEL).cloned().unwrap_or_default();
+    let containers = pod.spec.iter().flat_map(|spec| spec.containers.iter());
+    for container in containers {
+        let target = Target {
+            uid: uid.clone(),
+            namespace: namespace.clone(),
+            pod: pod.name_any(),
+            container: container.name.clone(),
+            demo_id: demo_id.clone(),
+        };
+        if followers.contains_key(&target) {
+            continue;
+        }
+        info!(namespace = %target.namespace, pod = %target.pod, container = %target.container,
+              demo = %target.demo_id, "following demo container log");
+        let api: Api<Pod> = Api::namespaced(client.clone(), &target.namespace);
+        let task = tokio::spawn(follow(api, target.clone(), lines.clone()));
+        followers.insert(target, task.abort_handle());
+    }
+}
+
+fn stop_where(followers: &mut HashMap<Target, AbortHandle>, stop: impl Fn(&Target) -> bool) {
+    followers.retain(|target, follower| {
+        let keep = !stop(target);
+        if !keep {
+            debug!(namespace = %target.namespace, pod = %target.pod, container = %target.container,
+                   "pod gone; no longer following its log");
+            follower.abort();
+        }
+        keep
+    });
+}
+
+/// Where a follower is in its container's log: the newest timestamp sent and how many lines carried it, so a
+/// re-read from that second (`sinceTime` has second precision) skips exactly what was sent.
+#[derive(Debug, Default, Clone, Copy)]
+struct Position {
+    last_nanos: Option<i64>,
+    sent_at_last: usize,
+    to_skip_at_last: usize,
+}
+
+impl Position {
+    /// Whether a line with this timestamp is new.
+    fn admit(&mut self, nanos: i64) -> bool {
+        match self.last_nanos {
+            Some(last) if nanos < last => false,
+            Some(last) if nanos == last => {
+                if self.to_skip_at_last > 0 {
+                    self.to_skip_at_last -= 1;
+                    false
+                } else {
+                    self.sent_at_last += 1;
+                    true
+                }
+            }
+            _ => {
+                self.last_nanos = Some(nanos);
+                self.sent_at_last = 1;
+                self.to_skip_at_last = 0;
+                true
+            }
+        }
+    }
+
+    /// Where the next read starts; lines at the last timestamp that were sent will be skipped again.
+    fn resume(&mut self) -> Option<jiff::Timestamp> {
+        self.to_skip_at_last = self.sent_at_last;
+        let nanos = self.last_nanos?;
+        jiff::Timestamp::from_second(nanos.div_euclid(1_000_000_000)).ok()
+    }
+}
+
+/// Reads one container's log for as long as the pod lives (the supervisor aborts this when it is deleted).
+async fn follow(api: Api<Pod>, target: Target, lines: mpsc::Sender<PodLogLine>) {
+    let mut position = Position::default();
+    let mut retry = FIRST_RETRY;
+    loop {
+        let params = LogParams {
+            container: Some(target.container.clone()),
+            follow: true,
+            timestamps: true,
+            since_time: position.resume(),
+            ..LogParams::default()
+        };
+        match api.log_stream(&target.pod, &params).await {
+            Ok(stream) => {
+                let mut reader = stream.lines();
+                loop {
+                    match reader.next().await {
+                        Some(Ok(text)) => {
+                            retry = FIRST_RETRY;
+                            let Some(line) = tag(&target, &text, &mut position) else {
+                                continue;
+                            };
+                            if lines.send(line).await.is_err() {
+                                return;
+                            }
+                        }
+                        Some(Err(err)) => {
+                            debug!(pod = %target.pod, container = %target.container, error = %err,
+                                   "log stream broke; resuming");
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                debug!(pod = %target.pod, "pod gone; log follower ends");
+                return;
+            }
+            // Typically "container is waiting to start": try again shortly.
+            Err(err) => debug!(pod = %target.pod, container = %target.container,
+                               error = %error_chain(&err), "cannot read the log yet"),
+        }
+        tokio::time::sleep(retry).await;
+        retry = (retry * 2).min(MAX_RETRY);
+    }
+}
+
+/// The protocol line for one line of the log, or `None` when it was sent before.
+fn tag(target: &Target, text: &str, position: &mut Position) -> Option<PodLogLine> {
+    let (nanos, message) = match line::split_timestamp(text) {
+        Some(split) => split,
+        None => (
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
+            text,
+        ),
+    };
+    if !position.admit(nanos) {
+        return None;
+    }
+    Some(PodLogLine {
+        unix_nanos: nanos,
+        level: line::level(message).into(),
+        demo_id: target.demo_id.clone(),
+        namespace: target.namespace.clone(),
+        pod: target.pod.clone(),
+        container: target.container.clone(),
+        message: line::bounded(message),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resumed_read_skips_exactly_the_lines_already_sent() {
+        let mut position = Position::default();
+        let second = 1_700_000_000_000_000_000_i64;
+        // First read: three lines, two of them in the same nanosecond.
+        assert!(position.admit(second + 10));
+        assert!(position.admit(second + 20));
+        assert!(position.admit(second + 20));
+        let since = position.resume().unwrap();
+        assert_eq!(since.as_second(), 1_700_000_000);
+        // The re-read starts at the second: old lines are skipped, then a third line at +20 is new.
+        assert!(!position.admit(second + 10));
+        assert!(!position.admit(second + 20));
+        assert!(!position.admit(second + 20));
+        assert!(position.admit(second + 20));
+        assert!(position.admit(second + 30));
+        assert_eq!(Position::default().resume(), None);
+    }
+}
