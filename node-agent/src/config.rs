@@ -16,7 +16,9 @@ pub const ENV_CA_PEM: &str = "EDGEFLEET_CA_PEM";
 /// Environment variable holding the one-time bootstrap token (alternative to `bootstrap_token_file`).
 pub const ENV_BOOTSTRAP_TOKEN: &str = "EDGEFLEET_BOOTSTRAP_TOKEN";
 
-const DEFAULT_MAX_CONCURRENT_TASKS: u32 = 4;
+// Most of a task's time is spent waiting for a rollout (a read a second), so a slot is cheap; too few slots make
+// one deploy's objects wait for another deploy's pods to start (see docs/benchmarks.md).
+const DEFAULT_MAX_CONCURRENT_TASKS: u32 = 16;
 const MAX_CONCURRENT_TASKS_LIMIT: u32 = 64;
 const DEFAULT_LOG_BATCH_LINES: usize = 200;
 const DEFAULT_LOG_FLUSH_INTERVAL: Duration = Duration::from_millis(1000);

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::store::{
-    Demo, DemoEnd, DemoStep, NewCluster, NewTask, Store, StoreError, Task, TaskInsert,
+    Demo, DemoEnd, DemoStep, NewCluster, NewTask, Store, StoreError, Task, TaskInsert, channels,
 };
 use crate::taskspec::{ApplyPayload, DeletePayload};
 
@@ -33,15 +33,30 @@ pub struct Planner {
 }
 
 impl Planner {
+    /// Advances every due demo, then sleeps until a wake notification (a task, cluster or step changed) or the
+    /// poll interval, whichever comes first.
     pub async fn run(self: Arc<Self>) {
+        let mut listener = match self.store.listen(channels::DEMO_WAKE).await {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                tracing::warn!(%error, "planner cannot LISTEN; polling only");
+                None
+            }
+        };
         loop {
             loop {
                 match self.store.claim_demo(Duration::from_secs(30)).await {
-                    Ok(Some(demo)) => {
+                    Ok(Some((demo, wakes))) => {
                         if let Err(error) = self.advance(&demo).await {
                             tracing::warn!(demo_id = %demo.id, %error, "planner step failed to run; will retry");
                         }
-                        let _ = self.store.release_demo(demo.id, self.poll_interval).await;
+                        if let Err(error) = self
+                            .store
+                            .release_demo(demo.id, wakes, self.poll_interval)
+                            .await
+                        {
+                            tracing::warn!(demo_id = %demo.id, %error, "cannot release a demo; its claim expires");
+                        }
                     }
                     Ok(None) => break,
                     Err(error) => {
@@ -50,7 +65,20 @@ impl Planner {
                     }
                 }
             }
-            tokio::time::sleep(self.poll_interval).await;
+            let notified = async {
+                match listener.as_mut() {
+                    Some(listener) => {
+                        if listener.try_recv().await.is_err() {
+                            tokio::time::sleep(self.poll_interval).await;
+                        }
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = notified => {}
+                () = tokio::time::sleep(self.poll_interval) => {}
+            }
         }
     }
 

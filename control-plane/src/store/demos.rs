@@ -317,36 +317,45 @@ impl Store {
         .await?)
     }
 
-    /// Takes one demo whose current deploy has unfinished steps, for `lease`; several planners (processes)
-    /// never work on one demo at once.
-    pub async fn claim_demo(&self, lease: Duration) -> Result<Option<Demo>, StoreError> {
-        let id: Option<Uuid> = sqlx::query_scalar(
+    /// Takes one demo whose current deploy has unfinished steps and is due, for `lease`; several planners
+    /// (processes) never work on one demo at once. Returns the demo and its wake count at the claim.
+    pub async fn claim_demo(&self, lease: Duration) -> Result<Option<(Demo, i64)>, StoreError> {
+        let claimed: Option<(Uuid, i64)> = sqlx::query_as(
             "UPDATE demos SET planner_lease = now() + make_interval(secs => $1)
              WHERE id = (SELECT d.id FROM demos d
                          WHERE d.deleted_at IS NULL AND (d.planner_lease IS NULL OR d.planner_lease < now())
+                           AND (d.planner_revisit_at IS NULL OR d.planner_revisit_at <= now())
                            AND EXISTS (SELECT 1 FROM demo_steps s WHERE s.demo_id = d.id AND s.version = d.version
                                        AND s.state IN ('pending', 'running'))
                            AND NOT EXISTS (SELECT 1 FROM demo_steps s WHERE s.demo_id = d.id AND s.version = d.version
                                            AND s.state = 'failed')
                          ORDER BY d.updated_at LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED)
-             RETURNING id",
+             RETURNING id, planner_wakes",
         )
         .bind(lease.as_secs_f64())
         .fetch_optional(self.pool())
         .await?;
-        match id {
-            Some(id) => Ok(Some(self.demo(id).await?)),
+        match claimed {
+            Some((id, wakes)) => Ok(Some((self.demo(id).await?, wakes))),
             None => Ok(None),
         }
     }
 
-    /// Hands the demo back; no planner looks at it again before `revisit_after` (its steps are waiting on
-    /// something else: a cluster, an agent, a rollout).
-    pub async fn release_demo(&self, id: Uuid, revisit_after: Duration) -> Result<(), StoreError> {
+    /// Hands the demo back, to be looked at again after `revisit_after` (its steps wait on a cluster, an agent,
+    /// a rollout) - or at once if it was woken since the claim.
+    pub async fn release_demo(
+        &self,
+        id: Uuid,
+        wakes_at_claim: i64,
+        revisit_after: Duration,
+    ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE demos SET planner_lease = now() + make_interval(secs => $2) WHERE id = $1",
+            "UPDATE demos SET planner_lease = NULL,
+                    planner_revisit_at = CASE WHEN planner_wakes = $2 THEN now() + make_interval(secs => $3) END
+             WHERE id = $1",
         )
         .bind(id)
+        .bind(wakes_at_claim)
         .bind(revisit_after.as_secs_f64())
         .execute(self.pool())
         .await?;
@@ -528,7 +537,7 @@ impl Store {
             )));
         };
         sqlx::query(
-            "UPDATE demos SET error = NULL, current_step = $2, planner_lease = NULL, updated_at = now(),
+            "UPDATE demos SET error = NULL, current_step = $2, updated_at = now(),
                     status = CASE WHEN delete_requested_at IS NULL THEN 'developing' ELSE status END
              WHERE id = $1",
         )

@@ -40,6 +40,8 @@ pub mod channels {
     pub const CLUSTER_REVOKED: &str = "edgefleet_cluster_revoked";
     /// No payload. A control-plane task (a Terraform run) may be waiting.
     pub const PROVISIONER_WORK: &str = "edgefleet_provisioner_work";
+    /// No payload. A demo's task, cluster or steps changed (sent by triggers, see migration 0006).
+    pub const DEMO_WAKE: &str = "edgefleet_demo_wake";
 }
 
 #[derive(Debug, thiserror::Error)]
