@@ -10,7 +10,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::agents::{AgentGrpc, AgentSettings, Dispatcher};
 use crate::api::{self, ApiState};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, ConsoleConfig};
 use crate::crypto::{API_TOKEN_PREFIX, CryptoError, OneTimeSecret, SecretBox, sha256_hex};
 use crate::logs::{LogSink, LogStore, LogStoreError, SinkSettings};
 use crate::metrics::Metrics;
@@ -40,6 +40,11 @@ pub enum StartError {
     Templates(#[from] crate::templates::TemplateError),
     #[error("agent service TLS: {0}")]
     Tls(#[from] tonic::transport::Error),
+    #[error("console.admin_password_file {path}: {reason}")]
+    AdminPassword {
+        path: std::path::PathBuf,
+        reason: String,
+    },
 }
 
 /// A started control plane: its bound addresses and the future that serves until shutdown.
@@ -67,6 +72,7 @@ pub async fn start(
     logs.ensure_schema().await?;
     let ca = Arc::new(AgentCa::load_or_create(&store, &sbox).await?);
     ensure_admin_token(&store, config.admin_token.as_deref()).await?;
+    ensure_admin_user(&store, &config.console).await?;
     if let Some(dir) = &config.templates_dir {
         let rejected = crate::templates::load_all(&store, dir).await?;
         if !rejected.is_empty() {
@@ -231,6 +237,53 @@ async fn ensure_admin_token(store: &Store, configured: Option<&str>) -> Result<(
             "initial admin API token (shown once, store it now): {}",
             token.expose()
         );
+    }
+    Ok(())
+}
+
+/// On a database without users, creates the console admin: with the password from `admin_password_file`, or a
+/// generated one printed once.
+async fn ensure_admin_user(store: &Store, console: &ConsoleConfig) -> Result<(), StartError> {
+    if store.user_count().await? > 0 {
+        return Ok(());
+    }
+    let (password, generated) = match &console.admin_password_file {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|source| StartError::AdminPassword {
+                    path: path.clone(),
+                    reason: source.to_string(),
+                })?;
+            let password = text.trim().to_owned();
+            if password.chars().count() < crate::api::MIN_PASSWORD_CHARS {
+                return Err(StartError::AdminPassword {
+                    path: path.clone(),
+                    reason: format!(
+                        "the password must be at least {} characters",
+                        crate::api::MIN_PASSWORD_CHARS
+                    ),
+                });
+            }
+            (password, false)
+        }
+        None => (OneTimeSecret::generate("").expose().to_owned(), true),
+    };
+    let (hash, password) = tokio::task::spawn_blocking(move || {
+        crate::crypto::hash_password(&password).map(|hash| (hash, password))
+    })
+    .await
+    .expect("hashing does not panic")?;
+    store
+        .insert_user(&console.admin_username, &hash, "admin")
+        .await?;
+    if generated {
+        // Printed to stdout, not to the log: this is the only time it can be seen.
+        println!(
+            "initial console admin {:?}, password (shown once, change it after signing in): {password}",
+            console.admin_username
+        );
+    } else {
+        tracing::info!(username = %console.admin_username, "console admin created with the configured password");
     }
     Ok(())
 }

@@ -67,6 +67,8 @@ pub struct Config {
     pub tasks: TaskConfig,
     #[serde(default)]
     pub agents: AgentConfig,
+    #[serde(default)]
+    pub console: ConsoleConfig,
     /// Demos are published at `http://<demo>.<cluster>.<demos_domain>/` (the Ingress host).
     #[serde(default = "defaults::demos_domain")]
     pub demos_domain: String,
@@ -132,6 +134,39 @@ impl Default for AgentConfig {
             certificate_ttl_seconds: 24 * 3600,
             bootstrap_token_ttl_seconds: 3600,
             image: format!("ghcr.io/edgefleet/node-agent:{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// The admin console's sign-in and sessions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Name of the admin created on a database without users.
+    pub admin_username: String,
+    /// File holding that admin's first password; without it one is generated and printed once.
+    pub admin_password_file: Option<PathBuf>,
+    /// Mark the session cookie `Secure` (and name it `__Host-...`). Keep on whenever the console is reached over
+    /// TLS (also behind a TLS-terminating proxy); only a plain-HTTP loopback setup needs it off.
+    pub secure_cookies: bool,
+    /// A session ends after this long without a request (each request slides it).
+    pub session_idle_minutes: u32,
+    /// ... and after this long in any case.
+    pub session_max_hours: u32,
+    /// Failed sign-ins per username (and, times four, per address) within 15 minutes before further attempts
+    /// are refused with 429.
+    pub max_failed_logins: u32,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            admin_username: "admin".into(),
+            admin_password_file: None,
+            secure_cookies: true,
+            session_idle_minutes: 30,
+            session_max_hours: 12,
+            max_failed_logins: 5,
         }
     }
 }
@@ -303,6 +338,18 @@ impl Config {
         }
         if self.tasks.lease_seconds == 0 {
             return Err(invalid("tasks.lease_seconds", "must be at least 1"));
+        }
+        if !crate::api::valid_username(&self.console.admin_username) {
+            return Err(invalid(
+                "console.admin_username",
+                "must be 1-64 letters, digits, '.', '_' or '-'",
+            ));
+        }
+        if self.console.session_idle_minutes == 0 || self.console.session_max_hours == 0 {
+            return Err(invalid(
+                "console.session_idle_minutes",
+                "session_idle_minutes and session_max_hours must be at least 1",
+            ));
         }
         if !(1..=20).contains(&self.tasks.default_max_attempts) {
             return Err(invalid(

@@ -20,6 +20,8 @@ pub enum CryptoError {
         "cannot decrypt a sealed value for {context}: wrong encryption key or the value was tampered with"
     )]
     Open { context: String },
+    #[error("cannot hash the password: {0}")]
+    Password(String),
 }
 
 /// Seals small secrets (cloud credentials, the CA key) with AES-256-GCM. The associated data binds each
@@ -132,7 +134,32 @@ pub fn cluster_kubeconfig_context(cluster_id: uuid::Uuid) -> String {
     format!("cluster:{cluster_id}:kubeconfig")
 }
 
+/// Compares two secrets in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+/// Hashes a console password with argon2id (the crate's defaults: 19 MiB, 2 passes), salted.
+pub fn hash_password(password: &str) -> Result<String, CryptoError> {
+    use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
+        .map(|hash| hash.to_string())
+        .map_err(|e| CryptoError::Password(e.to_string()))
+}
+
+/// Whether `password` matches a stored argon2 hash; a malformed hash never matches.
+pub fn verify_password(password: &str, stored: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    PasswordHash::new(stored).is_ok_and(|hash| {
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &hash)
+            .is_ok()
+    })
+}
+
 pub const BOOTSTRAP_TOKEN_PREFIX: &str = "efb_";
+pub const SESSION_TOKEN_PREFIX: &str = "efs_";
 pub const API_TOKEN_PREFIX: &str = "efa_";
 
 #[cfg(test)]

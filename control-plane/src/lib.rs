@@ -5,6 +5,7 @@ pub mod agents;
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod console;
 pub mod crypto;
 pub mod logs;
 pub mod metrics;

@@ -1,5 +1,5 @@
-//! `GET /api/v1/demos/{id}/logs`: the demo's pod logs from ClickHouse, filtered and paged, or followed live as
-//! server-sent events.
+//! `GET /api/v1/demos/{id}/logs` and `GET /api/v1/logs` (across demos): demo pod logs from ClickHouse,
+//! filtered and paged, or followed live as server-sent events.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -42,6 +42,9 @@ pub struct LogsQuery {
     /// Keep the response open and send new lines as server-sent events.
     #[serde(default)]
     pub follow: bool,
+    /// Only for `GET /logs`: one demo, one cluster.
+    pub demo_id: Option<Uuid>,
+    pub cluster_id: Option<Uuid>,
 }
 
 #[derive(Serialize)]
@@ -59,7 +62,8 @@ pub struct LogLineView {
 
 #[derive(Serialize)]
 pub struct DemoLogs {
-    pub demo_id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub demo_id: Option<Uuid>,
     pub lines: Vec<LogLineView>,
     /// Pass as `cursor` for the next page; absent when this page was not full.
     pub next_cursor: Option<String>,
@@ -71,21 +75,43 @@ pub async fn logs(
     Path(id): Path<Uuid>,
     Query(params): Query<LogsQuery>,
 ) -> Result<Response, ApiError> {
-    let query = parse(&params)?;
+    let mut query = parse(&params)?;
     state.store.demo(id).await?;
-    if params.follow {
-        return Ok(tail(state, id, query).into_response());
+    query.demo_id = Some(id.to_string());
+    answer(state, query, params.follow, Some(id)).await
+}
+
+/// `GET /logs`: demo logs across demos, optionally of one demo or one cluster.
+pub async fn search(
+    State(state): State<ApiState>,
+    _: Principal,
+    Query(params): Query<LogsQuery>,
+) -> Result<Response, ApiError> {
+    let mut query = parse(&params)?;
+    query.demo_id = params.demo_id.map(|id| id.to_string());
+    query.cluster_id = params.cluster_id.map(|id| id.to_string());
+    answer(state, query, params.follow, params.demo_id).await
+}
+
+async fn answer(
+    state: ApiState,
+    query: DemoLogQuery,
+    follow: bool,
+    demo_id: Option<Uuid>,
+) -> Result<Response, ApiError> {
+    if follow {
+        return Ok(tail(state, query).into_response());
     }
     let rows = state
         .logs
-        .demo_logs(&id.to_string(), &query)
+        .demo_logs(&query)
         .await
         .map_err(ApiError::internal)?;
     let next_cursor = (rows.len() as u64 == query.limit)
         .then(|| rows.last().map(|row| encode_cursor(&row.cursor())))
         .flatten();
     Ok(Json(DemoLogs {
-        demo_id: id,
+        demo_id,
         lines: rows.into_iter().map(view).collect(),
         next_cursor,
     })
@@ -96,15 +122,12 @@ pub async fn logs(
 /// as a `line` event whose id is the cursor to resume from.
 fn tail(
     state: ApiState,
-    id: Uuid,
     query: DemoLogQuery,
 ) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>> {
-    let demo_id = id.to_string();
     let stream = futures::stream::unfold(
         (query, std::collections::VecDeque::<DemoLogRow>::new(), true),
         move |(mut query, mut pending, first)| {
             let state = state.clone();
-            let demo_id = demo_id.clone();
             async move {
                 let mut first = first;
                 loop {
@@ -118,7 +141,7 @@ fn tail(
                         tokio::time::sleep(TAIL_POLL).await;
                     }
                     first = false;
-                    match state.logs.demo_logs(&demo_id, &query).await {
+                    match state.logs.demo_logs(&query).await {
                         Ok(rows) => {
                             if let Some(last) = rows.last() {
                                 query.after = Some(last.cursor());
@@ -194,6 +217,8 @@ fn parse(params: &LogsQuery) -> Result<DemoLogQuery, ApiError> {
         min_level,
         text: params.q.clone(),
         pod: params.pod.clone(),
+        demo_id: None,
+        cluster_id: None,
         after,
         limit,
     })
@@ -248,6 +273,8 @@ mod tests {
             cursor: Some("x".into()),
             limit: Some(0),
             follow: false,
+            demo_id: None,
+            cluster_id: None,
         };
         let Err(error) = parse(&params) else {
             panic!("bad parameters were accepted");

@@ -1,5 +1,7 @@
-//! The REST API under `/api/v1` (JSON, bearer tokens), plus health, readiness, metrics and the OpenAPI document.
+//! The REST API under `/api/v1` (JSON; API tokens or console sessions), plus health, readiness, metrics, the
+//! OpenAPI document and the console's static files.
 
+mod audit;
 mod auth;
 mod clouds;
 mod clusters;
@@ -8,8 +10,10 @@ mod demos;
 mod error;
 mod json;
 mod regions;
+mod session;
 mod tasks;
 mod templates;
+mod users;
 
 use std::sync::Arc;
 
@@ -23,6 +27,7 @@ use tower_http::trace::TraceLayer;
 
 pub use auth::Role;
 pub use error::ApiError;
+pub use users::{MIN_PASSWORD_CHARS, valid_username};
 
 use crate::config::Config;
 use crate::crypto::SecretBox;
@@ -94,6 +99,17 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/tasks/{id}"),
     ("post", "/api/v1/tasks/{id}/cancel"),
     ("get", "/api/v1/tasks/{id}/logs"),
+    ("get", "/api/v1/logs"),
+    ("get", "/api/v1/session"),
+    ("post", "/api/v1/session"),
+    ("delete", "/api/v1/session"),
+    ("get", "/api/v1/users"),
+    ("post", "/api/v1/users"),
+    ("patch", "/api/v1/users/{id}"),
+    ("get", "/api/v1/api-tokens"),
+    ("post", "/api/v1/api-tokens"),
+    ("delete", "/api/v1/api-tokens/{id}"),
+    ("get", "/api/v1/audit"),
 ];
 
 pub fn router(state: ApiState) -> Router {
@@ -131,14 +147,30 @@ pub fn router(state: ApiState) -> Router {
         .route("/tasks/{id}", get(tasks::get))
         .route("/tasks/{id}/cancel", post(tasks::cancel))
         .route("/tasks/{id}/logs", get(tasks::logs))
+        .route("/logs", get(demo_logs::search))
+        .route("/session", get(session::current).delete(session::logout))
+        .route("/users", get(users::list).post(users::create))
+        .route("/users/{id}", axum::routing::patch(users::update))
+        .route(
+            "/api-tokens",
+            get(users::list_tokens).post(users::create_token),
+        )
+        .route(
+            "/api-tokens/{id}",
+            axum::routing::delete(users::revoke_token),
+        )
+        .route("/audit", get(audit::list))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
         ))
+        .route("/session", post(session::login))
         .route("/openapi.json", get(openapi))
-        .fallback(|| async { ApiError::not_found("no such API endpoint") });
+        .fallback(|| async { ApiError::not_found("no such API endpoint") })
+        .layer(middleware::from_fn_with_state(state.clone(), audit::record));
     Router::new()
         .nest("/api/v1", api)
+        .merge(crate::console::router())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

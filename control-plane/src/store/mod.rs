@@ -1,5 +1,6 @@
 //! PostgreSQL access: every SQL statement of the control plane lives under this module.
 
+mod audit;
 mod certificates;
 mod clouds;
 mod clusters;
@@ -10,7 +11,9 @@ mod sessions;
 mod tasks;
 mod templates;
 mod tokens;
+mod users;
 
+pub use audit::{AuditEntry, AuditFilter, NewAuditEntry};
 pub use certificates::AgentCertificateRow;
 pub use clouds::{CloudAccount, NewCloudAccount};
 pub use clusters::{AgentStatus, Cluster, Heartbeat, NewCluster};
@@ -25,7 +28,8 @@ pub use tasks::{
     TaskState,
 };
 pub use templates::TemplateRow;
-pub use tokens::{ApiPrincipal, BootstrapRedemption};
+pub use tokens::{ApiPrincipal, ApiToken, BootstrapRedemption};
+pub use users::{SessionLimits, SessionUser, User};
 
 use sqlx::PgPool;
 use sqlx::postgres::{PgListener, PgPoolOptions};

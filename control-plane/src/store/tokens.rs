@@ -23,6 +23,22 @@ pub struct ApiPrincipal {
     pub role: String,
 }
 
+/// An API token as listed (never its value).
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct ApiToken {
+    pub id: Uuid,
+    pub name: String,
+    pub role: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub created_by: Option<String>,
+}
+
+const API_TOKEN_COLUMNS: &str =
+    "id, name, role, created_at, expires_at, revoked_at, last_used_at, created_by";
+
 impl Store {
     pub async fn insert_bootstrap_token(
         &self,
@@ -108,6 +124,48 @@ impl Store {
         .execute(self.pool())
         .await?;
         Ok(id)
+    }
+
+    /// A token made in the console: `expires_at` when given; shown to its creator once.
+    pub async fn create_api_token(
+        &self,
+        name: &str,
+        token_sha256: &str,
+        role: &str,
+        expires_at: Option<DateTime<Utc>>,
+        created_by: &str,
+    ) -> Result<ApiToken, StoreError> {
+        Ok(sqlx::query_as::<_, ApiToken>(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO api_tokens (id, name, token_sha256, role, expires_at, created_by)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {API_TOKEN_COLUMNS}"
+        )))
+        .bind(Uuid::new_v4())
+        .bind(name)
+        .bind(token_sha256)
+        .bind(role)
+        .bind(expires_at)
+        .bind(created_by)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    pub async fn api_tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
+        Ok(sqlx::query_as::<_, ApiToken>(sqlx::AssertSqlSafe(format!(
+            "SELECT {API_TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at DESC"
+        )))
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    pub async fn revoke_api_token(&self, id: Uuid) -> Result<ApiToken, StoreError> {
+        sqlx::query_as::<_, ApiToken>(sqlx::AssertSqlSafe(format!(
+            "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1
+             RETURNING {API_TOKEN_COLUMNS}"
+        )))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or_else(|| StoreError::not_found("API token", id))
     }
 
     pub async fn api_token_count(&self) -> Result<i64, StoreError> {

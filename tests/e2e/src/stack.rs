@@ -61,6 +61,9 @@ impl Default for StackOptions {
 pub struct Stack {
     pub api: Api,
     pub admin_token: String,
+    /// The console user `admin`'s password.
+    pub admin_password: String,
+    pub console_url: String,
     pub agent_endpoint: String,
     pub postgres: &'static Postgres,
     pub database_url: String,
@@ -147,6 +150,9 @@ impl Stack {
         let agent_port = harness::free_port();
         let admin_token = format!("efa_{}", random_b64(24).replace(['+', '/', '='], "x"));
         let agent_endpoint = format!("https://127.0.0.1:{agent_port}");
+        let admin_password = random_b64(18).replace(['+', '/', '='], "x");
+        let admin_password_file = dir.join("admin-password");
+        write_private(&admin_password_file, &admin_password)?;
         let config = json!({
             "api_listen": format!("127.0.0.1:{api_port}"),
             "agent_listen": format!("127.0.0.1:{agent_port}"),
@@ -158,6 +164,8 @@ impl Stack {
             "tasks": {"lease_seconds": options.lease_seconds, "poll_interval_ms": options.poll_interval_ms},
             "agents": {"heartbeat_interval_seconds": options.heartbeat_seconds,
                        "certificate_ttl_seconds": options.certificate_ttl_seconds},
+            // Plain HTTP on loopback: a Secure cookie would not come back.
+            "console": {"secure_cookies": false, "admin_password_file": admin_password_file},
         });
         let mut config = config;
         if let Some(templates) = &options.templates_dir {
@@ -175,6 +183,8 @@ impl Stack {
                 admin_token.clone(),
             ),
             admin_token,
+            admin_password,
+            console_url: format!("http://127.0.0.1:{api_port}/console/"),
             agent_endpoint,
             postgres,
             database_url,

@@ -63,6 +63,7 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
     println!("    control plane API: {}", stack.api.base());
+    println!("    admin console:     {}", stack.console_url);
     println!("    agent endpoint:    {} (mTLS)", stack.agent_endpoint);
 
     step("Registering cloud account `local` and region `local-1`");
@@ -94,6 +95,10 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("(pass --kubeconfig to use a real cluster).");
     println!("\nWhere to look:");
+    println!(
+        "  console:      {}   (user: admin, password: {})",
+        stack.console_url, stack.admin_password
+    );
     println!(
         "  API:          {}   (admin token: {})",
         stack.api.base(),
