@@ -12,7 +12,8 @@ is_installed() {
 if ! compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; then
     missing+=(postgresql)
 fi
-for package in clickhouse-server clickhouse-client curl ca-certificates openssl; do
+# chromium and chromium-driver run the console's browser tests.
+for package in clickhouse-server clickhouse-client curl ca-certificates openssl chromium chromium-driver; do
     is_installed "$package" || missing+=("$package")
 done
 

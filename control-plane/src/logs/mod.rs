@@ -141,6 +141,9 @@ pub struct DemoLogQuery {
     /// Case-insensitive substring of the message.
     pub text: Option<String>,
     pub pod: Option<String>,
+    /// One demo; all demos when absent.
+    pub demo_id: Option<String>,
+    pub cluster_id: Option<String>,
     pub after: Option<DemoLogCursor>,
     pub limit: u64,
 }
@@ -317,14 +320,16 @@ impl LogStore {
 }
 
 impl LogStore {
-    /// One page of a demo's log in order. Lines stored twice (an agent resent a batch whose ack was lost)
-    /// are returned once.
-    pub async fn demo_logs(
-        &self,
-        demo_id: &str,
-        query: &DemoLogQuery,
-    ) -> Result<Vec<DemoLogRow>, LogStoreError> {
-        let mut conditions = vec!["demo_id = ?".to_owned()];
+    /// One page of demo logs in order. Lines stored twice (an agent resent a batch whose ack was lost) are
+    /// returned once.
+    pub async fn demo_logs(&self, query: &DemoLogQuery) -> Result<Vec<DemoLogRow>, LogStoreError> {
+        let mut conditions = vec!["1 = 1".to_owned()];
+        if query.demo_id.is_some() {
+            conditions.push("demo_id = ?".into());
+        }
+        if query.cluster_id.is_some() {
+            conditions.push("cluster_id = ?".into());
+        }
         if query.since_nanos.is_some() {
             conditions.push("ts_nanos >= ?".into());
         }
@@ -362,7 +367,13 @@ impl LogStore {
             self.database,
             conditions.join(" AND ")
         );
-        let mut select = self.client.query(&sql).bind(demo_id);
+        let mut select = self.client.query(&sql);
+        if let Some(demo_id) = &query.demo_id {
+            select = select.bind(demo_id.as_str());
+        }
+        if let Some(cluster_id) = &query.cluster_id {
+            select = select.bind(cluster_id.as_str());
+        }
         if let Some(since) = query.since_nanos {
             select = select.bind(since);
         }

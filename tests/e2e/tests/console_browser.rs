@@ -1,0 +1,489 @@
+//! The admin console in a real browser (headless Chromium driven over WebDriver): sign-in, registering a cloud
+//! and region, a one-click deploy that provisions a cluster and whose steps turn green live, the demo's logs,
+//! what a viewer sees and may do, CSRF, session expiry and the audit log. Screenshots of the main pages go to
+//! docs/console/.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use e2e::{Stack, StackOptions, kubectl, repo_root};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+struct Browser {
+    client: Client,
+    _driver: harness::Process,
+}
+
+async fn browser() -> Browser {
+    let port = harness::free_port();
+    let mut command = Command::new("chromedriver");
+    command.arg(format!("--port={port}"));
+    let mut driver = harness::Process::spawn("chromedriver", command).unwrap();
+    driver
+        .wait_for_line(
+            "ChromeDriver was started successfully",
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
+    let capabilities = json!({
+        "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1280,900", "--lang=en-US", "--force-device-scale-factor=1"]
+        }
+    });
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities.as_object().unwrap().clone())
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    Browser {
+        client,
+        _driver: driver,
+    }
+}
+
+fn testid(id: &str) -> String {
+    format!("[data-testid=\"{id}\"]")
+}
+
+impl Browser {
+    async fn find(&self, id: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(&testid(id)))
+            .await
+            .unwrap_or_else(|e| panic!("no element {id}: {e}"))
+    }
+
+    async fn exists(&self, css: &str) -> bool {
+        !self
+            .client
+            .find_all(Locator::Css(css))
+            .await
+            .unwrap()
+            .is_empty()
+    }
+
+    /// Waits until `css` matches something; panics with `what` after the timeout.
+    async fn wait_for(&self, css: &str, what: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !self.exists(css).await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what} ({css})"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn fill(&self, form: &str, name: &str, value: &str) {
+        let field = self
+            .client
+            .find(Locator::Css(&format!("{} [name=\"{name}\"]", testid(form))))
+            .await
+            .unwrap_or_else(|e| panic!("no field {name} in {form}: {e}"));
+        field.clear().await.unwrap();
+        field.send_keys(value).await.unwrap();
+    }
+
+    async fn select(&self, form: &str, name: &str, value: &str) {
+        let field = self
+            .client
+            .find(Locator::Css(&format!(
+                "{} select[name=\"{name}\"]",
+                testid(form)
+            )))
+            .await
+            .unwrap_or_else(|e| panic!("no select {name} in {form}: {e}"));
+        field
+            .select_by_value(value)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: no option {value}: {e}"));
+    }
+
+    async fn click(&self, id: &str) {
+        self.find(id).await.click().await.unwrap();
+    }
+
+    async fn nav(&self, page: &str) {
+        self.click(&format!("nav-{page}")).await;
+    }
+
+    async fn sign_in(&self, stack: &Stack, username: &str, password: &str) {
+        self.client.goto(&stack.console_url).await.unwrap();
+        self.find("login-username")
+            .await
+            .send_keys(username)
+            .await
+            .unwrap();
+        self.find("login-password")
+            .await
+            .send_keys(password)
+            .await
+            .unwrap();
+        self.click("login-submit").await;
+    }
+
+    async fn text(&self, id: &str) -> String {
+        self.find(id).await.text().await.unwrap()
+    }
+
+    async fn screenshot(&self, name: &str) {
+        // Let transitions and pending renders settle so the picture shows the page as a person sees it.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let png = self.client.screenshot().await.unwrap();
+        let dir: PathBuf = repo_root().join("docs/console");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// Runs `fetch` in the page (with the page's cookies) and returns [status, body].
+    async fn fetch(
+        &self,
+        method: &str,
+        path: &str,
+        body: Value,
+        csrf: Option<&str>,
+    ) -> (u16, Value) {
+        let script = r#"
+            const [method, path, body, csrf, done] = arguments;
+            const headers = {'Content-Type': 'application/json'};
+            if (csrf) headers['X-CSRF-Token'] = csrf;
+            const init = {method, headers, credentials: 'same-origin'};
+            if (method !== 'GET') init.body = JSON.stringify(body);
+            fetch(path, init)
+              .then(async r => done([r.status, await r.text()]))
+              .catch(e => done([0, String(e)]));
+        "#;
+        let result = self
+            .client
+            .execute_async(script, vec![json!(method), json!(path), body, json!(csrf)])
+            .await
+            .unwrap();
+        let status = result[0].as_u64().unwrap() as u16;
+        let body = serde_json::from_str(result[1].as_str().unwrap()).unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    async fn csrf_token(&self) -> String {
+        let (_, session) = self
+            .fetch("GET", "/api/v1/session", Value::Null, None)
+            .await;
+        session["csrf_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn console_end_to_end_in_chromium() {
+    let stack = Stack::start(StackOptions {
+        provisioning: true,
+        templates_dir: Some(repo_root().join("images/templates")),
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let browser = browser().await;
+
+    // Sign-in: a wrong password is refused with the server's message; the right one opens the overview.
+    browser.client.goto(&stack.console_url).await.unwrap();
+    browser.find("login-username").await;
+    browser.screenshot("sign-in").await;
+    browser.sign_in(&stack, "admin", "wrong-password-123").await;
+    let refused = browser.text("login-error").await;
+    assert!(refused.contains("wrong username or password"), "{refused}");
+    browser
+        .sign_in(&stack, "admin", &stack.admin_password)
+        .await;
+    let user = browser.text("user-menu").await;
+    assert!(user.contains("admin"), "{user}");
+
+    // Register a cloud and a region through the forms; a bad name is refused next to the field.
+    browser.nav("clouds").await;
+    browser.find("cloud-form").await;
+    browser.fill("cloud-form", "name", "Bad Name!").await;
+    browser.select("cloud-form", "provider", "local").await;
+    browser.click("cloud-submit").await;
+    browser.find("field-error-name").await;
+    browser.fill("cloud-form", "name", "lab").await;
+    browser.click("cloud-submit").await;
+    browser.find("cloud-row-lab").await;
+    let clouds = stack.api.get("/clouds").await.unwrap();
+    assert_eq!(clouds[0]["name"], "lab", "{clouds}");
+    let cloud_id = clouds[0]["id"].as_str().unwrap().to_string();
+    browser.screenshot("clouds").await;
+
+    browser.nav("regions").await;
+    browser.find("region-form").await;
+    browser
+        .select("region-form", "cloud_account_id", &cloud_id)
+        .await;
+    browser.fill("region-form", "code", "lab-east").await;
+    browser
+        .fill("region-form", "display_name", "Lab East")
+        .await;
+    browser.click("region-submit").await;
+    browser.find("region-row-lab-east").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let region_id = loop {
+        let regions = stack.api.get("/regions").await.unwrap();
+        if let Some(region) = regions.as_array().unwrap().first() {
+            break region["id"].as_str().unwrap().to_string();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the region was not created"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    // One-click deploy to the region, which has no cluster: one is provisioned with Terraform, the agent
+    // installs itself, and every step turns green in place while the page stays loaded.
+    browser.nav("demos").await;
+    browser.find("deploy-form").await;
+    browser.fill("deploy-form", "name", "hello").await;
+    browser
+        .select("deploy-form", "template", "fastapi-inference")
+        .await;
+    browser.select("deploy-form", "region", &region_id).await;
+    browser
+        .client
+        .execute("window.__stillTheSamePage = true;", vec![])
+        .await
+        .unwrap();
+    browser.click("deploy-submit").await;
+    browser.find("step-ensure_cluster").await;
+    browser
+        .wait_for("[data-testid=\"step-ensure_cluster\"][data-state=\"running\"], [data-testid=\"step-ensure_cluster\"][data-state=\"succeeded\"]", "the first step to start")
+        .await;
+    browser.screenshot("demo-deploying").await;
+    browser
+        .wait_for(
+            "[data-testid=\"step-publish_url\"][data-state=\"succeeded\"]",
+            "the last step to turn green",
+        )
+        .await;
+    for step in [
+        "ensure_cluster",
+        "ensure_agent",
+        "render",
+        "apply",
+        "wait_ready",
+        "publish_url",
+    ] {
+        let state = browser
+            .find(&format!("step-{step}"))
+            .await
+            .attr("data-state")
+            .await
+            .unwrap();
+        assert_eq!(state.as_deref(), Some("succeeded"), "{step}");
+    }
+    let same_page = browser
+        .client
+        .execute("return window.__stillTheSamePage === true;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(same_page, json!(true), "the steps updated without a reload");
+    browser.wait_for(&testid("demo-url"), "the demo URL").await;
+    let url = browser.text("demo-url").await;
+    assert!(url.contains("hello.lab-east-demos"), "{url}");
+    let status = browser.text("demo-status").await;
+    assert!(status.to_lowercase().contains("online"), "{status}");
+
+    // The demo's logs: a line its pod writes shows up in the page.
+    let demos = stack.api.get("/demos").await.unwrap();
+    let demo_id = demos[0]["id"].as_str().unwrap().to_string();
+    let cluster_id = demos[0]["cluster_id"].as_str().unwrap().to_string();
+    let kubeconfig = stack.dir.join(format!(
+        "terraform-work/{cluster_id}/terraform/region-cluster/local/.local-clusters/lab-east-demos/kubeconfig"
+    ));
+    let pods: Value = serde_json::from_str(
+        &kubectl(
+            &kubeconfig,
+            &["get", "pods", "-n", "demo-hello", "-o", "json"],
+            None,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let pod = pods["items"][0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    kubectl(
+        &kubeconfig,
+        &[
+            "create",
+            "--raw",
+            &format!("/emulator/v1/namespaces/demo-hello/pods/{pod}/log?container=demo"),
+            "-f",
+            "-",
+        ],
+        Some("INFO:     Application startup complete.\nERROR:root:model shard 3 missing\n"),
+    )
+    .unwrap();
+    browser
+        .wait_for("[data-testid=\"log-line\"]", "a log line in the demo page")
+        .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let logs = browser.text("demo-logs").await;
+        if logs.contains("model shard 3 missing") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "log line not shown: {logs}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    browser.screenshot("demo-online").await;
+
+    // The cluster the deploy provisioned is ready, with its agent connected.
+    browser.nav("clusters").await;
+    browser.find("cluster-row-lab-east-demos").await;
+    browser.screenshot("clusters").await;
+    browser
+        .client
+        .find(Locator::Css(&format!("{} a", testid("cluster-row-lab-east-demos"))))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_for("[data-testid=\"cluster-status\"]", "the cluster page")
+        .await;
+    let cluster_status = browser.text("cluster-status").await;
+    assert!(
+        cluster_status.to_lowercase().contains("ready"),
+        "{cluster_status}"
+    );
+
+    for page in ["overview", "templates", "tasks", "logs"] {
+        browser.nav(page).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        browser.screenshot(page).await;
+    }
+
+    // Without the CSRF header the session cookie alone changes nothing.
+    let (status, body) = browser
+        .fetch(
+            "POST",
+            "/api/v1/clouds",
+            json!({"name": "sneaky", "provider": "local"}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (403, &json!("csrf")),
+        "{body}"
+    );
+
+    // A viewer sees no deploy form or buttons, and the API refuses a deploy with 403.
+    let (status, _) = stack
+        .api
+        .call(
+            reqwest::Method::POST,
+            "/users",
+            Some(&json!({"username": "vera", "password": "viewer-password-1", "role": "viewer"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201);
+    browser.click("logout").await;
+    browser.find("login-username").await;
+    browser.sign_in(&stack, "vera", "viewer-password-1").await;
+    browser.find("user-menu").await;
+    browser.nav("demos").await;
+    browser
+        .wait_for("[data-testid=\"nav-demos\"]", "the demos page")
+        .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        !browser.exists(&testid("deploy-form")).await,
+        "a viewer sees no deploy form"
+    );
+    assert!(
+        !browser.exists(&testid("nav-users")).await,
+        "a viewer sees no admin pages"
+    );
+    let csrf = browser.csrf_token().await;
+    let (status, body) = browser
+        .fetch(
+            "POST",
+            "/api/v1/demos",
+            json!({"name": "nope", "template": "static-web", "region": region_id}),
+            Some(&csrf),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("role viewer"),
+        "{body}"
+    );
+
+    // An idle session expires: the next page load asks to sign in again.
+    stack
+        .postgres_query("UPDATE console_sessions SET last_seen_at = now() - interval '31 minutes' WHERE revoked_at IS NULL")
+        .unwrap();
+    browser.client.refresh().await.unwrap();
+    browser.find("login-username").await;
+
+    // The audit log shows what happened, with who did it.
+    browser
+        .sign_in(&stack, "admin", &stack.admin_password)
+        .await;
+    browser.find("user-menu").await;
+    browser.nav("audit").await;
+    browser
+        .wait_for(&testid("audit-row"), "audit entries")
+        .await;
+    let rows = browser
+        .client
+        .find_all(Locator::Css(&testid("audit-row")))
+        .await
+        .unwrap();
+    let mut texts = Vec::new();
+    for row in rows {
+        texts.push(row.text().await.unwrap());
+    }
+    let all = texts.join("\n");
+    for expected in [
+        "POST /demos",
+        "POST /clouds",
+        "POST /regions",
+        "login:admin",
+        "user:vera",
+    ] {
+        assert!(
+            all.contains(expected),
+            "{expected} missing from the audit page:\n{all}"
+        );
+    }
+    browser.screenshot("audit").await;
+
+    // Switching to Chinese changes the interface text.
+    browser.click("lang-switch").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let nav = browser.text("nav-demos").await;
+    assert!(!nav.is_ascii(), "the navigation is in Chinese: {nav}");
+    browser.nav("overview").await;
+    browser.screenshot("overview-zh").await;
+
+    browser.client.close().await.unwrap();
+}
