@@ -302,7 +302,6 @@ async fn console_end_to_end_in_chromium() {
 
     // The demo's logs: a line its pod writes shows up in the page.
     let demos = stack.api.get("/demos").await.unwrap();
-    let demo_id = demos[0]["id"].as_str().unwrap().to_string();
     let cluster_id = demos[0]["cluster_id"].as_str().unwrap().to_string();
     let kubeconfig = stack.dir.join(format!(
         "terraform-work/{cluster_id}/terraform/region-cluster/local/.local-clusters/lab-east-demos/kubeconfig"
@@ -355,7 +354,10 @@ async fn console_end_to_end_in_chromium() {
     browser.screenshot("clusters").await;
     browser
         .client
-        .find(Locator::Css(&format!("{} a", testid("cluster-row-lab-east-demos"))))
+        .find(Locator::Css(&format!(
+            "{} a",
+            testid("cluster-row-lab-east-demos")
+        )))
         .await
         .unwrap()
         .click()
