@@ -48,59 +48,12 @@ pub async fn create(
     principal.require(Role::Admin, "register cloud accounts")?;
     let mut problems = Problems::default();
     problems.check_name("name", &body.name);
-    match credential_schema(&body.provider) {
-        None => problems.add(
-            "provider",
-            "must be one of tencentcloud, aws, local, existing",
-        ),
-        Some(schema) => {
-            for (field, required) in schema {
-                let present = body
-                    .credentials
-                    .get(*field)
-                    .is_some_and(|v| !v.trim().is_empty());
-                if *required && !present {
-                    problems.add(
-                        format!("credentials.{field}"),
-                        format!("is required for provider {}", body.provider),
-                    );
-                }
-            }
-            for field in body.credentials.keys() {
-                if !schema.iter().any(|(known, _)| known == field) {
-                    let known: Vec<&str> = schema.iter().map(|(k, _)| *k).collect();
-                    problems.add(
-                        format!("credentials.{field}"),
-                        format!(
-                            "is not a {} credential field (expected: {})",
-                            body.provider,
-                            known.join(", ")
-                        ),
-                    );
-                }
-            }
-        }
-    }
-    for key in body.tags.keys() {
-        if key.is_empty() || key.len() > 63 {
-            problems.add(format!("tags.{key}"), "tag keys must be 1-63 characters");
-        }
-    }
+    check_credentials(&mut problems, &body.provider, &body.credentials);
+    check_tags(&mut problems, &body.tags);
     problems.into_result()?;
 
     let id = Uuid::new_v4();
-    let credentials: BTreeMap<&String, &String> = body
-        .credentials
-        .iter()
-        .filter(|(_, v)| !v.trim().is_empty())
-        .collect();
-    let credentials_sealed = (!credentials.is_empty()).then(|| {
-        let plaintext =
-            zeroize::Zeroizing::new(serde_json::to_vec(&credentials).expect("map serializes"));
-        state
-            .sbox
-            .seal(&plaintext, &crate::crypto::cloud_credentials_context(id))
-    });
+    let (credentials_sealed, credential_fields) = seal_credentials(&state, id, &body.credentials);
     let cloud = state
         .store
         .insert_cloud(NewCloudAccount {
@@ -108,12 +61,127 @@ pub async fn create(
             name: body.name,
             provider: body.provider,
             credentials_sealed,
-            credential_fields: credentials.keys().map(|k| k.to_string()).collect(),
+            credential_fields,
             tags: serde_json::to_value(&body.tags).expect("map serializes"),
         })
         .await?;
     tracing::info!(cloud_id = %cloud.id, provider = %cloud.provider, by = %principal.label(), "cloud account registered");
     Ok((StatusCode::CREATED, Json(cloud)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCloud {
+    pub name: Option<String>,
+    /// Replaces every credential (rotation); the provider's rules apply as on create.
+    pub credentials: Option<BTreeMap<String, String>>,
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+/// `PATCH /clouds/{id}`: rename, rotate the credentials, or replace the tags. The provider cannot change.
+pub async fn update(
+    State(state): State<ApiState>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+    JsonBody(body): JsonBody<UpdateCloud>,
+) -> Result<Json<CloudAccount>, ApiError> {
+    principal.require(Role::Admin, "change cloud accounts")?;
+    let current = state.store.cloud(id).await?;
+    let mut problems = Problems::default();
+    if let Some(name) = &body.name {
+        problems.check_name("name", name);
+    }
+    if let Some(credentials) = &body.credentials {
+        check_credentials(&mut problems, &current.provider, credentials);
+    }
+    if let Some(tags) = &body.tags {
+        check_tags(&mut problems, tags);
+    }
+    if body.name.is_none() && body.credentials.is_none() && body.tags.is_none() {
+        problems.add("body", "change at least one of name, credentials, tags");
+    }
+    problems.into_result()?;
+    let credentials = body
+        .credentials
+        .as_ref()
+        .map(|credentials| seal_credentials(&state, id, credentials));
+    let tags = body
+        .tags
+        .as_ref()
+        .map(|tags| serde_json::to_value(tags).expect("map serializes"));
+    let cloud = state
+        .store
+        .update_cloud(id, body.name.as_deref(), credentials, tags)
+        .await?;
+    tracing::info!(cloud_id = %id, rotated = body.credentials.is_some(), by = %principal.label(), "cloud account changed");
+    Ok(Json(cloud))
+}
+
+/// The provider's required fields are present and no unknown field is given.
+fn check_credentials(
+    problems: &mut Problems,
+    provider: &str,
+    credentials: &BTreeMap<String, String>,
+) {
+    let Some(schema) = credential_schema(provider) else {
+        problems.add(
+            "provider",
+            "must be one of tencentcloud, aws, local, existing",
+        );
+        return;
+    };
+    for (field, required) in schema {
+        let present = credentials
+            .get(*field)
+            .is_some_and(|v| !v.trim().is_empty());
+        if *required && !present {
+            problems.add(
+                format!("credentials.{field}"),
+                format!("is required for provider {provider}"),
+            );
+        }
+    }
+    for field in credentials.keys() {
+        if !schema.iter().any(|(known, _)| known == field) {
+            let known: Vec<&str> = schema.iter().map(|(k, _)| *k).collect();
+            problems.add(
+                format!("credentials.{field}"),
+                format!(
+                    "is not a {provider} credential field (expected: {})",
+                    known.join(", ")
+                ),
+            );
+        }
+    }
+}
+
+fn check_tags(problems: &mut Problems, tags: &BTreeMap<String, String>) {
+    for key in tags.keys() {
+        if key.is_empty() || key.len() > 63 {
+            problems.add(format!("tags.{key}"), "tag keys must be 1-63 characters");
+        }
+    }
+}
+
+/// Seals the non-empty credentials to the account's row; returns the ciphertext (none when empty) and the
+/// field names.
+fn seal_credentials(
+    state: &ApiState,
+    id: Uuid,
+    credentials: &BTreeMap<String, String>,
+) -> (Option<Vec<u8>>, Vec<String>) {
+    let credentials: BTreeMap<&String, &String> = credentials
+        .iter()
+        .filter(|(_, v)| !v.trim().is_empty())
+        .collect();
+    let sealed = (!credentials.is_empty()).then(|| {
+        let plaintext =
+            zeroize::Zeroizing::new(serde_json::to_vec(&credentials).expect("map serializes"));
+        state
+            .sbox
+            .seal(&plaintext, &crate::crypto::cloud_credentials_context(id))
+    });
+    (sealed, credentials.keys().map(|k| k.to_string()).collect())
 }
 
 pub async fn list(

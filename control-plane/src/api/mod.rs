@@ -67,6 +67,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/clouds"),
     ("post", "/api/v1/clouds"),
     ("get", "/api/v1/clouds/{id}"),
+    ("patch", "/api/v1/clouds/{id}"),
     ("delete", "/api/v1/clouds/{id}"),
     ("get", "/api/v1/regions"),
     ("post", "/api/v1/regions"),
@@ -115,7 +116,12 @@ pub const ROUTES: &[(&str, &str)] = &[
 pub fn router(state: ApiState) -> Router {
     let api = Router::new()
         .route("/clouds", get(clouds::list).post(clouds::create))
-        .route("/clouds/{id}", get(clouds::get).delete(clouds::delete))
+        .route(
+            "/clouds/{id}",
+            get(clouds::get)
+                .patch(clouds::update)
+                .delete(clouds::delete),
+        )
         .route("/regions", get(regions::list).post(regions::create))
         .route("/regions/{id}", get(regions::get).patch(regions::update))
         .route("/clusters", get(clusters::list).post(clusters::create))

@@ -54,6 +54,42 @@ impl Store {
         self.cloud(new.id).await
     }
 
+    /// Changes what is given; `credentials` is the sealed value and the field names, replacing the old ones.
+    pub async fn update_cloud(
+        &self,
+        id: Uuid,
+        name: Option<&str>,
+        credentials: Option<(Option<Vec<u8>>, Vec<String>)>,
+        tags: Option<serde_json::Value>,
+    ) -> Result<CloudAccount, StoreError> {
+        let rotate = credentials.is_some();
+        let (sealed, fields) = credentials.unwrap_or_default();
+        let updated = sqlx::query(
+            "UPDATE cloud_accounts SET name = coalesce($2, name),
+                    credentials_sealed = CASE WHEN $3 THEN $4 ELSE credentials_sealed END,
+                    credential_fields = CASE WHEN $3 THEN $5 ELSE credential_fields END,
+                    tags = coalesce($6, tags), updated_at = now()
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(rotate)
+        .bind(sealed)
+        .bind(fields)
+        .bind(tags)
+        .execute(self.pool())
+        .await
+        .map_err(|e| {
+            unique_violation(e, || {
+                format!("a cloud account named {name:?} already exists")
+            })
+        })?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::not_found("cloud account", id));
+        }
+        self.cloud(id).await
+    }
+
     pub async fn cloud(&self, id: Uuid) -> Result<CloudAccount, StoreError> {
         sqlx::query_as::<_, CloudAccount>(AssertSqlSafe(format!("{SELECT} WHERE c.id = $1")))
             .bind(id)

@@ -128,6 +128,34 @@ async fn sessions_csrf_roles_rate_limits_and_audit() {
     );
     let (status, body) = admin.call(Method::POST, "/clouds", Some(cloud), true).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+    // Editing: a rename works; credentials a provider does not take are refused by name.
+    let cloud_path = format!("/clouds/{}", body["id"].as_str().unwrap());
+    let (status, renamed) = admin
+        .call(
+            Method::PATCH,
+            &cloud_path,
+            Some(json!({"name": "lab-2"})),
+            true,
+        )
+        .await;
+    assert_eq!(
+        (status, &renamed["name"]),
+        (StatusCode::OK, &json!("lab-2")),
+        "{renamed}"
+    );
+    let (status, body) = admin
+        .call(
+            Method::PATCH,
+            &cloud_path,
+            Some(json!({"credentials": {"secret_id": "x"}})),
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        body["error"]["details"][0]["field"],
+        "credentials.secret_id"
+    );
 
     // A viewer reads but cannot change anything; every refusal says why.
     let (status, body) = admin

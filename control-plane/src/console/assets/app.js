@@ -173,6 +173,11 @@
     'clouds.deleteTitle': ['Delete cloud account {name}?', '删除云账号 {name}？'],
     'clouds.deleteBody': ['This is refused while regions still use the account.', '仍有地域使用该账号时，删除会被拒绝。'],
     'clouds.created': ['Cloud account {name} registered.', '已登记云账号 {name}。'],
+    'clouds.edit': ['Edit', '编辑'],
+    'clouds.editTitle': ['Edit {name}', '编辑 {name}'],
+    'clouds.rotateHint': ['Leave the credentials empty to keep the current ones; filling them in replaces all of them.', '凭据留空则保持不变；填写后将全部替换。'],
+    'clouds.updated': ['Cloud account {name} saved.', '已保存云账号 {name}。'],
+    'common.save': ['Save', '保存'],
     'clouds.deleted': ['Cloud account {name} deleted.', '已删除云账号 {name}。'],
     'provider.tencentcloud': ['Tencent Cloud', '腾讯云'],
     'provider.aws': ['AWS', 'AWS'],
@@ -1321,7 +1326,9 @@
       { label: t('clouds.credentials'), cell: (c) => (c.credential_fields && c.credential_fields.length ? h('span', { class: 'chips' }, c.credential_fields.map((f) => h('code', { class: 'chip' }, f))) : dash()) },
       { label: t('clouds.regionCount'), cell: (c) => String(c.region_count ?? 0), class: 'num' },
       { label: t('common.created'), cell: (c) => timeEl(c.created_at) },
-      can('admin') && { label: '', class: 'row-actions', cell: (c) => button(t('common.delete'), () => deleteCloud(c), { class: 'btn btn-small btn-danger-ghost', 'data-testid': `cloud-delete-${c.name}` }) },
+      can('admin') && { label: '', class: 'row-actions', cell: (c) => h('span', null,
+        button(t('clouds.edit'), () => editCloud(c), { class: 'btn btn-small', 'data-testid': `cloud-edit-${c.name}` }),
+        button(t('common.delete'), () => deleteCloud(c), { class: 'btn btn-small btn-danger-ghost', 'data-testid': `cloud-delete-${c.name}` })) },
     ].filter(Boolean), clouds, { rowAttrs: (c) => ({ 'data-testid': `cloud-row-${c.name}` }) }));
 
     const deleteCloud = async (c) => {
@@ -1337,9 +1344,38 @@
       }
     };
 
-    page.append(pageHead(t('nav.clouds')), notice,
-      split(card(t('clouds.list'), list), can('admin') ? card(t('clouds.register'), cloudForm(load)) : null));
+    const aside = h('div');
+    const showRegister = () => put(aside, card(t('clouds.register'), cloudForm(load)));
+    const editCloud = (c) => put(aside, card(t('clouds.editTitle', { name: c.name }), cloudEditForm(c, () => { showRegister(); load(); }, showRegister)));
+    if (can('admin')) showRegister();
+    page.append(pageHead(t('nav.clouds')), notice, split(card(t('clouds.list'), list), can('admin') ? aside : null));
     await load();
+  }
+
+  /** Rename a cloud account or rotate its credentials (all of them at once; empty keeps the current ones). */
+  function cloudEditForm(c, onSaved, onCancel) {
+    const fields = CREDENTIAL_FIELDS[c.provider] || [];
+    return form({ 'data-testid': 'cloud-edit-form' }, [
+      field(t('common.name'), input('name', { required: true, value: c.name, spellcheck: 'false' }), { required: true }),
+      fields.length
+        ? h('div', { class: 'cred-fields' }, fields.map(([name]) => field(t(`cred.${name}`),
+          input(name, { type: 'password', autocomplete: 'new-password', spellcheck: 'false', 'data-credential': 'true' }), { optional: true })))
+        : null,
+      fields.length ? h('p', { class: 'hint' }, t('clouds.rotateHint')) : null,
+      h('div', { class: 'form-actions' },
+        h('button', { type: 'submit', class: 'btn btn-primary', 'data-testid': 'cloud-edit-submit' }, t('common.save')),
+        button(t('common.cancel'), onCancel, { class: 'btn' })),
+    ].filter(Boolean), async (values, el) => {
+      const body = {};
+      if (values.name !== c.name) body.name = values.name;
+      const credentials = {};
+      for (const inp of el.querySelectorAll('[data-credential]')) if (inp.value) credentials[inp.name] = inp.value;
+      if (Object.keys(credentials).length) body.credentials = credentials;
+      if (!Object.keys(body).length) { onCancel(); return; }
+      const saved = await api('PATCH', `/clouds/${enc(c.id)}`, body);
+      toast(t('clouds.updated', { name: saved.name }));
+      onSaved();
+    });
   }
 
   function cloudForm(onCreated) {
