@@ -156,18 +156,33 @@ async fn insert_steps(
     Ok(())
 }
 
+/// Reads a demo and locks its row for the transaction, which serialises changes to one demo. Deleted demos are
+/// found only with `include_deleted`.
+async fn lock_demo(
+    tx: &mut sqlx::PgConnection,
+    demo_id: Uuid,
+    include_deleted: bool,
+) -> Result<Demo, StoreError> {
+    let live = if include_deleted {
+        ""
+    } else {
+        " AND deleted_at IS NULL"
+    };
+    sqlx::query_as::<_, Demo>(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE id = $1{live} FOR UPDATE"
+    )))
+    .bind(demo_id)
+    .fetch_optional(tx)
+    .await?
+    .ok_or_else(|| StoreError::not_found("demo", demo_id))
+}
+
 impl Store {
     /// Makes a new version of a demo (update, rollback, stop, start) and queues its deploy. The row lock
     /// serialises concurrent changes: each gets its own version, and the planner deploys the newest.
     pub async fn change_demo(&self, demo_id: Uuid, change: DemoChange) -> Result<Demo, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let current = sqlx::query_as::<_, Demo>(sqlx::AssertSqlSafe(format!(
-            "{SELECT} WHERE id = $1 AND deleted_at IS NULL FOR UPDATE"
-        )))
-        .bind(demo_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| StoreError::not_found("demo", demo_id))?;
+        let current = lock_demo(&mut tx, demo_id, false).await?;
         if current.delete_requested_at.is_some() {
             return Err(StoreError::Conflict(format!(
                 "demo {} is being deleted",
@@ -455,13 +470,7 @@ impl Store {
     /// request while the delete runs changes nothing.
     pub async fn request_demo_delete(&self, demo_id: Uuid, by: &str) -> Result<Demo, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let current = sqlx::query_as::<_, Demo>(sqlx::AssertSqlSafe(format!(
-            "{SELECT} WHERE id = $1 FOR UPDATE"
-        )))
-        .bind(demo_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| StoreError::not_found("demo", demo_id))?;
+        let current = lock_demo(&mut tx, demo_id, true).await?;
         if current.delete_requested_at.is_some() {
             tx.rollback().await?;
             return Ok(current);
@@ -512,13 +521,7 @@ impl Store {
     /// attempt, and the planner picks the demo up.
     pub async fn retry_demo(&self, demo_id: Uuid, by: &str) -> Result<Demo, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let current = sqlx::query_as::<_, Demo>(sqlx::AssertSqlSafe(format!(
-            "{SELECT} WHERE id = $1 AND deleted_at IS NULL FOR UPDATE"
-        )))
-        .bind(demo_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| StoreError::not_found("demo", demo_id))?;
+        let current = lock_demo(&mut tx, demo_id, false).await?;
         let step: Option<String> = sqlx::query_scalar(
             "UPDATE demo_steps SET state = 'pending', message = 'retry requested by ' || $3, task_id = NULL,
                     attempt = attempt + 1, started_at = NULL, finished_at = NULL

@@ -58,6 +58,16 @@ impl Default for StackOptions {
     }
 }
 
+impl StackOptions {
+    /// Loads the repository's image templates (`images/templates`), as demos need.
+    pub fn with_templates(self) -> Self {
+        Self {
+            templates_dir: Some(repo_root().join("images/templates")),
+            ..self
+        }
+    }
+}
+
 pub struct Stack {
     pub api: Api,
     pub admin_token: String,

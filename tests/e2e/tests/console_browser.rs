@@ -185,11 +185,13 @@ impl Browser {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn console_end_to_end_in_chromium() {
-    let stack = Stack::start(StackOptions {
-        provisioning: true,
-        templates_dir: Some(repo_root().join("images/templates")),
-        ..StackOptions::default()
-    })
+    let stack = Stack::start(
+        StackOptions {
+            provisioning: true,
+            ..StackOptions::default()
+        }
+        .with_templates(),
+    )
     .await
     .unwrap();
     let browser = browser().await;

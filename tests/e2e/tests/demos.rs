@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use e2e::api::field;
-use e2e::{Stack, StackOptions, kubectl, repo_root};
+use e2e::{Stack, StackOptions, kubectl};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -67,11 +67,13 @@ fn kube(kubeconfig: &std::path::Path, args: &[&str]) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_click_deploy_to_a_region_without_a_cluster_provisions_it_and_goes_online() {
-    let stack = Stack::start(StackOptions {
-        provisioning: true,
-        templates_dir: Some(repo_root().join("images/templates")),
-        ..StackOptions::default()
-    })
+    let stack = Stack::start(
+        StackOptions {
+            provisioning: true,
+            ..StackOptions::default()
+        }
+        .with_templates(),
+    )
     .await
     .unwrap();
     let (_, region_id) = stack.register_region("lab", "lab-east").await.unwrap();
@@ -382,12 +384,9 @@ async fn one_click_deploy_to_a_region_without_a_cluster_provisions_it_and_goes_o
 
 #[tokio::test(flavor = "multi_thread")]
 async fn auto_placement_and_failing_steps_say_why() {
-    let stack = Stack::start(StackOptions {
-        templates_dir: Some(repo_root().join("images/templates")),
-        ..StackOptions::default()
-    })
-    .await
-    .unwrap();
+    let stack = Stack::start(StackOptions::default().with_templates())
+        .await
+        .unwrap();
     let (cluster, _agent) = stack.connected_cluster("west").await.unwrap();
 
     let demo = stack
@@ -575,12 +574,9 @@ fn messages(page: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_pod_logs_reach_clickhouse_tagged_and_come_back_filtered_paged_and_live() {
-    let stack = Stack::start(StackOptions {
-        templates_dir: Some(repo_root().join("images/templates")),
-        ..StackOptions::default()
-    })
-    .await
-    .unwrap();
+    let stack = Stack::start(StackOptions::default().with_templates())
+        .await
+        .unwrap();
     let (cluster, _agent) = stack.connected_cluster("logs").await.unwrap();
     let demo = stack
         .api

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::Parser;
 use e2e::api::field;
-use e2e::{Stack, StackOptions, repo_root};
+use e2e::{Stack, StackOptions};
 use serde_json::{Value, json};
 
 #[derive(Parser)]
@@ -114,12 +114,14 @@ async fn wait_online(stack: &Stack, id: &str, sent: DateTime<Utc>) -> anyhow::Re
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let stack = Stack::start(StackOptions {
-        poll_interval_ms: args.poll_interval_ms,
-        emulator_ready_delay_ms: args.pod_ready_delay_ms,
-        templates_dir: Some(repo_root().join("images/templates")),
-        ..StackOptions::default()
-    })
+    let stack = Stack::start(
+        StackOptions {
+            poll_interval_ms: args.poll_interval_ms,
+            emulator_ready_delay_ms: args.pod_ready_delay_ms,
+            ..StackOptions::default()
+        }
+        .with_templates(),
+    )
     .await?;
     let (cluster, _agent) = stack.connected_cluster("bench").await?;
     let region = cluster.region_id.clone();

@@ -48,19 +48,21 @@ async fn main() -> anyhow::Result<()> {
     let provision = args.kubeconfig.is_none();
 
     step("Starting PostgreSQL, ClickHouse, an S3 server and the control plane");
-    let stack = Stack::start(StackOptions {
-        lease_seconds: 30,
-        heartbeat_seconds: 5,
-        poll_interval_ms: 2000,
-        emulator_ready_delay_ms: 1500,
-        kubeconfig: args.kubeconfig.clone(),
-        emulator: false,
-        provisioning: provision,
-        templates_dir: Some(e2e::repo_root().join("images/templates")),
-        dir: Some(dir.clone()),
-        api_port: Some(args.api_port),
-        ..StackOptions::default()
-    })
+    let stack = Stack::start(
+        StackOptions {
+            lease_seconds: 30,
+            heartbeat_seconds: 5,
+            poll_interval_ms: 2000,
+            emulator_ready_delay_ms: 1500,
+            kubeconfig: args.kubeconfig.clone(),
+            emulator: false,
+            provisioning: provision,
+            dir: Some(dir.clone()),
+            api_port: Some(args.api_port),
+            ..StackOptions::default()
+        }
+        .with_templates(),
+    )
     .await?;
     println!("    control plane API: {}", stack.api.base());
     println!("    admin console:     {}", stack.console_url);
