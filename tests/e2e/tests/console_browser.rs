@@ -374,6 +374,55 @@ async fn console_end_to_end_in_chromium() {
         "{cluster_status}"
     );
 
+    // Provisioning by hand: register a cluster to be built with Terraform, plan it, see the plan in the
+    // confirmation, provision it, and watch it become ready.
+    browser.nav("clusters").await;
+    browser.find("cluster-form").await;
+    browser.fill("cluster-form", "name", "edge-2").await;
+    browser
+        .select("cluster-form", "region_id", &region_id)
+        .await;
+    browser.select("cluster-form", "mode", "terraform").await;
+    browser.click("cluster-submit").await;
+    browser.click("cluster-plan").await;
+    browser
+        .wait_for(&testid("plan-summary"), "the plan summary")
+        .await;
+    let summary = browser.text("plan-summary").await;
+    assert!(
+        summary.contains("1 to add, 0 to change, 0 to destroy"),
+        "{summary}"
+    );
+    browser.click("cluster-provision").await;
+    browser.find("confirm-ok").await;
+    let dialog_plan = browser
+        .client
+        .find(Locator::Css(&format!(".modal {}", testid("plan-summary"))))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        dialog_plan.contains("1 to add"),
+        "the confirmation shows the plan: {dialog_plan}"
+    );
+    browser.screenshot("cluster-provision-confirm").await;
+    browser.click("confirm-ok").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let status = browser.text("cluster-status").await.to_lowercase();
+        if status.contains("ready") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "edge-2 never became ready: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    browser.screenshot("cluster").await;
+
     for page in ["overview", "templates", "tasks", "logs"] {
         browser.nav(page).await;
         tokio::time::sleep(Duration::from_millis(600)).await;
