@@ -1,7 +1,7 @@
 //! The admin console in a real browser (headless Chromium driven over WebDriver): sign-in, registering a cloud
 //! and region, a one-click deploy that provisions a cluster and whose steps turn green live, the demo's logs,
 //! what a viewer sees and may do, CSRF, session expiry and the audit log. Screenshots of the main pages go to
-//! docs/console/.
+//! the test's directory, or with `EDGEFLEET_UPDATE_SCREENSHOTS=1` to docs/console/.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -139,7 +139,12 @@ impl Browser {
         // Let transitions and pending renders settle so the picture shows the page as a person sees it.
         tokio::time::sleep(Duration::from_millis(400)).await;
         let png = self.client.screenshot().await.unwrap();
-        let dir: PathBuf = repo_root().join("docs/console");
+        // The committed pictures are refreshed on request only, so a test run leaves the tree clean.
+        let dir: PathBuf = if std::env::var_os("EDGEFLEET_UPDATE_SCREENSHOTS").is_some() {
+            repo_root().join("docs/console")
+        } else {
+            harness::test_dir().join("screenshots")
+        };
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
     }
