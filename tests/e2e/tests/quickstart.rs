@@ -30,6 +30,7 @@ async fn quickstart_deploys_the_sample_demo_and_says_what_happened() {
         "lines in ClickHouse",
         "deployment.apps/hello-model",
         "admin token: efa_",
+        "/console/   (user: admin, password: ",
         "status \"online\", url \"http://hello-model.local-dev.demos.localhost/\"",
         "publish_url     succeeded",
         "destroy \"succeeded\": cluster \"deleted\", agent revoked",
