@@ -535,6 +535,28 @@ async fn console_end_to_end_in_chromium() {
     }
     browser.screenshot("audit").await;
 
+    // An API token made in the console is shown once and works for scripts.
+    browser.nav("tokens").await;
+    browser.find("token-form").await;
+    browser.fill("token-form", "name", "ci-deployer").await;
+    browser.select("token-form", "role", "operator").await;
+    browser.fill("token-form", "ttl_days", "30").await;
+    browser.click("token-submit").await;
+    let shown = browser.text("new-token").await;
+    let secret = shown
+        .split_whitespace()
+        .find(|word| word.starts_with("efa_"))
+        .unwrap_or_else(|| panic!("no token in {shown:?}"))
+        .to_string();
+    let script = e2e::Api::new(stack.api.base().to_string(), secret);
+    assert!(script.get("/clusters").await.is_ok(), "the new token works");
+    // The picture is taken after leaving the page, so no token (even of this throwaway stack) is in it.
+    browser.nav("overview").await;
+    browser.nav("tokens").await;
+    browser.find("token-row-ci-deployer").await;
+    assert!(!browser.exists(&testid("new-token")).await, "a token is shown only once");
+    browser.screenshot("tokens").await;
+
     // Switching to Chinese changes the interface text.
     browser.click("lang-switch").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
