@@ -465,10 +465,8 @@ async fn console_end_to_end_in_chromium() {
     browser.sign_in(&stack, "vera", "viewer-password-1").await;
     browser.find("user-menu").await;
     browser.nav("demos").await;
-    browser
-        .wait_for("[data-testid=\"nav-demos\"]", "the demos page")
-        .await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The list is drawn (so the page is complete) and has no deploy form or demo actions for a viewer.
+    browser.find("demo-row-hello").await;
     assert!(
         !browser.exists(&testid("deploy-form")).await,
         "a viewer sees no deploy form"
@@ -477,6 +475,21 @@ async fn console_end_to_end_in_chromium() {
         !browser.exists(&testid("nav-users")).await,
         "a viewer sees no admin pages"
     );
+    browser
+        .client
+        .find(Locator::Css(&format!("{} a", testid("demo-row-hello"))))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.find("step-publish_url").await;
+    for action in ["demo-update", "demo-stop", "demo-delete"] {
+        assert!(
+            !browser.exists(&testid(action)).await,
+            "a viewer sees no {action} button"
+        );
+    }
     let csrf = browser.csrf_token().await;
     let (status, body) = browser
         .fetch(
@@ -554,7 +567,10 @@ async fn console_end_to_end_in_chromium() {
     browser.nav("overview").await;
     browser.nav("tokens").await;
     browser.find("token-row-ci-deployer").await;
-    assert!(!browser.exists(&testid("new-token")).await, "a token is shown only once");
+    assert!(
+        !browser.exists(&testid("new-token")).await,
+        "a token is shown only once"
+    );
     browser.screenshot("tokens").await;
 
     // Switching to Chinese changes the interface text.
