@@ -8,8 +8,8 @@ use agent_protocol::control_message::Msg as Down;
 use agent_protocol::task_assignment::Spec;
 use agent_protocol::{
     AgentMessage, ApplySpec, ControlMessage, DeleteSpec, Heartbeat, LogBatch, LogBatchAck,
-    LogLevel, ObjectOutcome, ObjectResult, PodLogBatch, PodLogBatchAck, ResultAck, TaskAssignment,
-    TaskCancel, TaskResult, Welcome,
+    LogLevel, ObjectOutcome, ObjectResult, Ping, PodLogBatch, PodLogBatchAck, Pong, ResultAck,
+    TaskAssignment, TaskCancel, TaskResult, Welcome,
 };
 use chrono::Utc;
 use tokio::sync::{broadcast, mpsc};
@@ -93,6 +93,7 @@ pub(super) async fn open(
         region: None,
         demos: HashSet::new(),
         demos_loaded_at: None,
+        opened: std::time::Instant::now(),
     };
     tokio::spawn(session.run(inbound, signals).instrument(span));
     Ok(Response::new(ReceiverStream::new(rx)))
@@ -120,6 +121,8 @@ struct Session {
     /// label a pod on the cluster could name one.
     demos: HashSet<Uuid>,
     demos_loaded_at: Option<std::time::Instant>,
+    /// Ping nonces count microseconds from here.
+    opened: std::time::Instant,
 }
 
 impl Session {
@@ -311,6 +314,7 @@ impl Session {
             Up::Result(result) => self.result(result).await,
             Up::Logs(batch) => self.logs(batch).await,
             Up::PodLogs(batch) => self.pod_logs(batch).await,
+            Up::Pong(pong) => self.pong(pong).await,
         }
     }
 
@@ -341,9 +345,32 @@ impl Session {
             .renew_leases(self.cluster_id(), &leases, self.service.settings.lease)
             .await
             .map_err(|e| internal("renewing leases", e))?;
+        self.ping().await?;
         // A safety net behind notifications: a task whose notification found it momentarily locked is picked
         // up within one heartbeat.
         self.deliver().await
+    }
+
+    /// Starts a round-trip measurement; the nonce is the send time, so a late or repeated Pong is harmless.
+    async fn ping(&mut self) -> Result<(), Status> {
+        let nonce = u64::try_from(self.opened.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.send(Down::Ping(Ping { nonce })).await
+    }
+
+    async fn pong(&mut self, pong: Pong) -> Result<(), Status> {
+        let now = u64::try_from(self.opened.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let Some(rtt_micros) = now.checked_sub(pong.nonce) else {
+            tracing::debug!(
+                nonce = pong.nonce,
+                "Pong for a Ping this stream never sent; ignored"
+            );
+            return Ok(());
+        };
+        self.service
+            .store
+            .record_agent_rtt(self.cluster_id(), rtt_micros as f64 / 1000.0)
+            .await
+            .map_err(|e| internal("recording the agent round trip", e))
     }
 
     async fn result(&mut self, result: TaskResult) -> Result<(), Status> {

@@ -220,8 +220,9 @@ impl Planner {
         Ok(Step::Waiting(reason))
     }
 
-    /// `auto`: the ready cluster (agent connected, API reachable) running the fewest demos, then the one heard
-    /// from most recently. The choice and its reason are recorded on the demo.
+    /// `auto`: among ready clusters (agent connected, API reachable) of enabled regions, the one running the fewest
+    /// demos, then the one with the shortest round trip to its agent, then the one heard from most recently. The
+    /// choice and its reason are recorded on the demo.
     async fn place_automatically(&self, demo: &Demo) -> Result<Step, StoreError> {
         let counts = self.store.demo_counts().await?;
         let regions = self.store.regions().await?;
@@ -242,17 +243,31 @@ impl Planner {
                     .find(|(id, _)| *id == c.id)
                     .map(|(_, n)| *n)
                     .unwrap_or(0);
-                (load, std::cmp::Reverse(c.agent.last_heartbeat_at), c)
+                (load, c)
             })
             .collect();
-        candidates.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        let Some((load, _, cluster)) = candidates.into_iter().next() else {
+        // Unmeasured round trips sort last.
+        candidates.sort_by(|(load_a, a), (load_b, b)| {
+            load_a
+                .cmp(load_b)
+                .then_with(|| {
+                    let rtt = |c: &crate::store::Cluster| c.agent.rtt_ms.unwrap_or(f64::INFINITY);
+                    rtt(a).total_cmp(&rtt(b))
+                })
+                .then_with(|| b.agent.last_heartbeat_at.cmp(&a.agent.last_heartbeat_at))
+        });
+        let Some((load, cluster)) = candidates.into_iter().next() else {
             return Ok(Step::Failed(
                 "no enabled region has a ready cluster with a connected agent".into(),
             ));
         };
+        let rtt = cluster
+            .agent
+            .rtt_ms
+            .map(|ms| format!("{ms:.1} ms"))
+            .unwrap_or_else(|| "not measured yet".into());
         let reason = format!(
-            "auto: region {} (cluster {}) is ready with a connected agent and runs the fewest demos ({load})",
+            "auto: region {} (cluster {}) is ready with a connected agent, runs the fewest demos ({load}), agent round trip {rtt}",
             cluster.region_code, cluster.name
         );
         self.store

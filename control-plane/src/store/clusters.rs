@@ -42,6 +42,9 @@ pub struct AgentStatus {
     pub kubernetes_reachable: Option<bool>,
     pub kubernetes_error: Option<String>,
     pub last_heartbeat_at: Option<DateTime<Utc>>,
+    /// Round trip to the agent over its stream (Ping/Pong), smoothed; none before the first measurement.
+    #[sqlx(rename = "agent_rtt_ms")]
+    pub rtt_ms: Option<f64>,
     /// Expiry of the newest unrevoked certificate issued to this cluster's agent.
     pub certificate_expires_at: Option<DateTime<Utc>>,
 }
@@ -65,7 +68,7 @@ pub struct Heartbeat {
 
 const SELECT: &str = "SELECT k.id, k.region_id, r.code AS region_code, k.name, k.role, k.status, k.status_message,
         k.provisioning, k.api_endpoint, k.external_ip, k.agent_version, k.kubernetes_version, k.node_count,
-        k.kubernetes_reachable, k.kubernetes_error, k.last_heartbeat_at, k.created_at, k.updated_at, k.deleted_at,
+        k.kubernetes_reachable, k.kubernetes_error, k.last_heartbeat_at, k.agent_rtt_ms, k.created_at, k.updated_at, k.deleted_at,
         k.drift_status, k.drift_checked_at,
         EXISTS (SELECT 1 FROM agent_sessions s WHERE s.cluster_id = k.id AND s.disconnected_at IS NULL
                 AND s.last_seen_at > now() - make_interval(secs => $1)) AS agent_connected,
@@ -74,6 +77,21 @@ const SELECT: &str = "SELECT k.id, k.region_id, r.code AS region_code, k.name, k
     FROM clusters k JOIN regions r ON r.id = k.region_id";
 
 impl Store {
+    /// Folds one round-trip measurement into the cluster's smoothed value (weight 1/4, as TCP's SRTT uses 1/8:
+    /// heartbeats are rarer than segments).
+    pub async fn record_agent_rtt(&self, cluster_id: Uuid, rtt_ms: f64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE clusters SET agent_rtt_ms = CASE WHEN agent_rtt_ms IS NULL THEN $2
+                                                    ELSE agent_rtt_ms * 0.75 + $2 * 0.25 END
+             WHERE id = $1",
+        )
+        .bind(cluster_id)
+        .bind(rtt_ms)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
     pub async fn insert_cluster(&self, new: NewCluster) -> Result<Cluster, StoreError> {
         self.region(new.region_id).await?;
         let id = Uuid::new_v4();

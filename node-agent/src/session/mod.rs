@@ -14,7 +14,7 @@ use agent_protocol::agent_message::Msg as Up;
 use agent_protocol::control_message::Msg as Down;
 use agent_protocol::{
     AgentMessage, ControlMessage, Heartbeat, Hello, LogBatch, LogLine, PodLogBatch, PodLogLine,
-    TaskAccepted, TaskLease, TaskResult, Welcome,
+    Pong, TaskAccepted, TaskLease, TaskResult, Welcome,
 };
 use chrono::Utc;
 use thiserror::Error;
@@ -413,6 +413,7 @@ impl Session {
                     debug!(task_id = %ack.task_id, lease_id = %ack.lease_id, "ack for a result no longer buffered");
                 }
             }
+            Some(Down::Ping(ping)) => link.send(Up::Pong(Pong { nonce: ping.nonce })),
             Some(Down::Welcome(_)) => debug!("repeated Welcome ignored"),
             None => debug!("empty control message ignored"),
         }
@@ -513,6 +514,7 @@ fn message_name(message: Option<&Down>) -> &'static str {
         Some(Down::LogAck(_)) => "LogBatchAck",
         Some(Down::ResultAck(_)) => "ResultAck",
         Some(Down::PodLogAck(_)) => "PodLogBatchAck",
+        Some(Down::Ping(_)) => "Ping",
         None => "an empty message",
     }
 }

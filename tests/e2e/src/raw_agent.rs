@@ -3,8 +3,12 @@
 
 use std::time::Duration;
 
+use agent_protocol::agent_message::Msg as Up;
 use agent_protocol::agent_service_client::AgentServiceClient;
-use agent_protocol::{AgentMessage, BootstrapRequest, BootstrapResponse, ControlMessage, Hello};
+use agent_protocol::control_message::Msg as Down;
+use agent_protocol::{
+    AgentMessage, BootstrapRequest, BootstrapResponse, ControlMessage, Hello, Pong,
+};
 use anyhow::Context;
 use rcgen::{CertificateParams, KeyPair};
 use tokio::sync::mpsc;
@@ -100,18 +104,28 @@ pub async fn open_session(
 }
 
 impl RawSession {
-    /// The next message, or the status the stream ended with.
+    /// The next message, or the status the stream ended with. Pings are answered with a Pong, as the agent
+    /// does, and not returned.
     pub async fn next(
         &mut self,
         timeout: Duration,
     ) -> anyhow::Result<Result<ControlMessage, tonic::Status>> {
-        match tokio::time::timeout(timeout, self.rx.message())
-            .await
-            .context("no message in time")?
-        {
-            Ok(Some(message)) => Ok(Ok(message)),
-            Ok(None) => Ok(Err(tonic::Status::cancelled("stream ended"))),
-            Err(status) => Ok(Err(status)),
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let message = match tokio::time::timeout_at(deadline, self.rx.message())
+                .await
+                .context("no message in time")?
+            {
+                Ok(Some(message)) => message,
+                Ok(None) => return Ok(Err(tonic::Status::cancelled("stream ended"))),
+                Err(status) => return Ok(Err(status)),
+            };
+            match message.msg {
+                Some(Down::Ping(ping)) => {
+                    self.send(Up::Pong(Pong { nonce: ping.nonce })).await?;
+                }
+                _ => return Ok(Ok(message)),
+            }
         }
     }
 

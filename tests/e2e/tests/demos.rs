@@ -388,6 +388,27 @@ async fn auto_placement_and_failing_steps_say_why() {
         .await
         .unwrap();
     let (cluster, _agent) = stack.connected_cluster("west").await.unwrap();
+    // A second ready cluster, equally idle but far away: `auto` prefers the shorter round trip.
+    let (far, _far_agent) = stack.connected_cluster("east").await.unwrap();
+    for id in [&cluster.cluster_id, &far.cluster_id] {
+        harness::wait_until(
+            "the agent round trip is measured",
+            WAIT,
+            Duration::from_millis(100),
+            || async {
+                let c = stack.api.get(&format!("/clusters/{id}")).await.ok()?;
+                c["agent"]["rtt_ms"].as_f64()
+            },
+        )
+        .await
+        .unwrap();
+    }
+    stack
+        .postgres_query(&format!(
+            "UPDATE clusters SET agent_rtt_ms = 900 WHERE id = '{}'",
+            far.cluster_id
+        ))
+        .unwrap();
 
     let demo = stack
         .api
@@ -438,6 +459,13 @@ async fn auto_placement_and_failing_steps_say_why() {
             .as_str()
             .unwrap()
             .starts_with("auto: region west-region"),
+        "{online}"
+    );
+    assert!(
+        online["region_reason"]
+            .as_str()
+            .unwrap()
+            .contains("agent round trip"),
         "{online}"
     );
 

@@ -230,6 +230,7 @@
     'clusters.lastSeen': ['Last seen', '最近活动'],
     'clusters.disconnectedAt': ['Disconnected', '断开时间'],
     'clusters.recentTasks': ['Recent tasks', '最近任务'],
+    'clusters.rtt': ['Round trip to agent', '到代理的往返时延'],
     'clusters.plan': ['Plan', '生成计划'],
     'clusters.provision': ['Provision', '创建'],
     'clusters.driftCheck': ['Drift check', '漂移检查'],
@@ -1626,6 +1627,7 @@
           [t('clusters.nodes'), a.node_count != null ? String(a.node_count) : null],
           [t('clusters.k8sReachable'), a.kubernetes_reachable == null ? null : t(a.kubernetes_reachable ? 'common.yes' : 'common.no')],
           a.kubernetes_error ? [t('clusters.k8sError'), h('span', { class: 'text-bad' }, a.kubernetes_error)] : null,
+          [t('clusters.rtt'), a.rtt_ms != null ? `${Number(a.rtt_ms).toFixed(1)} ms` : null],
           [t('clusters.certExpiry'), a.certificate_expires_at ? timeEl(a.certificate_expires_at) : null],
         ])));
       put(sessions, card(t('clusters.sessions'), table([
