@@ -93,14 +93,7 @@ pub async fn list(
 ) -> Result<Json<AuditPage>, ApiError> {
     principal.require(Role::Admin, "read the audit log")?;
     let mut problems = Problems::default();
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        problems.add("limit", "must be between 1 and 500");
-    }
-    let offset = query.offset.unwrap_or(0);
-    if offset < 0 {
-        problems.add("offset", "must not be negative");
-    }
+    let (limit, offset) = problems.check_page(query.limit, query.offset);
     problems.into_result()?;
     let (entries, total) = state
         .store

@@ -118,6 +118,19 @@ impl Problems {
         }
     }
 
+    /// `limit` (1-500, default 50) and `offset` (not negative, default 0) of a paged list.
+    pub fn check_page(&mut self, limit: Option<i64>, offset: Option<i64>) -> (i64, i64) {
+        let limit = limit.unwrap_or(50);
+        if !(1..=500).contains(&limit) {
+            self.add("limit", "must be between 1 and 500");
+        }
+        let offset = offset.unwrap_or(0);
+        if offset < 0 {
+            self.add("offset", "must not be negative");
+        }
+        (limit, offset)
+    }
+
     /// A DNS-label style name: what Kubernetes, Terraform state keys and URLs all accept.
     pub fn check_name(&mut self, field: &str, value: &str) {
         let ok = !value.is_empty()
