@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use e2e::{Stack, StackOptions, kubectl, repo_root};
@@ -46,6 +47,12 @@ async fn browser() -> Browser {
         client,
         _driver: driver,
     }
+}
+
+/// Pages redraw on a timer (lists every 10 s); an element found just before a redraw is gone when used, and
+/// is simply found again.
+fn rerendered(error: &fantoccini::error::CmdError) -> bool {
+    error.to_string().contains("stale element")
 }
 
 fn testid(id: &str) -> String {
@@ -109,7 +116,14 @@ impl Browser {
     }
 
     async fn click(&self, id: &str) {
-        self.find(id).await.click().await.unwrap();
+        for _ in 0..5 {
+            match self.find(id).await.click().await {
+                Ok(_) => return,
+                Err(e) if rerendered(&e) => continue,
+                Err(e) => panic!("clicking {id}: {e}"),
+            }
+        }
+        panic!("{id} kept being re-rendered under the click");
     }
 
     async fn nav(&self, page: &str) {
@@ -132,7 +146,14 @@ impl Browser {
     }
 
     async fn text(&self, id: &str) -> String {
-        self.find(id).await.text().await.unwrap()
+        for _ in 0..5 {
+            match self.find(id).await.text().await {
+                Ok(text) => return text,
+                Err(e) if rerendered(&e) => continue,
+                Err(e) => panic!("reading {id}: {e}"),
+            }
+        }
+        panic!("{id} kept being re-rendered while read");
     }
 
     async fn screenshot(&self, name: &str) {
@@ -190,15 +211,47 @@ impl Browser {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn console_end_to_end_in_chromium() {
-    let stack = Stack::start(
-        StackOptions {
-            provisioning: true,
-            ..StackOptions::default()
-        }
-        .with_templates(),
-    )
-    .await
-    .unwrap();
+    let stack = Arc::new(
+        Stack::start(
+            StackOptions {
+                provisioning: true,
+                ..StackOptions::default()
+            }
+            .with_templates(),
+        )
+        .await
+        .unwrap(),
+    );
+    let outcome = tokio::spawn(walk_through_the_console(stack.clone())).await;
+    // Pass or fail, the clusters go: the local stack runs each as processes outside the test.
+    destroy_clusters(&stack).await;
+    if let Err(failure) = outcome {
+        std::panic::resume_unwind(failure.into_panic());
+    }
+}
+
+async fn destroy_clusters(stack: &Stack) {
+    let clusters = stack.api.get("/clusters").await.unwrap();
+    for cluster in clusters.as_array().unwrap() {
+        let (status, task) = stack
+            .api
+            .call(
+                reqwest::Method::DELETE,
+                &format!("/clusters/{}", cluster["id"].as_str().unwrap()),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 202, "{task}");
+        let done = stack
+            .wait_task(task["id"].as_str().unwrap(), WAIT)
+            .await
+            .unwrap();
+        assert_eq!(done["state"], "succeeded", "{done}");
+    }
+}
+
+async fn walk_through_the_console(stack: Arc<Stack>) {
     let browser = browser().await;
 
     // Sign-in: a wrong password is refused with the server's message; the right one opens the overview.
@@ -524,16 +577,18 @@ async fn console_end_to_end_in_chromium() {
     browser
         .wait_for(&testid("audit-row"), "audit entries")
         .await;
-    let rows = browser
+    // Read in one go in the page, so a redraw between rows cannot leave a stale one.
+    let all = browser
         .client
-        .find_all(Locator::Css(&testid("audit-row")))
+        .execute(
+            "return [...document.querySelectorAll('[data-testid=\"audit-row\"]')].map(r => r.innerText).join('\\n');",
+            vec![],
+        )
         .await
-        .unwrap();
-    let mut texts = Vec::new();
-    for row in rows {
-        texts.push(row.text().await.unwrap());
-    }
-    let all = texts.join("\n");
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
     for expected in [
         "POST /demos",
         "POST /clouds",
@@ -582,24 +637,4 @@ async fn console_end_to_end_in_chromium() {
     browser.screenshot("overview-zh").await;
 
     browser.client.close().await.unwrap();
-
-    // The local stack runs each cluster as processes outside the test; destroying the clusters stops them.
-    let clusters = stack.api.get("/clusters").await.unwrap();
-    for cluster in clusters.as_array().unwrap() {
-        let (status, task) = stack
-            .api
-            .call(
-                reqwest::Method::DELETE,
-                &format!("/clusters/{}", cluster["id"].as_str().unwrap()),
-                None,
-            )
-            .await
-            .unwrap();
-        assert_eq!(status, 202, "{task}");
-        let done = stack
-            .wait_task(task["id"].as_str().unwrap(), WAIT)
-            .await
-            .unwrap();
-        assert_eq!(done["state"], "succeeded", "{done}");
-    }
 }
