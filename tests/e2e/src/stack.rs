@@ -366,6 +366,27 @@ impl Stack {
     }
 
     /// Polls a task until it reaches a final state.
+    /// Destroys a provisioned cluster (`DELETE /clusters/{id}` must answer 202 with the destroy task) and returns
+    /// that task once it finished.
+    pub async fn destroy_cluster(
+        &self,
+        cluster_id: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
+        let (status, task) = self
+            .api
+            .call(
+                reqwest::Method::DELETE,
+                &format!("/clusters/{cluster_id}"),
+                None,
+            )
+            .await?;
+        if status != reqwest::StatusCode::ACCEPTED {
+            bail!("destroying cluster {cluster_id} answered {status}: {task}");
+        }
+        self.wait_task(&field(&task, "id")?, timeout).await
+    }
+
     pub async fn wait_task(&self, task_id: &str, timeout: Duration) -> anyhow::Result<Value> {
         let mut last = Value::Null;
         let deadline = tokio::time::Instant::now() + timeout;

@@ -233,18 +233,8 @@ async fn console_end_to_end_in_chromium() {
 async fn destroy_clusters(stack: &Stack) {
     let clusters = stack.api.get("/clusters").await.unwrap();
     for cluster in clusters.as_array().unwrap() {
-        let (status, task) = stack
-            .api
-            .call(
-                reqwest::Method::DELETE,
-                &format!("/clusters/{}", cluster["id"].as_str().unwrap()),
-                None,
-            )
-            .await
-            .unwrap();
-        assert_eq!(status, 202, "{task}");
         let done = stack
-            .wait_task(task["id"].as_str().unwrap(), WAIT)
+            .destroy_cluster(cluster["id"].as_str().unwrap(), WAIT)
             .await
             .unwrap();
         assert_eq!(done["state"], "succeeded", "{done}");

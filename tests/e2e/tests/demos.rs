@@ -370,15 +370,7 @@ async fn one_click_deploy_to_a_region_without_a_cluster_provisions_it_and_goes_o
         .unwrap();
     assert_eq!(versions[0]["reason"], "delete");
 
-    let (_, destroy) = stack
-        .api
-        .call(Method::DELETE, &format!("/clusters/{cluster_id}"), None)
-        .await
-        .unwrap();
-    let destroyed = stack
-        .wait_task(&field(&destroy, "id").unwrap(), WAIT)
-        .await
-        .unwrap();
+    let destroyed = stack.destroy_cluster(&cluster_id, WAIT).await.unwrap();
     assert_eq!(destroyed["state"], "succeeded", "{destroyed}");
 }
 

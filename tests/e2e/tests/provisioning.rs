@@ -226,14 +226,8 @@ async fn provisioned_cluster_gets_its_agent_by_itself_and_is_destroyed_cleanly()
     }
 
     // Destroy: Terraform removes everything, the cluster is deleted and its agent revoked.
-    let (status, destroy) = stack
-        .api
-        .call(Method::DELETE, &format!("/clusters/{cluster_id}"), None)
-        .await
-        .unwrap();
-    assert_eq!(status, StatusCode::ACCEPTED, "{destroy}");
     let destroyed = stack
-        .wait_task(&field(&destroy, "id").unwrap(), PROVISION_WAIT)
+        .destroy_cluster(&cluster_id, PROVISION_WAIT)
         .await
         .unwrap();
     assert_eq!(destroyed["state"], "succeeded", "{destroyed}");
@@ -352,13 +346,8 @@ async fn failed_apply_is_reported_and_a_retry_with_fixed_input_succeeds() {
         .await
         .unwrap();
 
-    let (_, destroy) = stack
-        .api
-        .call(Method::DELETE, &format!("/clusters/{cluster_id}"), None)
-        .await
-        .unwrap();
     let destroyed = stack
-        .wait_task(&field(&destroy, "id").unwrap(), PROVISION_WAIT)
+        .destroy_cluster(&cluster_id, PROVISION_WAIT)
         .await
         .unwrap();
     assert_eq!(destroyed["state"], "succeeded", "{destroyed}");
@@ -554,13 +543,8 @@ async fn cloud_credentials_reach_terraform_only_through_its_environment() {
             file.display()
         );
     }
-    let (_, destroy) = stack
-        .api
-        .call(Method::DELETE, &format!("/clusters/{cluster_id}"), None)
-        .await
-        .unwrap();
     let destroyed = stack
-        .wait_task(&field(&destroy, "id").unwrap(), PROVISION_WAIT)
+        .destroy_cluster(&cluster_id, PROVISION_WAIT)
         .await
         .unwrap();
     assert_eq!(destroyed["state"], "succeeded", "{destroyed}");
