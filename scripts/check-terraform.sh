@@ -10,13 +10,13 @@
 #  4. `terraform init -backend=false` + `terraform validate` of modules/local/cluster and
 #     terraform/region-cluster/local (the only code that needs no provider download);
 #  5. a real apply / output -json / destroy of terraform/region-cluster/local with local state: it starts
-#     the Kubernetes API emulator (target/debug/kube-emulator, or a stand-in script when it is not built),
+#     a local cluster (target/debug/kube-cluster, or a stand-in script when it is not built),
 #     checks the output contract, passes the same cluster through the `existing` mode, checks that an
-#     invalid cluster name fails the apply, and checks that destroy stops the emulator.
+#     invalid cluster name fails the apply, and checks that destroy stops the cluster.
 #
 # Cloud modules (tencentcloud, aws) are only checked statically (steps 1-3): their providers cannot be
-# downloaded here. Set CHECK_TERRAFORM_SKIP_APPLY=1 to skip step 5, CHECK_TERRAFORM_EMULATOR=<path> to use
-# another emulator binary (a path that does not exist selects the stand-in).
+# downloaded here. Set CHECK_TERRAFORM_SKIP_APPLY=1 to skip step 5, CHECK_TERRAFORM_CLUSTER=<path> to use
+# another kube-cluster binary (a path that does not exist selects the stand-in).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -38,7 +38,7 @@ export TF_IN_AUTOMATION=1 TF_INPUT=0 CHECKPOINT_DISABLE=1
 
 work=$(mktemp -d -t check-terraform-XXXXXX)
 cleanup() {
-    # Stop any emulator a failed smoke test left behind (only ours: its pid file is in $work).
+    # Stop any cluster a failed smoke test left behind (only ours: its pid file is in $work).
     for pidfile in "$work"/*/state/pid "$work"/*/*/state/pid; do
         [[ -s $pidfile ]] && kill -KILL "$(cat "$pidfile")" 2>/dev/null || true
     done
@@ -102,13 +102,13 @@ if [[ ${CHECK_TERRAFORM_SKIP_APPLY:-0} == 1 ]]; then
     exit 0
 fi
 
-emulator=${CHECK_TERRAFORM_EMULATOR:-$repo/target/debug/kube-emulator}
-real_emulator=1
-if [[ ! -x $emulator ]]; then
-    real_emulator=0
-    emulator=$work/fake-emulator
-    # Stand-in: writes a kubeconfig and the URL like the emulator does, then waits for SIGTERM.
-    cat >"$emulator" <<'EOF'
+cluster_bin=${CHECK_TERRAFORM_CLUSTER:-$repo/target/debug/kube-cluster}
+real_cluster=1
+if [[ ! -x $cluster_bin ]]; then
+    real_cluster=0
+    cluster_bin=$work/fake-cluster
+    # Stand-in: writes a kubeconfig and the URL like kube-cluster does, then waits for SIGTERM.
+    cat >"$cluster_bin" <<'EOF'
 #!/bin/sh
 kubeconfig="" portfile=""
 while [ $# -gt 0 ]; do
@@ -123,23 +123,23 @@ cat >"$kubeconfig" <<KUBECONFIG
 apiVersion: v1
 kind: Config
 clusters:
-- name: kube-emulator
+- name: kube-cluster
   cluster: {server: "https://127.0.0.1:6443", certificate-authority-data: "$ca"}
 users:
-- name: kube-emulator
-  user: {token: stand-in-token}
+- name: kube-cluster
+  user: {client-certificate-data: "$ca", client-key-data: c3RhbmQtaW4=}
 contexts:
-- name: kube-emulator
-  context: {cluster: kube-emulator, user: kube-emulator, namespace: default}
-current-context: kube-emulator
+- name: kube-cluster
+  context: {cluster: kube-cluster, user: kube-cluster, namespace: default}
+current-context: kube-cluster
 KUBECONFIG
 printf 'https://127.0.0.1:6443' >"$portfile"
 echo "listening on https://127.0.0.1:6443"
 trap 'exit 0' TERM INT
 while :; do sleep 1; done
 EOF
-    chmod +x "$emulator"
-    say "no emulator at ${CHECK_TERRAFORM_EMULATOR:-target/debug/kube-emulator}; using a stand-in (cargo build -p kube-emulator builds the real one)"
+    chmod +x "$cluster_bin"
+    say "no kube-cluster at ${CHECK_TERRAFORM_CLUSTER:-target/debug/kube-cluster}; using a stand-in (cargo build -p kube-cluster builds the real one)"
 fi
 
 # A copy of the stack with local state instead of the S3 backend (no S3 server needed here).
@@ -151,23 +151,23 @@ stack_copy() {
     echo "$work/$1/terraform/region-cluster/local"
 }
 
-emu_stack=$(stack_copy emu)
-state_dir=$work/emu/state
-tf_emu() { (cd "$emu_stack" && terraform "$@" -no-color -var cluster_name=smoke -var "emulator_bin=$emulator" -var "state_dir=$state_dir"); }
+local_stack=$(stack_copy local)
+state_dir=$work/local/state
+tf_local() { (cd "$local_stack" && terraform "$@" -no-color -var cluster_name=smoke -var "cluster_bin=$cluster_bin" -var "state_dir=$state_dir"); }
 
-say "apply (emulator mode): invalid cluster name must fail"
-if out=$(cd "$emu_stack" && terraform apply -auto-approve -no-color -var cluster_name=Bad_Name -var "emulator_bin=$emulator" 2>&1); then
+say "apply (local mode): invalid cluster name must fail"
+if out=$(cd "$local_stack" && terraform apply -auto-approve -no-color -var cluster_name=Bad_Name -var "cluster_bin=$cluster_bin" 2>&1); then
     fail "apply with cluster_name=Bad_Name succeeded"
 fi
 grep -q 'Invalid cluster name "Bad_Name"' <<<"$out" || fail "unexpected error for Bad_Name: $out"
 
-say "apply (emulator mode): $emulator"
-tf_emu apply -auto-approve >"$work/apply.log" 2>&1 || { cat "$work/apply.log"; fail "apply"; }
-(cd "$emu_stack" && terraform output -json -no-color) >"$work/emu-outputs.json" || fail "output -json"
+say "apply (local mode): $cluster_bin"
+tf_local apply -auto-approve >"$work/apply.log" 2>&1 || { cat "$work/apply.log"; fail "apply"; }
+(cd "$local_stack" && terraform output -json -no-color) >"$work/local-outputs.json" || fail "output -json"
 pid=$(cat "$state_dir/pid")
-kill -0 "$pid" 2>/dev/null || fail "the emulator (pid $pid) is not running after terraform exited"
+kill -0 "$pid" 2>/dev/null || fail "the cluster (pid $pid) is not running after terraform exited"
 
-python3 - "$work/emu-outputs.json" "$state_dir" "$work/kubeconfig" <<'EOF' || fail "output contract"
+python3 - "$work/local-outputs.json" "$state_dir" "$work/kubeconfig" <<'EOF' || fail "output contract"
 import base64, json, sys
 outputs = {k: v["value"] for k, v in json.load(open(sys.argv[1])).items()}
 sensitive = {k for k, v in json.load(open(sys.argv[1])).items() if v["sensitive"]}
@@ -178,53 +178,53 @@ assert outputs["api_endpoint"] == url and url.startswith("https://"), (outputs["
 assert outputs["ca_certificate"].startswith("-----BEGIN CERTIFICATE-----"), outputs["ca_certificate"]
 creds = outputs["credentials"]
 assert set(creds) == {"type", "token", "client_certificate", "client_key", "exec"}, creds.keys()
-assert creds["type"] == "token" and creds["token"], creds
+assert creds["type"] == "client_certificate" and creds["client_certificate"] and creds["client_key"], creds
 assert {"credentials", "kubeconfig"} <= sensitive, sensitive
 kubeconfig = outputs["kubeconfig"]
 assert "current-context" in kubeconfig and url in kubeconfig, kubeconfig
 assert base64.b64encode(outputs["ca_certificate"].encode()).decode() in kubeconfig
-assert outputs["mode"] == "emulator" and outputs["emulator_pid"] > 0, outputs
+assert outputs["mode"] == "local" and outputs["cluster_pid"] > 0, outputs
 open(sys.argv[3], "w").write(kubeconfig)
 print("check-terraform: output contract OK:", outputs["api_endpoint"], "credentials.type =", creds["type"])
 EOF
 
-if [[ $real_emulator == 1 ]] && command -v kubectl >/dev/null; then
+if [[ $real_cluster == 1 ]] && command -v kubectl >/dev/null; then
     say "kubectl get nodes with the kubeconfig output"
     KUBECONFIG=$work/kubeconfig kubectl get nodes -o name || fail "kubectl with the kubeconfig output"
 fi
 
 say "plan after apply must show no changes"
-tf_emu plan -detailed-exitcode >"$work/plan.log" 2>&1 || { cat "$work/plan.log"; fail "plan after apply is not empty"; }
+tf_local plan -detailed-exitcode >"$work/plan.log" 2>&1 || { cat "$work/plan.log"; fail "plan after apply is not empty"; }
 
-say "apply (existing mode) with the emulator's kubeconfig"
+say "apply (existing mode) with the local cluster's kubeconfig"
 existing_stack=$(stack_copy existing)
 (cd "$existing_stack" && terraform apply -auto-approve -no-color -var cluster_name=passthrough \
     -var "kubeconfig_path=$state_dir/kubeconfig" >"$work/apply-existing.log" 2>&1) ||
     { cat "$work/apply-existing.log"; fail "apply (existing mode)"; }
 (cd "$existing_stack" && terraform output -json -no-color) >"$work/existing-outputs.json"
-python3 - "$work/emu-outputs.json" "$work/existing-outputs.json" <<'EOF' || fail "existing-mode contract"
+python3 - "$work/local-outputs.json" "$work/existing-outputs.json" <<'EOF' || fail "existing-mode contract"
 import json, sys
-emu = {k: v["value"] for k, v in json.load(open(sys.argv[1])).items()}
+local = {k: v["value"] for k, v in json.load(open(sys.argv[1])).items()}
 ext = {k: v["value"] for k, v in json.load(open(sys.argv[2])).items()}
 assert ext["mode"] == "existing" and ext["cluster_name"] == "passthrough", ext
 for key in ("api_endpoint", "ca_certificate", "credentials"):
-    assert ext[key] == emu[key], key
+    assert ext[key] == local[key], key
 EOF
 (cd "$existing_stack" && terraform destroy -auto-approve -no-color -var cluster_name=passthrough \
     -var "kubeconfig_path=$state_dir/kubeconfig" >"$work/destroy-existing.log" 2>&1) ||
     { cat "$work/destroy-existing.log"; fail "destroy (existing mode)"; }
-kill -0 "$pid" 2>/dev/null || fail "destroying the existing-mode stack stopped the emulator it passed through"
+kill -0 "$pid" 2>/dev/null || fail "destroying the existing-mode stack stopped the cluster it passed through"
 
-say "destroy (emulator mode)"
-tf_emu destroy -auto-approve >"$work/destroy.log" 2>&1 || { cat "$work/destroy.log"; fail "destroy"; }
+say "destroy (local mode)"
+tf_local destroy -auto-approve >"$work/destroy.log" 2>&1 || { cat "$work/destroy.log"; fail "destroy"; }
 for _ in $(seq 50); do
     [[ -r /proc/$pid/stat ]] && [[ $(sed -e 's/^.*) //' "/proc/$pid/stat" | cut -c1) != Z ]] || break
     sleep 0.1
 done
 if [[ -r /proc/$pid/stat ]] && [[ $(sed -e 's/^.*) //' "/proc/$pid/stat" | cut -c1) != Z ]]; then
-    fail "the emulator (pid $pid) still runs after destroy"
+    fail "the cluster (pid $pid) still runs after destroy"
 fi
 [[ ! -e $state_dir ]] || fail "destroy left $state_dir behind"
-[[ $(cd "$emu_stack" && terraform state list | wc -l) == 0 ]] || fail "state not empty after destroy"
+[[ $(cd "$local_stack" && terraform state list | wc -l) == 0 ]] || fail "state not empty after destroy"
 
 say "all checks passed"

@@ -7,7 +7,7 @@ output "cluster_name" {
 }
 
 output "api_endpoint" {
-  description = "Base URL of the Kubernetes API server, e.g. https://127.0.0.1:41234 for the emulator."
+  description = "Base URL of the Kubernetes API server, e.g. https://127.0.0.1:41234 for the cluster."
   value       = module.contract.api_endpoint
 }
 
@@ -17,7 +17,7 @@ output "ca_certificate" {
 }
 
 output "credentials" {
-  description = "How to authenticate: { type = \"token\" | \"client_certificate\" | \"exec\" | \"kubeconfig\", token, client_certificate, client_key, exec = { api_version, command, args, env } }; fields that do not apply are null. The emulator uses a bearer token."
+  description = "How to authenticate: { type = \"token\" | \"client_certificate\" | \"exec\" | \"kubeconfig\", token, client_certificate, client_key, exec = { api_version, command, args, env } }; fields that do not apply are null. The cluster uses a bearer token."
   value       = module.contract.credentials
   sensitive   = true
 }
@@ -29,26 +29,26 @@ output "kubeconfig" {
 }
 
 output "mode" {
-  description = "\"emulator\" when this module started the Kubernetes API emulator, \"existing\" when it passes through kubeconfig_path."
+  description = "\"local\" when this module started a local cluster (`kube-cluster`), \"existing\" when it passes through kubeconfig_path."
   value       = local.mode
 }
 
 output "kubeconfig_path" {
-  description = "Path of the kubeconfig file the outputs were read from (the emulator's own file in emulator mode)."
+  description = "Path of the kubeconfig file the outputs were read from (the cluster's own file in local mode)."
   value       = local.kubeconfig_file
 }
 
 output "state_dir" {
-  description = "Directory holding the emulator's kubeconfig, url, pid and log (null in existing mode)."
-  value       = local.mode == "emulator" ? local.state_dir : null
+  description = "Directory holding the cluster's kubeconfig, url, pid and log (null in existing mode)."
+  value       = local.mode == "local" ? local.state_dir : null
 }
 
-output "emulator_pid" {
-  description = "Process id of the running emulator (null in existing mode)."
-  value       = local.emulator_pid == null ? null : tonumber(local.emulator_pid)
+output "cluster_pid" {
+  description = "Process id of the running cluster (null in existing mode)."
+  value       = local.cluster_pid == null ? null : tonumber(local.cluster_pid)
 }
 
 output "created_at" {
-  description = "When the cluster resource was created (RFC 3339); a new value means a new emulator with a new CA and token."
+  description = "When the cluster resource was created (RFC 3339); a new value means a new cluster with a new CA and credentials."
   value       = local.created_at
 }

@@ -8,28 +8,28 @@ variable "name" {
   }
 }
 
-variable "emulator_bin" {
+variable "cluster_bin" {
   type        = string
   default     = null
-  description = "Absolute path of the Kubernetes API emulator binary (`cargo build -p kube-emulator` builds target/debug/kube-emulator). When set, the module starts the emulator in the background and stops it on destroy. Exactly one of `emulator_bin` and `kubeconfig_path` must be set."
+  description = "Absolute path of the `kube-cluster` binary (`cargo build -p kube-cluster` builds target/debug/kube-cluster), which runs a real Kubernetes control plane with simulated nodes. When set, the module starts the cluster in the background and stops it on destroy. Exactly one of `cluster_bin` and `kubeconfig_path` must be set."
 
   validation {
-    condition     = (var.emulator_bin == null) != (var.kubeconfig_path == null)
-    error_message = "Set exactly one of emulator_bin (start a Kubernetes API emulator) and kubeconfig_path (use an existing cluster)."
+    condition     = (var.cluster_bin == null) != (var.kubeconfig_path == null)
+    error_message = "Set exactly one of cluster_bin (start a local cluster) and kubeconfig_path (use an existing cluster)."
   }
 
   # Only the form is checked here: variables are also validated when destroying, and a binary that has
-  # gone since must not prevent stopping the emulator. The start script reports a missing binary.
+  # gone since must not prevent stopping the cluster. The start script reports a missing binary.
   validation {
-    condition     = var.emulator_bin == null || try(startswith(var.emulator_bin, "/"), false)
-    error_message = "emulator_bin must be an absolute path (e.g. /path/to/repo/target/debug/kube-emulator); got \"${coalesce(var.emulator_bin, "<null>")}\"."
+    condition     = var.cluster_bin == null || try(startswith(var.cluster_bin, "/"), false)
+    error_message = "cluster_bin must be an absolute path (e.g. /path/to/repo/target/debug/kube-cluster); got \"${coalesce(var.cluster_bin, "<null>")}\"."
   }
 }
 
 variable "kubeconfig_path" {
   type        = string
   default     = null
-  description = "Absolute path of the kubeconfig of an existing cluster to pass through instead of starting the emulator. Nothing is started or stopped in that mode; destroy leaves the cluster alone."
+  description = "Absolute path of the kubeconfig of an existing cluster to pass through instead of starting the cluster. Nothing is started or stopped in that mode; destroy leaves the cluster alone."
 
   # The file itself is checked when the cluster is created (a precondition), not here: variables are also
   # validated when destroying, and a kubeconfig that has gone since must not prevent the destroy.
@@ -53,7 +53,7 @@ variable "context" {
 variable "state_dir" {
   type        = string
   default     = null
-  description = "Absolute directory for the emulator's kubeconfig (`kubeconfig`), base URL (`url`), process id (`pid`) and log (`emulator.log`). Null means `<root module directory>/.local-clusters/<name>`. Must not be shared by two clusters."
+  description = "Absolute directory for the cluster's kubeconfig (`kubeconfig`), base URL (`url`), process id (`pid`) and log (`cluster.log`). Null means `<root module directory>/.local-clusters/<name>`. Must not be shared by two clusters."
 
   validation {
     condition     = var.state_dir == null || try(startswith(var.state_dir, "/"), false)
@@ -64,7 +64,7 @@ variable "state_dir" {
 variable "listen" {
   type        = string
   default     = "127.0.0.1:0"
-  description = "Address the emulator listens on, as IP:PORT; port 0 picks a free port (the chosen URL is read back from the emulator's port file)."
+  description = "Address the cluster listens on, as IP:PORT; port 0 picks a free port (the chosen URL is read back from the cluster's port file)."
 
   validation {
     condition     = can(regex("^(\\d{1,3}(\\.\\d{1,3}){3}|\\[[0-9a-fA-F:]+\\]):\\d{1,5}$", var.listen))
@@ -72,23 +72,23 @@ variable "listen" {
   }
 }
 
-variable "emulator_args" {
+variable "cluster_args" {
   type        = list(string)
   default     = []
-  description = "Extra command-line arguments for the emulator, e.g. [\"--nodes\", \"3\", \"--ready-delay-ms\", \"100\"]. The module sets --tls, --listen, --kubeconfig and --port-file itself."
+  description = "Extra command-line arguments for the cluster, e.g. [\"--nodes\", \"3\", \"--ready-delay-ms\", \"100\"]. The module sets --listen, --kubeconfig, --port-file and --state-dir itself."
 
   validation {
     condition = alltrue([
-      for arg in var.emulator_args : !can(regex("^--(tls|listen|kubeconfig|port-file)(=|$)", arg))
+      for arg in var.cluster_args : !can(regex("^--(listen|kubeconfig|port-file|state-dir)(=|$)", arg))
     ])
-    error_message = "emulator_args must not contain --tls, --listen, --kubeconfig or --port-file: the module sets them."
+    error_message = "cluster_args must not contain --listen, --kubeconfig or --port-file: the module sets them."
   }
 }
 
 variable "start_timeout_seconds" {
   type        = number
-  default     = 60
-  description = "How long to wait for the emulator to write its URL before the apply fails (the emulator is then stopped again)."
+  default     = 120
+  description = "How long to wait for the cluster to write its URL before the apply fails (the cluster is then stopped again)."
 
   validation {
     condition     = var.start_timeout_seconds >= 1 && var.start_timeout_seconds <= 600 && floor(var.start_timeout_seconds) == var.start_timeout_seconds
@@ -99,5 +99,5 @@ variable "start_timeout_seconds" {
 variable "detach" {
   type        = bool
   default     = true
-  description = "Start the emulator in a new session (setsid) so that it survives Terraform and signals sent to Terraform's process group; set false to keep it in Terraform's process group, so that a supervisor that kills that group also kills the emulator."
+  description = "Start the cluster in a new session (setsid) so that it survives Terraform and signals sent to Terraform's process group; set false to keep it in Terraform's process group, so that a supervisor that kills that group also kills the cluster."
 }

@@ -16,7 +16,7 @@ output "ca_certificate" {
 }
 
 output "credentials" {
-  description = "How to authenticate: { type, token, client_certificate, client_key, exec } (the emulator uses a bearer token)."
+  description = "How to authenticate: { type, token, client_certificate, client_key, exec } (a local cluster uses a client certificate)."
   value       = module.cluster.credentials
   sensitive   = true
 }
@@ -30,16 +30,16 @@ output "kubeconfig" {
 # Stack-specific outputs.
 
 output "mode" {
-  description = "\"emulator\" or \"existing\"."
+  description = "\"local\" or \"existing\"."
   value       = module.cluster.mode
 }
 
-output "emulator_pid" {
-  description = "Process id of the emulator (null for an existing cluster)."
-  value       = module.cluster.emulator_pid
+output "cluster_pid" {
+  description = "Process id of the cluster (null for an existing cluster)."
+  value       = module.cluster.cluster_pid
 }
 
 output "state_dir" {
-  description = "Directory of the emulator's files (null for an existing cluster)."
+  description = "Directory of the cluster's files (null for an existing cluster)."
   value       = module.cluster.state_dir
 }

@@ -8,16 +8,16 @@ variable "cluster_name" {
   }
 }
 
-variable "emulator_bin" {
+variable "cluster_bin" {
   type        = string
   default     = null
-  description = "Absolute path of the kube-emulator binary to start as the cluster; exactly one of emulator_bin and kubeconfig_path must be set."
+  description = "Absolute path of the kube-cluster binary to start as the cluster; exactly one of cluster_bin and kubeconfig_path must be set."
 }
 
 variable "kubeconfig_path" {
   type        = string
   default     = null
-  description = "Absolute path of the kubeconfig of an existing cluster to use instead of starting the emulator."
+  description = "Absolute path of the kubeconfig of an existing cluster to use instead of starting the cluster."
 }
 
 variable "context" {
@@ -29,23 +29,23 @@ variable "context" {
 variable "state_dir" {
   type        = string
   default     = null
-  description = "Absolute directory for the emulator's kubeconfig, url, pid and log; null means <this stack's directory>/.local-clusters/<cluster_name>. Give each cluster its own."
+  description = "Absolute directory for the cluster's kubeconfig, url, pid and log; null means <this stack's directory>/.local-clusters/<cluster_name>. Give each cluster its own."
 }
 
-variable "emulator_args" {
+variable "cluster_args" {
   type        = list(string)
   default     = []
-  description = "Extra emulator arguments, e.g. [\"--nodes\", \"3\"]."
+  description = "Extra kube-cluster arguments, e.g. [\"--nodes\", \"3\"]."
 }
 
 variable "start_timeout_seconds" {
   type        = number
-  default     = 60
-  description = "How long to wait for the emulator to come up before the apply fails."
+  default     = 120
+  description = "How long to wait for the cluster to come up before the apply fails."
 }
 
 variable "detach" {
   type        = bool
   default     = true
-  description = "Start the emulator in its own session so that it outlives Terraform's process group (false keeps it in the group)."
+  description = "Start the cluster in its own session so that it outlives Terraform's process group (false keeps it in the group)."
 }

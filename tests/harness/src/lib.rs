@@ -53,6 +53,7 @@
 //! to run as root.
 
 mod clickhouse;
+mod kube;
 mod logs;
 mod ports;
 mod postgres;
@@ -65,11 +66,13 @@ mod wait;
 mod workspace;
 
 pub use clickhouse::{ClickHouse, clickhouse};
+pub use kube::KubeCluster;
 pub use ports::free_port;
 pub use postgres::{Postgres, postgres};
 pub use process::{LinePattern, Process};
 pub use run_dir::test_dir;
 pub use s3::{S3, s3};
+pub use spawn::{DeathSignal, spawn_tied_to_this_process};
 pub use wait::{Outcome, wait_until};
 pub use workspace::workspace_bin;
 

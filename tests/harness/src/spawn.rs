@@ -12,7 +12,7 @@ use std::thread;
 use anyhow::{Context, bail};
 
 /// Signal the kernel sends to a child when the test process is gone (`PR_SET_PDEATHSIG`).
-pub(crate) type DeathSignal = libc::c_int;
+pub type DeathSignal = libc::c_int;
 
 struct SpawnRequest {
     command: Command,
@@ -25,7 +25,7 @@ struct SpawnRequest {
 ///
 /// `PR_SET_PDEATHSIG` fires when the *thread* that forked the child ends, not the process. Test threads
 /// end after each test, so every spawn goes through one thread that lives as long as the process.
-pub(crate) fn spawn_tied_to_this_process(
+pub fn spawn_tied_to_this_process(
     command: Command,
     death_signal: DeathSignal,
 ) -> io::Result<Child> {

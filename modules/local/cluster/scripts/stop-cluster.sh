@@ -1,5 +1,5 @@
 #!/bin/sh
-# Stops the emulator started by start-emulator.sh and removes its files (destroy-time provisioner).
+# Stops the cluster started by start-cluster.sh and removes its files (destroy-time provisioner).
 #
 # Environment: STATE_DIR, CLUSTER_NAME. Succeeds when there is nothing to stop (already stopped, never
 # started, state directory gone), so a destroy can always complete.
@@ -14,7 +14,7 @@ alive() {
 
 if [ -s "$STATE_DIR/pid" ]; then
     pid=$(cat "$STATE_DIR/pid")
-    # Only signal the process if it is still this cluster's emulator: the pid may have been reused.
+    # Only signal the process if it is still this cluster's kube-cluster process: the pid may have been reused.
     if alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "--port-file $STATE_DIR/url"; then
         kill -TERM "$pid" 2>/dev/null || true
         i=0
@@ -23,16 +23,16 @@ if [ -s "$STATE_DIR/pid" ]; then
             i=$((i + 1))
         done
         if alive "$pid"; then
-            say "emulator pid $pid ignored SIGTERM for 10 s; sending SIGKILL"
+            say "cluster pid $pid ignored SIGTERM for 10 s; sending SIGKILL"
             kill -KILL "$pid" 2>/dev/null || true
         fi
-        say "stopped emulator pid $pid"
+        say "stopped cluster pid $pid"
     else
-        say "emulator pid $pid was not running any more"
+        say "cluster pid $pid was not running any more"
     fi
 else
-    say "no emulator pid recorded in $STATE_DIR/pid; nothing to stop"
+    say "no cluster pid recorded in $STATE_DIR/pid; nothing to stop"
 fi
 
-rm -f "$STATE_DIR/url" "$STATE_DIR/url.partial" "$STATE_DIR/kubeconfig" "$STATE_DIR/pid" "$STATE_DIR/emulator.log"
+rm -rf "$STATE_DIR/url" "$STATE_DIR/url.partial" "$STATE_DIR/kubeconfig" "$STATE_DIR/pid" "$STATE_DIR/cluster.log" "$STATE_DIR/cluster"
 rmdir "$STATE_DIR" 2>/dev/null || true
