@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
+# The real Kubernetes control plane the tests run (cached outside the clone; the first build takes a while).
+EDGEFLEET_KUBE_BIN_DIR=$(bash scripts/build-kube.sh)
+export EDGEFLEET_KUBE_BIN_DIR
 # A one-shot build gains nothing from incremental caches, and they take gigabytes.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo build --workspace --bins --locked

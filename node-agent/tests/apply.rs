@@ -1,4 +1,4 @@
-//! Apply tasks against the Kubernetes API emulator: server-side apply with the agent's field manager, APPLIED vs
+//! Apply tasks against a real Kubernetes API server: server-side apply with the agent's field manager, APPLIED vs
 //! UNCHANGED, readiness waits, conflicts, CRDs applied in the same manifest, and failures naming the document.
 
 use std::sync::Mutex;
@@ -12,7 +12,7 @@ use node_agent::tasklog::TaskLog;
 use tokio::sync::mpsc;
 
 mod support {
-    pub mod emulator;
+    pub mod cluster;
 }
 
 const DEMO: &str = r#"
@@ -45,20 +45,23 @@ apiVersion: v1
 kind: Namespace
 metadata:
   name: demo
+  # A field the agent owns: an applied object that sets none gets a one-time `before-first-apply` bookkeeping
+  # update from the API server on the next apply, which would not be "unchanged".
+  labels: {team: ml}
 "#;
 
 struct Harness {
-    // Dropping the emulator stops it, so it lives as long as the test.
-    _emulator: kube_emulator::Emulator,
+    // Dropping the cluster stops it, so it lives as long as the test.
+    _cluster: kube_cluster::Cluster,
     client: kube::Client,
     applier: Applier,
 }
 
 impl Harness {
     async fn start() -> Self {
-        let (emulator, client) = support::emulator::start().await;
+        let (cluster, client) = support::cluster::start().await;
         Self {
-            _emulator: emulator,
+            _cluster: cluster,
             applier: Applier::new(client.clone()),
             client,
         }

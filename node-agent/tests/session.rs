@@ -3,7 +3,7 @@
 
 mod support {
     pub mod control_plane;
-    pub mod emulator;
+    pub mod cluster;
 }
 
 use std::os::unix::fs::PermissionsExt;
@@ -404,7 +404,7 @@ async fn a_certificate_in_its_last_third_is_renewed_and_the_session_reconnects_w
 
 #[tokio::test]
 async fn an_apply_task_reports_progress_per_object_and_then_its_result() {
-    let (_emulator, kube_client) = support::emulator::start().await;
+    let (_cluster, kube_client) = support::cluster::start().await;
     let mut control_plane = FakeControlPlane::start(Behaviour::default()).await;
     let state = tempfile::tempdir().unwrap();
     let settings = control_plane.agent_settings(state.path(), Some(GOOD_TOKEN));

@@ -297,15 +297,10 @@ mod tests {
     #[tokio::test]
     async fn secret_store_updates_the_pre_created_secret_and_never_creates_it() {
         crate::transport::install_crypto_provider();
-        let emulator = kube_emulator::Emulator::start(kube_emulator::Config::default())
+        let cluster = kube_cluster::Cluster::start(kube_cluster::Config::default())
             .await
             .unwrap();
-        let kubeconfig = kube::config::Kubeconfig::from_yaml(emulator.kubeconfig_yaml()).unwrap();
-        let options = kube::config::KubeConfigOptions::default();
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
-            .await
-            .unwrap();
-        let client = kube::Client::try_from(config).unwrap();
+        let client = cluster.client().await.unwrap();
         let location = StateLocation::Secret {
             namespace: "default".into(),
             name: "agent-identity".into(),

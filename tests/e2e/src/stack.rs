@@ -1,5 +1,6 @@
-//! A local stack of real processes: private PostgreSQL and ClickHouse, the Kubernetes API emulator (or a
-//! given kubeconfig), the control plane, and agents bootstrapped through the real token flow.
+//! A local stack of real processes: private PostgreSQL and ClickHouse, a real Kubernetes cluster (`kube-cluster`:
+//! the real control plane with simulated nodes; or a given kubeconfig), the control plane, and agents bootstrapped
+//! through the real token flow.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use base64::Engine;
-use harness::{ClickHouse, Postgres, Process};
+use harness::{ClickHouse, KubeCluster, Postgres, Process};
 use rand::RngCore;
 use serde_json::{Value, json};
 
@@ -20,12 +21,12 @@ pub struct StackOptions {
     pub heartbeat_seconds: u32,
     pub poll_interval_ms: u64,
     pub certificate_ttl_seconds: u64,
-    /// Delay before emulated pods become ready.
-    pub emulator_ready_delay_ms: u64,
-    /// Use this cluster instead of starting the emulator.
+    /// Delay before simulated containers run and are ready.
+    pub ready_delay_ms: u64,
+    /// Use this cluster instead of starting one.
     pub kubeconfig: Option<PathBuf>,
-    /// Start an emulator as the stack's own cluster (clusters provisioned through Terraform bring their own).
-    pub emulator: bool,
+    /// Start a cluster as the stack's own (clusters provisioned through Terraform bring their own).
+    pub cluster: bool,
     /// Where process logs and files go; defaults to the harness's per-test directory.
     pub dir: Option<PathBuf>,
     /// A fixed REST API port (the quick start uses 8080); a free port by default.
@@ -35,7 +36,7 @@ pub struct StackOptions {
     /// Image templates folder for the control plane to load at start.
     pub templates_dir: Option<PathBuf>,
     /// Enable Terraform provisioning: state in the harness's S3 server, the repository's stacks and modules,
-    /// and `local` clusters that run agent pods as processes (the emulator's `--run-image`).
+    /// and `local` clusters that run agent pods as processes (`kube-cluster --run-image`).
     pub provisioning: bool,
 }
 
@@ -46,9 +47,9 @@ impl Default for StackOptions {
             heartbeat_seconds: 1,
             poll_interval_ms: 500,
             certificate_ttl_seconds: 24 * 3600,
-            emulator_ready_delay_ms: 300,
+            ready_delay_ms: 300,
             kubeconfig: None,
-            emulator: true,
+            cluster: true,
             dir: None,
             api_port: None,
             agent_env: Vec::new(),
@@ -82,8 +83,8 @@ pub struct Stack {
     pub kubeconfig: PathBuf,
     pub dir: PathBuf,
     pub control_plane: Process,
-    pub emulator: Option<Process>,
-    pub emulator_url: Option<String>,
+    /// The stack's own cluster, when it started one.
+    pub cluster: Option<KubeCluster>,
     agent_env: Vec<(String, String)>,
     config: Value,
     config_path: PathBuf,
@@ -128,31 +129,21 @@ impl Stack {
         let database_url = postgres.create_database("control_plane");
         let clickhouse_database = clickhouse.create_database("logs");
 
-        let (emulator, emulator_url, kubeconfig) = match &options.kubeconfig {
-            Some(path) => (None, None, path.clone()),
-            None if !options.emulator => (None, None, dir.join("kubeconfig")),
+        let (cluster, kubeconfig) = match &options.kubeconfig {
+            Some(path) => (None, path.clone()),
+            None if !options.cluster => (None, dir.join("kubeconfig")),
             None => {
-                let kubeconfig = dir.join("kubeconfig");
-                let mut command = Command::new(harness::workspace_bin("kube-emulator")?);
-                command
-                    .arg("--tls")
-                    .arg("--kubeconfig")
-                    .arg(&kubeconfig)
-                    .arg("--ready-delay-ms")
-                    .arg(options.emulator_ready_delay_ms.to_string())
-                    .arg("--nodes")
-                    .arg("2");
-                let mut process = Process::spawn("kube-emulator", command)?;
-                let line = process
-                    .wait_for_line("listening on ", Duration::from_secs(20))
-                    .await?;
-                let url = line
-                    .split("listening on ")
-                    .nth(1)
-                    .context("emulator printed no URL")?
-                    .trim()
-                    .to_string();
-                (Some(process), Some(url), kubeconfig)
+                let args = [
+                    "--nodes".to_string(),
+                    "2".into(),
+                    "--ready-delay-ms".into(),
+                    options.ready_delay_ms.to_string(),
+                    "--run-image".into(),
+                    agent_run_image()?,
+                ];
+                let cluster = KubeCluster::start("kube-cluster", &args).await?;
+                let kubeconfig = cluster.kubeconfig().to_path_buf();
+                (Some(cluster), kubeconfig)
             }
         };
 
@@ -203,8 +194,7 @@ impl Stack {
             kubeconfig,
             dir,
             control_plane,
-            emulator,
-            emulator_url,
+            cluster,
             agent_env: options.agent_env,
             config,
             config_path,
@@ -451,10 +441,15 @@ pub fn repo_root() -> PathBuf {
         .expect("repository root exists")
 }
 
+/// `IMAGE_PREFIX=PATH` for `kube-cluster --run-image`: the agent's image runs as the workspace's `node-agent`.
+fn agent_run_image() -> anyhow::Result<String> {
+    let agent = harness::workspace_bin("node-agent")?;
+    Ok(format!("ghcr.io/edgefleet/node-agent={}", agent.display()))
+}
+
 fn provisioning_config(dir: &Path) -> anyhow::Result<Value> {
     let s3 = harness::s3();
-    let emulator = harness::workspace_bin("kube-emulator")?;
-    let agent = harness::workspace_bin("node-agent")?;
+    let cluster_bin = harness::workspace_bin("kube-cluster")?;
     Ok(json!({
         "source_dir": repo_root(),
         "work_dir": dir.join("terraform-work"),
@@ -470,9 +465,8 @@ fn provisioning_config(dir: &Path) -> anyhow::Result<Value> {
             "path_style": true,
         },
         "stack_defaults": {"local": {
-            "emulator_bin": emulator,
-            "emulator_args": ["--run-image", format!("ghcr.io/edgefleet/node-agent={}", agent.display()),
-                              "--ready-delay-ms", "300", "--nodes", "2"],
+            "cluster_bin": cluster_bin,
+            "cluster_args": ["--run-image", agent_run_image()?, "--ready-delay-ms", "300", "--nodes", "2"],
         }},
     }))
 }
@@ -535,4 +529,44 @@ pub fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> anyhow:
         );
     }
     Ok(String::from_utf8(output.stdout)?)
+}
+
+/// Writes `text` to a container's log as if the container printed it, once the node simulator has started the
+/// container (`cluster_state_dir` is the `kube-cluster` state directory).
+pub async fn write_container_log(
+    cluster_state_dir: &Path,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+    text: &str,
+) -> anyhow::Result<()> {
+    let what = format!("container {container} of pod {namespace}/{pod} started");
+    harness::wait_until(&what, Duration::from_secs(60), Duration::from_millis(50), || async {
+        kube_cluster::ContainerControl::locate(cluster_state_dir, namespace, pod, container)
+            .and_then(|control| control.append_log(text))
+            .is_ok()
+    })
+    .await?;
+    Ok(())
+}
+
+/// Ends a simulated container with `code`, as a crash would, and waits until it has started again (its pod's
+/// `restartPolicy` must restart it).
+pub async fn restart_container(
+    cluster_state_dir: &Path,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+    code: i32,
+) -> anyhow::Result<()> {
+    let control =
+        kube_cluster::ContainerControl::locate(cluster_state_dir, namespace, pod, container)?;
+    let before = control.current_start()?;
+    control.exit(code)?;
+    let what = format!("container {container} of pod {namespace}/{pod} restarted");
+    harness::wait_until(&what, Duration::from_secs(60), Duration::from_millis(50), || async {
+        control.current_start().is_ok_and(|now| now > before)
+    })
+    .await?;
+    Ok(())
 }

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use e2e::{Stack, StackOptions, kubectl, repo_root};
+use e2e::{Stack, StackOptions, kubectl, repo_root, write_container_log};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
@@ -353,9 +353,11 @@ async fn walk_through_the_console(stack: Arc<Stack>) {
     // The demo's logs: a line its pod writes shows up in the page.
     let demos = stack.api.get("/demos").await.unwrap();
     let cluster_id = demos[0]["cluster_id"].as_str().unwrap().to_string();
-    let kubeconfig = stack.dir.join(format!(
-        "terraform-work/{cluster_id}/terraform/region-cluster/local/.local-clusters/lab-east-demos/kubeconfig"
+    let local_cluster = stack.dir.join(format!(
+        "terraform-work/{cluster_id}/terraform/region-cluster/local/.local-clusters/lab-east-demos"
     ));
+    let kubeconfig = local_cluster.join("kubeconfig");
+    let cluster_state_dir = local_cluster.join("cluster");
     let pods: Value = serde_json::from_str(
         &kubectl(
             &kubeconfig,
@@ -369,17 +371,14 @@ async fn walk_through_the_console(stack: Arc<Stack>) {
         .as_str()
         .unwrap()
         .to_string();
-    kubectl(
-        &kubeconfig,
-        &[
-            "create",
-            "--raw",
-            &format!("/emulator/v1/namespaces/demo-hello/pods/{pod}/log?container=demo"),
-            "-f",
-            "-",
-        ],
-        Some("INFO:     Application startup complete.\nERROR:root:model shard 3 missing\n"),
+    write_container_log(
+        &cluster_state_dir,
+        "demo-hello",
+        &pod,
+        "demo",
+        "INFO:     Application startup complete.\nERROR:root:model shard 3 missing\n",
     )
+    .await
     .unwrap();
     browser
         .wait_for("[data-testid=\"log-line\"]", "a log line in the demo page")

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use e2e::api::field;
-use e2e::{Stack, StackOptions, kubectl};
+use e2e::{Stack, StackOptions, kubectl, restart_container, write_container_log};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -567,11 +567,11 @@ async fn auto_placement_and_failing_steps_say_why() {
     );
 }
 
-/// Appends lines to a container's log through the emulator's test endpoint.
-fn write_pod_log(stack: &Stack, namespace: &str, pod: &str, lines: &str) {
-    let path = format!("/emulator/v1/namespaces/{namespace}/pods/{pod}/log?container=demo");
-    stack
-        .kubectl_with_input(&["create", "--raw", &path, "-f", "-"], lines)
+/// Writes lines to the `demo` container's log of a pod in the stack's cluster, as the container would print them.
+async fn write_pod_log(stack: &Stack, namespace: &str, pod: &str, lines: &str) {
+    let cluster = stack.cluster.as_ref().expect("the stack runs its own cluster");
+    write_container_log(cluster.state_dir(), namespace, pod, "demo", lines)
+        .await
         .unwrap();
 }
 
@@ -633,8 +633,7 @@ async fn demo_pod_logs_reach_clickhouse_tagged_and_come_back_filtered_paged_and_
             ),
         )
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    write_pod_log(&stack, "default", "impostor", "not my demo\n");
+    write_pod_log(&stack, "default", "impostor", "not my demo\n").await;
 
     let first = [
         "INFO:     Uvicorn running on http://0.0.0.0:8080",
@@ -643,7 +642,7 @@ async fn demo_pod_logs_reach_clickhouse_tagged_and_come_back_filtered_paged_and_
         "GET /healthz 200",
     ];
     // Lines written before the follower attaches are read from the start of the log.
-    write_pod_log(&stack, "demo-chatty", &pod, &(first.join("\n") + "\n"));
+    write_pod_log(&stack, "demo-chatty", &pod, &(first.join("\n") + "\n")).await;
     let all = wait_logs(&stack, &id, "", 4).await;
     assert_eq!(messages(&all), first, "in order: {all}");
     let line = &all["lines"][2];
@@ -701,19 +700,11 @@ async fn demo_pod_logs_reach_clickhouse_tagged_and_come_back_filtered_paged_and_
     assert!(rest["next_cursor"].is_null());
 
     // A container restart ends the follow stream; the agent resumes without repeating a line.
-    stack
-        .kubectl_with_input(
-            &[
-                "create",
-                "--raw",
-                &format!("/emulator/v1/namespaces/demo-chatty/pods/{pod}/end-log-streams"),
-                "-f",
-                "-",
-            ],
-            "",
-        )
+    let cluster = stack.cluster.as_ref().unwrap();
+    restart_container(cluster.state_dir(), "demo-chatty", &pod, "demo", 1)
+        .await
         .unwrap();
-    write_pod_log(&stack, "demo-chatty", &pod, "after restart\n");
+    write_pod_log(&stack, "demo-chatty", &pod, "after restart\n").await;
     let all = wait_logs(&stack, &id, "", 5).await;
     assert_eq!(messages(&all)[4], "after restart");
     let count = stack
@@ -748,7 +739,7 @@ async fn demo_pod_logs_reach_clickhouse_tagged_and_come_back_filtered_paged_and_
         while let Some(chunk) = body.next().await {
             text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
             if !wrote && text.contains("after restart") {
-                write_pod_log(&stack, "demo-chatty", &pod, "live line\n");
+                write_pod_log(&stack, "demo-chatty", &pod, "live line\n").await;
                 wrote = true;
             }
             if text.contains("live line") {

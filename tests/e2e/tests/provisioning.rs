@@ -274,7 +274,7 @@ async fn failed_apply_is_reported_and_a_retry_with_fixed_input_succeeds() {
         .post(
             "/clusters",
             &json!({"region_id": region_id, "name": "prov-bad",
-                    "provision": {"variables": {"emulator_bin": "/nonexistent/kube-emulator"}}}),
+                    "provision": {"variables": {"cluster_bin": "/nonexistent/kube-cluster"}}}),
         )
         .await
         .unwrap();
@@ -356,8 +356,8 @@ async fn failed_apply_is_reported_and_a_retry_with_fixed_input_succeeds() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cancelling_a_running_apply_stops_terraform() {
     let (stack, region_id) = provisioning_stack().await;
-    // An "emulator" that never comes up keeps the apply busy until it is cancelled.
-    let hanging = stack.dir.join("hanging-emulator.sh");
+    // A cluster that never comes up keeps the apply busy until it is cancelled.
+    let hanging = stack.dir.join("hanging-cluster.sh");
     std::fs::write(&hanging, "#!/bin/sh\nexec sleep 120\n").unwrap();
     std::process::Command::new("chmod")
         .arg("+x")
@@ -369,7 +369,7 @@ async fn cancelling_a_running_apply_stops_terraform() {
         .post(
             "/clusters",
             &json!({"region_id": region_id, "name": "prov-slow",
-                    "provision": {"variables": {"emulator_bin": hanging, "start_timeout_seconds": 240}}}),
+                    "provision": {"variables": {"cluster_bin": hanging, "start_timeout_seconds": 240}}}),
         )
         .await
         .unwrap();

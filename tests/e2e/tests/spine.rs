@@ -1,5 +1,5 @@
 //! End-to-end tests of the spine: control plane on PostgreSQL, agent bootstrap and mTLS task pull, server-side
-//! apply into the Kubernetes API emulator, and task logs in ClickHouse. Every process is real and separate.
+//! apply into a real Kubernetes API server, and task logs in ClickHouse. Every process is real and separate.
 
 use std::time::Duration;
 
@@ -233,7 +233,7 @@ async fn apply_task_reaches_the_cluster_and_its_logs_reach_clickhouse() {
 async fn agent_killed_during_a_task_gets_it_again_and_applies_it_once() {
     let stack = Stack::start(StackOptions {
         lease_seconds: 3,
-        emulator_ready_delay_ms: 4000,
+        ready_delay_ms: 4000,
         ..StackOptions::default()
     })
     .await

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-/// The path of the workspace binary `name` (e.g. `control-plane`, `node-agent`, `kube-emulator`), built
+/// The path of the workspace binary `name` (e.g. `control-plane`, `node-agent`, `kube-cluster`), built
 /// with the same profile as the running test.
 ///
 /// Looks next to the running executable (`target/<profile>/deps/<test>` means `target/<profile>/`),

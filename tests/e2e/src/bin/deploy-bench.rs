@@ -1,5 +1,5 @@
-//! Benchmark: one-click demo deploys against a connected cluster (a real node agent and the Kubernetes API
-//! emulator). Measures request -> objects applied and request -> online, one deploy at a time and many at once.
+//! Benchmark: one-click demo deploys against a connected cluster (a real node agent and a real Kubernetes control
+//! plane with simulated nodes). Measures request -> objects applied and request -> online, one deploy at a time and many at once.
 //! See docs/benchmarks.md for the method and how to rerun it.
 
 use std::time::{Duration, Instant};
@@ -23,7 +23,7 @@ struct Args {
     /// The control plane's task and planner poll interval (the shipped default is 2000).
     #[arg(long, default_value_t = 2000)]
     poll_interval_ms: u64,
-    /// How long the emulator keeps a new pod unready (a stand-in for image pull and start-up).
+    /// How long the node simulator keeps a new container unready (a stand-in for image pull and start-up).
     #[arg(long, default_value_t = 0)]
     pod_ready_delay_ms: u64,
 }
@@ -117,7 +117,7 @@ async fn main() -> anyhow::Result<()> {
     let stack = Stack::start(
         StackOptions {
             poll_interval_ms: args.poll_interval_ms,
-            emulator_ready_delay_ms: args.pod_ready_delay_ms,
+            ready_delay_ms: args.pod_ready_delay_ms,
             ..StackOptions::default()
         }
         .with_templates(),

@@ -53,9 +53,9 @@ async fn main() -> anyhow::Result<()> {
             lease_seconds: 30,
             heartbeat_seconds: 5,
             poll_interval_ms: 2000,
-            emulator_ready_delay_ms: 1500,
+            ready_delay_ms: 1500,
             kubeconfig: args.kubeconfig.clone(),
-            emulator: false,
+            cluster: false,
             provisioning: provision,
             dir: Some(dir.clone()),
             api_port: Some(args.api_port),
@@ -92,10 +92,12 @@ async fn main() -> anyhow::Result<()> {
 
     let deployed = deploy_demo(&stack, &region_id, &kubeconfig).await;
     println!(
-        "\nDone in {:.1} s. Everything ran for real except the Kubernetes API, which is the in-memory emulator",
+        "\nDone in {:.1} s. Everything ran for real: the cluster is a real Kubernetes control plane (etcd,\n\
+         kube-apiserver, controller-manager, scheduler); only its nodes are simulated, since there is no container\n\
+         runtime: demo containers report Running without running, and the agent's image runs as a local process\n\
+         (pass --kubeconfig to use a cluster of your own).",
         started.elapsed().as_secs_f64()
     );
-    println!("(pass --kubeconfig to use a real cluster).");
     println!("\nWhere to look:");
     println!(
         "  console:      {}   (user: admin, password: {})",

@@ -815,9 +815,9 @@ impl ContainerControl {
         })
     }
 
-    /// The log file of the current start.
-    fn current_log(&self) -> std::io::Result<PathBuf> {
-        let newest = std::fs::read_dir(&self.dir)?
+    /// Which start of the container is the current one (0 for the first, the restart count after that).
+    pub fn current_start(&self) -> std::io::Result<u32> {
+        std::fs::read_dir(&self.dir)?
             .filter_map(Result::ok)
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
@@ -829,8 +829,12 @@ impl ContainerControl {
                     std::io::ErrorKind::NotFound,
                     format!("{} has no log yet (not started)", self.dir.display()),
                 )
-            })?;
-        Ok(logs::file(&self.dir, newest))
+            })
+    }
+
+    /// The log file of the current start.
+    fn current_log(&self) -> std::io::Result<PathBuf> {
+        Ok(logs::file(&self.dir, self.current_start()?))
     }
 
     /// Appends `text` to the container's stdout log.
