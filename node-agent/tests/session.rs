@@ -2,8 +2,8 @@
 //! assignments, acks and resends across reconnects, cancel, refused sessions and certificate renewal.
 
 mod support {
-    pub mod control_plane;
     pub mod cluster;
+    pub mod control_plane;
 }
 
 use std::os::unix::fs::PermissionsExt;

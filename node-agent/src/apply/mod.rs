@@ -48,6 +48,10 @@ pub enum ObjectProblem {
     },
     #[error("Kubernetes API call failed: {0}")]
     Unreachable(String),
+    #[error(
+        "still being deleted after {waited:?} (a namespace stays Terminating until its contents are gone)"
+    )]
+    StillDeleting { waited: Duration },
 }
 
 impl ObjectProblem {
@@ -70,10 +74,11 @@ impl ObjectProblem {
         }
     }
 
-    /// Server trouble and lost connections can pass; validation errors, conflicts and unknown kinds will not.
+    /// Server trouble, lost connections and slow deletions can pass; validation errors, conflicts and unknown
+    /// kinds will not.
     fn is_retryable(&self) -> bool {
         match self {
-            Self::Unreachable(_) => true,
+            Self::Unreachable(_) | Self::StillDeleting { .. } => true,
             Self::Rejected { code, .. } => *code >= 500 || *code == 429,
             Self::UnknownKind { .. } | Self::Conflict { .. } => false,
         }
@@ -149,6 +154,30 @@ pub struct Applier {
     discovery: DiscoveryCache,
 }
 
+/// How long an apply waits for an object that is being deleted (a Terminating namespace) to be gone before it
+/// creates it again, and a prune for what it deleted to be gone.
+const DELETION_WAIT: Duration = Duration::from_secs(120);
+const DELETION_POLL: Duration = Duration::from_millis(250);
+
+/// Waits until the object `name` with `uid` is gone (deleted for good, or replaced by a new object); false when
+/// it is still there after `timeout`.
+async fn wait_gone(
+    api: &Api<DynamicObject>,
+    name: &str,
+    uid: Option<&str>,
+    timeout: Duration,
+) -> Result<bool, kube::Error> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match api.get_opt(name).await? {
+            None => return Ok(true),
+            Some(current) if current.metadata.uid.as_deref() != uid => return Ok(true),
+            Some(_) if tokio::time::Instant::now() >= deadline => return Ok(false),
+            Some(_) => tokio::time::sleep(DELETION_POLL).await,
+        }
+    }
+}
+
 impl Applier {
     pub fn new(client: kube::Client) -> Self {
         Self {
@@ -183,7 +212,7 @@ impl Applier {
         let mut crd_applied = false;
         for (position, document) in documents.iter().enumerate() {
             match self
-                .apply_document(document, spec.force_conflicts, crd_applied)
+                .apply_document(document, spec.force_conflicts, crd_applied, log)
                 .await
             {
                 Ok(result) => {
@@ -274,6 +303,7 @@ impl Applier {
         document: &Document,
         force: bool,
         crd_applied: bool,
+        log: &TaskLog,
     ) -> Result<ObjectResult, (DocumentRef, ObjectProblem)> {
         let mut reference = document.reference();
         let (resource, capabilities) = self
@@ -300,12 +330,30 @@ impl Applier {
         };
         let name = document.name();
         let fail = |err| (reference.clone(), ObjectProblem::from_kube(err));
+        let current = match api.get_opt(name).await.map_err(fail)? {
+            // Applying to an object being deleted would only touch the dying one (and a Terminating namespace
+            // refuses new content), so the apply waits for it to be gone and creates it anew.
+            Some(dying) if dying.metadata.deletion_timestamp.is_some() => {
+                log.info(
+                    format!(
+                        "{reference} is being deleted; waiting up to {DELETION_WAIT:?} for it to be gone before applying it again"
+                    ),
+                    &[("waiting_for_deletion", reference.to_string())],
+                );
+                let uid = dying.metadata.uid.as_deref();
+                if !wait_gone(&api, name, uid, DELETION_WAIT)
+                    .await
+                    .map_err(fail)?
+                {
+                    let waited = DELETION_WAIT;
+                    return Err((reference, ObjectProblem::StillDeleting { waited }));
+                }
+                None
+            }
+            current => current,
+        };
         // The resourceVersion before and after tells APPLIED from UNCHANGED: a no-op apply does not bump it.
-        let before = api
-            .get_opt(name)
-            .await
-            .map_err(fail)?
-            .and_then(|current| current.metadata.resource_version);
+        let before = current.and_then(|current| current.metadata.resource_version);
         let mut params = PatchParams::apply(FIELD_MANAGER);
         if force {
             params = params.force();

@@ -4,13 +4,17 @@ use agent_protocol::{ObjectOutcome, ObjectResult, ObjectSet};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, DynamicObject, GroupVersionKind, ListParams};
 
-use super::{Applier, ApplyError, ApplyFailure, ObjectProblem, ProgressFn, object_fields};
+use super::{
+    Applier, ApplyError, ApplyFailure, DELETION_WAIT, ObjectProblem, ProgressFn, object_fields,
+    wait_gone,
+};
 use crate::tasklog::TaskLog;
 use crate::transport::error_chain;
 
 impl Applier {
     /// Deletes every object of `set` that is not in `keep` (the objects just applied), namespaced kinds first and
-    /// Namespaces last, so each deletion is reported before a namespace takes the rest with it.
+    /// Namespaces last, so each deletion is reported before a namespace takes the rest with it. Each deletion
+    /// is waited for (a namespace stays Terminating while its contents go), so "deleted" means gone.
     pub async fn prune(
         &self,
         set: &ObjectSet,
@@ -84,7 +88,17 @@ impl Applier {
                 None => Api::all_with(self.client.clone(), &resource),
             };
             let message = match api.delete(&name, &DeleteParams::background()).await {
-                Ok(_) => "deleted",
+                Ok(_) => {
+                    let uid = object.metadata.uid.as_deref();
+                    let gone = wait_gone(&api, &name, uid, DELETION_WAIT)
+                        .await
+                        .map_err(ObjectProblem::from_kube)?;
+                    if gone {
+                        "deleted"
+                    } else {
+                        "deletion requested; still terminating"
+                    }
+                }
                 Err(kube::Error::Api(status)) if status.code == 404 => "already gone",
                 Err(err) => return Err(ObjectProblem::from_kube(err)),
             };

@@ -346,7 +346,7 @@ impl Stack {
             .arg(&token_file)
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
-            .env("EDGEFLEET_LOG", "info")
+            .env("EDGEFLEET_LOG", "info,node_agent::podlogs=debug")
             .envs(self.agent_env.iter().map(|(k, v)| (k, v)));
         match state {
             AgentState::Dir(dir) => command.arg("--state-dir").arg(dir),
@@ -541,11 +541,16 @@ pub async fn write_container_log(
     text: &str,
 ) -> anyhow::Result<()> {
     let what = format!("container {container} of pod {namespace}/{pod} started");
-    harness::wait_until(&what, Duration::from_secs(60), Duration::from_millis(50), || async {
-        kube_cluster::ContainerControl::locate(cluster_state_dir, namespace, pod, container)
-            .and_then(|control| control.append_log(text))
-            .is_ok()
-    })
+    harness::wait_until(
+        &what,
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || async {
+            kube_cluster::ContainerControl::locate(cluster_state_dir, namespace, pod, container)
+                .and_then(|control| control.append_log(text))
+                .is_ok()
+        },
+    )
     .await?;
     Ok(())
 }
@@ -564,9 +569,12 @@ pub async fn restart_container(
     let before = control.current_start()?;
     control.exit(code)?;
     let what = format!("container {container} of pod {namespace}/{pod} restarted");
-    harness::wait_until(&what, Duration::from_secs(60), Duration::from_millis(50), || async {
-        control.current_start().is_ok_and(|now| now > before)
-    })
+    harness::wait_until(
+        &what,
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || async { control.current_start().is_ok_and(|now| now > before) },
+    )
     .await?;
     Ok(())
 }

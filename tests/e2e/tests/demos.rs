@@ -569,7 +569,10 @@ async fn auto_placement_and_failing_steps_say_why() {
 
 /// Writes lines to the `demo` container's log of a pod in the stack's cluster, as the container would print them.
 async fn write_pod_log(stack: &Stack, namespace: &str, pod: &str, lines: &str) {
-    let cluster = stack.cluster.as_ref().expect("the stack runs its own cluster");
+    let cluster = stack
+        .cluster
+        .as_ref()
+        .expect("the stack runs its own cluster");
     write_container_log(cluster.state_dir(), namespace, pod, "demo", lines)
         .await
         .unwrap();

@@ -23,6 +23,41 @@ fn apply_body(manifest: &str, key: Option<&str>) -> Value {
     body
 }
 
+/// Waits until the agent Deployment has a Running pod other than `replaced` and returns it.
+async fn running_agent_pod(stack: &Stack, replaced: Option<&str>) -> Value {
+    harness::wait_until(
+        "a running agent pod",
+        WAIT,
+        Duration::from_millis(200),
+        || async {
+            let pods = kube_json(
+                stack,
+                &[
+                    "get",
+                    "pods",
+                    "-n",
+                    "edgefleet-system",
+                    "-l",
+                    "app.kubernetes.io/name=edgefleet-agent",
+                ],
+            );
+            pods["items"].as_array().and_then(|items| {
+                items
+                    .iter()
+                    .find(|pod| {
+                        pod["status"]["phase"] == "Running"
+                            && pod["metadata"]["deletionTimestamp"].is_null()
+                            && Some(pod["metadata"]["name"].as_str().unwrap_or_default())
+                                != replaced
+                    })
+                    .cloned()
+            })
+        },
+    )
+    .await
+    .unwrap()
+}
+
 fn kube_json(stack: &Stack, args: &[&str]) -> Value {
     let mut all = args.to_vec();
     all.extend(["-o", "json", "--show-managed-fields"]);
@@ -735,18 +770,27 @@ async fn install_manifest_applies_and_an_in_cluster_agent_keeps_its_identity_in_
         "{args}"
     );
 
-    // Run the agent the way that Deployment would (no container runtime here): credentials in the Secret.
-    let secret = "edgefleet-system/edgefleet-agent-identity";
-    let token = field(&bundle, "token").unwrap();
-    let ca = field(&bundle["install"], "ca_pem").unwrap();
-    let mut agent = stack
-        .spawn_agent("agent-incluster", &token, &ca, AgentState::Secret(secret))
-        .await
-        .unwrap();
+    // The Deployment's pod comes up through the real scheduler and the node simulator, which runs the agent's
+    // image as a local process with the pod's service-account token: the agent uses its in-cluster
+    // configuration and acts as its service account.
     stack
         .wait_agent_connected(&cluster.cluster_id, WAIT)
         .await
         .unwrap();
+    let first_pod = running_agent_pod(&stack, None).await;
+    assert_eq!(first_pod["spec"]["serviceAccountName"], "edgefleet-agent");
+    assert!(
+        first_pod["spec"]["nodeName"]
+            .as_str()
+            .is_some_and(|node| node.starts_with("node-")),
+        "{first_pod}"
+    );
+    let pod_name = first_pod["metadata"]["name"].as_str().unwrap().to_string();
+    // Its log, through the API server's proxy to the (simulated) kubelet.
+    let log = stack
+        .kubectl(&["logs", "-n", "edgefleet-system", &pod_name])
+        .unwrap();
+    assert!(log.contains("session established"), "{log}");
     let stored = kube_json(
         &stack,
         &[
@@ -763,18 +807,70 @@ async fn install_manifest_applies_and_an_in_cluster_agent_keeps_its_identity_in_
             "{key} missing: {stored}"
         );
     }
-    // Restarted (like a rescheduled pod), it reuses the identity from the Secret: the token is spent.
-    agent.kill_9().unwrap();
-    let _agent = stack
-        .spawn_agent("agent-incluster-2", &token, &ca, AgentState::Secret(secret))
+
+    // What the agent's ClusterRole allows works; the API server refuses the rest, and nothing is created.
+    let allowed = stack
+        .run_task(
+            &cluster.cluster_id,
+            &apply_body(
+                "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: from-pod\n",
+                None,
+            ),
+        )
         .await
         .unwrap();
+    assert_eq!(allowed["state"], "succeeded", "{allowed}");
+    let escalation = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: take-over\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\nsubjects: [{kind: User, name: mallory, apiGroup: rbac.authorization.k8s.io}]\n";
+    let secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: planted\n  namespace: kube-system\nstringData: {a: b}\n";
+    for (manifest, resource) in [(escalation, "clusterrolebindings"), (secret, "secrets")] {
+        let refused = stack
+            .run_task(&cluster.cluster_id, &apply_body(manifest, None))
+            .await
+            .unwrap();
+        assert_eq!(refused["state"], "failed", "{refused}");
+        let error = refused["error"].as_str().unwrap();
+        assert!(
+            error.contains("forbidden")
+                && error.contains(resource)
+                && error.contains("system:serviceaccount:edgefleet-system:edgefleet-agent"),
+            "{error}"
+        );
+    }
+    let leftovers = stack
+        .kubectl(&[
+            "get",
+            "clusterrolebinding",
+            "take-over",
+            "--ignore-not-found",
+            "-o",
+            "name",
+        ])
+        .unwrap()
+        + &stack
+            .kubectl(&[
+                "get",
+                "secret",
+                "planted",
+                "-n",
+                "kube-system",
+                "--ignore-not-found",
+                "-o",
+                "name",
+            ])
+            .unwrap();
+    assert_eq!(leftovers, "", "refused objects must not exist");
+
+    // A rescheduled pod reuses the identity from the Secret: the token is spent.
+    stack
+        .kubectl(&["delete", "pod", "-n", "edgefleet-system", &pod_name])
+        .unwrap();
+    running_agent_pod(&stack, Some(&pod_name)).await;
     let task = stack
         .api
         .post(
             &format!("/clusters/{}/tasks", cluster.cluster_id),
             &apply_body(
-                "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: from-pod\n",
+                "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: from-new-pod\n",
                 None,
             ),
         )

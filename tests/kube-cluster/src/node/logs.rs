@@ -32,13 +32,21 @@ impl Stream {
 }
 
 /// Appends each line of `text` (a trailing newline ends the last line, it does not add an empty one) to the log
-/// file, stamped with the current time.
+/// file, stamped with the current time; lines of one write are a nanosecond apart, as a runtime that stamps each
+/// line when it reads it gives them distinct, ordered times.
 pub fn append(path: &Path, stream: Stream, text: &str) -> io::Result<()> {
     let mut out = String::new();
-    let now = Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true);
-    for line in text.strip_suffix('\n').unwrap_or(text).split('\n') {
+    let now = Utc::now();
+    for (index, line) in text
+        .strip_suffix('\n')
+        .unwrap_or(text)
+        .split('\n')
+        .enumerate()
+    {
         let line = line.strip_suffix('\r').unwrap_or(line);
-        out.push_str(&format!("{now} {} F {line}\n", stream.as_str()));
+        let time = now + chrono::Duration::nanoseconds(index as i64);
+        let time = time.to_rfc3339_opts(SecondsFormat::Nanos, true);
+        out.push_str(&format!("{time} {} F {line}\n", stream.as_str()));
     }
     let mut file = std::fs::OpenOptions::new()
         .create(true)
