@@ -35,8 +35,9 @@ else
         apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-# These come preinstalled on our machines and cannot be downloaded here, so only report them.
-for tool in terraform kubectl; do
+# These come preinstalled on our machines and cannot be downloaded here, so only report them. Go builds the
+# real Kubernetes control plane the tests run (scripts/build-kube.sh).
+for tool in terraform kubectl go; do
     if ! command -v "$tool" >/dev/null; then
         echo "install-deps: WARNING: \`$tool\` is not on PATH; tests that use it will fail." \
             "Install it by hand (it is not available from the distribution's packages)." >&2

@@ -3,10 +3,10 @@
 
 use std::sync::Mutex;
 
-use agent_protocol::{ApplySpec, ObjectOutcome, ObjectResult};
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use agent_protocol::{ApplySpec, ObjectKind, ObjectOutcome, ObjectResult, ObjectSet};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use node_agent::apply::{Applier, ApplyFailure, FIELD_MANAGER};
 use node_agent::tasklog::TaskLog;
 use tokio::sync::mpsc;
@@ -310,4 +310,149 @@ async fn an_object_the_api_server_rejects_fails_with_its_message() {
         ),
         "{error}"
     );
+}
+
+/// A Deployment with one container, as a server-side apply body.
+fn deployment(container: &str, image: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": container, "image": image}]},
+            },
+        },
+    })
+}
+
+#[tokio::test]
+async fn managers_of_different_containers_merge_and_a_conflict_names_the_keyed_field() {
+    let harness = Harness::start().await;
+    let deployments: Api<DynamicObject> = Api::namespaced_with(
+        harness.client.clone(),
+        "default",
+        &kube::api::ApiResource::erase::<Deployment>(&()),
+    );
+    let theirs: DynamicObject = serde_json::from_value(deployment("sidecar", "envoy:1")).unwrap();
+    deployments
+        .patch(
+            "web",
+            &PatchParams::apply("mesh-injector"),
+            &Patch::Apply(&theirs),
+        )
+        .await
+        .unwrap();
+
+    // Containers are a list keyed by name: each manager keeps its own.
+    let ours = serde_yaml::to_string(&deployment("app", "demo:1")).unwrap();
+    let (merged, _) = harness.apply(&ours, 0, false).await;
+    assert_eq!(merged.unwrap()[0].outcome(), ObjectOutcome::Applied);
+    let web = Api::<Deployment>::namespaced(harness.client.clone(), "default")
+        .get("web")
+        .await
+        .unwrap();
+    let web = serde_json::to_value(web).unwrap();
+    let mut containers: Vec<String> = web["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{}={}",
+                c["name"].as_str().unwrap(),
+                c["image"].as_str().unwrap()
+            )
+        })
+        .collect();
+    containers.sort();
+    assert_eq!(containers, ["app=demo:1", "sidecar=envoy:1"]);
+
+    // Taking the other manager's container is a conflict on that container's field, named by its key.
+    let takeover = serde_yaml::to_string(&deployment("sidecar", "envoy:2")).unwrap();
+    let (outcome, _) = harness.apply(&takeover, 0, false).await;
+    let error = outcome.unwrap_err().error.to_string();
+    assert!(
+        error.contains("field manager conflict with \"mesh-injector\"")
+            && error.contains(r#".spec.template.spec.containers[name="sidecar"].image"#),
+        "{error}"
+    );
+    let (forced, _) = harness.apply(&takeover, 0, true).await;
+    assert_eq!(forced.unwrap()[0].outcome(), ObjectOutcome::Applied);
+    let web = Api::<Deployment>::namespaced(harness.client.clone(), "default")
+        .get("web")
+        .await
+        .unwrap();
+    let sidecar_owners: Vec<String> = web
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|entry| {
+            entry.fields_v1.as_ref().is_some_and(|fields| {
+                fields.0.to_string().contains(r#"k:{\"name\":\"sidecar\"}"#)
+                    && fields.0.to_string().contains("f:image")
+            })
+        })
+        .filter_map(|entry| entry.manager)
+        .collect();
+    assert_eq!(
+        sidecar_owners,
+        [FIELD_MANAGER],
+        "the forced apply owns the image now"
+    );
+}
+
+#[tokio::test]
+async fn pruning_a_deployment_lets_the_garbage_collector_remove_its_replicasets_and_pods() {
+    let harness = Harness::start().await;
+    let mut web = deployment("app", "demo:1");
+    web["metadata"]["labels"] = serde_json::json!({"edgefleet.io/demo": "d1"});
+    web["spec"]["replicas"] = serde_json::json!(2);
+    let (applied, _) = harness
+        .apply(&serde_yaml::to_string(&web).unwrap(), 60, false)
+        .await;
+    let applied = applied.unwrap();
+    assert_eq!(applied.last().unwrap().outcome(), ObjectOutcome::Ready);
+    let pods: Api<Pod> = Api::namespaced(harness.client.clone(), "default");
+    let replica_sets: Api<ReplicaSet> = Api::namespaced(harness.client.clone(), "default");
+    let by_app = ListParams::default().labels("app=web");
+    assert_eq!(pods.list(&by_app).await.unwrap().items.len(), 2);
+    assert_eq!(replica_sets.list(&by_app).await.unwrap().items.len(), 1);
+
+    let set = ObjectSet {
+        label_selector: "edgefleet.io/demo=d1".into(),
+        kinds: vec![ObjectKind {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+        }],
+    };
+    let (sink, _lines) = mpsc::unbounded_channel();
+    let log = TaskLog::new("prune-under-test", sink);
+    let deleted = harness
+        .applier
+        .prune(&set, &[], &log, &|_: &str, _: Vec<ObjectResult>| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes(&deleted),
+        [("Deployment web".into(), ObjectOutcome::Deleted)]
+    );
+    // Only the Deployment was deleted; the controller-manager's garbage collector removes what it owned.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let left = (
+            replica_sets.list(&by_app).await.unwrap().items.len(),
+            pods.list(&by_app).await.unwrap().items.len(),
+        );
+        if left == (0, 0) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "replica sets and pods left after 60 s: {left:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }

@@ -341,6 +341,21 @@ async fn one_click_deploy_to_a_region_without_a_cluster_provisions_it_and_goes_o
         .await
         .unwrap();
     assert_eq!(status, StatusCode::CONFLICT, "no changes while deleting");
+    // The name stays taken while the namespace is Terminating on the real API server, and the refusal says why.
+    let (status, refused) = stack
+        .api
+        .call(
+            Method::POST,
+            "/demos",
+            Some(&json!({"name": "hello", "template": "gradio-demo", "region": region_id})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert!(
+        refused.to_string().contains("is being deleted"),
+        "{refused}"
+    );
     let closed = wait_demo(&stack, &id, |d| {
         d["deleted_at"].is_string() || d["error"].is_string()
     })
@@ -369,6 +384,22 @@ async fn one_click_deploy_to_a_region_without_a_cluster_provisions_it_and_goes_o
         .await
         .unwrap();
     assert_eq!(versions[0]["reason"], "delete");
+
+    // Closed means gone from the cluster, so the name is free and a new demo of that name deploys at once.
+    let again = stack
+        .api
+        .post(
+            "/demos",
+            &json!({"name": "hello", "template": "gradio-demo", "region": region_id}),
+        )
+        .await
+        .unwrap();
+    let again_id = field(&again, "id").unwrap();
+    let online = wait_demo(&stack, &again_id, |d| {
+        d["status"] == "online" || d["error"].is_string()
+    })
+    .await;
+    assert_eq!(online["status"], "online", "{online}");
 
     let destroyed = stack.destroy_cluster(&cluster_id, WAIT).await.unwrap();
     assert_eq!(destroyed["state"], "succeeded", "{destroyed}");

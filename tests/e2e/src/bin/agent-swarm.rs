@@ -76,6 +76,8 @@ async fn main() -> anyhow::Result<()> {
         lease_seconds: 30,
         heartbeat_seconds: 10,
         poll_interval_ms: 2000,
+        // The simulated agents speak the protocol only; no cluster is needed.
+        cluster: false,
         ..StackOptions::default()
     })
     .await?;
