@@ -17,7 +17,7 @@ locals {
   # so it is stored in the resource; a change to any of it restarts the cluster.
   cluster = {
     name          = var.name
-    cluster_bin  = coalesce(var.cluster_bin, "-")
+    cluster_bin   = coalesce(var.cluster_bin, "-")
     state_dir     = local.state_dir
     listen        = var.listen
     args          = var.cluster_args
@@ -46,10 +46,10 @@ resource "terraform_data" "cluster" {
     command = "/bin/sh '${path.module}/scripts/start-cluster.sh'"
     environment = {
       CLUSTER_NAME  = self.input.name
-      CLUSTER_BIN  = self.input.cluster_bin
+      CLUSTER_BIN   = self.input.cluster_bin
       STATE_DIR     = self.input.state_dir
       LISTEN        = self.input.listen
-      CLUSTER_ARGS = local.cluster_args_sh
+      CLUSTER_ARGS  = local.cluster_args_sh
       DETACH        = tostring(self.input.detach)
       START_TIMEOUT = tostring(self.input.start_timeout)
     }

@@ -6,11 +6,11 @@ module "cluster" {
   source = "../../../modules/local/cluster"
 
   name                  = var.cluster_name
-  cluster_bin          = var.cluster_bin
+  cluster_bin           = var.cluster_bin
   kubeconfig_path       = var.kubeconfig_path
   context               = var.context
   state_dir             = var.state_dir
-  cluster_args         = var.cluster_args
+  cluster_args          = var.cluster_args
   start_timeout_seconds = var.start_timeout_seconds
   detach                = var.detach
 }
