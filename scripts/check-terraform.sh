@@ -10,7 +10,7 @@
 #  4. `terraform init -backend=false` + `terraform validate` of modules/local/cluster and
 #     terraform/region-cluster/local (the only code that needs no provider download);
 #  5. a real apply / output -json / destroy of terraform/region-cluster/local with local state: it starts
-#     a local cluster (target/debug/kube-cluster, or a stand-in script when it is not built),
+#     a local cluster (kube-cluster from $CARGO_TARGET_DIR or target/, or a stand-in script when it is not built),
 #     checks the output contract, passes the same cluster through the `existing` mode, checks that an
 #     invalid cluster name fails the apply, and checks that destroy stops the cluster.
 #
@@ -102,7 +102,7 @@ if [[ ${CHECK_TERRAFORM_SKIP_APPLY:-0} == 1 ]]; then
     exit 0
 fi
 
-cluster_bin=${CHECK_TERRAFORM_CLUSTER:-$repo/target/debug/kube-cluster}
+cluster_bin=${CHECK_TERRAFORM_CLUSTER:-${CARGO_TARGET_DIR:-$repo/target}/debug/kube-cluster}
 real_cluster=1
 if [[ ! -x $cluster_bin ]]; then
     real_cluster=0

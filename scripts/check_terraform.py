@@ -316,7 +316,7 @@ SAMPLES_AWS = {
     "availability_zones": ["us-east-1a", "us-east-1b"],
     "subnet_ids": ["subnet-0abc1234", "subnet-0def5678"],
 }
-SAMPLES_LOCAL = {"emulator_bin": "/bin/sh"}
+SAMPLES_LOCAL = {"cluster_bin": "/bin/sh"}
 
 
 def samples_for(cfg: Config) -> dict:
@@ -359,7 +359,7 @@ def check_validations(cfg: Config, problems: Problems, scratch: Path) -> None:
             problems.add(variables_tf, "validation", f'no sample value for required variable "{name}" in check_terraform.py')
             return
         tfvars[name] = samples[name]
-    # The local cluster module needs one of its optional variables set (emulator_bin or kubeconfig_path).
+    # The local cluster module needs one of its optional variables set (cluster_bin or kubeconfig_path).
     for name, value in SAMPLES_LOCAL.items():
         if name in cfg.variables and "local" in cfg.dir.parts and name not in tfvars:
             tfvars[name] = value

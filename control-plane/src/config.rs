@@ -197,7 +197,7 @@ pub struct ProvisioningConfig {
     pub agent_connect_timeout_seconds: u64,
     /// Where Terraform state and plan files live (one state key per cluster).
     pub state: StateStoreConfig,
-    /// Default variables per root stack (e.g. `local: {emulator_bin: ...}`); a cluster's own variables win.
+    /// Default variables per root stack (e.g. `local: {cluster_bin: ...}`); a cluster's own variables win.
     #[serde(default)]
     pub stack_defaults:
         std::collections::BTreeMap<String, serde_json::Map<String, serde_json::Value>>,

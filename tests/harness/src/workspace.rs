@@ -1,4 +1,4 @@
-//! Locating the workspace's own binaries (control plane, agent, emulators) in cargo's target directory.
+//! Locating the workspace's own binaries (control plane, agent, kube-cluster) in cargo's target directory.
 
 use std::path::{Path, PathBuf};
 
