@@ -88,4 +88,6 @@ fi
 rm -rf "$dir"
 mv "$staging" "$dir"
 echo "build-kube: built in $(($(date +%s) - started)) s" >&2
+# Builds for other keys (an older pin or Go version) are about 300 MB each: keep only this one.
+find "$cache" -mindepth 1 -maxdepth 1 -type d ! -name "$key" ! -name '.build-*' -exec rm -rf {} +
 echo "$dir"

@@ -440,6 +440,12 @@ async fn walk_through_the_console(stack: Arc<Stack>) {
         summary.contains("1 to add, 0 to change, 0 to destroy"),
         "{summary}"
     );
+    browser
+        .wait_for(
+            "[data-testid=\"tracker-state\"][data-value=\"succeeded\"]",
+            "the plan task finished",
+        )
+        .await;
     browser.click("cluster-provision").await;
     browser.find("confirm-ok").await;
     let dialog_plan = browser

@@ -1540,8 +1540,10 @@
       draw(tk);
       if (FINISHED.has(tk.state) && !done) {
         done = true;
-        await logs.poll();
+        // In the same turn as the draw: whatever the result enables (e.g. the plan in the provision dialog)
+        // is ready by the time a person can click on what it shows.
         if (onFinish) onFinish(tk);
+        await logs.poll();
         return false;
       }
       return true;
@@ -1651,6 +1653,11 @@
       track(task, title, after);
     };
     const provision = async () => {
+      // A plan that finished since the page loaded its task list is looked up, so the dialog never claims there is none.
+      if (!lastPlan) {
+        const list = await api('GET', `/tasks${qs({ cluster_id: id, limit: 20 })}`);
+        lastPlan = list.find((x) => x.kind === 'terraform_plan' && x.state === 'succeeded') || null;
+      }
       const ok = await confirmDialog({
         title: t('clusters.provisionTitle', { name: cluster.name }),
         body: [h('p', null, t('clusters.provisionBody')), lastPlan ? [h('h3', null, t('clusters.planSummary')), planSummary(lastPlan)] : alertBox('warn', t('clusters.noPlan'))],

@@ -225,5 +225,6 @@ impl Drop for NodeSimulator {
         for task in &self.tasks {
             task.abort();
         }
+        self.kubelet.abort_all();
     }
 }

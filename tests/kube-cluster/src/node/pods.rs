@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::objects::Objects;
-use super::{RunImage, Settings, launch, logs, process};
+use super::{ConfigError, RunImage, Settings, launch, logs, process};
 
 /// Restart delays double from `restart_backoff` up to this multiple of it (the kubelet's 10 s to 5 min).
 const BACKOFF_CAP_FACTOR: u32 = 30;
@@ -72,6 +72,8 @@ struct PodStatus {
     conditions: Mutex<BTreeMap<String, (String, String)>>,
     /// Serializes status writes, so the last write carries every container's latest state.
     write: tokio::sync::Mutex<()>,
+    /// Serializes volume writes of the pod's containers, which may share volumes.
+    volumes: tokio::sync::Mutex<()>,
     logs: HashMap<String, watch::Sender<LogState>>,
 }
 
@@ -82,6 +84,8 @@ struct PodRun {
     stop: watch::Sender<Option<Duration>>,
     tasks: Vec<JoinHandle<()>>,
     status: Arc<PodStatus>,
+    /// `terminationGracePeriodSeconds`, for stopping the pod when the simulator shuts down.
+    grace: Duration,
 }
 
 /// The pods of all simulated nodes.
@@ -131,16 +135,36 @@ impl Kubelet {
         let api: Api<Pod> = Api::all(self.client.clone());
         let events = watcher::watcher(api, watcher::Config::default()).default_backoff();
         futures::pin_mut!(events);
+        // Pods seen during a (re)list; runs of pods deleted while the watch was down are stopped after it.
+        let mut listed: HashSet<String> = HashSet::new();
         while let Some(event) = events.next().await {
             match event {
-                Ok(Event::Apply(pod) | Event::InitApply(pod)) => self.observe(pod),
+                Ok(Event::InitApply(pod)) => {
+                    listed.insert(pod.uid().unwrap_or_default());
+                    self.observe(pod);
+                }
+                Ok(Event::Init) => listed.clear(),
+                Ok(Event::InitDone) => {
+                    let vanished: Vec<PodRun> = {
+                        let mut runs = self.runs();
+                        let gone: Vec<String> = runs
+                            .keys()
+                            .filter(|uid| !listed.contains(*uid))
+                            .cloned()
+                            .collect();
+                        gone.iter().filter_map(|uid| runs.remove(uid)).collect()
+                    };
+                    for run in vanished {
+                        tokio::spawn(stop(run, Duration::ZERO));
+                    }
+                }
+                Ok(Event::Apply(pod)) => self.observe(pod),
                 Ok(Event::Delete(pod)) => {
                     let run = self.runs().remove(&pod.uid().unwrap_or_default());
                     if let Some(run) = run {
                         tokio::spawn(stop(run, Duration::ZERO));
                     }
                 }
-                Ok(Event::Init | Event::InitDone) => {}
                 Err(error) => tracing::warn!(%error, "pod watch failed; retrying"),
             }
         }
@@ -251,6 +275,7 @@ impl Kubelet {
             ),
             conditions: Mutex::new(BTreeMap::new()),
             write: tokio::sync::Mutex::new(()),
+            volumes: tokio::sync::Mutex::new(()),
             logs: containers
                 .iter()
                 .filter_map(|c| c["name"].as_str())
@@ -285,6 +310,9 @@ impl Kubelet {
             tasks.push(tokio::spawn(supervisor.run()));
         }
         tracing::info!(namespace, pod = name, "pod started");
+        let grace = pod["spec"]["terminationGracePeriodSeconds"]
+            .as_u64()
+            .map_or(DEFAULT_GRACE, Duration::from_secs);
         self.runs().insert(
             uid.to_string(),
             PodRun {
@@ -292,6 +320,7 @@ impl Kubelet {
                 stop,
                 tasks,
                 status,
+                grace,
             },
         );
     }
@@ -345,14 +374,16 @@ impl Kubelet {
     /// Stops every pod with its grace period and waits until all are gone.
     pub async fn shutdown(&self) {
         let runs: Vec<PodRun> = self.runs().drain().map(|(_, run)| run).collect();
-        let stops = runs.into_iter().map(|run| stop(run, DEFAULT_GRACE));
+        let stops = runs.into_iter().map(|run| {
+            let grace = run.grace;
+            stop(run, grace)
+        });
         futures::future::join_all(stops).await;
     }
-}
 
-impl Drop for Kubelet {
-    /// Aborting a supervisor drops its process, which kills the process group at once.
-    fn drop(&mut self) {
+    /// Aborts every supervisor at once; each drops its process, which kills the process group. (Supervisors
+    /// hold the kubelet, so this cannot wait for the kubelet's own drop.)
+    pub fn abort_all(&self) {
         for (_, run) in self.runs().drain() {
             run.tasks.iter().for_each(JoinHandle::abort);
         }
@@ -413,9 +444,12 @@ impl PodStatus {
             && containers
                 .iter()
                 .all(|c| c["state"]["terminated"].is_object());
-        let started = containers
-            .iter()
-            .any(|c| c["state"]["running"].is_object() || c["restartCount"] != 0);
+        // A container waiting to restart after an exit has run: the pod stays Running, as on a kubelet.
+        let started = containers.iter().any(|c| {
+            c["state"]["running"].is_object()
+                || c["restartCount"] != 0
+                || c["lastState"]["terminated"].is_object()
+        });
         let phase = if finished {
             if containers
                 .iter()
@@ -609,7 +643,6 @@ impl Supervisor {
             return Attempt::Stopped;
         }
         let control = dir.join(EXIT_FILE);
-        let _ = std::fs::remove_file(&control);
         if let Err(error) = std::fs::File::create(log) {
             tracing::warn!(log = %log.display(), %error, "cannot create the log file");
         }
@@ -649,15 +682,27 @@ impl Supervisor {
         last_state: &Value,
         log: PathBuf,
     ) -> Attempt {
-        let Some(pod) = self.current_pod().await else {
-            return Attempt::Stopped;
+        let pod = match self.current_pod().await {
+            Ok(Some(pod)) => pod,
+            Ok(None) => return Attempt::Stopped,
+            // A passing API error must not end the container for good: it is retried with backoff.
+            Err(error) => {
+                let waiting =
+                    json!({"waiting": {"reason": error.reason(), "message": error.to_string()}});
+                self.report(waiting, restarts, last_state).await;
+                return Attempt::NotCreated;
+            }
         };
         let container = self.spec(&pod);
         let paths = launch::Paths {
             pod_dir: &self.pod.dir,
             apiserver: self.kubelet.apiserver,
         };
-        let launch = match launch::prepare(&self.kubelet.objects, &pod, &container, &paths).await {
+        let prepared = {
+            let _volumes = self.status.volumes.lock().await;
+            launch::prepare(&self.kubelet.objects, &pod, &container, &paths).await
+        };
+        let launch = match prepared {
             Ok(launch) => launch,
             Err(error) => {
                 tracing::info!(pod = %self.pod.name, container = %self.container, %error, "container not created");
@@ -730,16 +775,24 @@ impl Supervisor {
             .unwrap_or_default()
     }
 
-    /// The pod as the API server has it now, unless it was replaced or is being deleted.
-    async fn current_pod(&self) -> Option<Value> {
+    /// The pod as the API server has it now; `None` when it was deleted, replaced or is being deleted.
+    async fn current_pod(&self) -> Result<Option<Value>, ConfigError> {
         let api: Api<Pod> = Api::namespaced(self.kubelet.client.clone(), &self.pod.namespace);
-        let pod = api.get_opt(&self.pod.name).await.ok()??;
+        let Some(pod) = api
+            .get_opt(&self.pod.name)
+            .await
+            .map_err(ConfigError::api)?
+        else {
+            return Ok(None);
+        };
         if pod.uid().as_deref() != Some(self.pod.uid.as_str())
             || pod.metadata.deletion_timestamp.is_some()
         {
-            return None;
+            return Ok(None);
         }
-        serde_json::to_value(pod).ok()
+        serde_json::to_value(pod)
+            .map(Some)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
     }
 
     /// Records this container's state and writes the pod's whole status.
@@ -756,18 +809,26 @@ impl Supervisor {
                 container_status(&spec, &self.id, state, ready, restarts, last_state.clone());
         }
         let _write = self.status.write.lock().await;
-        let status = self.status.render("127.0.0.1");
         let api: Api<Pod> = Api::namespaced(self.kubelet.client.clone(), &self.pod.namespace);
-        let patch = json!({"metadata": {"uid": self.pod.uid}, "status": status});
-        if let Err(error) = api
-            .patch_status(
-                &self.pod.name,
-                &PatchParams::default(),
-                &Patch::Merge(patch),
-            )
-            .await
-        {
-            tracing::debug!(pod = %self.pod.name, %error, "pod status not written");
+        let mut delay = Duration::from_millis(100);
+        // A lost write could leave the pod unready for good (the next report may never come), so passing
+        // errors are retried until the pod is gone or being stopped.
+        while self.stop.borrow().is_none() {
+            let status = self.status.render("127.0.0.1");
+            let patch = json!({"metadata": {"uid": self.pod.uid}, "status": status});
+            let params = PatchParams::default();
+            match api
+                .patch_status(&self.pod.name, &params, &Patch::Merge(patch))
+                .await
+            {
+                Ok(_) => return,
+                Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => return,
+                Err(error) => {
+                    tracing::warn!(pod = %self.pod.name, %error, "pod status not written; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
         }
     }
 }
@@ -844,6 +905,9 @@ impl ContainerControl {
 
     /// Ends a simulated container with `code`; it restarts per its pod's `restartPolicy`.
     pub fn exit(&self, code: i32) -> std::io::Result<()> {
-        std::fs::write(self.dir.join(EXIT_FILE), code.to_string())
+        // Renamed into place, so the simulator never reads a half-written code.
+        let staging = self.dir.join(format!(".{EXIT_FILE}.partial"));
+        std::fs::write(&staging, code.to_string())?;
+        std::fs::rename(staging, self.dir.join(EXIT_FILE))
     }
 }

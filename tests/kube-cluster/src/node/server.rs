@@ -50,6 +50,8 @@ pub async fn serve(kubelet: Arc<Kubelet>, pki: &Pki) -> Result<(u16, JoinHandle<
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
+                // E.g. out of file descriptors: give connections time to close instead of spinning.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             };
             let (acceptor, router) = (acceptor.clone(), router.clone());
@@ -154,6 +156,11 @@ async fn container_logs(
         current.restart
     };
     let file = logs::file(&dir, restart);
+    if !current.running && !options.previous && !file.exists() {
+        return bad_request(format!(
+            "container \"{container}\" in pod \"{pod}\" is waiting to start: ContainerCreating"
+        ));
+    }
     let follower = Follower {
         file,
         restart,
@@ -216,6 +223,7 @@ impl Follower {
     fn read_new(&mut self) -> std::io::Result<Bytes> {
         let mut file = match std::fs::File::open(&self.file) {
             Ok(file) => file,
+            // Not created yet: `tailLines` still applies to the first content read.
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Bytes::new()),
             Err(error) => return Err(error),
         };
