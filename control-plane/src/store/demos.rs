@@ -269,25 +269,10 @@ impl Store {
                 .await?
             {
                 Some(existing) => Ok(DemoInsert::Existing(existing)),
-                None => {
-                    // A demo being deleted keeps its name until its objects are gone from the cluster (its
-                    // namespace may stay Terminating for a while) and it is closed.
-                    let deleting: Option<bool> = sqlx::query_scalar(
-                        "SELECT delete_requested_at IS NOT NULL FROM demos WHERE name = $1 AND deleted_at IS NULL",
-                    )
-                    .bind(&new.name)
-                    .fetch_optional(self.pool())
-                    .await?;
-                    Err(StoreError::Conflict(if deleting == Some(true) {
-                        format!(
-                            "a demo named {:?} is being deleted; its name is free once its objects are gone from \
-                             the cluster and it is closed",
-                            new.name
-                        )
-                    } else {
-                        format!("a demo named {:?} already exists", new.name)
-                    }))
-                }
+                None => Err(StoreError::Conflict(format!(
+                    "a demo named {:?} already exists",
+                    new.name
+                ))),
             };
         }
         record_version(

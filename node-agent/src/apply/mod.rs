@@ -52,6 +52,8 @@ pub enum ObjectProblem {
         "still being deleted after {waited:?} (a namespace stays Terminating until its contents are gone)"
     )]
     StillDeleting { waited: Duration },
+    #[error("its namespace is being deleted: {0} (the task is retried once it is gone)")]
+    NamespaceTerminating(String),
 }
 
 impl ObjectProblem {
@@ -64,6 +66,14 @@ impl ObjectProblem {
                     manager: conflicting_manager(&status.message),
                     message: status.message,
                 }
+            }
+            // The namespace began terminating after it was applied (another demo's delete): worth another try,
+            // which waits for it to be gone and creates it anew.
+            kube::Error::Api(status)
+                if status.code == 403
+                    && status.message.contains("because it is being terminated") =>
+            {
+                Self::NamespaceTerminating(status.message)
             }
             kube::Error::Api(status) => Self::Rejected {
                 code: status.code,
@@ -78,7 +88,9 @@ impl ObjectProblem {
     /// kinds will not.
     fn is_retryable(&self) -> bool {
         match self {
-            Self::Unreachable(_) | Self::StillDeleting { .. } => true,
+            Self::Unreachable(_) | Self::StillDeleting { .. } | Self::NamespaceTerminating(_) => {
+                true
+            }
             Self::Rejected { code, .. } => *code >= 500 || *code == 429,
             Self::UnknownKind { .. } | Self::Conflict { .. } => false,
         }
@@ -358,10 +370,31 @@ impl Applier {
         if force {
             params = params.force();
         }
-        let after = api
+        let mut after = api
             .patch(name, &params, &Patch::Apply(&object))
             .await
             .map_err(fail)?;
+        // Its deletion began between the read and the apply: wait for it to be gone, then create it anew.
+        if after.metadata.deletion_timestamp.is_some() {
+            log.info(
+                format!(
+                    "{reference} began terminating as it was applied; waiting up to {DELETION_WAIT:?} for it to be gone"
+                ),
+                &[("waiting_for_deletion", reference.to_string())],
+            );
+            let uid = after.metadata.uid.clone();
+            if !wait_gone(&api, name, uid.as_deref(), DELETION_WAIT)
+                .await
+                .map_err(fail)?
+            {
+                let waited = DELETION_WAIT;
+                return Err((reference, ObjectProblem::StillDeleting { waited }));
+            }
+            after = api
+                .patch(name, &params, &Patch::Apply(&object))
+                .await
+                .map_err(fail)?;
+        }
         let (outcome, message) = match before {
             Some(version) if after.metadata.resource_version.as_ref() == Some(&version) => {
                 (ObjectOutcome::Unchanged, "unchanged")

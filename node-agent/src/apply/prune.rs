@@ -2,7 +2,7 @@
 
 use agent_protocol::{ObjectOutcome, ObjectResult, ObjectSet};
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, DynamicObject, GroupVersionKind, ListParams};
+use kube::api::{Api, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Preconditions};
 
 use super::{
     Applier, ApplyError, ApplyFailure, DELETION_WAIT, ObjectProblem, ProgressFn, object_fields,
@@ -87,20 +87,15 @@ impl Applier {
                 Some(namespace) => Api::namespaced_with(self.client.clone(), namespace, &resource),
                 None => Api::all_with(self.client.clone(), &resource),
             };
-            let message = match api.delete(&name, &DeleteParams::background()).await {
-                Ok(_) => {
-                    let uid = object.metadata.uid.as_deref();
-                    let gone = wait_gone(&api, &name, uid, DELETION_WAIT)
-                        .await
-                        .map_err(ObjectProblem::from_kube)?;
-                    if gone {
-                        "deleted"
-                    } else {
-                        "deletion requested; still terminating"
-                    }
-                }
-                Err(kube::Error::Api(status)) if status.code == 404 => "already gone",
-                Err(err) => return Err(ObjectProblem::from_kube(err)),
+            let Some(message) = delete_if_selected(&api, object, label_selector).await? else {
+                log.info(
+                    format!(
+                        "{} {} kept: another apply took it over since it was listed",
+                        gvk.kind, name
+                    ),
+                    &[("kept", name.clone())],
+                );
+                continue;
             };
             let result = ObjectResult {
                 document_index: 0,
@@ -122,6 +117,63 @@ impl Applier {
             deleted.push(result);
         }
         Ok(())
+    }
+}
+
+/// Deletes `object` (as listed) if it still matches `label_selector`, and waits for it to be gone. The delete
+/// carries the listed resourceVersion, so an object another apply took over meanwhile (a new demo of the same
+/// name relabelling it) is never deleted; an object that only changed otherwise (status updates) is looked at
+/// again. `None` when it was kept.
+async fn delete_if_selected(
+    api: &Api<DynamicObject>,
+    mut object: DynamicObject,
+    label_selector: &str,
+) -> Result<Option<&'static str>, ObjectProblem> {
+    let name = object.name_any();
+    loop {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                resource_version: object.metadata.resource_version.clone(),
+                uid: object.metadata.uid.clone(),
+            }),
+            ..DeleteParams::background()
+        };
+        match api.delete(&name, &params).await {
+            Ok(_) => {
+                let uid = object.metadata.uid.as_deref();
+                let gone = wait_gone(api, &name, uid, DELETION_WAIT)
+                    .await
+                    .map_err(ObjectProblem::from_kube)?;
+                return Ok(Some(if gone {
+                    "deleted"
+                } else {
+                    "deletion requested; still terminating"
+                }));
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(Some("already gone")),
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                let same_name = format!("metadata.name={name}");
+                let still = api
+                    .list(
+                        &ListParams::default()
+                            .labels(label_selector)
+                            .fields(&same_name),
+                    )
+                    .await
+                    .map_err(ObjectProblem::from_kube)?;
+                match still.items.into_iter().next() {
+                    Some(current) if current.metadata.uid == object.metadata.uid => {
+                        object = current
+                    }
+                    Some(_) => return Ok(None),
+                    None => match api.get_opt(&name).await.map_err(ObjectProblem::from_kube)? {
+                        None => return Ok(Some("already gone")),
+                        Some(_) => return Ok(None),
+                    },
+                }
+            }
+            Err(err) => return Err(ObjectProblem::from_kube(err)),
+        }
     }
 }
 
