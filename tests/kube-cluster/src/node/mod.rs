@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-pub use logs::Stream;
 use objects::Source;
 pub use pods::ContainerControl;
 
