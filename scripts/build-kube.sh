@@ -49,7 +49,7 @@ if complete; then
 fi
 
 echo "build-kube: building the Kubernetes control plane from Go modules into $dir" >&2
-echo "build-kube: a cold build takes about 15 minutes on 2 cores; it is cached for every later run" >&2
+echo "build-kube: a cold build takes about 20 minutes on 2 cores; it is cached for every later run" >&2
 staging=$(mktemp -d "$cache/.build-XXXXXX")
 started=$(date +%s)
 # Kubernetes learns its own version from the linker, as its release build does; without it the API server
