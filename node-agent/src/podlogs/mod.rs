@@ -192,9 +192,13 @@ async fn follow(api: Api<Pod>, target: Target, lines: mpsc::Sender<PodLogLine>) 
                     }
                 }
             }
+            // A kubelet answers 404 both for a deleted pod and for one it has not started yet.
             Err(kube::Error::Api(status)) if status.code == 404 => {
-                debug!(pod = %target.pod, "pod gone; log follower ends");
-                return;
+                if !still_exists(&api, &target).await {
+                    debug!(pod = %target.pod, "pod gone; log follower ends");
+                    return;
+                }
+                debug!(pod = %target.pod, "the kubelet does not know the pod yet");
             }
             // Typically "container is waiting to start": try again shortly.
             Err(err) => debug!(pod = %target.pod, container = %target.container,
@@ -202,6 +206,16 @@ async fn follow(api: Api<Pod>, target: Target, lines: mpsc::Sender<PodLogLine>) 
         }
         tokio::time::sleep(retry).await;
         retry = (retry * 2).min(MAX_RETRY);
+    }
+}
+
+/// Whether the pod this follower reads is still there (the same uid); a failed lookup counts as yes, so the
+/// follower retries rather than losing the pod's lines.
+async fn still_exists(api: &Api<Pod>, target: &Target) -> bool {
+    match api.get_opt(&target.pod).await {
+        Ok(Some(pod)) => pod.uid().as_deref() == Some(target.uid.as_str()),
+        Ok(None) => false,
+        Err(_) => true,
     }
 }
 
