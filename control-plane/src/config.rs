@@ -197,7 +197,12 @@ pub struct ProvisioningConfig {
     pub agent_connect_timeout_seconds: u64,
     /// Where Terraform state and plan files live (one state key per cluster).
     pub state: StateStoreConfig,
-    /// Default variables per root stack (e.g. `local: {cluster_bin: ...}`); a cluster's own variables win.
+    /// Offer stacks marked `development_only` (the `local` stack, which starts a cluster process on this
+    /// host). Off by default: on a shared control plane an operator must not start processes here.
+    #[serde(default)]
+    pub allow_development_stacks: bool,
+    /// Variables per root stack that only the configuration sets (e.g. `local: {cluster_bin: ...}`); a
+    /// cluster's own variables, limited to what the stack's `inputs.yaml` allows, are added to them.
     #[serde(default)]
     pub stack_defaults:
         std::collections::BTreeMap<String, serde_json::Map<String, serde_json::Value>>,

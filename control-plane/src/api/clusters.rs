@@ -79,30 +79,29 @@ pub async fn create(
     let provision_spec = match &body.provision {
         None => None,
         Some(request) => {
-            if state.config.provisioning.is_none() {
-                problems.add(
-                    "provision",
-                    "Terraform provisioning is not configured on this control plane",
-                );
-            }
             let region = state.store.region(body.region_id).await.ok();
             let stack = request
                 .stack
                 .clone()
                 .or_else(|| region.as_ref().map(|r| r.provider.clone()))
                 .unwrap_or_default();
-            if stack == "existing" {
-                problems.add(
+            match &state.config.provisioning {
+                None => problems.add(
+                    "provision",
+                    "Terraform provisioning is not configured on this control plane",
+                ),
+                Some(_) if stack == "existing" => problems.add(
                     "provision",
                     "clouds of provider `existing` hold clusters that already exist; register them without `provision`",
-                );
-            } else if !stack.is_empty()
-                && (stack.contains(['/', '.']) || !state.stack_exists(&stack))
-            {
-                problems.add(
-                    "provision.stack",
-                    format!("no Terraform root stack named {stack:?}"),
-                );
+                ),
+                // An unknown region is reported by the insert below.
+                Some(_) if stack.is_empty() => {}
+                Some(config) => match provisioner::inputs::offered(config, &stack) {
+                    Ok(inputs) => {
+                        problems.extend(inputs.check(&request.variables, "provision.variables"))
+                    }
+                    Err(error) => problems.add("provision.stack", error.to_string()),
+                },
             }
             Some(serde_json::json!({"stack": stack, "variables": request.variables}))
         }
@@ -201,6 +200,27 @@ async fn run_terraform(
         ));
     }
     if let Some(variables) = &body.variables {
+        let target = state.store.provisioning_target(id).await?;
+        let stack = target
+            .provision_spec
+            .as_ref()
+            .and_then(|spec| spec["stack"].as_str())
+            .unwrap_or(&target.provider);
+        let config = state.config.provisioning.as_ref().ok_or_else(|| {
+            ApiError::validation(vec![FieldProblem {
+                field: "variables".into(),
+                message: "Terraform provisioning is not configured on this control plane".into(),
+            }])
+        })?;
+        let inputs = provisioner::inputs::offered(config, stack).map_err(|error| {
+            ApiError::validation(vec![FieldProblem {
+                field: "variables".into(),
+                message: error.to_string(),
+            }])
+        })?;
+        let mut problems = Problems::default();
+        problems.extend(inputs.check(variables, "variables"));
+        problems.into_result()?;
         state.store.set_provision_variables(id, variables).await?;
     }
     let task = terraform_task(&state, &principal, id, kind, body.idempotency_key).await?;

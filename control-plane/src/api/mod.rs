@@ -40,18 +40,6 @@ use crate::store::Store;
 const OPENAPI_YAML: &str = include_str!("openapi.yaml");
 const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
-impl ApiState {
-    /// Whether `terraform/region-cluster/<stack>` exists in the configured source tree.
-    pub fn stack_exists(&self, stack: &str) -> bool {
-        self.config.provisioning.as_ref().is_some_and(|p| {
-            p.source_dir
-                .join("terraform/region-cluster")
-                .join(stack)
-                .is_dir()
-        })
-    }
-}
-
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Store,

@@ -175,9 +175,16 @@ impl Planner {
                 .await?;
             return Ok(Step::Waiting(reason));
         }
-        if self.config.provisioning.is_none() || region.provider == "existing" {
+        let offered = match &self.config.provisioning {
+            Some(config) if region.provider != "existing" => {
+                crate::provisioner::inputs::offered(config, &region.provider)
+                    .map_err(|error| error.to_string())
+            }
+            _ => Err("it provisions no clusters there".to_string()),
+        };
+        if let Err(why) = offered {
             return Ok(Step::Failed(format!(
-                "region {} has no cluster and the control plane cannot provision one there",
+                "region {} has no cluster and the control plane cannot provision one: {why}",
                 region.code
             )));
         }

@@ -4,6 +4,7 @@
 
 mod artifacts;
 mod bootstrap;
+pub mod inputs;
 mod terraform;
 mod workspace;
 
@@ -253,15 +254,27 @@ impl Provisioner {
             .as_str()
             .unwrap_or(&target.provider)
             .to_string();
+        // Checked again here: the variables may have been stored before the rules (or the configuration) changed.
+        let inputs = inputs::offered(&self.config, &stack)?;
+        let own = spec["variables"].as_object().cloned().unwrap_or_default();
+        let problems = inputs.check(&own, "variables");
+        if !problems.is_empty() {
+            let listed: Vec<String> = problems
+                .iter()
+                .map(|p| format!("{}: {}", p.field, p.message))
+                .collect();
+            return Err(RunFailure::from(format!(
+                "the cluster's Terraform variables are not allowed on stack {stack}: {}",
+                listed.join("; ")
+            )));
+        }
         let mut variables: Map<String, Value> = self
             .config
             .stack_defaults
             .get(&stack)
             .cloned()
             .unwrap_or_default();
-        if let Some(own) = spec["variables"].as_object() {
-            variables.extend(own.clone());
-        }
+        variables.extend(own);
         variables.insert("cluster_name".into(), json!(target.cluster_name));
         if stack != "local" {
             variables.insert("region".into(), json!(target.region_code));

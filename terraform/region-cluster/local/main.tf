@@ -10,7 +10,7 @@ module "cluster" {
   kubeconfig_path       = var.kubeconfig_path
   context               = var.context
   state_dir             = var.state_dir
-  cluster_args          = var.cluster_args
+  cluster_args          = concat(["--nodes", tostring(var.node_count)], var.cluster_args)
   start_timeout_seconds = var.start_timeout_seconds
   detach                = var.detach
 }

@@ -32,10 +32,21 @@ variable "state_dir" {
   description = "Absolute directory for the cluster's kubeconfig, url, pid and log; null means <this stack's directory>/.local-clusters/<cluster_name>. Give each cluster its own."
 }
 
+variable "node_count" {
+  type        = number
+  default     = 1
+  description = "Number of (simulated) nodes of a local cluster; ignored for an existing cluster."
+
+  validation {
+    condition     = var.node_count >= 1 && var.node_count <= 10 && floor(var.node_count) == var.node_count
+    error_message = "node_count must be a whole number from 1 to 10."
+  }
+}
+
 variable "cluster_args" {
   type        = list(string)
   default     = []
-  description = "Extra kube-cluster arguments, e.g. [\"--nodes\", \"3\"]."
+  description = "Extra kube-cluster arguments, e.g. [\"--ready-delay-ms\", \"300\"] (the node count comes from node_count)."
 }
 
 variable "start_timeout_seconds" {

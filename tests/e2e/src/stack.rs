@@ -38,6 +38,8 @@ pub struct StackOptions {
     /// Enable Terraform provisioning: state in the harness's S3 server, the repository's stacks and modules,
     /// and `local` clusters that run agent pods as processes (`kube-cluster --run-image`).
     pub provisioning: bool,
+    /// Keys that replace those of the provisioning configuration (e.g. `allow_development_stacks`).
+    pub provisioning_overrides: serde_json::Map<String, Value>,
 }
 
 impl Default for StackOptions {
@@ -54,6 +56,7 @@ impl Default for StackOptions {
             api_port: None,
             agent_env: Vec::new(),
             provisioning: false,
+            provisioning_overrides: serde_json::Map::new(),
             templates_dir: None,
         }
     }
@@ -173,7 +176,11 @@ impl Stack {
             config["templates_dir"] = json!(templates);
         }
         if options.provisioning {
-            config["provisioning"] = provisioning_config(&dir)?;
+            let mut provisioning = provisioning_config(&dir).await?;
+            for (key, value) in &options.provisioning_overrides {
+                provisioning[key] = value.clone();
+            }
+            config["provisioning"] = provisioning;
         }
         let config_path = dir.join("control-plane.yaml");
         write_private(&config_path, &serde_json::to_string_pretty(&config)?)?;
@@ -447,9 +454,11 @@ fn agent_run_image() -> anyhow::Result<String> {
     Ok(format!("ghcr.io/edgefleet/node-agent={}", agent.display()))
 }
 
-fn provisioning_config(dir: &Path) -> anyhow::Result<Value> {
+async fn provisioning_config(dir: &Path) -> anyhow::Result<Value> {
     let s3 = harness::s3();
     let cluster_bin = harness::workspace_bin("kube-cluster")?;
+    // Terraform's environment is cleared, so the cluster learns where the Go binaries are from its arguments.
+    let kube_bin_dir = kube_cluster::locate_binaries().await?.dir;
     Ok(json!({
         "source_dir": repo_root(),
         "work_dir": dir.join("terraform-work"),
@@ -464,9 +473,11 @@ fn provisioning_config(dir: &Path) -> anyhow::Result<Value> {
             "secret_access_key": s3.secret_key(),
             "path_style": true,
         },
+        "allow_development_stacks": true,
         "stack_defaults": {"local": {
             "cluster_bin": cluster_bin,
-            "cluster_args": ["--run-image", agent_run_image()?, "--ready-delay-ms", "300", "--nodes", "2"],
+            "cluster_args": ["--run-image", agent_run_image()?, "--ready-delay-ms", "300",
+                             "--bin-dir", kube_bin_dir],
         }},
     }))
 }

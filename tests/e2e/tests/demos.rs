@@ -589,7 +589,7 @@ async fn auto_placement_and_failing_steps_say_why() {
     let failed_again = wait_demo(&stack, &nowhere, |d| d["error"].is_string()).await;
     assert_eq!(
         failed_again["error"],
-        "ensure_cluster failed: region closed has no cluster and the control plane cannot provision one there",
+        "ensure_cluster failed: region closed has no cluster and the control plane cannot provision one: it provisions no clusters there",
         "{failed_again}"
     );
     let (status, body) = stack

@@ -14,8 +14,15 @@ use serde_json::{Value, json};
 const PROVISION_WAIT: Duration = Duration::from_secs(180);
 
 async fn provisioning_stack() -> (Stack, String) {
+    provisioning_stack_with(serde_json::Map::new()).await
+}
+
+async fn provisioning_stack_with(overrides: serde_json::Map<String, Value>) -> (Stack, String) {
+    // Every cluster here is one Terraform provisions.
     let stack = Stack::start(StackOptions {
         provisioning: true,
+        provisioning_overrides: overrides,
+        cluster: false,
         ..StackOptions::default()
     })
     .await
@@ -87,7 +94,8 @@ async fn provisioned_cluster_gets_its_agent_by_itself_and_is_destroyed_cleanly()
         .api
         .post(
             "/clusters",
-            &json!({"region_id": region_id, "name": "prov-1", "provision": {}, "plan_only": true}),
+            &json!({"region_id": region_id, "name": "prov-1",
+                    "provision": {"variables": {"node_count": 2}}, "plan_only": true}),
         )
         .await
         .unwrap();
@@ -266,6 +274,113 @@ async fn provisioned_cluster_gets_its_agent_by_itself_and_is_destroyed_cleanly()
     }
 }
 
+/// An operator may set only the variables a stack's `inputs.yaml` allows: no binary, argument or path, and the
+/// `local` stack only on a development control plane. Each refusal names the field and stores nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn operators_cannot_choose_terraform_binaries_arguments_or_paths() {
+    let (stack, region_id) = provisioning_stack().await;
+    let attempts = [
+        ("cluster_bin", json!("/bin/sh")),
+        ("cluster_args", json!(["--run-image", "ghcr.io/x=/bin/sh"])),
+        ("kubeconfig_path", json!("/root/.kube/config")),
+        ("state_dir", json!("/etc")),
+        ("detach", json!(false)),
+        ("node_count", json!(1000)),
+        ("node_count", json!("2; rm -rf /")),
+    ];
+    for (name, value) in &attempts {
+        let (status, body) = stack
+            .api
+            .call(
+                Method::POST,
+                "/clusters",
+                Some(&json!({"region_id": region_id, "name": "escalate",
+                             "provision": {"variables": {*name: value}}})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{name}: {body}");
+        assert_eq!(
+            body["error"]["details"][0]["field"],
+            format!("provision.variables.{name}"),
+            "{body}"
+        );
+    }
+    let clusters = stack.api.get("/clusters").await.unwrap();
+    assert!(
+        !clusters.to_string().contains("escalate"),
+        "a refused request stored a cluster: {clusters}"
+    );
+
+    // Replacing the variables of an existing cluster goes through the same rules, and keeps the old ones.
+    let created = stack
+        .api
+        .post(
+            "/clusters",
+            &json!({"region_id": region_id, "name": "prov-vars",
+                    "provision": {"variables": {"node_count": 2}}, "plan_only": true}),
+        )
+        .await
+        .unwrap();
+    let cluster_id = field(&created, "id").unwrap();
+    stack
+        .wait_task(&field(&created["task"], "id").unwrap(), PROVISION_WAIT)
+        .await
+        .unwrap();
+    let (status, body) = stack
+        .api
+        .call(
+            Method::POST,
+            &format!("/clusters/{cluster_id}/provision"),
+            Some(&json!({"variables": {"cluster_args": ["--run-image", "x=/bin/sh"]}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        body["error"]["details"][0]["field"],
+        "variables.cluster_args"
+    );
+    let spec = stack
+        .postgres_query(&format!(
+            "SELECT provision_spec::text FROM clusters WHERE id = '{cluster_id}'"
+        ))
+        .unwrap();
+    assert!(
+        spec.contains("\"node_count\": 2") && !spec.contains("run-image"),
+        "{spec}"
+    );
+    let tasks = stack
+        .postgres_query(&format!(
+            "SELECT count(*) FROM tasks WHERE cluster_id = '{cluster_id}'"
+        ))
+        .unwrap();
+    assert_eq!(tasks.trim(), "1", "only the plan was queued");
+
+    // A control plane that does not allow development stacks does not offer `local`, to any region.
+    let overrides = json!({"allow_development_stacks": false});
+    let (production, region_id) =
+        provisioning_stack_with(overrides.as_object().unwrap().clone()).await;
+    let (status, body) = production
+        .api
+        .call(
+            Method::POST,
+            "/clusters",
+            Some(&json!({"region_id": region_id, "name": "dev-only", "provision": {"stack": "local"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["details"][0]["field"], "provision.stack");
+    assert!(
+        body["error"]["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("allow_development_stacks"),
+        "{body}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn failed_apply_is_reported_and_a_retry_with_fixed_input_succeeds() {
     let (stack, region_id) = provisioning_stack().await;
@@ -274,7 +389,7 @@ async fn failed_apply_is_reported_and_a_retry_with_fixed_input_succeeds() {
         .post(
             "/clusters",
             &json!({"region_id": region_id, "name": "prov-bad",
-                    "provision": {"variables": {"cluster_bin": "/nonexistent/kube-cluster"}}}),
+                    "provision": {"variables": {"start_timeout_seconds": 1}}}),
         )
         .await
         .unwrap();
@@ -355,21 +470,24 @@ async fn failed_apply_is_reported_and_a_retry_with_fixed_input_succeeds() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cancelling_a_running_apply_stops_terraform() {
-    let (stack, region_id) = provisioning_stack().await;
-    // A cluster that never comes up keeps the apply busy until it is cancelled.
-    let hanging = stack.dir.join("hanging-cluster.sh");
+    // A cluster that never comes up keeps the apply busy until it is cancelled; only the configuration may
+    // name the binary.
+    let scripts = tempfile::tempdir().unwrap();
+    let hanging = scripts.path().join("hanging-cluster.sh");
     std::fs::write(&hanging, "#!/bin/sh\nexec sleep 120\n").unwrap();
     std::process::Command::new("chmod")
         .arg("+x")
         .arg(&hanging)
         .status()
         .unwrap();
+    let overrides = json!({"stack_defaults": {"local": {"cluster_bin": hanging}}});
+    let (stack, region_id) = provisioning_stack_with(overrides.as_object().unwrap().clone()).await;
     let created = stack
         .api
         .post(
             "/clusters",
             &json!({"region_id": region_id, "name": "prov-slow",
-                    "provision": {"variables": {"cluster_bin": hanging, "start_timeout_seconds": 240}}}),
+                    "provision": {"variables": {"start_timeout_seconds": 240}}}),
         )
         .await
         .unwrap();
