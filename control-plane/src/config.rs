@@ -75,6 +75,9 @@ pub struct Config {
     /// Folder of image templates (`<name>/template.yaml` + Dockerfile) loaded into PostgreSQL at start.
     #[serde(default)]
     pub templates_dir: Option<PathBuf>,
+    /// What tasks may apply, on top of the built-in apply policy (docs/security.md).
+    #[serde(default)]
+    pub apply_policy: ApplyPolicyConfig,
     /// Terraform provisioning of clusters; without this section clusters can only be registered by hand.
     #[serde(default)]
     pub provisioning: Option<ProvisioningConfig>,
@@ -168,6 +171,37 @@ impl Default for ConsoleConfig {
             session_max_hours: 12,
             max_failed_logins: 5,
         }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyPolicyConfig {
+    /// Namespaces no task may touch, besides the built-in ones (the agent's, `kube-system`, `kube-public`,
+    /// `kube-node-lease`).
+    #[serde(default)]
+    pub protected_namespaces: Vec<String>,
+    /// Kinds tasks may apply besides the built-in ones, as `Kind.group` or `Kind.group=admin` (e.g. a custom
+    /// resource installed out of band; the agent's RBAC and its `--allow-kinds` must grant the same).
+    #[serde(default)]
+    pub extra_kinds: Vec<String>,
+}
+
+impl ApplyPolicyConfig {
+    /// The policy; the kinds were checked when the configuration was loaded.
+    pub fn policy(&self) -> agent_protocol::policy::ApplyPolicy {
+        agent_protocol::policy::ApplyPolicy::new(
+            self.protected_namespaces.iter().cloned(),
+            self.extra_kinds.iter().filter_map(|kind| kind.parse().ok()),
+        )
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for kind in &self.extra_kinds {
+            kind.parse::<agent_protocol::policy::ExtraKind>()
+                .map_err(|e| invalid("apply_policy.extra_kinds", e))?;
+        }
+        Ok(())
     }
 }
 
@@ -325,6 +359,7 @@ impl Config {
         if self.agent_tls_names.is_empty() {
             return Err(invalid("agent_tls_names", "must name at least one host"));
         }
+        self.apply_policy.validate()?;
         if !self.database_url.starts_with("postgres://")
             && !self.database_url.starts_with("postgresql://")
         {

@@ -1,6 +1,26 @@
 //! Task kinds the control plane knows, their payloads, and validation of what users submit.
 
+use agent_protocol::ApplyTier;
+use agent_protocol::policy::ApplyPolicy;
 use serde::{Deserialize, Serialize};
+
+/// The role a task was asked for with, which decides what the apply policy lets it apply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    #[default]
+    Operator,
+    Admin,
+}
+
+impl From<Tier> for ApplyTier {
+    fn from(tier: Tier) -> Self {
+        match tier {
+            Tier::Operator => ApplyTier::Operator,
+            Tier::Admin => ApplyTier::Admin,
+        }
+    }
+}
 
 /// Payload of an `apply` task: Kubernetes objects to server-side apply on the task's cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -16,6 +36,8 @@ pub struct ApplyPayload {
     /// Objects of this set that the manifest no longer has are deleted after the apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prune: Option<ObjectSet>,
+    #[serde(default)]
+    pub tier: Tier,
 }
 
 /// Payload of a `delete` task: every object of the set is deleted.
@@ -72,8 +94,9 @@ pub struct FieldProblem {
 
 impl ApplyPayload {
     /// Checks the manifest before it is queued: every document must be a YAML mapping with `apiVersion`,
-    /// `kind` and `metadata.name`. Kinds are resolved later by the agent against its cluster's discovery.
-    pub fn validate(&self) -> Vec<FieldProblem> {
+    /// `kind` and `metadata.name` that the apply policy allows for the task's tier. Kinds are resolved later by
+    /// the agent against its cluster's discovery.
+    pub fn validate(&self, policy: &ApplyPolicy) -> Vec<FieldProblem> {
         let mut problems = Vec::new();
         let push = |problems: &mut Vec<FieldProblem>, field: String, message: String| {
             problems.push(FieldProblem { field, message })
@@ -123,11 +146,14 @@ impl ApplyPayload {
                     .and_then(|v| v.as_str())
                     .filter(|s| !s.is_empty())
             };
+            let mut complete = true;
             if text("apiVersion").is_none() {
                 push(&mut problems, field.clone(), "has no apiVersion".into());
+                complete = false;
             }
             if text("kind").is_none() {
                 push(&mut problems, field.clone(), "has no kind".into());
+                complete = false;
             }
             let name = map
                 .get("metadata")
@@ -136,6 +162,32 @@ impl ApplyPayload {
                 .filter(|s| !s.is_empty());
             if name.is_none() {
                 push(&mut problems, field, "has no metadata.name".into());
+                continue;
+            }
+            if !complete {
+                continue;
+            }
+            match serde_json::to_value(&value) {
+                Ok(object) => {
+                    if let Err(violation) = policy.check(&object, self.tier.into()) {
+                        let namespace = object["metadata"]["namespace"]
+                            .as_str()
+                            .map(|ns| format!("{ns}/"))
+                            .unwrap_or_default();
+                        let kind = object["kind"].as_str().unwrap_or_default();
+                        let name = name.unwrap_or_default();
+                        push(
+                            &mut problems,
+                            field,
+                            format!("{kind} {namespace}{name}: {violation}"),
+                        );
+                    }
+                }
+                Err(error) => push(
+                    &mut problems,
+                    field,
+                    format!("is not a JSON-compatible object: {error}"),
+                ),
             }
         }
         if documents == 0 && problems.is_empty() {
@@ -159,19 +211,20 @@ mod tests {
             wait_timeout_seconds: 10,
             force_conflicts: false,
             prune: None,
+            tier: Tier::Operator,
         }
     }
 
     #[test]
     fn accepts_multi_document_manifests_with_empty_documents() {
         let manifest = "---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n---\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n  namespace: a\n";
-        assert_eq!(payload(manifest).validate(), vec![]);
+        assert_eq!(payload(manifest).validate(&ApplyPolicy::default()), vec![]);
     }
 
     #[test]
     fn names_the_document_and_the_missing_field() {
         let manifest = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n---\napiVersion: v1\nmetadata:\n  name: b\n";
-        let problems = payload(manifest).validate();
+        let problems = payload(manifest).validate(&ApplyPolicy::default());
         assert_eq!(
             problems,
             vec![FieldProblem {
@@ -183,7 +236,8 @@ mod tests {
 
     #[test]
     fn reports_yaml_syntax_errors_with_position() {
-        let problems = payload("apiVersion: v1\nkind: [unclosed\n").validate();
+        let problems =
+            payload("apiVersion: v1\nkind: [unclosed\n").validate(&ApplyPolicy::default());
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].field, "manifest[document 0]");
         assert!(
@@ -195,7 +249,27 @@ mod tests {
 
     #[test]
     fn empty_manifest_is_refused() {
-        let problems = payload("\n---\n").validate();
+        let problems = payload("\n---\n").validate(&ApplyPolicy::default());
         assert_eq!(problems[0].message, "contains no Kubernetes objects");
+    }
+
+    #[test]
+    fn policy_violations_name_the_document_object_and_rule() {
+        let manifest = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: own\nroleRef: {kind: ClusterRole, name: cluster-admin}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: root\n  namespace: kube-system\n";
+        let problems = payload(manifest).validate(&ApplyPolicy::default());
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert_eq!(problems[0].field, "manifest[document 1]");
+        assert!(
+            problems[0].message.starts_with(
+                "ClusterRoleBinding own: refused by the apply policy (rule allowed-kinds)"
+            ),
+            "{}",
+            problems[0].message
+        );
+        assert_eq!(problems[1].field, "manifest[document 2]");
+        assert_eq!(
+            problems[1].message,
+            "Deployment kube-system/root: refused by the apply policy (rule protected-namespace): namespace kube-system is reserved for the cluster and its agent"
+        );
     }
 }

@@ -51,7 +51,7 @@ pub async fn run(settings: Settings, client: kube::Client) -> Result<Infallible,
     );
     let (pod_log_sender, pod_log_lines) = mpsc::channel(podlogs::LINE_QUEUE);
     tokio::spawn(podlogs::run(client.clone(), pod_log_sender));
-    let applier = Arc::new(Applier::new(client));
+    let applier = Arc::new(Applier::new(client, settings.policy.clone()));
     Ok(
         Session::new(&settings, credentials, cluster, applier, pod_log_lines)
             .run()

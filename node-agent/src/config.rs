@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use agent_protocol::policy::ApplyPolicy;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 use thiserror::Error;
@@ -134,6 +135,14 @@ pub struct RunArgs {
     /// How often the certificate is checked for renewal (at most `60s`).
     #[arg(long, env = "EDGEFLEET_RENEW_CHECK_INTERVAL")]
     pub renew_check_interval: Option<String>,
+    /// Namespaces no task may touch, besides the built-in ones (comma-separated; the control plane's
+    /// `apply_policy.protected_namespaces` should list the same).
+    #[arg(long, env = "EDGEFLEET_PROTECTED_NAMESPACES", value_delimiter = ',')]
+    pub protected_namespaces: Vec<String>,
+    /// Kinds tasks may apply besides the built-in ones, as `Kind.group` or `Kind.group=admin` (comma-separated;
+    /// the control plane's `apply_policy.extra_kinds` should list the same).
+    #[arg(long, env = "EDGEFLEET_ALLOW_KINDS", value_delimiter = ',')]
+    pub allow_kinds: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ValueEnum)]
@@ -164,6 +173,8 @@ struct FileConfig {
     backoff_initial: Option<String>,
     backoff_max: Option<String>,
     renew_check_interval: Option<String>,
+    protected_namespaces: Option<Vec<String>>,
+    allow_kinds: Option<Vec<String>>,
 }
 
 /// Where the control plane is and which TLS name its certificate must carry.
@@ -196,6 +207,8 @@ pub struct Settings {
     pub logs: LogSettings,
     pub backoff: BackoffSettings,
     pub renew_check_interval: Duration,
+    /// The apply policy every task is checked against before anything is applied.
+    pub policy: ApplyPolicy,
 }
 
 impl Settings {
@@ -382,6 +395,23 @@ impl Settings {
             });
         }
 
+        let or_file = |flag: &[String], file: Option<Vec<String>>| match flag {
+            [] => file.unwrap_or_default(),
+            given => given.to_vec(),
+        };
+        let extra_kinds = or_file(&args.allow_kinds, file.allow_kinds)
+            .iter()
+            .map(|kind| kind.parse())
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|reason| ConfigError::Invalid {
+                key: "allow_kinds",
+                reason,
+            })?;
+        let policy = ApplyPolicy::new(
+            or_file(&args.protected_namespaces, file.protected_namespaces),
+            extra_kinds,
+        );
+
         Ok(Settings {
             control_plane: ControlPlane {
                 url: control_plane,
@@ -397,6 +427,7 @@ impl Settings {
             logs,
             backoff,
             renew_check_interval,
+            policy,
         })
     }
 }

@@ -205,12 +205,16 @@ impl Worker {
                 .apply(spec, &self.log, &progress)
                 .await
                 .map_err(failed),
-            Some(Spec::Delete(DeleteSpec { objects: Some(set) })) => self
+            Some(Spec::Delete(
+                delete @ DeleteSpec {
+                    objects: Some(set), ..
+                },
+            )) => self
                 .applier
-                .prune(set, &[], &self.log, &progress)
+                .prune(set, delete.tier(), &[], &self.log, &progress)
                 .await
                 .map_err(failed),
-            Some(Spec::Delete(DeleteSpec { objects: None })) => Err((
+            Some(Spec::Delete(DeleteSpec { objects: None, .. })) => Err((
                 "the delete task names no objects".to_owned(),
                 false,
                 Vec::new(),

@@ -3,7 +3,8 @@
 
 use std::sync::Mutex;
 
-use agent_protocol::{ApplySpec, ObjectKind, ObjectOutcome, ObjectResult, ObjectSet};
+use agent_protocol::policy::ApplyPolicy;
+use agent_protocol::{ApplySpec, ApplyTier, ObjectKind, ObjectOutcome, ObjectResult, ObjectSet};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
@@ -62,7 +63,19 @@ impl Harness {
         let (cluster, client) = support::cluster::start().await;
         Self {
             _cluster: cluster,
-            applier: Applier::new(client.clone()),
+            // The custom kinds and CRDs these tests apply, as a cluster owner would allow them.
+            applier: Applier::new(
+                client.clone(),
+                ApplyPolicy::new(
+                    [],
+                    [
+                        "Widget.example.com",
+                        "Gadget.example.com",
+                        "CustomResourceDefinition.apiextensions.k8s.io",
+                    ]
+                    .map(|kind| kind.parse().unwrap()),
+                ),
+            ),
             client,
         }
     }
@@ -84,6 +97,7 @@ impl Harness {
             wait_timeout_seconds,
             force_conflicts,
             prune: None,
+            tier: ApplyTier::Operator.into(),
         };
         let outcome = self.applier.apply(&spec, &log, &progress).await;
         (outcome, reported.into_inner().unwrap())
@@ -213,6 +227,39 @@ async fn an_unknown_kind_fails_the_task_naming_the_document_and_what_was_not_att
         config_maps.get_opt("last").await.unwrap().is_none(),
         "nothing after the failure is applied"
     );
+}
+
+#[tokio::test]
+async fn a_manifest_the_policy_refuses_changes_nothing_on_the_cluster() {
+    let harness = Harness::start().await;
+    let manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: harmless}\n---\n\
+                    apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: root, namespace: demo}\n\
+                    spec:\n  selector: {matchLabels: {app: root}}\n  template:\n    metadata: {labels: {app: root}}\n\
+                    \x20   spec:\n      hostPID: true\n      containers: [{name: sh, image: busybox}]\n";
+    let (outcome, progress) = harness.apply(manifest, 0, false).await;
+    let failure = outcome.unwrap_err();
+    assert_eq!(
+        failure.error.to_string(),
+        "document 1 (Deployment demo/root): refused by the apply policy (rule no-host-access): the pod sets \
+         hostPID: true; nothing was applied"
+    );
+    assert!(!failure.error.is_retryable());
+    assert!(progress.is_empty() && failure.objects.is_empty());
+    let config_maps: Api<ConfigMap> = Api::namespaced(harness.client.clone(), "default");
+    assert!(config_maps.get_opt("harmless").await.unwrap().is_none());
+
+    for manifest in [
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: kube-system}\n",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: own}\n\
+         roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\n\
+         subjects: [{kind: User, name: mallory, apiGroup: rbac.authorization.k8s.io}]\n",
+    ] {
+        let (outcome, _) = harness.apply(manifest, 0, false).await;
+        let message = outcome.unwrap_err().error.to_string();
+        assert!(message.contains("refused by the apply policy"), "{message}");
+    }
+    let maps: Api<ConfigMap> = Api::namespaced(harness.client.clone(), "kube-system");
+    assert!(maps.get_opt("x").await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -432,7 +479,10 @@ async fn pruning_a_deployment_lets_the_garbage_collector_remove_its_replicasets_
     let log = TaskLog::new("prune-under-test", sink);
     let deleted = harness
         .applier
-        .prune(&set, &[], &log, &|_: &str, _: Vec<ObjectResult>| {})
+        .prune(&set, ApplyTier::Operator, &[], &log, &|_: &str,
+                                                       _: Vec<
+            ObjectResult,
+        >| {})
         .await
         .unwrap();
     assert_eq!(

@@ -36,6 +36,7 @@ fn assignment(task_id: &str, lease_id: &str, manifest: &str) -> Down {
             wait_timeout_seconds: 0,
             force_conflicts: false,
             prune: None,
+            tier: agent_protocol::ApplyTier::Operator.into(),
         })),
     })
 }

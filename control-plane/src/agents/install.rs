@@ -1,10 +1,14 @@
 //! The agent install bundle for a cluster: a ready-to-apply manifest (with least-privilege RBAC) and the
 //! equivalent command line for running the agent outside the cluster.
 
+use std::collections::BTreeMap;
+
+use agent_protocol::ApplyTier;
+use agent_protocol::policy::{AGENT_NAMESPACE, ApplyPolicy, PROTECTED_NAMESPACES};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-pub const NAMESPACE: &str = "edgefleet-system";
+pub const NAMESPACE: &str = AGENT_NAMESPACE;
 pub const SERVICE_ACCOUNT: &str = "edgefleet-agent";
 pub const BOOTSTRAP_SECRET: &str = "edgefleet-agent-bootstrap";
 pub const IDENTITY_SECRET: &str = "edgefleet-agent-identity";
@@ -69,8 +73,43 @@ const MANAGE: [&str; 7] = [
     "get", "list", "watch", "create", "patch", "update", "delete",
 ];
 const READ: [&str; 3] = ["get", "list", "watch"];
+const PROTECTED_NAMESPACES_POLICY: &str = "edgefleet-agent-protected-namespaces";
+
+/// The kinds the apply policy allows any role, grouped by API group as RBAC rules list them.
+fn managed_kinds() -> BTreeMap<&'static str, Vec<&'static str>> {
+    let mut by_group: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for kind in ApplyPolicy::kinds(ApplyTier::Admin) {
+        by_group.entry(kind.group).or_default().push(kind.resource);
+    }
+    by_group
+}
+
+/// Exactly what the apply policy allows, plus what the agent reads to report status and follow logs.
+fn cluster_role_rules() -> Vec<Value> {
+    let mut rules: Vec<Value> = managed_kinds()
+        .into_iter()
+        .map(|(group, resources)| json!({"apiGroups": [group], "resources": resources, "verbs": MANAGE}))
+        .collect();
+    rules.extend([
+        json!({"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": READ}),
+        json!({"apiGroups": [""], "resources": ["pods", "pods/log", "events"], "verbs": READ}),
+        json!({"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]}),
+    ]);
+    rules
+}
+
+fn managed_resource_rules() -> Vec<Value> {
+    managed_kinds()
+        .into_iter()
+        .map(|(group, resources)| {
+            json!({"apiGroups": [group], "apiVersions": ["*"], "resources": resources,
+                   "operations": ["CREATE", "UPDATE", "DELETE"]})
+        })
+        .collect()
+}
 
 fn manifest_documents(inputs: &InstallInputs<'_>) -> Vec<Value> {
+    let protected = format!("{:?}", PROTECTED_NAMESPACES).replace('"', "'");
     let labels = json!({"app.kubernetes.io/name": "edgefleet-agent", "app.kubernetes.io/part-of": "edgefleet"});
     vec![
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": labels}}),
@@ -93,18 +132,30 @@ fn manifest_documents(inputs: &InstallInputs<'_>) -> Vec<Value> {
                "subjects": [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}]}),
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
         "metadata": {"name": "edgefleet-agent", "labels": labels},
-        "rules": [
-            {"apiGroups": [""], "resources": ["namespaces", "services", "configmaps", "serviceaccounts"], "verbs": MANAGE},
-            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": MANAGE},
-            {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": READ},
-            {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "networkpolicies"], "verbs": MANAGE},
-            {"apiGroups": [""], "resources": ["pods", "pods/log", "events"], "verbs": READ},
-            {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]}
-        ]}),
+        "rules": cluster_role_rules()}),
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
                "metadata": {"name": "edgefleet-agent", "labels": labels},
                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edgefleet-agent"},
                "subjects": [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}]}),
+        // RBAC cannot limit a ClusterRole to some namespaces; the API server itself refuses the agent the
+        // protected ones, whatever the agent's own checks do.
+        json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": PROTECTED_NAMESPACES_POLICY, "labels": labels},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": managed_resource_rules()},
+            "matchConditions": [{"name": "by-the-agent",
+                "expression": format!("request.userInfo.username == 'system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}'")}],
+            "validations": [
+                {"expression": format!("!(request.namespace in {protected})"),
+                 "message": "the edgefleet agent may not write to a protected namespace"},
+                {"expression": format!("request.resource.resource != 'namespaces' || !(request.name in {protected})"),
+                 "message": "the edgefleet agent may not change a protected namespace"}
+            ]
+        }}),
+        json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+               "metadata": {"name": PROTECTED_NAMESPACES_POLICY, "labels": labels},
+               "spec": {"policyName": PROTECTED_NAMESPACES_POLICY, "validationActions": ["Deny"]}}),
         json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "edgefleet-agent", "namespace": NAMESPACE, "labels": labels},
         "spec": {
@@ -170,6 +221,8 @@ mod tests {
                 "RoleBinding",
                 "ClusterRole",
                 "ClusterRoleBinding",
+                "ValidatingAdmissionPolicy",
+                "ValidatingAdmissionPolicyBinding",
                 "Deployment"
             ]
         );

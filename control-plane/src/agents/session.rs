@@ -568,6 +568,7 @@ fn assignment(task: &LeasedTask) -> Result<TaskAssignment, String> {
                 wait_timeout_seconds: payload.wait_timeout_seconds,
                 force_conflicts: payload.force_conflicts,
                 prune: payload.prune.as_ref().map(Into::into),
+                tier: agent_protocol::ApplyTier::from(payload.tier).into(),
             })
         }
         "delete" => {
@@ -575,6 +576,7 @@ fn assignment(task: &LeasedTask) -> Result<TaskAssignment, String> {
                 .map_err(|e| format!("stored delete payload is invalid: {e}"))?;
             Spec::Delete(DeleteSpec {
                 objects: Some((&payload.objects).into()),
+                tier: agent_protocol::ApplyTier::Operator.into(),
             })
         }
         other => return Err(format!("task kind {other:?} cannot run on an agent")),

@@ -12,7 +12,7 @@ use super::error::{ApiError, Problems};
 use super::json::JsonBody;
 use crate::logs::TaskLogLine;
 use crate::store::{NewTask, Task, TaskEvent, TaskFilter, TaskInsert, TaskState};
-use crate::taskspec::ApplyPayload;
+use crate::taskspec::{ApplyPayload, Tier};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,11 +46,15 @@ pub async fn create(
         wait_timeout_seconds: body.wait_timeout_seconds.unwrap_or(300),
         force_conflicts: body.force_conflicts,
         prune: None,
+        tier: match principal.role {
+            Role::Admin => Tier::Admin,
+            _ => Tier::Operator,
+        },
     };
     if body.manifest.is_none() {
         problems.add("manifest", "is required for apply tasks");
     } else {
-        problems.extend(payload.validate());
+        problems.extend(payload.validate(&state.config.apply_policy.policy()));
     }
     if let Some(key) = &body.idempotency_key
         && (key.is_empty() || key.len() > 200)

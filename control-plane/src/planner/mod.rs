@@ -344,7 +344,16 @@ impl Planner {
             wait_timeout_seconds: 300,
             force_conflicts: true,
             prune: Some(render::object_set(&demo.id.to_string())),
+            tier: crate::taskspec::Tier::Operator,
         };
+        // A demo is an operator's: its rendered objects pass the same policy as an operator's own task.
+        let problems = payload.validate(&self.config.apply_policy.policy());
+        if let Some(problem) = problems.first() {
+            return Ok(Step::Failed(format!(
+                "the rendered manifest is refused: {}: {}",
+                problem.field, problem.message
+            )));
+        }
         let task = self
             .step_task(
                 demo,

@@ -8,7 +8,8 @@ mod readiness;
 use std::fmt;
 use std::time::Duration;
 
-use agent_protocol::{AGENT_ORGANISATION, ApplySpec, ObjectOutcome, ObjectResult};
+use agent_protocol::policy::{ApplyPolicy, Violation};
+use agent_protocol::{AGENT_ORGANISATION, ApplySpec, ApplyTier, ObjectOutcome, ObjectResult};
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::discovery::{ApiCapabilities, Scope};
 use thiserror::Error;
@@ -116,6 +117,11 @@ pub enum ApplyError {
     },
     #[error("invalid object set: {0}")]
     InvalidObjectSet(String),
+    #[error("{document}: {violation}; nothing was applied")]
+    Policy {
+        document: DocumentRef,
+        violation: Violation,
+    },
     #[error("not available within {timeout:?}: {}", deployments.join("; "))]
     NotReady {
         timeout: Duration,
@@ -127,7 +133,10 @@ impl ApplyError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Object { problem, .. } | Self::Prune { problem, .. } => problem.is_retryable(),
-            Self::Manifest(_) | Self::InvalidObjectSet(_) | Self::NotReady { .. } => false,
+            Self::Manifest(_)
+            | Self::InvalidObjectSet(_)
+            | Self::Policy { .. }
+            | Self::NotReady { .. } => false,
         }
     }
 }
@@ -164,6 +173,7 @@ pub struct ApplyFailure {
 pub struct Applier {
     client: kube::Client,
     discovery: DiscoveryCache,
+    policy: ApplyPolicy,
 }
 
 /// How long an apply waits for an object that is being deleted (a Terminating namespace) to be gone before it
@@ -191,11 +201,27 @@ async fn wait_gone(
 }
 
 impl Applier {
-    pub fn new(client: kube::Client) -> Self {
+    pub fn new(client: kube::Client, policy: ApplyPolicy) -> Self {
         Self {
             discovery: DiscoveryCache::new(client.clone()),
             client,
+            policy,
         }
+    }
+
+    /// Checks every document against the apply policy before any is applied, so a refused manifest changes
+    /// nothing on the cluster.
+    fn check_policy(&self, documents: &[Document], tier: ApplyTier) -> Result<(), ApplyError> {
+        for document in documents {
+            let object = serde_json::to_value(&document.object).unwrap_or_default();
+            if let Err(violation) = self.policy.check(&object, tier) {
+                return Err(ApplyError::Policy {
+                    document: document.reference(),
+                    violation,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Applies every object of `spec` in order, stopping at the first failure, prunes the spec's object set down to
@@ -212,6 +238,13 @@ impl Applier {
                 error: err.into(),
                 objects: Vec::new(),
             })?;
+        if let Err(error) = self.check_policy(&documents, spec.tier()) {
+            log.error(error.to_string(), &[]);
+            return Err(ApplyFailure {
+                error,
+                objects: Vec::new(),
+            });
+        }
         log.info(
             format!("applying {} objects", documents.len()),
             &[
@@ -261,7 +294,7 @@ impl Applier {
         }
 
         if let Some(set) = &spec.prune {
-            match self.prune(set, &objects, log, progress).await {
+            match self.prune(set, spec.tier(), &objects, log, progress).await {
                 Ok(deleted) => objects.extend(deleted),
                 Err(mut failure) => {
                     objects.append(&mut failure.objects);

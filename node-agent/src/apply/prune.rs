@@ -1,6 +1,6 @@
 //! Deletes the objects of an [`ObjectSet`] that an apply did not (re)apply, or all of them for a delete task.
 
-use agent_protocol::{ObjectOutcome, ObjectResult, ObjectSet};
+use agent_protocol::{ApplyTier, ObjectOutcome, ObjectResult, ObjectSet};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Preconditions};
 
@@ -15,17 +15,26 @@ impl Applier {
     /// Deletes every object of `set` that is not in `keep` (the objects just applied), namespaced kinds first and
     /// Namespaces last, so each deletion is reported before a namespace takes the rest with it. Each deletion
     /// is waited for (a namespace stays Terminating while its contents go), so "deleted" means gone.
+    /// Kinds the apply policy does not allow the task's tier are refused, and objects in protected namespaces
+    /// are never deleted.
     pub async fn prune(
         &self,
         set: &ObjectSet,
+        tier: ApplyTier,
         keep: &[ObjectResult],
         log: &TaskLog,
         progress: ProgressFn<'_>,
     ) -> Result<Vec<ObjectResult>, ApplyFailure> {
-        let kinds = checked_kinds(set).map_err(|reason| ApplyFailure {
+        let refused = |reason: String| ApplyFailure {
             error: ApplyError::InvalidObjectSet(reason),
             objects: Vec::new(),
-        })?;
+        };
+        let kinds = checked_kinds(set).map_err(refused)?;
+        for gvk in &kinds {
+            self.policy
+                .check_kind(&gvk.api_version(), &gvk.kind, tier)
+                .map_err(|violation| refused(violation.to_string()))?;
+        }
         let mut deleted = Vec::new();
         for gvk in kinds {
             if let Err(problem) = self
@@ -77,6 +86,20 @@ impl Applier {
         for object in listed {
             let namespace = object.namespace();
             let name = object.name_any();
+            let home = match gvk.kind.as_str() {
+                "Namespace" if gvk.group.is_empty() => Some(name.as_str()),
+                _ => namespace.as_deref(),
+            };
+            if home.is_some_and(|ns| self.policy.is_protected(ns)) {
+                log.warn(
+                    format!(
+                        "{} {name} kept: its namespace is protected by the apply policy",
+                        gvk.kind
+                    ),
+                    &[("kept", name.clone())],
+                );
+                continue;
+            }
             if keep
                 .iter()
                 .any(|kept| same_object(kept, gvk, namespace.as_deref(), &name))

@@ -808,7 +808,9 @@ async fn install_manifest_applies_and_an_in_cluster_agent_keeps_its_identity_in_
         );
     }
 
-    // What the agent's ClusterRole allows works; the API server refuses the rest, and nothing is created.
+    // What the apply policy allows works; the rest is refused before it is queued, and the API server would
+    // refuse it to the agent too: RBAC for kinds outside the policy, the install manifest's
+    // ValidatingAdmissionPolicy for protected namespaces (which RBAC cannot express).
     let allowed = stack
         .run_task(
             &cluster.cluster_id,
@@ -822,20 +824,47 @@ async fn install_manifest_applies_and_an_in_cluster_agent_keeps_its_identity_in_
     assert_eq!(allowed["state"], "succeeded", "{allowed}");
     let escalation = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: take-over\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\nsubjects: [{kind: User, name: mallory, apiGroup: rbac.authorization.k8s.io}]\n";
     let secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: planted\n  namespace: kube-system\nstringData: {a: b}\n";
-    for (manifest, resource) in [(escalation, "clusterrolebindings"), (secret, "secrets")] {
-        let refused = stack
-            .run_task(&cluster.cluster_id, &apply_body(manifest, None))
+    let config_map = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: planted\n  namespace: kube-system\ndata: {a: b}\n";
+    let as_agent = "--as=system:serviceaccount:edgefleet-system:edgefleet-agent";
+    for (manifest, refusal) in [
+        (escalation, "cannot patch resource \"clusterrolebindings\""),
+        (
+            secret,
+            "cannot patch resource \"secrets\" in API group \"\" in the namespace \"kube-system\"",
+        ),
+        (
+            config_map,
+            "edgefleet-agent-protected-namespaces' with binding 'edgefleet-agent-protected-namespaces' denied request: the edgefleet agent may not write to a protected namespace",
+        ),
+    ] {
+        let (status, body) = stack
+            .api
+            .call(
+                Method::POST,
+                &format!("/clusters/{}/tasks", cluster.cluster_id),
+                Some(&apply_body(manifest, None)),
+            )
             .await
             .unwrap();
-        assert_eq!(refused["state"], "failed", "{refused}");
-        let error = refused["error"].as_str().unwrap();
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         assert!(
-            error.contains("forbidden")
-                && error.contains(resource)
-                && error.contains("system:serviceaccount:edgefleet-system:edgefleet-agent"),
-            "{error}"
+            body["error"]["details"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("refused by the apply policy"),
+            "{body}"
         );
+        let error = stack
+            .kubectl_with_input(&["apply", "--server-side", as_agent, "-f", "-"], manifest)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(refusal), "{error}");
     }
+    let permitted =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: permitted\n  namespace: from-pod\n";
+    stack
+        .kubectl_with_input(&["apply", "--server-side", as_agent, "-f", "-"], permitted)
+        .expect("the agent's own rights, as a control");
     let leftovers = stack
         .kubectl(&[
             "get",
@@ -849,7 +878,7 @@ async fn install_manifest_applies_and_an_in_cluster_agent_keeps_its_identity_in_
         + &stack
             .kubectl(&[
                 "get",
-                "secret",
+                "secret,configmap",
                 "planted",
                 "-n",
                 "kube-system",
