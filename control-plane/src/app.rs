@@ -288,8 +288,8 @@ async fn ensure_admin_user(store: &Store, console: &ConsoleConfig) -> Result<(),
     Ok(())
 }
 
-/// Periodically returns tasks with expired leases to the queue and closes sessions of vanished processes;
-/// both are idempotent, so every process runs them.
+/// Periodically returns tasks with expired leases to the queue, closes sessions of vanished processes and
+/// forgets old sign-in counters; all idempotent, so every process runs them.
 async fn housekeeping(store: Store, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -302,6 +302,12 @@ async fn housekeeping(store: Store, every: Duration) {
         }
         if let Err(error) = store.close_stale_sessions().await {
             tracing::warn!(%error, "could not close stale agent sessions");
+        }
+        if let Err(error) = store
+            .prune_sign_in_throttle(crate::api::SIGN_IN_WINDOW)
+            .await
+        {
+            tracing::warn!(%error, "could not prune sign-in counters");
         }
     }
 }

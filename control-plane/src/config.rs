@@ -156,8 +156,9 @@ pub struct ConsoleConfig {
     pub session_idle_minutes: u32,
     /// ... and after this long in any case.
     pub session_max_hours: u32,
-    /// Failed sign-ins per username (and, times four, per address) within 15 minutes before further attempts
-    /// are refused with 429.
+    /// Sign-in attempts per account from one address (and, times four, from one address over all accounts)
+    /// within 15 minutes before further attempts from that address are refused with 429. A success clears
+    /// the account's count for its address; other addresses are never refused for it.
     pub max_failed_logins: u32,
 }
 

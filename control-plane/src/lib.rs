@@ -11,6 +11,7 @@ pub mod logs;
 pub mod metrics;
 pub mod pki;
 pub mod planner;
+pub mod process_log;
 pub mod provisioner;
 pub mod store;
 pub mod taskspec;

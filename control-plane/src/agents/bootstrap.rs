@@ -21,8 +21,9 @@ pub(super) async fn bootstrap(
             "bootstrap token is malformed (it starts with {BOOTSTRAP_TOKEN_PREFIX:?})"
         )));
     }
-    // Check the CSR before spending the token, so a broken agent does not burn it.
+    // Check the CSR and version before spending the token, so a broken agent does not burn it.
     crate::pki::check_csr(&request.csr_pem).map_err(csr_status)?;
+    super::check_agent_version(&request.agent_version)?;
     let redemption = service
         .store
         .redeem_bootstrap_token(&sha256_hex(&request.token))

@@ -26,6 +26,19 @@ use crate::store::Store;
 /// Task kinds that agents execute (other kinds run inside the control plane).
 pub const AGENT_TASK_KINDS: &[&str] = &["apply", "delete"];
 
+/// Longest agent version string accepted (a semver with build metadata fits many times over).
+const MAX_AGENT_VERSION_CHARS: usize = 64;
+
+/// An agent's self-reported version is logged and stored: printable text of a bounded length only.
+fn check_agent_version(version: &str) -> Result<(), Status> {
+    if version.chars().count() > MAX_AGENT_VERSION_CHARS || version.chars().any(char::is_control) {
+        return Err(Status::invalid_argument(format!(
+            "agent_version must be at most {MAX_AGENT_VERSION_CHARS} characters without control characters"
+        )));
+    }
+    Ok(())
+}
+
 /// Settings of the agent service, taken from the config at start.
 #[derive(Debug, Clone)]
 pub struct AgentSettings {

@@ -57,6 +57,7 @@ pub(super) async fn open(
         Ok(Err(status)) => return Err(status),
         Err(_) => return Err(Status::deadline_exceeded("no Hello received in time")),
     };
+    super::check_agent_version(&hello.agent_version)?;
     let cluster_id = identity.cluster_id;
     // Subscribe before the first lease so no notification falls in between.
     let signals = service.dispatcher.subscribe(cluster_id);

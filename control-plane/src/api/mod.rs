@@ -27,6 +27,7 @@ use tower_http::trace::TraceLayer;
 
 pub use auth::Role;
 pub use error::ApiError;
+pub use session::SIGN_IN_WINDOW;
 pub use users::{MIN_PASSWORD_CHARS, valid_username};
 
 use crate::config::Config;
@@ -161,7 +162,17 @@ pub fn router(state: ApiState) -> Router {
         .route("/session", post(session::login))
         .route("/openapi.json", get(openapi))
         .fallback(|| async { ApiError::not_found("no such API endpoint") })
-        .layer(middleware::from_fn_with_state(state.clone(), audit::record));
+        .layer(middleware::from_fn_with_state(state.clone(), audit::record))
+        // API answers carry secrets and per-user data: no cache may keep them.
+        .layer(middleware::map_response(
+            |mut response: axum::response::Response| async move {
+                response.headers_mut().insert(
+                    header::CACHE_CONTROL,
+                    header::HeaderValue::from_static("no-store"),
+                );
+                response
+            },
+        ));
     Router::new()
         .nest("/api/v1", api)
         .merge(crate::console::router())
@@ -169,6 +180,15 @@ pub fn router(state: ApiState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(middleware::map_response(
+            |mut response: axum::response::Response| async move {
+                response.headers_mut().insert(
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    header::HeaderValue::from_static("nosniff"),
+                );
+                response
+            },
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -179,14 +199,17 @@ async fn openapi() -> impl IntoResponse {
     Json(doc)
 }
 
-/// Ready when PostgreSQL and ClickHouse both answer.
+/// Ready when PostgreSQL and ClickHouse both answer. The answer is unauthenticated, so it names what is down
+/// but not where it is or why (that goes to the log).
 async fn readyz(State(state): State<ApiState>) -> impl IntoResponse {
     let mut problems = Vec::new();
-    if let Err(e) = state.store.ping().await {
-        problems.push(format!("postgresql: {e}"));
+    if let Err(error) = state.store.ping().await {
+        tracing::warn!(%error, "readiness: PostgreSQL does not answer");
+        problems.push("postgresql unavailable");
     }
-    if let Err(e) = state.logs.ping().await {
-        problems.push(format!("clickhouse: {e}"));
+    if let Err(error) = state.logs.ping().await {
+        tracing::warn!(%error, "readiness: ClickHouse does not answer");
+        problems.push("clickhouse unavailable");
     }
     if problems.is_empty() {
         (StatusCode::OK, "ready".to_string())

@@ -19,9 +19,14 @@ use super::auth::{Principal, Via, session_cookie_name, session_limits, unauthent
 use super::error::ApiError;
 use super::json::JsonBody;
 use crate::crypto::{OneTimeSecret, SESSION_TOKEN_PREFIX, hash_password, verify_password};
+use crate::store::ThrottleKeys;
 
-/// Failed sign-ins are counted over this window.
-const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Sign-in attempts are counted over this window.
+pub const SIGN_IN_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Attempts from one address, over all accounts, per window: a multiple of the per-account limit.
+const ADDRESS_LIMIT_FACTOR: i64 = 4;
+/// How much of a username an audit row keeps.
+const AUDITED_USERNAME_CHARS: usize = 100;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,13 +59,13 @@ pub async fn login(
 ) -> Result<Response, ApiError> {
     let console = &state.config.console;
     let ip = peer.ip().to_string();
-    let actor = AuditActor(format!("login:{}", body.username));
-    let (by_user, by_ip) = state
-        .store
-        .recent_failed_logins(&body.username, Some(&ip), FAILURE_WINDOW)
-        .await?;
+    let audited: String = body.username.chars().take(AUDITED_USERNAME_CHARS).collect();
+    let actor = AuditActor(format!("login:{audited}"));
+    // Counted before the password is checked, in one statement: concurrent guesses cannot all get through.
+    let keys = ThrottleKeys::new(&body.username, &ip);
+    let attempts = state.store.charge_sign_in(&keys, SIGN_IN_WINDOW).await?;
     let limit = i64::from(console.max_failed_logins);
-    if by_user >= limit || by_ip >= limit * 4 {
+    if attempts.account_from_address > limit || attempts.address > limit * ADDRESS_LIMIT_FACTOR {
         let mut response = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
@@ -85,6 +90,7 @@ pub async fn login(
         response.extensions_mut().insert(actor);
         return Ok(response);
     };
+    state.store.sign_in_succeeded(&keys).await?;
     let token = OneTimeSecret::generate(SESSION_TOKEN_PREFIX);
     let csrf = OneTimeSecret::generate("");
     let limits = session_limits(console);

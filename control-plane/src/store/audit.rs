@@ -84,23 +84,4 @@ impl Store {
         .await?;
         Ok((entries, total))
     }
-
-    /// Failed sign-ins in the last `window` for this username and from this address (rate limiting).
-    pub async fn recent_failed_logins(
-        &self,
-        username: &str,
-        ip: Option<&str>,
-        window: std::time::Duration,
-    ) -> Result<(i64, i64), StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE actor = $1), count(*) FILTER (WHERE ip = $2)
-             FROM audit_log
-             WHERE action = 'POST /session' AND status = 401 AND at > now() - make_interval(secs => $3)",
-        )
-        .bind(format!("login:{username}"))
-        .bind(ip)
-        .bind(window.as_secs_f64())
-        .fetch_one(self.pool())
-        .await?)
-    }
 }

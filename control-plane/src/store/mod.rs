@@ -8,6 +8,7 @@ mod demos;
 mod provisioning;
 mod regions;
 mod sessions;
+mod sign_in;
 mod tasks;
 mod templates;
 mod tokens;
@@ -23,6 +24,7 @@ pub use demos::{
 pub use provisioning::ProvisioningTarget;
 pub use regions::{NewRegion, Region};
 pub use sessions::SessionRow;
+pub use sign_in::{Attempts, ThrottleKeys};
 pub use tasks::{
     LeasedTask, NewTask, ObjectReport, Task, TaskCompletion, TaskEvent, TaskFilter, TaskInsert,
     TaskState,

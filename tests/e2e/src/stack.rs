@@ -38,7 +38,8 @@ pub struct StackOptions {
     /// Enable Terraform provisioning: state in the harness's S3 server, the repository's stacks and modules,
     /// and `local` clusters that run agent pods as processes (`kube-cluster --run-image`).
     pub provisioning: bool,
-    /// Keys that replace those of the provisioning configuration (e.g. `allow_development_stacks`).
+    /// Merged into the provisioning configuration as a JSON merge patch (objects merge, other values
+    /// replace), e.g. `allow_development_stacks` or `stack_defaults.local.state_dir`.
     pub provisioning_overrides: serde_json::Map<String, Value>,
 }
 
@@ -177,9 +178,10 @@ impl Stack {
         }
         if options.provisioning {
             let mut provisioning = provisioning_config(&dir).await?;
-            for (key, value) in &options.provisioning_overrides {
-                provisioning[key] = value.clone();
-            }
+            merge(
+                &mut provisioning,
+                &Value::Object(options.provisioning_overrides.clone()),
+            );
             config["provisioning"] = provisioning;
         }
         let config_path = dir.join("control-plane.yaml");
@@ -437,6 +439,18 @@ impl Stack {
     /// Runs SQL in the control plane's PostgreSQL database (tests use it to simulate time passing).
     pub fn postgres_query(&self, sql: &str) -> anyhow::Result<String> {
         self.postgres.query(&self.database_url, sql)
+    }
+}
+
+/// Applies `patch` to `target` as RFC 7386 describes, without its null-deletes (no override needs them).
+fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(target), Value::Object(patch)) => {
+            for (key, value) in patch {
+                merge(target.entry(key.clone()).or_insert(Value::Null), value);
+            }
+        }
+        (target, patch) => *target = patch.clone(),
     }
 }
 

@@ -17,8 +17,16 @@ struct Browser {
 
 impl Browser {
     fn new(stack: &Stack) -> Self {
+        Self::from_address(stack, "127.0.0.1")
+    }
+
+    /// A browser on another host: loopback has every 127.x.y.z, so the control plane sees another address.
+    fn from_address(stack: &Stack, address: &str) -> Self {
         Self {
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .local_address(Some(address.parse().unwrap()))
+                .build()
+                .unwrap(),
             base: stack.api.base().to_string(),
             cookie: None,
             csrf: None,
@@ -346,4 +354,75 @@ async fn sessions_csrf_roles_rate_limits_and_audit() {
         filtered["total"],
         filtered["entries"].as_array().unwrap().len()
     );
+}
+
+/// The sign-in limit holds under concurrency (every attempt is counted before its password is checked), a
+/// stranger elsewhere cannot lock an account out, guessing many usernames from one address is stopped, and
+/// every refused sign-in is audited, however long the name.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sign_in_limit_holds_under_concurrency_without_locking_the_owner_out() {
+    let stack = Stack::start(StackOptions::default()).await.unwrap();
+    let attacker = Browser::from_address(&stack, "127.0.0.9");
+    let guesses = (0..40).map(|i| {
+        let mut browser = Browser {
+            http: attacker.http.clone(),
+            base: attacker.base.clone(),
+            cookie: None,
+            csrf: None,
+        };
+        async move { browser.sign_in("admin", &format!("guess-{i}")).await.0 }
+    });
+    let statuses = futures::future::join_all(guesses).await;
+    let evaluated = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let limited = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((evaluated, limited), (5, 35), "{statuses:?}");
+    // Even the right password is refused to that address now; the owner elsewhere signs in.
+    let mut attacker = attacker;
+    assert_eq!(
+        attacker.sign_in("admin", &stack.admin_password).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let mut owner = Browser::from_address(&stack, "127.0.0.10");
+    let (status, body, _) = owner.sign_in("admin", &stack.admin_password).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Spraying usernames from one address: twenty attempts in all, then that address is refused.
+    let mut sprayer = Browser::from_address(&stack, "127.0.0.11");
+    for i in 0..20 {
+        assert_eq!(
+            sprayer.sign_in(&format!("user{i}"), "password-1").await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        sprayer.sign_in("admin", &stack.admin_password).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+
+    // A 20 kB username is refused and audited under its first hundred characters.
+    let mut long = Browser::from_address(&stack, "127.0.0.12");
+    let name = "x".repeat(20_000);
+    assert_eq!(
+        long.sign_in(&name, "password-1").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let audited = stack
+        .postgres_query(&format!(
+            "SELECT status FROM audit_log WHERE actor = 'login:{}' AND action = 'POST /session'",
+            "x".repeat(100)
+        ))
+        .unwrap();
+    assert_eq!(audited.trim(), "401", "{audited}");
+    let evaluated_rows = stack
+        .postgres_query(
+            "SELECT count(*) FROM audit_log WHERE actor = 'login:admin' AND ip = '127.0.0.9' AND status = 401",
+        )
+        .unwrap();
+    assert_eq!(evaluated_rows.trim(), "5");
 }

@@ -482,8 +482,9 @@ async fn bad_manifests_fail_clearly_and_the_agent_keeps_working() {
     assert_eq!(body["error"]["details"][0]["field"], "manifest[document 1]");
     assert_eq!(body["error"]["details"][0]["message"], "has no kind");
 
-    // Well-formed but unknown to the cluster: the task fails, naming the document and kind.
-    let unknown = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: fine\n---\napiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n";
+    // Well-formed and allowed, but a version the cluster no longer serves (removed in Kubernetes 1.26): the
+    // task fails, naming the document and kind.
+    let unknown = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: fine\n---\napiVersion: autoscaling/v2beta2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: w\n  namespace: fine\n";
     let task = stack
         .api
         .post(&path, &apply_body(unknown, None))
@@ -496,7 +497,8 @@ async fn bad_manifests_fail_clearly_and_the_agent_keeps_working() {
     assert_eq!(failed["state"], "failed", "{failed}");
     let error = failed["error"].as_str().unwrap();
     assert!(
-        error.contains("document 1") && error.contains("Widget"),
+        error.contains("document 1")
+            && error.contains("unknown kind HorizontalPodAutoscaler in autoscaling/v2beta2"),
         "{error}"
     );
 

@@ -57,6 +57,12 @@ async fn main() -> anyhow::Result<()> {
             kubeconfig: args.kubeconfig.clone(),
             cluster: false,
             provisioning: provision,
+            // The cluster's files under the quick start's own folder; only the configuration may say where.
+            provisioning_overrides:
+                json!({"stack_defaults": {"local": {"state_dir": dir.join("clusters/local-dev")}}})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
             dir: Some(dir.clone()),
             api_port: Some(args.api_port),
             ..StackOptions::default()
@@ -146,8 +152,7 @@ async fn provision_cluster(
         .api
         .post(
             "/clusters",
-            &json!({"region_id": region_id, "name": "local-dev", "plan_only": true,
-                    "provision": {"variables": {"state_dir": cluster_dir}}}),
+            &json!({"region_id": region_id, "name": "local-dev", "plan_only": true, "provision": {}}),
         )
         .await?;
     let cluster_id = field(&created, "id")?;
