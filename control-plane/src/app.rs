@@ -92,6 +92,11 @@ pub async fn start(
     ));
     let sink = LogSink::start(logs.clone(), SinkSettings::default(), metrics.clone());
     let demo_sink = LogSink::start(logs.clone(), SinkSettings::default(), metrics.clone());
+    tokio::spawn(crate::logs::outbox::run(
+        store.clone(),
+        logs.clone(),
+        metrics.clone(),
+    ));
     let planner = crate::planner::Planner {
         store: store.clone(),
         config: config.clone(),
@@ -103,7 +108,6 @@ pub async fn start(
             store: store.clone(),
             sbox: sbox.clone(),
             ca: ca.clone(),
-            logs: sink.clone(),
             artifacts: ArtifactStore::new(&provisioning.state),
             config: provisioning.clone(),
             agent: AgentInstall {
@@ -127,6 +131,7 @@ pub async fn start(
         metrics.clone(),
         AgentSettings {
             certificate_ttl: Duration::from_secs(config.agents.certificate_ttl_seconds),
+            renewal_overlap: Duration::from_secs(config.agents.renewal_overlap_seconds),
             heartbeat_interval: Duration::from_secs(u64::from(
                 config.agents.heartbeat_interval_seconds,
             )),

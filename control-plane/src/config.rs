@@ -126,6 +126,8 @@ pub struct AgentConfig {
     /// Lifetime of agent client certificates; agents renew them when a third is left.
     pub certificate_ttl_seconds: u64,
     pub bootstrap_token_ttl_seconds: u64,
+    /// How long a certificate stays valid after the agent renewed it, for streams still open with it.
+    pub renewal_overlap_seconds: u64,
     /// Container image of the agent, used in install manifests.
     pub image: String,
 }
@@ -136,6 +138,7 @@ impl Default for AgentConfig {
             heartbeat_interval_seconds: 10,
             certificate_ttl_seconds: 24 * 3600,
             bootstrap_token_ttl_seconds: 3600,
+            renewal_overlap_seconds: 300,
             image: format!("ghcr.io/edgefleet/node-agent:{}", env!("CARGO_PKG_VERSION")),
         }
     }

@@ -8,7 +8,7 @@ use super::AgentGrpc;
 use super::identity::internal;
 use crate::crypto::{BOOTSTRAP_TOKEN_PREFIX, sha256_hex};
 use crate::pki::{IssuedCertificate, PkiError};
-use crate::store::BootstrapRedemption;
+use crate::store::{BootstrapRedemption, NewCertificate};
 
 pub(super) async fn bootstrap(
     service: &AgentGrpc,
@@ -58,7 +58,7 @@ pub(super) async fn bootstrap(
             return Err(status);
         }
     };
-    let issued = issue(service, &request.csr_pem, cluster_id, "bootstrap").await?;
+    let issued = issue(service, &request.csr_pem, cluster_id, None).await?;
     tracing::info!(%cluster_id, serial = %issued.serial, agent_version = %request.agent_version, "agent bootstrapped");
     Ok(Response::new(BootstrapResponse {
         certificate_pem: issued.pem,
@@ -75,32 +75,48 @@ pub(super) async fn renew(
     let identity = service.authenticate(&request).await?;
     let request = request.into_inner();
     crate::pki::check_csr(&request.csr_pem).map_err(csr_status)?;
-    let issued = issue(service, &request.csr_pem, identity.cluster_id, "renewal").await?;
-    tracing::info!(cluster_id = %identity.cluster_id, serial = %issued.serial, "agent certificate renewed");
+    let issued = issue(
+        service,
+        &request.csr_pem,
+        identity.cluster_id,
+        Some(&identity.serial),
+    )
+    .await?;
+    tracing::info!(cluster_id = %identity.cluster_id, serial = %issued.serial, previous = %identity.serial,
+                   "agent certificate renewed; the previous one is revoked after the overlap");
     Ok(Response::new(RenewResponse {
         certificate_pem: issued.pem,
         not_after_unix: issued.not_after.timestamp(),
     }))
 }
 
+/// Signs and records a certificate; `renewed_from` is the serial of the certificate a renewal replaces.
 async fn issue(
     service: &AgentGrpc,
     csr_pem: &str,
     cluster_id: Uuid,
-    via: &str,
+    renewed_from: Option<&str>,
 ) -> Result<IssuedCertificate, Status> {
     let issued = service
         .ca
         .sign_agent_csr(csr_pem, cluster_id, service.settings.certificate_ttl)
         .map_err(csr_status)?;
+    let record = NewCertificate {
+        serial: &issued.serial,
+        via: if renewed_from.is_some() {
+            "renewal"
+        } else {
+            "bootstrap"
+        },
+        not_before: issued.not_before,
+        not_after: issued.not_after,
+    };
     service
         .store
         .record_certificate(
             cluster_id,
-            &issued.serial,
-            via,
-            issued.not_before,
-            issued.not_after,
+            &record,
+            renewed_from.map(|serial| (serial, service.settings.renewal_overlap)),
         )
         .await
         .map_err(|e| internal("recording the certificate", e))?;

@@ -43,6 +43,8 @@ fn check_agent_version(version: &str) -> Result<(), Status> {
 #[derive(Debug, Clone)]
 pub struct AgentSettings {
     pub certificate_ttl: Duration,
+    /// How long a renewed certificate keeps working, for streams still open with it.
+    pub renewal_overlap: Duration,
     pub heartbeat_interval: Duration,
     pub lease: Duration,
     /// How long a new stream may take to send its Hello.

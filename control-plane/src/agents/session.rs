@@ -140,7 +140,9 @@ impl Session {
         match &end {
             End::AgentClosed => tracing::info!("agent closed the session"),
             End::AgentError(status) => tracing::info!(error = %status, "agent stream broke"),
-            End::Revoked => tracing::warn!("cluster deleted: session closed, certificate revoked"),
+            End::Revoked => tracing::warn!(
+                "certificate revoked (cluster deleted or agent revoked): session closed"
+            ),
             End::Failed(status) => {
                 tracing::warn!(error = %status, "session ended by the control plane")
             }
@@ -150,7 +152,7 @@ impl Session {
                 let _ = self
                     .tx
                     .send(Err(Status::permission_denied(
-                        "the cluster was deleted; its agent is revoked",
+                        "the agent's certificate was revoked (its cluster was deleted, or an admin revoked the agent); bootstrap again with a new token",
                     )))
                     .await;
             }
@@ -175,8 +177,14 @@ impl Session {
         if let Err(status) = self.deliver().await {
             return End::Failed(status);
         }
+        // A stream outlives its certificate's revocation by at most one interval: this is how the end of a
+        // renewal's overlap reaches a stream still open with the old certificate, heartbeats or not.
+        let mut certificate_check = tokio::time::interval(self.service.settings.heartbeat_interval);
+        certificate_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        certificate_check.tick().await;
         loop {
             let step = tokio::select! {
+                _ = certificate_check.tick() => self.check_certificate().await,
                 message = inbound.message() => match message {
                     Ok(Some(message)) => self.handle(message).await,
                     Ok(None) => return End::AgentClosed,
@@ -198,6 +206,19 @@ impl Session {
                     End::Failed(status)
                 };
             }
+        }
+    }
+
+    async fn check_certificate(&self) -> Result<(), Status> {
+        let refusal = self
+            .service
+            .store
+            .certificate_refusal(self.cluster_id(), &self.identity.serial)
+            .await
+            .map_err(|e| internal("checking the certificate", e))?;
+        match refusal {
+            Some(reason) => Err(Status::permission_denied(reason)),
+            None => Ok(()),
         }
     }
 
@@ -246,6 +267,7 @@ impl Session {
                         error: Some(error),
                         objects: Vec::new(),
                         retryable: false,
+                        fails_cluster: None,
                     };
                     self.record_result(task.id, task.lease_id, &completion)
                         .await?;
@@ -385,6 +407,7 @@ impl Session {
                 error: Some(result.error.clone()).filter(|e| !e.is_empty()),
                 objects: result.objects.iter().map(object_report).collect(),
                 retryable: result.retryable,
+                fails_cluster: None,
             };
             self.record_result(task_id, lease_id, &completion).await?;
         }

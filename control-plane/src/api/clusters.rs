@@ -303,6 +303,21 @@ pub async fn get(
     Ok(Json(ClusterDetail { cluster, sessions }))
 }
 
+/// `POST /clusters/{id}/revoke-agent` (admin): revokes the cluster's agent certificates and unused bootstrap
+/// tokens at once on every replica, keeping the cluster; its agent needs a new bootstrap token.
+pub async fn revoke_agent(
+    State(state): State<ApiState>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Cluster>, ApiError> {
+    principal.require(Role::Admin, "revoke agents")?;
+    if !state.store.revoke_agent(id).await? {
+        return Err(ApiError::not_found(format!("cluster {id} not found")));
+    }
+    tracing::warn!(cluster_id = %id, by = %principal.label(), "agent certificates revoked");
+    Ok(Json(state.store.cluster(id).await?))
+}
+
 /// Deletes a registered cluster at once (204); a provisioned one is destroyed through Terraform first (202 with
 /// the destroy task), and deleted when that succeeds.
 pub async fn delete(

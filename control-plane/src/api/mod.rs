@@ -70,6 +70,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/clusters/{id}/plan"),
     ("post", "/api/v1/clusters/{id}/drift-check"),
     ("post", "/api/v1/clusters/{id}/bootstrap-tokens"),
+    ("post", "/api/v1/clusters/{id}/revoke-agent"),
     ("post", "/api/v1/clusters/{id}/tasks"),
     ("get", "/api/v1/demos"),
     ("post", "/api/v1/demos"),
@@ -122,6 +123,7 @@ pub fn router(state: ApiState) -> Router {
             "/clusters/{id}/bootstrap-tokens",
             post(clusters::create_bootstrap_token),
         )
+        .route("/clusters/{id}/revoke-agent", post(clusters::revoke_agent))
         .route("/clusters/{id}/provision", post(clusters::provision))
         .route("/clusters/{id}/plan", post(clusters::plan))
         .route("/clusters/{id}/drift-check", post(clusters::drift_check))

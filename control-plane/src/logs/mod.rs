@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ClickHouseConfig;
 
+pub mod outbox;
 mod sink;
 pub use sink::{LogSink, SinkSettings};
 

@@ -24,7 +24,7 @@ pub use workspace::state_key;
 use crate::agents::install::{self, InstallInputs};
 use crate::config::ProvisioningConfig;
 use crate::crypto::{BOOTSTRAP_TOKEN_PREFIX, OneTimeSecret, SecretBox};
-use crate::logs::{LogSink, TaskLogLine};
+use crate::logs::TaskLogLine;
 use crate::metrics::{Metrics, RunLabel};
 use crate::pki::AgentCa;
 use crate::store::{LeasedTask, ProvisioningTarget, Store, TaskCompletion, channels};
@@ -57,7 +57,6 @@ pub struct Provisioner {
     pub store: Store,
     pub sbox: SecretBox,
     pub ca: Arc<AgentCa>,
-    pub logs: LogSink<TaskLogLine>,
     pub artifacts: ArtifactStore,
     pub config: ProvisioningConfig,
     pub agent: AgentInstall,
@@ -145,7 +144,7 @@ impl Provisioner {
     async fn execute(&self, task: LeasedTask) {
         tracing::info!(attempt = task.attempts, reason = %task.reason, "Terraform task started");
         self.metrics.terraform_runs_active.inc();
-        let log = TaskLog::new(self.logs.clone(), task.cluster_id, task.id);
+        let log = TaskLog::new(self.store.clone(), task.cluster_id, task.id);
         log.line(
             "info",
             &format!(
@@ -179,6 +178,7 @@ impl Provisioner {
                     error: None,
                     objects: Vec::new(),
                     retryable: false,
+                    fails_cluster: None,
                 }
             }
             Err(failure) => {
@@ -192,6 +192,9 @@ impl Provisioner {
                     error: Some(failure.message.clone()),
                     objects: Vec::new(),
                     retryable: failure.retryable,
+                    // A failed plan or drift check leaves the cluster as it was.
+                    fails_cluster: (task.kind != DRIFT && task.kind != PLAN)
+                        .then(|| format!("{} failed: {}", task.kind, failure.message)),
                 }
             }
         };
@@ -215,28 +218,7 @@ impl Provisioner {
             })
             .inc();
         match recorded {
-            Ok(Some(state)) => {
-                tracing::info!(state = state.as_str(), "Terraform task finished");
-                if let Err(failure) = &result
-                    && state.is_final()
-                {
-                    let status = if task.kind == DRIFT || task.kind == PLAN {
-                        None
-                    } else {
-                        Some("failed")
-                    };
-                    if let Some(status) = status {
-                        let _ = self
-                            .store
-                            .set_cluster_status(
-                                task.cluster_id,
-                                status,
-                                &format!("{} failed: {}", task.kind, failure.message),
-                            )
-                            .await;
-                    }
-                }
-            }
+            Ok(Some(state)) => tracing::info!(state = state.as_str(), "Terraform task finished"),
             Ok(None) => tracing::info!(
                 "Terraform task was cancelled or taken over meanwhile; result dropped"
             ),
@@ -751,22 +733,21 @@ fn plan_summary(show_json: &str) -> Result<Value, RunFailure> {
     Ok(json!({"text": text, "counts": counts, "resource_changes": changes}))
 }
 
-/// Writes a task's log lines (the provisioner's own and Terraform's) to ClickHouse through the shared sink.
+/// Writes a task's log lines (the provisioner's own and Terraform's) to the PostgreSQL outbox, from which
+/// `logs::outbox` moves them to ClickHouse: a ClickHouse outage delays them and loses none.
 struct TaskLog {
-    sink: LogSink<TaskLogLine>,
+    store: Store,
     cluster_id: String,
     task_id: String,
-    pending: std::sync::Mutex<Vec<tokio::sync::oneshot::Receiver<Result<(), String>>>>,
     forwarders: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl TaskLog {
-    fn new(sink: LogSink<TaskLogLine>, cluster_id: Uuid, task_id: Uuid) -> Self {
+    fn new(store: Store, cluster_id: Uuid, task_id: Uuid) -> Self {
         Self {
-            sink,
+            store,
             cluster_id: cluster_id.to_string(),
             task_id: task_id.to_string(),
-            pending: Default::default(),
             forwarders: Default::default(),
         }
     }
@@ -785,14 +766,15 @@ impl TaskLog {
 
     async fn line(&self, level: &str, message: &str) {
         let line = self.make(level, message, "control-plane", json!({}));
-        let stored = self.sink.submit(vec![line]).await;
-        self.pending.lock().expect("lock poisoned").push(stored);
+        if let Err(error) = self.store.enqueue_task_log_lines(&[line]).await {
+            tracing::warn!(%error, task_id = %self.task_id, "a task log line could not be queued");
+        }
     }
 
     /// A channel whose lines are batched into the task's log as Terraform prints them.
     fn terraform_lines(&self) -> mpsc::UnboundedSender<OutputLine> {
         let (tx, mut rx) = mpsc::unbounded_channel::<OutputLine>();
-        let sink = self.sink.clone();
+        let store = self.store.clone();
         let template = self.make("info", "", "terraform", json!({}));
         let handle = tokio::spawn(async move {
             let mut batch = Vec::new();
@@ -814,9 +796,9 @@ impl TaskLog {
                 if (!batch.is_empty() && (batch.len() >= 200 || timed_out))
                     || (closed && !batch.is_empty())
                 {
-                    let done = sink.submit(std::mem::take(&mut batch)).await;
-                    if let Ok(Err(error)) = done.await {
-                        tracing::warn!(%error, "Terraform output lines could not be stored");
+                    let lines = std::mem::take(&mut batch);
+                    if let Err(error) = store.enqueue_task_log_lines(&lines).await {
+                        tracing::warn!(%error, lines = lines.len(), "Terraform output lines could not be queued");
                     }
                 }
                 if closed {
@@ -828,16 +810,12 @@ impl TaskLog {
         tx
     }
 
-    /// Waits until every line written so far is stored.
+    /// Waits until every line written so far is in the outbox.
     async fn flush(&self) {
         let forwarders: Vec<_> =
             std::mem::take(&mut *self.forwarders.lock().expect("lock poisoned"));
         for forwarder in forwarders {
             let _ = forwarder.await;
-        }
-        let pending: Vec<_> = std::mem::take(&mut *self.pending.lock().expect("lock poisoned"));
-        for done in pending {
-            let _ = done.await;
         }
     }
 }

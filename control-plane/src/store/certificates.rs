@@ -16,6 +16,15 @@ pub struct AgentCertificateRow {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
+/// A certificate just signed, to record.
+pub struct NewCertificate<'a> {
+    pub serial: &'a str,
+    /// `bootstrap` or `renewal`.
+    pub via: &'a str,
+    pub not_before: DateTime<Utc>,
+    pub not_after: DateTime<Utc>,
+}
+
 impl Store {
     pub async fn load_ca(&self) -> Result<Option<(String, Vec<u8>)>, StoreError> {
         Ok(sqlx::query_as::<_, (String, Vec<u8>)>(
@@ -40,26 +49,82 @@ impl Store {
         Ok(())
     }
 
+    /// Records a certificate. For a renewal (`renewed_from`), in the same transaction: the certificate it
+    /// replaces is revoked once `overlap` has passed, and any certificate renewed earlier from that same one
+    /// is revoked now, so a stolen certificate and its owner cannot both keep a lineage.
     pub async fn record_certificate(
         &self,
         cluster_id: Uuid,
-        serial: &str,
-        issued_via: &str,
-        not_before: DateTime<Utc>,
-        not_after: DateTime<Utc>,
+        issued: &NewCertificate<'_>,
+        renewed_from: Option<(&str, std::time::Duration)>,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        if let Some((previous, overlap)) = renewed_from {
+            sqlx::query(
+                "UPDATE agent_certificates SET revoked_at = now()
+                 WHERE renewed_from = $1 AND (revoked_at IS NULL OR revoked_at > now())",
+            )
+            .bind(previous)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE agent_certificates
+                 SET revoked_at = least(coalesce(revoked_at, 'infinity'), now() + make_interval(secs => $2))
+                 WHERE serial = $1",
+            )
+            .bind(previous)
+            .bind(overlap.as_secs_f64())
+            .execute(&mut *tx)
+            .await?;
+        }
         sqlx::query(
-            "INSERT INTO agent_certificates (serial, cluster_id, issued_via, not_before, not_after)
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO agent_certificates (serial, cluster_id, issued_via, not_before, not_after, renewed_from)
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
-        .bind(serial)
+        .bind(issued.serial)
         .bind(cluster_id)
-        .bind(issued_via)
-        .bind(not_before)
-        .bind(not_after)
-        .execute(self.pool())
+        .bind(issued.via)
+        .bind(issued.not_before)
+        .bind(issued.not_after)
+        .bind(renewed_from.map(|(previous, _)| previous))
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// Revokes every certificate of the cluster and every unused bootstrap token, and tells every replica to
+    /// close the cluster's streams: its agent needs a new bootstrap token. False when the cluster is unknown.
+    pub async fn revoke_agent(&self, cluster_id: Uuid) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let live: Option<Uuid> =
+            sqlx::query_scalar("SELECT id FROM clusters WHERE id = $1 AND deleted_at IS NULL")
+                .bind(cluster_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if live.is_none() {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE agent_certificates SET revoked_at = now()
+             WHERE cluster_id = $1 AND (revoked_at IS NULL OR revoked_at > now())",
+        )
+        .bind(cluster_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE bootstrap_tokens SET expires_at = least(expires_at, now()) WHERE cluster_id = $1 AND used_at IS NULL",
+        )
+        .bind(cluster_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(super::channels::CLUSTER_REVOKED)
+            .bind(cluster_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Why a presented certificate may not be used, or `None` when it is valid: issued by us, not revoked,
@@ -74,8 +139,10 @@ impl Store {
             revoked_at: Option<DateTime<Utc>>,
             deleted_at: Option<DateTime<Utc>>,
         }
+        // A revocation in the future is a renewed certificate's overlap: still valid until then.
         let row: Option<Standing> = sqlx::query_as(
-            "SELECT c.revoked_at, k.deleted_at FROM agent_certificates c JOIN clusters k ON k.id = c.cluster_id
+            "SELECT CASE WHEN c.revoked_at <= now() THEN c.revoked_at END AS revoked_at, k.deleted_at
+             FROM agent_certificates c JOIN clusters k ON k.id = c.cluster_id
              WHERE c.serial = $1 AND c.cluster_id = $2",
         )
         .bind(serial)

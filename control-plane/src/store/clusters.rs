@@ -165,7 +165,8 @@ impl Store {
             return Err(StoreError::not_found("cluster", id));
         }
         sqlx::query(
-            "UPDATE agent_certificates SET revoked_at = now() WHERE cluster_id = $1 AND revoked_at IS NULL",
+            "UPDATE agent_certificates SET revoked_at = now()
+             WHERE cluster_id = $1 AND (revoked_at IS NULL OR revoked_at > now())",
         )
         .bind(id)
         .execute(&mut *tx)

@@ -5,6 +5,7 @@ mod certificates;
 mod clouds;
 mod clusters;
 mod demos;
+mod log_outbox;
 mod provisioning;
 mod regions;
 mod sessions;
@@ -15,12 +16,13 @@ mod tokens;
 mod users;
 
 pub use audit::{AuditEntry, AuditFilter, NewAuditEntry};
-pub use certificates::AgentCertificateRow;
+pub use certificates::{AgentCertificateRow, NewCertificate};
 pub use clouds::{CloudAccount, NewCloudAccount};
 pub use clusters::{AgentStatus, Cluster, Heartbeat, NewCluster};
 pub use demos::{
     DEPLOY_STEPS, Demo, DemoChange, DemoEnd, DemoInsert, DemoStep, DemoVersion, NewDemo,
 };
+pub use log_outbox::OutboxBatch;
 pub use provisioning::ProvisioningTarget;
 pub use regions::{NewRegion, Region};
 pub use sessions::SessionRow;

@@ -132,6 +132,9 @@ pub struct TaskCompletion {
     pub error: Option<String>,
     pub objects: Vec<ObjectReport>,
     pub retryable: bool,
+    /// When the task fails for good, its cluster's status becomes `failed` with this message in the same
+    /// transaction, so nobody sees the task failed and the cluster still busy.
+    pub fails_cluster: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -404,6 +407,16 @@ impl Store {
             (_, None) => "failed".to_string(),
         };
         add_event(&mut tx, task_id, state.as_str(), &message).await?;
+        if let (TaskState::Failed, Some(status_message)) = (state, &completion.fails_cluster) {
+            sqlx::query(
+                "UPDATE clusters SET status = 'failed', status_message = $2, updated_at = now()
+                 WHERE id = $1 AND deleted_at IS NULL",
+            )
+            .bind(cluster_id)
+            .bind(status_message)
+            .execute(&mut *tx)
+            .await?;
+        }
         if state == TaskState::Pending {
             notify_task_ready(&mut tx, cluster_id).await?;
         }

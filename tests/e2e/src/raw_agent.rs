@@ -7,7 +7,7 @@ use agent_protocol::agent_message::Msg as Up;
 use agent_protocol::agent_service_client::AgentServiceClient;
 use agent_protocol::control_message::Msg as Down;
 use agent_protocol::{
-    AgentMessage, BootstrapRequest, BootstrapResponse, ControlMessage, Hello, Pong,
+    AgentMessage, BootstrapRequest, BootstrapResponse, ControlMessage, Hello, Pong, RenewRequest,
 };
 use anyhow::Context;
 use rcgen::{CertificateParams, KeyPair};
@@ -71,6 +71,31 @@ pub async fn bootstrap(
         cert_pem: response.certificate_pem.clone(),
         key_pem: key.serialize_pem(),
         response,
+    })
+}
+
+/// Renews `credentials` over mTLS with a fresh key; the new credentials keep the bootstrap response.
+pub async fn renew(
+    endpoint: &str,
+    ca_pem: &str,
+    credentials: &Credentials,
+) -> Result<Credentials, tonic::Status> {
+    let channel = channel(
+        endpoint,
+        ca_pem,
+        Some((&credentials.cert_pem, &credentials.key_pem)),
+    )
+    .await
+    .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let (key, csr_pem) = key_and_csr().map_err(|e| tonic::Status::internal(e.to_string()))?;
+    let response = AgentServiceClient::new(channel)
+        .renew(RenewRequest { csr_pem })
+        .await?
+        .into_inner();
+    Ok(Credentials {
+        cert_pem: response.certificate_pem,
+        key_pem: key.serialize_pem(),
+        response: credentials.response.clone(),
     })
 }
 

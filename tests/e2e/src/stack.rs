@@ -21,6 +21,8 @@ pub struct StackOptions {
     pub heartbeat_seconds: u32,
     pub poll_interval_ms: u64,
     pub certificate_ttl_seconds: u64,
+    /// How long a renewed certificate keeps working.
+    pub renewal_overlap_seconds: u64,
     /// Delay before simulated containers run and are ready.
     pub ready_delay_ms: u64,
     /// Use this cluster instead of starting one.
@@ -50,6 +52,7 @@ impl Default for StackOptions {
             heartbeat_seconds: 1,
             poll_interval_ms: 500,
             certificate_ttl_seconds: 24 * 3600,
+            renewal_overlap_seconds: 300,
             ready_delay_ms: 300,
             kubeconfig: None,
             cluster: true,
@@ -168,7 +171,8 @@ impl Stack {
             "admin_token": admin_token,
             "tasks": {"lease_seconds": options.lease_seconds, "poll_interval_ms": options.poll_interval_ms},
             "agents": {"heartbeat_interval_seconds": options.heartbeat_seconds,
-                       "certificate_ttl_seconds": options.certificate_ttl_seconds},
+                       "certificate_ttl_seconds": options.certificate_ttl_seconds,
+                       "renewal_overlap_seconds": options.renewal_overlap_seconds},
             // Plain HTTP on loopback: a Secure cookie would not come back.
             "console": {"secure_cookies": false, "admin_password_file": admin_password_file},
         });

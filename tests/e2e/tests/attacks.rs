@@ -410,6 +410,15 @@ async fn attacks_are_refused_and_change_nothing() {
             StatusCode::FORBIDDEN,
             "forbidden",
         ),
+        (
+            "an operator revokes an agent",
+            "operator",
+            Method::POST,
+            format!("/clusters/{cluster}/revoke-agent"),
+            None,
+            StatusCode::FORBIDDEN,
+            "revoke agents",
+        ),
     ] {
         cases.push(Case {
             what,

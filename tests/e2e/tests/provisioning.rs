@@ -168,14 +168,23 @@ async fn provisioned_cluster_gets_its_agent_by_itself_and_is_destroyed_cleanly()
         .expect("state object in S3");
     assert!(resource_count(&state) >= 1, "{state}");
 
-    // Terraform's own output is in the task log in ClickHouse, line by line.
-    let rows = stack
-        .clickhouse_query(&format!(
-            "SELECT source, message FROM {{db}}.task_logs WHERE task_id = '{task_id}' ORDER BY ts_nanos FORMAT TSV"
-        ))
-        .unwrap();
-    assert!(rows.contains("terraform\tApply complete!"), "{rows}");
-    assert!(rows.contains("agent install manifest applied"), "{rows}");
+    // Terraform's own output reaches the task log in ClickHouse (through the outbox), line by line.
+    let query = format!(
+        "SELECT source, message FROM {{db}}.task_logs WHERE task_id = '{task_id}' ORDER BY ts_nanos FORMAT TSV"
+    );
+    harness::wait_until(
+        "Terraform's output and the install in the task log",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async {
+            stack.clickhouse_query(&query).is_ok_and(|rows| {
+                rows.contains("terraform\tApply complete!")
+                    && rows.contains("agent install manifest applied")
+            })
+        },
+    )
+    .await
+    .unwrap();
 
     // The agent installed by the control plane runs tasks on the new cluster.
     let work = stack
@@ -381,6 +390,61 @@ async fn operators_cannot_choose_terraform_binaries_arguments_or_paths() {
     );
 }
 
+/// The control plane's own task lines (a Terraform run) wait in PostgreSQL while ClickHouse refuses them and
+/// all arrive once it is back: none lost, none doubled.
+#[tokio::test(flavor = "multi_thread")]
+async fn control_plane_task_lines_wait_out_a_clickhouse_outage() {
+    let (stack, region_id) = provisioning_stack().await;
+    stack
+        .clickhouse_query("RENAME TABLE {db}.task_logs TO {db}.task_logs_offline")
+        .unwrap();
+    let created = stack
+        .api
+        .post(
+            "/clusters",
+            &json!({"region_id": region_id, "name": "outage", "provision": {}, "plan_only": true}),
+        )
+        .await
+        .unwrap();
+    let task_id = field(&created["task"], "id").unwrap();
+    let planned = stack.wait_task(&task_id, PROVISION_WAIT).await.unwrap();
+    assert_eq!(planned["state"], "succeeded", "{planned}");
+    let waiting: usize = stack
+        .postgres_query(&format!(
+            "SELECT count(*) FROM task_log_outbox WHERE line->>'task_id' = '{task_id}'"
+        ))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        waiting >= 5,
+        "the plan's lines wait in the outbox: {waiting}"
+    );
+
+    stack
+        .clickhouse_query("RENAME TABLE {db}.task_logs_offline TO {db}.task_logs")
+        .unwrap();
+    harness::wait_until(
+        "the outbox to empty",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || async {
+            stack
+                .postgres_query("SELECT count(*) FROM task_log_outbox")
+                .is_ok_and(|count| count.trim() == "0")
+        },
+    )
+    .await
+    .unwrap();
+    let stored = stack
+        .clickhouse_query(&format!(
+            "SELECT count() FROM {{db}}.task_logs WHERE task_id = '{task_id}' FORMAT TSV"
+        ))
+        .unwrap();
+    assert_eq!(stored.trim(), waiting.to_string(), "every line, once");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn failed_apply_is_reported_and_a_retry_with_fixed_input_succeeds() {
     let (stack, region_id) = provisioning_stack().await;
@@ -410,15 +474,21 @@ async fn failed_apply_is_reported_and_a_retry_with_fixed_input_succeeds() {
         .await
         .unwrap();
     assert_eq!(cluster["status"], "failed", "{cluster}");
-    let rows = stack
-        .clickhouse_query(&format!(
-            "SELECT message FROM {{db}}.task_logs WHERE task_id = '{task_id}' FORMAT TSV"
-        ))
-        .unwrap();
-    assert!(
-        rows.contains("Error"),
-        "Terraform's error must be in the task log: {rows}"
-    );
+    // The control plane's lines reach ClickHouse through the outbox, shortly after the task ends.
+    let query =
+        format!("SELECT message FROM {{db}}.task_logs WHERE task_id = '{task_id}' FORMAT TSV");
+    harness::wait_until(
+        "Terraform's error in the task log",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async {
+            stack
+                .clickhouse_query(&query)
+                .is_ok_and(|rows| rows.contains("Error"))
+        },
+    )
+    .await
+    .unwrap();
 
     // Two retries queued at once run one after the other, never together, on the fixed input.
     let fixed = json!({"variables": {}, "idempotency_key": "retry-1"});
@@ -640,9 +710,23 @@ async fn cloud_credentials_reach_terraform_only_through_its_environment() {
         "credential in a command line"
     );
 
+    // Every line of the run is in ClickHouse before it is searched.
+    harness::wait_until(
+        "the task log outbox to empty",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async {
+            stack
+                .postgres_query("SELECT count(*) FROM task_log_outbox")
+                .is_ok_and(|count| count.trim() == "0")
+        },
+    )
+    .await
+    .unwrap();
     let logs = stack
         .clickhouse_query("SELECT message, fields FROM {db}.task_logs FORMAT TSV")
         .unwrap();
+    assert!(logs.contains("terraform_apply succeeded"), "{logs}");
     assert!(
         !logs.contains(secret_key),
         "credential in ClickHouse task logs"

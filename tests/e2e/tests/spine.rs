@@ -465,6 +465,86 @@ async fn agents_are_refused_without_a_valid_identity() {
     assert!(!stack.control_plane.log_text().contains(&token));
 }
 
+/// Opens a session with `credentials` and returns it once Welcome arrived, or the status it was refused with.
+async fn session_with(
+    stack: &Stack,
+    ca: &str,
+    credentials: &raw_agent::Credentials,
+) -> Result<raw_agent::RawSession, tonic::Status> {
+    let identity = Some((credentials.cert_pem.as_str(), credentials.key_pem.as_str()));
+    let channel = raw_agent::channel(&stack.agent_endpoint, ca, identity)
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let mut session = open_session(channel, 1).await?;
+    match session.next(WAIT).await.unwrap()? {
+        message if matches!(message.msg, Some(Down::Welcome(_))) => Ok(session),
+        other => panic!("expected Welcome, got {other:?}"),
+    }
+}
+
+/// Renewing revokes the certificate it replaces once the overlap has passed (closing a stream still open with
+/// it), a second renewal from the same certificate revokes the first one's result at once, and an admin can
+/// revoke a cluster's agent without deleting the cluster.
+#[tokio::test(flavor = "multi_thread")]
+async fn renewal_revokes_the_old_certificate_and_admins_revoke_agents() {
+    let stack = Stack::start(StackOptions {
+        cluster: false,
+        renewal_overlap_seconds: 3,
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let cluster = stack.register_cluster("lineage").await.unwrap();
+    let endpoint = stack.agent_endpoint.clone();
+    let bundle = stack.bootstrap_token(&cluster.cluster_id).await.unwrap();
+    let ca = field(&bundle["install"], "ca_pem").unwrap();
+    let first = raw_agent::bootstrap(&endpoint, &ca, &field(&bundle, "token").unwrap())
+        .await
+        .unwrap();
+    let renewed = raw_agent::renew(&endpoint, &ca, &first).await.unwrap();
+    // Within the overlap the old certificate still works: a stream open with it is not cut short.
+    let mut old_stream = session_with(&stack, &ca, &first).await.unwrap();
+    // A thief renewing the same certificate again: the owner's renewal is revoked at once.
+    let stolen = raw_agent::renew(&endpoint, &ca, &first).await.unwrap();
+    let refused = session_with(&stack, &ca, &renewed).await.err().unwrap();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("revoked"), "{refused:?}");
+    // After the overlap the old certificate is refused, and its open stream is closed.
+    let ended = old_stream.next(Duration::from_secs(30)).await.unwrap();
+    let status = ended.err().expect("the old stream ends");
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    let refused = session_with(&stack, &ca, &first).await.err().unwrap();
+    assert!(refused.message().contains("revoked"), "{refused:?}");
+
+    // An admin revokes the agent: its open stream ends on every replica at once, it cannot renew, and a
+    // new bootstrap token brings it back.
+    let mut current = session_with(&stack, &ca, &stolen).await.unwrap();
+    let (status, body) = stack
+        .api
+        .call(
+            Method::POST,
+            &format!("/clusters/{}/revoke-agent", cluster.cluster_id),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["name"], "lineage", "the cluster stays");
+    let ended = current.next(Duration::from_secs(10)).await.unwrap();
+    let status = ended.err().expect("the stream ends");
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    let renewal = raw_agent::renew(&endpoint, &ca, &stolen)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(renewal.code(), tonic::Code::PermissionDenied, "{renewal:?}");
+    let bundle = stack.bootstrap_token(&cluster.cluster_id).await.unwrap();
+    let again = raw_agent::bootstrap(&endpoint, &ca, &field(&bundle, "token").unwrap())
+        .await
+        .unwrap();
+    session_with(&stack, &ca, &again).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_manifests_fail_clearly_and_the_agent_keeps_working() {
     let stack = Stack::start(StackOptions::default()).await.unwrap();
