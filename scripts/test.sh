@@ -14,4 +14,5 @@ cargo build --workspace --bins --locked
 cargo test --workspace --locked --no-fail-fast
 bash scripts/check-terraform.sh
 bash scripts/check-images.sh
+bash scripts/check-deps.sh
 echo "test.sh: all tests passed"

