@@ -63,6 +63,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Serve { config } => {
             let config = load(config)?;
+            // Everything the control plane and its children write (Terraform's working files and plans, a local
+            // cluster's kubeconfig) is readable by its own user only.
+            // SAFETY: umask only swaps the process's file-creation mask; no memory is involved.
+            unsafe { libc::umask(0o077) };
             let shutdown = async {
                 let mut term =
                     tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

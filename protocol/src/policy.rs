@@ -186,10 +186,6 @@ impl ApplyPolicy {
         }
     }
 
-    fn protected(&self, namespace: &str) -> bool {
-        PROTECTED_NAMESPACES.contains(&namespace) || self.extra_protected.contains(namespace)
-    }
-
     /// Kinds a role may apply.
     pub fn kinds(tier: ApplyTier) -> impl Iterator<Item = &'static GroupKind> {
         let admin: &[GroupKind] = match tier {
@@ -243,7 +239,7 @@ impl ApplyPolicy {
             "Namespace" => object["metadata"]["name"].as_str(),
             _ => object["metadata"]["namespace"].as_str(),
         };
-        if let Some(namespace) = namespace.filter(|ns| self.protected(ns)) {
+        if let Some(namespace) = namespace.filter(|ns| self.is_protected(ns)) {
             return Err(Violation {
                 rule: Rule::ProtectedNamespace,
                 detail: format!("namespace {namespace} is reserved for the cluster and its agent"),
@@ -257,7 +253,7 @@ impl ApplyPolicy {
 
     /// Whether a namespace is one no task may touch (deletes and prunes skip its objects).
     pub fn is_protected(&self, namespace: &str) -> bool {
-        self.protected(namespace)
+        PROTECTED_NAMESPACES.contains(&namespace) || self.extra_protected.contains(namespace)
     }
 }
 

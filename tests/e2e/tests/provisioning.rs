@@ -241,6 +241,30 @@ async fn provisioned_cluster_gets_its_agent_by_itself_and_is_destroyed_cleanly()
             file.display()
         );
     }
+    // What Terraform and the local cluster write there is readable by the control plane's user only.
+    use std::os::unix::fs::PermissionsExt;
+    let private = [
+        "kubeconfig",
+        "backend.hcl",
+        "edgefleet.auto.tfvars.json",
+        "plan.tfplan",
+        "terraform.tfstate",
+    ];
+    let checked: Vec<_> = walk(&work_dir)
+        .into_iter()
+        .filter(|file| {
+            file.file_name()
+                .is_some_and(|name| private.iter().any(|p| name == *p))
+        })
+        .collect();
+    assert!(
+        checked.iter().any(|file| file.ends_with("kubeconfig")),
+        "the local cluster's kubeconfig is in the working directory: {checked:?}"
+    );
+    for file in &checked {
+        let mode = std::fs::metadata(file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{} has mode {mode:o}", file.display());
+    }
 
     // Destroy: Terraform removes everything, the cluster is deleted and its agent revoked.
     let destroyed = stack
