@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use super::{Store, StoreError};
@@ -105,24 +106,7 @@ impl Store {
         if live.is_none() {
             return Ok(false);
         }
-        sqlx::query(
-            "UPDATE agent_certificates SET revoked_at = now()
-             WHERE cluster_id = $1 AND (revoked_at IS NULL OR revoked_at > now())",
-        )
-        .bind(cluster_id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE bootstrap_tokens SET expires_at = least(expires_at, now()) WHERE cluster_id = $1 AND used_at IS NULL",
-        )
-        .bind(cluster_id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(super::channels::CLUSTER_REVOKED)
-            .bind(cluster_id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        revoke_agent_in(&mut tx, cluster_id).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -162,4 +146,31 @@ impl Store {
             Some(_) => None,
         })
     }
+}
+
+/// Within `tx`: revokes the cluster's certificates (those in a renewal's overlap too) and unused bootstrap
+/// tokens, and notifies every replica to close the cluster's streams once `tx` commits.
+pub(super) async fn revoke_agent_in(
+    tx: &mut Transaction<'_, Postgres>,
+    cluster_id: Uuid,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE agent_certificates SET revoked_at = now()
+         WHERE cluster_id = $1 AND (revoked_at IS NULL OR revoked_at > now())",
+    )
+    .bind(cluster_id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE bootstrap_tokens SET expires_at = least(expires_at, now()) WHERE cluster_id = $1 AND used_at IS NULL",
+    )
+    .bind(cluster_id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(super::channels::CLUSTER_REVOKED)
+        .bind(cluster_id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use sqlx::AssertSqlSafe;
 
-use super::{Store, StoreError, channels, unique_violation};
+use super::{Store, StoreError, unique_violation};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Cluster {
@@ -164,19 +164,7 @@ impl Store {
         if updated.rows_affected() == 0 {
             return Err(StoreError::not_found("cluster", id));
         }
-        sqlx::query(
-            "UPDATE agent_certificates SET revoked_at = now()
-             WHERE cluster_id = $1 AND (revoked_at IS NULL OR revoked_at > now())",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE bootstrap_tokens SET expires_at = least(expires_at, now()) WHERE cluster_id = $1 AND used_at IS NULL",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        super::certificates::revoke_agent_in(&mut tx, id).await?;
         let cancelled: Vec<Uuid> = sqlx::query_scalar(
             "UPDATE tasks SET state = 'cancelled', error = 'cluster deleted', finished_at = now(), updated_at = now()
              WHERE cluster_id = $1 AND state IN ('pending', 'leased', 'running') AND id IS DISTINCT FROM $2
@@ -192,11 +180,6 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(channels::CLUSTER_REVOKED)
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         Ok(())
     }

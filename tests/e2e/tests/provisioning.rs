@@ -449,18 +449,7 @@ async fn control_plane_task_lines_wait_out_a_clickhouse_outage() {
     stack
         .clickhouse_query("RENAME TABLE {db}.task_logs_offline TO {db}.task_logs")
         .unwrap();
-    harness::wait_until(
-        "the outbox to empty",
-        Duration::from_secs(60),
-        Duration::from_millis(200),
-        || async {
-            stack
-                .postgres_query("SELECT count(*) FROM task_log_outbox")
-                .is_ok_and(|count| count.trim() == "0")
-        },
-    )
-    .await
-    .unwrap();
+    wait_outbox_empty(&stack).await;
     let stored = stack
         .clickhouse_query(&format!(
             "SELECT count() FROM {{db}}.task_logs WHERE task_id = '{task_id}' FORMAT TSV"
@@ -634,6 +623,22 @@ async fn cancelling_a_running_apply_stops_terraform() {
     assert_eq!(task["state"], "cancelled", "{task}");
 }
 
+/// Waits until every control-plane task log line has left the PostgreSQL outbox for ClickHouse.
+async fn wait_outbox_empty(stack: &Stack) {
+    harness::wait_until(
+        "the task log outbox to empty",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || async {
+            stack
+                .postgres_query("SELECT count(*) FROM task_log_outbox")
+                .is_ok_and(|count| count.trim() == "0")
+        },
+    )
+    .await
+    .unwrap();
+}
+
 /// Whether a `terraform` process works in `dir` (other tests run Terraform at the same time elsewhere).
 fn terraform_running_in(dir: &std::path::Path) -> bool {
     std::fs::read_dir("/proc")
@@ -735,18 +740,7 @@ async fn cloud_credentials_reach_terraform_only_through_its_environment() {
     );
 
     // Every line of the run is in ClickHouse before it is searched.
-    harness::wait_until(
-        "the task log outbox to empty",
-        Duration::from_secs(30),
-        Duration::from_millis(200),
-        || async {
-            stack
-                .postgres_query("SELECT count(*) FROM task_log_outbox")
-                .is_ok_and(|count| count.trim() == "0")
-        },
-    )
-    .await
-    .unwrap();
+    wait_outbox_empty(&stack).await;
     let logs = stack
         .clickhouse_query("SELECT message, fields FROM {db}.task_logs FORMAT TSV")
         .unwrap();
