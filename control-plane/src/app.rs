@@ -16,6 +16,7 @@ use crate::logs::{LogSink, LogStore, LogStoreError, SinkSettings};
 use crate::metrics::Metrics;
 use crate::pki::{AgentCa, PkiError};
 use crate::provisioner::{AgentInstall, ArtifactStore, Provisioner};
+use crate::signing::TaskSigner;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +72,13 @@ pub async fn start(
     let logs = LogStore::new(&config.clickhouse)?;
     logs.ensure_schema().await?;
     let ca = Arc::new(AgentCa::load_or_create(&store, &sbox).await?);
+    let signer = Arc::new(TaskSigner::load(
+        config
+            .task_signing
+            .as_ref()
+            .expect("validated: task_signing is set"),
+    )?);
+    tracing::info!(key_id = signer.key_id(), "tasks are signed");
     ensure_admin_token(&store, config.admin_token.as_deref()).await?;
     ensure_admin_user(&store, &config.console).await?;
     if let Some(dir) = &config.templates_dir {
@@ -100,6 +108,7 @@ pub async fn start(
     let planner = crate::planner::Planner {
         store: store.clone(),
         config: config.clone(),
+        signer: signer.clone(),
         poll_interval: Duration::from_millis(config.tasks.poll_interval_ms.min(1000)),
     };
     tokio::spawn(Arc::new(planner).run());
@@ -138,6 +147,7 @@ pub async fn start(
             lease: config.lease_duration(),
             hello_timeout: Duration::from_secs(10),
             instance: config.instance_name.clone(),
+            task_keys: signer.key_set().clone(),
         },
     );
     let tls = grpc.tls_config(&config.agent_tls_names)?;
@@ -186,6 +196,7 @@ pub async fn start(
         sbox,
         ca,
         config: config.clone(),
+        signer,
         metrics,
     });
     let api_server = axum::serve(

@@ -59,6 +59,9 @@ pub struct Config {
     /// File holding the encryption key (base64), used when `encryption_key` is not set; must be mode 0600.
     #[serde(default)]
     pub encryption_key_file: Option<PathBuf>,
+    /// The Ed25519 keys that sign every task an agent runs; kept in files, never in the database.
+    #[serde(default)]
+    pub task_signing: Option<TaskSigningConfig>,
     /// An admin API token to register at start (for automation); when absent and no token exists yet, one is
     /// generated and printed once.
     #[serde(default)]
@@ -84,6 +87,18 @@ pub struct Config {
     /// Name of this process in logs and agent sessions (several control planes may share one database).
     #[serde(default = "defaults::instance_name")]
     pub instance_name: String,
+}
+
+/// Where the task-signing keys are (docs/security.md#signed-tasks).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSigningConfig {
+    /// PKCS#8 PEM Ed25519 private key that signs new tasks, mode 0600; `control-plane generate-task-key` writes one.
+    pub key_file: PathBuf,
+    /// Keys being rotated out. They still sign the key set handed to agents at certificate renewal, so an agent
+    /// that pins only an old key learns the new one; tasks they signed still run.
+    #[serde(default)]
+    pub previous_key_files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -380,6 +395,12 @@ impl Config {
                 "set encryption_key or encryption_key_file (base64 of 32 random bytes, e.g. `openssl rand -base64 32`)",
             ));
         }
+        if self.task_signing.is_none() {
+            return Err(invalid(
+                "task_signing.key_file",
+                "not set: every task is signed; create a key with `control-plane generate-task-key --out FILE`",
+            ));
+        }
         if self.tasks.lease_seconds == 0 {
             return Err(invalid("tasks.lease_seconds", "must be at least 1"));
         }
@@ -460,30 +481,34 @@ impl Config {
             .encryption_key_file
             .as_ref()
             .ok_or_else(|| invalid("encryption_key", "not set"))?;
-        let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        use std::os::unix::fs::PermissionsExt;
-        if meta.permissions().mode() & 0o077 != 0 {
-            return Err(invalid(
-                "encryption_key_file",
-                format!(
-                    "{} must not be readable by group or others (chmod 600)",
-                    path.display()
-                ),
-            ));
-        }
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        Ok(text.trim().to_string())
+        Ok(read_private_file("encryption_key_file", path)?
+            .trim()
+            .to_string())
     }
 
     pub fn lease_duration(&self) -> Duration {
         Duration::from_secs(self.tasks.lease_seconds)
     }
+}
+
+/// Reads a file holding a secret, refusing one that group or others could read.
+pub fn read_private_file(key: &str, path: &Path) -> Result<String, ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let read_error = |source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(read_error)?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(invalid(
+            key,
+            format!(
+                "{} must not be readable by group or others (chmod 600)",
+                path.display()
+            ),
+        ));
+    }
+    std::fs::read_to_string(path).map_err(read_error)
 }
 
 /// Sets `key` (an env-var suffix such as `CLICKHOUSE__URL`) in the YAML document. The value is read as a YAML
@@ -534,7 +559,25 @@ mod tests {
                 "http://127.0.0.1:8123".into(),
             ),
             ("EDGEFLEET_CP_ENCRYPTION_KEY".into(), "a2V5".into()),
+            (
+                "EDGEFLEET_CP_TASK_SIGNING__KEY_FILE".into(),
+                "/etc/edgefleet/task-key.pem".into(),
+            ),
         ]
+    }
+
+    #[test]
+    fn a_missing_task_signing_key_names_the_key_and_how_to_make_one() {
+        let env: Vec<_> = minimal_env()
+            .into_iter()
+            .filter(|(name, _)| !name.starts_with("EDGEFLEET_CP_TASK_SIGNING"))
+            .collect();
+        let err = Config::load(None, env).unwrap_err().to_string();
+        assert!(
+            err.starts_with("config key `task_signing.key_file`: not set"),
+            "{err}"
+        );
+        assert!(err.contains("control-plane generate-task-key"), "{err}");
     }
 
     #[test]

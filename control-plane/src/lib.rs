@@ -13,6 +13,7 @@ pub mod pki;
 pub mod planner;
 pub mod process_log;
 pub mod provisioner;
+pub mod signing;
 pub mod store;
 pub mod taskspec;
 pub mod templates;

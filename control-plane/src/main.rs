@@ -35,6 +35,12 @@ enum Command {
         #[arg(long, env = "EDGEFLEET_CP_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Write a new Ed25519 task-signing key (PKCS#8 PEM, mode 0600) for `task_signing.key_file`.
+    GenerateTaskKey {
+        /// Where to write it; an existing file is never overwritten.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -59,6 +65,21 @@ async fn main() -> anyhow::Result<()> {
         Command::CheckConfig { config } => {
             load(config)?;
             println!("configuration is valid");
+            Ok(())
+        }
+        Command::GenerateTaskKey { out } => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let pem = agent_protocol::signing::SigningKey::generate_pem();
+            let key = agent_protocol::signing::SigningKey::from_pem(&pem)?;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&out)
+                .and_then(|mut file| file.write_all(pem.as_bytes()))
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!("wrote task-signing key {} to {}", key.id(), out.display());
             Ok(())
         }
         Command::Serve { config } => {

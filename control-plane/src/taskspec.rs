@@ -1,7 +1,7 @@
 //! Task kinds the control plane knows, their payloads, and validation of what users submit.
 
-use agent_protocol::ApplyTier;
 use agent_protocol::policy::ApplyPolicy;
+use agent_protocol::{ApplySpec, ApplyTier, DeleteSpec, task_body};
 use serde::{Deserialize, Serialize};
 
 /// The role a task was asked for with, which decides what the apply policy lets it apply.
@@ -75,6 +75,32 @@ impl From<&ObjectSet> for agent_protocol::ObjectSet {
                 })
                 .collect(),
         }
+    }
+}
+
+/// What the agent is to run for a stored task of `kind` with `payload`: the spec the control plane signs.
+pub fn agent_spec(kind: &str, payload: &serde_json::Value) -> Result<task_body::Spec, String> {
+    match kind {
+        "apply" => {
+            let payload: ApplyPayload = serde_json::from_value(payload.clone())
+                .map_err(|e| format!("apply payload is invalid: {e}"))?;
+            Ok(task_body::Spec::Apply(ApplySpec {
+                manifest_yaml: payload.manifest,
+                wait_timeout_seconds: payload.wait_timeout_seconds,
+                force_conflicts: payload.force_conflicts,
+                prune: payload.prune.as_ref().map(Into::into),
+                tier: ApplyTier::from(payload.tier).into(),
+            }))
+        }
+        "delete" => {
+            let payload: DeletePayload = serde_json::from_value(payload.clone())
+                .map_err(|e| format!("delete payload is invalid: {e}"))?;
+            Ok(task_body::Spec::Delete(DeleteSpec {
+                objects: Some((&payload.objects).into()),
+                tier: ApplyTier::Operator.into(),
+            }))
+        }
+        other => Err(format!("task kind {other:?} does not run on an agent")),
     }
 }
 

@@ -3,10 +3,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use agent_protocol::task_assignment::Spec;
-use agent_protocol::{
-    DeleteSpec, LogLine, ObjectResult, TaskAssignment, TaskLease, TaskProgress, TaskResult,
-};
+use agent_protocol::signing::PinnedKeys;
+use agent_protocol::task_body::Spec;
+use agent_protocol::{LogLine, ObjectResult, TaskAssignment, TaskLease, TaskProgress, TaskResult};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::AbortHandle;
 use tracing::{Instrument, Span, info_span};
@@ -69,8 +68,9 @@ impl TaskRunner {
     }
 
     /// Starts the assignment unless it is a redelivery of a run in progress. Runs beyond the concurrency limit
-    /// wait for a slot (the server should not send that many, but the limit holds regardless).
-    pub fn start(&mut self, assignment: TaskAssignment) -> Started {
+    /// wait for a slot (the server should not send that many, but the limit holds regardless). The run verifies
+    /// the task's signature with `task_keys` before anything else.
+    pub fn start(&mut self, assignment: TaskAssignment, task_keys: PinnedKeys) -> Started {
         let started = match self.running.get(&assignment.task_id) {
             Some(run) if run.lease_id == assignment.lease_id => return Started::Duplicate,
             Some(run) => {
@@ -96,6 +96,8 @@ impl TaskRunner {
             log: TaskLog::new(assignment.task_id.clone(), self.log_sink.clone()),
             task_id: assignment.task_id.clone(),
             lease_id: assignment.lease_id.clone(),
+            cluster_id: self.cluster_id.clone(),
+            task_keys,
         };
         let slots = self.slots.clone();
         let (task_id, lease_id) = (assignment.task_id.clone(), assignment.lease_id.clone());
@@ -173,6 +175,8 @@ struct Worker {
     log: TaskLog,
     task_id: String,
     lease_id: String,
+    cluster_id: String,
+    task_keys: PinnedKeys,
 }
 
 impl Worker {
@@ -199,34 +203,25 @@ impl Worker {
                 failure.objects,
             )
         };
-        let outcome = match &assignment.spec {
-            Some(Spec::Apply(spec)) => self
+        let outcome = match self.task_keys.open(&assignment, &self.cluster_id) {
+            Err(refused) => Err((format!("refused: {refused}"), false, Vec::new())),
+            Ok(Spec::Apply(spec)) => self
                 .applier
-                .apply(spec, &self.log, &progress)
+                .apply(&spec, &self.log, &progress)
                 .await
                 .map_err(failed),
-            Some(Spec::Delete(
-                delete @ DeleteSpec {
-                    objects: Some(set), ..
-                },
-            )) => self
-                .applier
-                .prune(set, delete.tier(), &[], &self.log, &progress)
-                .await
-                .map_err(failed),
-            Some(Spec::Delete(DeleteSpec { objects: None, .. })) => Err((
-                "the delete task names no objects".to_owned(),
-                false,
-                Vec::new(),
-            )),
-            None => Err((
-                format!(
-                    "the task has no spec this agent (version {}) understands",
-                    crate::AGENT_VERSION
-                ),
-                false,
-                Vec::new(),
-            )),
+            Ok(Spec::Delete(delete)) => match &delete.objects {
+                Some(set) => self
+                    .applier
+                    .prune(set, delete.tier(), &[], &self.log, &progress)
+                    .await
+                    .map_err(failed),
+                None => Err((
+                    "the delete task names no objects".to_owned(),
+                    false,
+                    Vec::new(),
+                )),
+            },
         };
         let result = match outcome {
             Ok(objects) => {

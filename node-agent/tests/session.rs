@@ -11,26 +11,32 @@ use std::time::Duration;
 
 use agent_protocol::agent_message::Msg as Up;
 use agent_protocol::control_message::Msg as Down;
-use agent_protocol::task_assignment::Spec;
+use agent_protocol::signing::SigningKey;
+use agent_protocol::task_body::Spec;
 use agent_protocol::{
-    ApplySpec, LogBatchAck, ObjectOutcome, ResultAck, TaskAccepted, TaskAssignment, TaskCancel,
-    TaskLease, TaskResult, Welcome,
+    ApplySpec, LogBatchAck, ObjectOutcome, ResultAck, TaskAccepted, TaskAssignment, TaskBody,
+    TaskCancel, TaskLease, TaskResult, Welcome,
 };
 use support::control_plane::{
-    Behaviour, CLUSTER_ID, FakeControlPlane, GOOD_TOKEN, SessionHandle, silent_kube_client,
+    Behaviour, CLUSTER_ID, FakeControlPlane, GOOD_TOKEN, SessionHandle, rotated_task_key,
+    silent_kube_client, task_key,
 };
 
 fn unreachable_kube_client() -> kube::Client {
     kube::Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap()
 }
 
-fn assignment(task_id: &str, lease_id: &str, manifest: &str) -> Down {
-    Down::Task(TaskAssignment {
+/// An apply task for the double's cluster, signed with `key`.
+fn signed_assignment(
+    key: &SigningKey,
+    task_id: &str,
+    lease_id: &str,
+    manifest: &str,
+) -> TaskAssignment {
+    let (body, signature) = key.sign_task(&TaskBody {
+        cluster_id: CLUSTER_ID.into(),
         task_id: task_id.into(),
-        lease_id: lease_id.into(),
-        attempt: 1,
-        lease_expires_unix: 0,
-        reason: "test".into(),
+        signed_at_unix: 0,
         spec: Some(Spec::Apply(ApplySpec {
             manifest_yaml: manifest.into(),
             wait_timeout_seconds: 0,
@@ -38,7 +44,20 @@ fn assignment(task_id: &str, lease_id: &str, manifest: &str) -> Down {
             prune: None,
             tier: agent_protocol::ApplyTier::Operator.into(),
         })),
-    })
+    });
+    TaskAssignment {
+        task_id: task_id.into(),
+        lease_id: lease_id.into(),
+        attempt: 1,
+        lease_expires_unix: 0,
+        reason: "test".into(),
+        body,
+        signature: Some(signature),
+    }
+}
+
+fn assignment(task_id: &str, lease_id: &str, manifest: &str) -> Down {
+    Down::Task(signed_assignment(task_key(), task_id, lease_id, manifest))
 }
 
 fn welcome() -> Down {
@@ -323,6 +342,66 @@ async fn refused_sessions_are_retried_with_backoff_until_the_server_accepts() {
 }
 
 #[tokio::test]
+async fn tasks_whose_signature_does_not_verify_are_refused_by_name_and_never_run() {
+    let mut control_plane = FakeControlPlane::start(Behaviour::default()).await;
+    let state = tempfile::tempdir().unwrap();
+    let settings = control_plane.agent_settings(state.path(), Some(GOOD_TOKEN));
+    let agent = tokio::spawn(node_agent::agent::run(settings, unreachable_kube_client()));
+    let mut session = control_plane.next_session().await;
+    assert!(matches!(session.next().await, Up::Hello(_)));
+    session.send(welcome());
+
+    let manifest = "apiVersion: v1\nkind: [unclosed\n";
+    // One byte of the signed body changed, as a compromised database could.
+    let mut tampered = signed_assignment(task_key(), "tampered", "l1", manifest);
+    let last = tampered.body.len() - 1;
+    tampered.body[last] ^= 0x20;
+    // Signed by a key the agent never pinned.
+    let stranger = SigningKey::from_pem(&SigningKey::generate_pem()).unwrap();
+    let foreign = signed_assignment(&stranger, "foreign", "l2", manifest);
+    // A validly signed body replayed under another task id.
+    let mut moved = signed_assignment(task_key(), "original", "l3", manifest);
+    moved.task_id = "moved".into();
+    // No signature at all.
+    let mut unsigned = signed_assignment(task_key(), "unsigned", "l4", manifest);
+    unsigned.signature = None;
+
+    let expectations = [
+        (
+            tampered,
+            "the task was altered after it was signed".to_owned(),
+        ),
+        (
+            foreign,
+            format!(
+                "signed with key {}, which this agent does not trust",
+                stranger.id()
+            ),
+        ),
+        (
+            moved,
+            "belongs to task original, not to the assigned task moved".to_owned(),
+        ),
+        (unsigned, "carries no signature".to_owned()),
+    ];
+    for (assignment, expected) in expectations {
+        let task_id = assignment.task_id.clone();
+        session.send(Down::Task(assignment));
+        let outcome = result(&mut session).await;
+        assert_eq!(outcome.task_id, task_id);
+        assert!(!outcome.success && !outcome.retryable, "{outcome:?}");
+        assert!(
+            outcome.error.starts_with("refused: ") && outcome.error.contains(&expected),
+            "{task_id}: {}",
+            outcome.error
+        );
+        // Refused before the manifest was looked at: a run would have failed on its YAML instead.
+        assert!(outcome.objects.is_empty());
+    }
+    agent.abort();
+}
+
+#[tokio::test]
 async fn enrolment_errors_are_clear_and_stored_credentials_skip_bootstrap() {
     let mut control_plane = FakeControlPlane::start(Behaviour::default()).await;
     let state = tempfile::tempdir().unwrap();
@@ -371,6 +450,7 @@ async fn a_certificate_in_its_last_third_is_renewed_and_the_session_reconnects_w
     let mut control_plane = FakeControlPlane::start(Behaviour {
         lifetime: Duration::from_secs(300),
         backdate: Duration::from_secs(250),
+        rotate_task_key_on_renew: true,
         ..Behaviour::default()
     })
     .await;
@@ -386,19 +466,40 @@ async fn a_certificate_in_its_last_third_is_renewed_and_the_session_reconnects_w
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let stored = std::fs::read(state.path().join("cert.pem")).unwrap();
-    let (_, pem) = x509_parser::pem::parse_x509_pem(&stored).unwrap();
-    loop {
+    let renewed = control_plane.renewed_certificate_pem().unwrap();
+    let (_, pem) = x509_parser::pem::parse_x509_pem(renewed.as_bytes()).unwrap();
+    // The agent stores the renewed credentials before it reconnects with them.
+    let mut session = loop {
         let mut session = control_plane.next_session().await;
         if session.client_cert == pem.contents {
             assert!(matches!(session.next().await, Up::Hello(_)));
-            break;
+            break session;
         }
-    }
+    };
+    assert_eq!(
+        std::fs::read_to_string(state.path().join("cert.pem")).unwrap(),
+        renewed
+    );
     assert_eq!(
         control_plane.renewals(),
         1,
         "the renewed certificate is outside the renewal window"
+    );
+    // The renewal carried a key set signed by the pinned key, so the rotated key is pinned now (and stored).
+    let pinned = std::fs::read_to_string(state.path().join("task-keys")).unwrap();
+    assert_eq!(pinned.lines().count(), 2, "{pinned}");
+    session.send(welcome());
+    session.send(Down::Task(signed_assignment(
+        rotated_task_key(),
+        "rotated",
+        "l1",
+        "apiVersion: v1\nkind: [unclosed\n",
+    )));
+    let outcome = result(&mut session).await;
+    assert!(
+        outcome.error.starts_with("document 0: invalid YAML"),
+        "a task signed with the rotated key runs: {}",
+        outcome.error
     );
     agent.abort();
 }

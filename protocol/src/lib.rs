@@ -7,6 +7,7 @@ pub mod v1 {
 pub use v1::*;
 
 pub mod policy;
+pub mod signing;
 
 /// The field manager and user-agent prefix the agent uses; also the certificate organisation for agent identities.
 pub const AGENT_ORGANISATION: &str = "edgefleet-agent";

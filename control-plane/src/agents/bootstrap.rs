@@ -65,6 +65,7 @@ pub(super) async fn bootstrap(
         ca_pem: service.ca.ca_pem().to_string(),
         cluster_id: cluster_id.to_string(),
         not_after_unix: issued.not_after.timestamp(),
+        task_keys: Some(service.settings.task_keys.clone()),
     }))
 }
 
@@ -87,6 +88,7 @@ pub(super) async fn renew(
     Ok(Response::new(RenewResponse {
         certificate_pem: issued.pem,
         not_after_unix: issued.not_after.timestamp(),
+        task_keys: Some(service.settings.task_keys.clone()),
     }))
 }
 

@@ -51,6 +51,8 @@ pub struct AgentSettings {
     pub hello_timeout: Duration,
     /// This process's name, recorded on the sessions it holds.
     pub instance: String,
+    /// The task-signing keys agents pin at bootstrap and update at renewal.
+    pub task_keys: agent_protocol::SignedTaskKeySet,
 }
 
 #[derive(Clone)]

@@ -5,11 +5,10 @@ use std::collections::{HashMap, HashSet};
 
 use agent_protocol::agent_message::Msg as Up;
 use agent_protocol::control_message::Msg as Down;
-use agent_protocol::task_assignment::Spec;
 use agent_protocol::{
-    AgentMessage, ApplySpec, ControlMessage, DeleteSpec, Heartbeat, LogBatch, LogBatchAck,
-    LogLevel, ObjectOutcome, ObjectResult, Ping, PodLogBatch, PodLogBatchAck, Pong, ResultAck,
-    TaskAssignment, TaskCancel, TaskResult, Welcome,
+    AgentMessage, ControlMessage, Heartbeat, LogBatch, LogBatchAck, LogLevel, ObjectOutcome,
+    ObjectResult, Ping, PodLogBatch, PodLogBatchAck, Pong, ResultAck, TaskAssignment, TaskCancel,
+    TaskResult, TaskSignature, Welcome,
 };
 use chrono::Utc;
 use tokio::sync::{broadcast, mpsc};
@@ -25,7 +24,6 @@ use crate::logs::{DemoLogLine, TaskLogLine};
 use crate::metrics::StateLabel;
 use crate::pki::AgentIdentity;
 use crate::store::{self, LeasedTask, ObjectReport, TaskCompletion};
-use crate::taskspec::{ApplyPayload, DeletePayload};
 
 pub type ControlStream = ReceiverStream<Result<ControlMessage, Status>>;
 
@@ -261,7 +259,7 @@ impl Session {
                     self.send(Down::Task(assignment)).await?;
                 }
                 Err(error) => {
-                    tracing::error!(task_id = %task.id, %error, "undeliverable task payload");
+                    tracing::error!(task_id = %task.id, %error, "task cannot be delivered");
                     let completion = TaskCompletion {
                         success: false,
                         error: Some(error),
@@ -582,28 +580,17 @@ fn ids(task_id: &str, lease_id: &str) -> Option<(Uuid, Uuid)> {
     }
 }
 
+/// The stored signed body goes out byte for byte; the JSON payload is not read. A task without one was queued
+/// before tasks were signed (or written into the database by something other than the control plane).
 fn assignment(task: &LeasedTask) -> Result<TaskAssignment, String> {
-    let spec = match task.kind.as_str() {
-        "apply" => {
-            let payload: ApplyPayload = serde_json::from_value(task.payload.0.clone())
-                .map_err(|e| format!("stored apply payload is invalid: {e}"))?;
-            Spec::Apply(ApplySpec {
-                manifest_yaml: payload.manifest,
-                wait_timeout_seconds: payload.wait_timeout_seconds,
-                force_conflicts: payload.force_conflicts,
-                prune: payload.prune.as_ref().map(Into::into),
-                tier: agent_protocol::ApplyTier::from(payload.tier).into(),
-            })
-        }
-        "delete" => {
-            let payload: DeletePayload = serde_json::from_value(task.payload.0.clone())
-                .map_err(|e| format!("stored delete payload is invalid: {e}"))?;
-            Spec::Delete(DeleteSpec {
-                objects: Some((&payload.objects).into()),
-                tier: agent_protocol::ApplyTier::Operator.into(),
-            })
-        }
-        other => return Err(format!("task kind {other:?} cannot run on an agent")),
+    let (Some(body), Some(signature), Some(key_id)) =
+        (&task.body, &task.signature, &task.signing_key_id)
+    else {
+        return Err(
+            "the task has no signature (queued before tasks were signed, or not created by the control plane); \
+             agents run signed tasks only, so create it again"
+                .into(),
+        );
     };
     Ok(TaskAssignment {
         task_id: task.id.to_string(),
@@ -611,7 +598,11 @@ fn assignment(task: &LeasedTask) -> Result<TaskAssignment, String> {
         attempt: task.attempts.max(0) as u32,
         lease_expires_unix: task.lease_expires_at.timestamp(),
         reason: task.reason.clone(),
-        spec: Some(spec),
+        body: body.clone(),
+        signature: Some(TaskSignature {
+            key_id: key_id.clone(),
+            signature: signature.clone(),
+        }),
     })
 }
 

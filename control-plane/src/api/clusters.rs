@@ -150,6 +150,7 @@ async fn terraform_task(
     let inserted = state
         .store
         .insert_task(NewTask {
+            id: Uuid::new_v4(),
             cluster_id,
             kind: kind.to_string(),
             payload: serde_json::json!({}),
@@ -158,6 +159,7 @@ async fn terraform_task(
             parent_id: None,
             created_by: principal.label(),
             max_attempts: state.config.tasks.default_max_attempts,
+            seal: None,
         })
         .await?;
     Ok(match inserted {

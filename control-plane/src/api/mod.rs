@@ -35,6 +35,7 @@ use crate::crypto::SecretBox;
 use crate::logs::LogStore;
 use crate::metrics::Metrics;
 use crate::pki::AgentCa;
+use crate::signing::TaskSigner;
 use crate::store::Store;
 
 /// The OpenAPI document, kept beside the handlers it describes.
@@ -48,6 +49,7 @@ pub struct ApiState {
     pub sbox: SecretBox,
     pub ca: Arc<AgentCa>,
     pub config: Arc<Config>,
+    pub signer: Arc<TaskSigner>,
     pub metrics: Metrics,
 }
 

@@ -69,21 +69,25 @@ pub async fn create(
     }
     problems.into_result()?;
     let cluster = state.store.live_cluster(cluster_id).await?;
-    let inserted = state
-        .store
-        .insert_task(NewTask {
-            cluster_id: cluster.id,
-            kind: body.kind,
-            payload: serde_json::to_value(&payload).expect("payload serializes"),
-            reason: body
-                .reason
-                .unwrap_or_else(|| format!("submitted through the API by {}", principal.label())),
-            idempotency_key: body.idempotency_key,
-            parent_id: None,
-            created_by: principal.label(),
-            max_attempts,
-        })
-        .await?;
+    let mut task = NewTask {
+        id: Uuid::new_v4(),
+        cluster_id: cluster.id,
+        kind: body.kind,
+        payload: serde_json::to_value(&payload).expect("payload serializes"),
+        reason: body
+            .reason
+            .unwrap_or_else(|| format!("submitted through the API by {}", principal.label())),
+        idempotency_key: body.idempotency_key,
+        parent_id: None,
+        created_by: principal.label(),
+        max_attempts,
+        seal: None,
+    };
+    state
+        .signer
+        .seal(&mut task)
+        .expect("a validated apply payload always seals");
+    let inserted = state.store.insert_task(task).await?;
     Ok(match inserted {
         TaskInsert::Created(task) => {
             tracing::info!(task_id = %task.id, cluster_id = %cluster.id, by = %principal.label(), "task created");

@@ -29,6 +29,7 @@ enum Step {
 pub struct Planner {
     pub store: Store,
     pub config: Arc<Config>,
+    pub signer: Arc<crate::signing::TaskSigner>,
     pub poll_interval: Duration,
 }
 
@@ -204,6 +205,7 @@ impl Planner {
             .await?;
         self.store
             .insert_task(NewTask {
+                id: Uuid::new_v4(),
                 cluster_id: cluster.id,
                 kind: crate::provisioner::APPLY.into(),
                 payload: json!({}),
@@ -215,6 +217,7 @@ impl Planner {
                 parent_id: None,
                 created_by: format!("planner:demo:{}", demo.id),
                 max_attempts: self.config.tasks.default_max_attempts,
+                seal: None,
             })
             .await?;
         let reason = format!(
@@ -437,22 +440,25 @@ impl Planner {
         if let Some(task_id) = step.task_id {
             return self.store.task(task_id).await;
         }
-        let inserted = self
-            .store
-            .insert_task(NewTask {
-                cluster_id: demo.cluster_id.unwrap_or_default(),
-                kind: kind.into(),
-                payload,
-                reason,
-                idempotency_key: Some(format!(
-                    "demo:{}:v{}:{}:a{}",
-                    demo.id, demo.version, step.name, step.attempt
-                )),
-                parent_id: None,
-                created_by: format!("planner:demo:{}", demo.id),
-                max_attempts: self.config.tasks.default_max_attempts,
-            })
-            .await?;
+        let mut task = NewTask {
+            id: Uuid::new_v4(),
+            cluster_id: demo.cluster_id.unwrap_or_default(),
+            kind: kind.into(),
+            payload,
+            reason,
+            idempotency_key: Some(format!(
+                "demo:{}:v{}:{}:a{}",
+                demo.id, demo.version, step.name, step.attempt
+            )),
+            parent_id: None,
+            created_by: format!("planner:demo:{}", demo.id),
+            max_attempts: self.config.tasks.default_max_attempts,
+            seal: None,
+        };
+        self.signer.seal(&mut task).expect(
+            "the planner's payloads are serialized from the typed apply and delete payloads",
+        );
+        let inserted = self.store.insert_task(task).await?;
         let task = match inserted {
             TaskInsert::Created(task) | TaskInsert::Existing(task) => task,
         };

@@ -29,7 +29,7 @@ pub use sessions::SessionRow;
 pub use sign_in::{Attempts, ThrottleKeys};
 pub use tasks::{
     LeasedTask, NewTask, ObjectReport, Task, TaskCompletion, TaskEvent, TaskFilter, TaskInsert,
-    TaskState,
+    TaskSeal, TaskState,
 };
 pub use templates::TemplateRow;
 pub use tokens::{ApiPrincipal, ApiToken, BootstrapRedemption};

@@ -97,6 +97,8 @@ pub struct TaskEvent {
 }
 
 pub struct NewTask {
+    /// Chosen before the insert because agent tasks are signed with it.
+    pub id: Uuid,
     pub cluster_id: Uuid,
     pub kind: String,
     pub payload: serde_json::Value,
@@ -105,6 +107,16 @@ pub struct NewTask {
     pub parent_id: Option<Uuid>,
     pub created_by: String,
     pub max_attempts: i32,
+    /// The signed body of a task an agent runs (`TaskSigner::seal`); `None` for tasks the control plane runs.
+    pub seal: Option<TaskSeal>,
+}
+
+/// The signed body of an agent task, stored and delivered byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TaskSeal {
+    pub body: Vec<u8>,
+    pub signature: Vec<u8>,
+    pub key_id: String,
 }
 
 /// Whether `insert_task` created a task or found the one with the same idempotency key.
@@ -125,6 +137,9 @@ pub struct LeasedTask {
     pub lease_expires_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
     pub cluster_id: Uuid,
+    pub body: Option<Vec<u8>>,
+    pub signature: Option<Vec<u8>>,
+    pub signing_key_id: Option<String>,
 }
 
 pub struct TaskCompletion {
@@ -192,11 +207,12 @@ impl Store {
     /// a different kind or payload is a conflict, so a retried request can never silently mean something else.
     pub async fn insert_task(&self, new: NewTask) -> Result<TaskInsert, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let id = Uuid::new_v4();
+        let id = new.id;
+        let seal = new.seal.as_ref();
         let inserted: Option<Uuid> = sqlx::query_scalar(
             "INSERT INTO tasks (id, cluster_id, kind, payload, state, reason, idempotency_key, parent_id,
-                                created_by, max_attempts)
-             VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9)
+                                created_by, max_attempts, body, signature, signing_key_id)
+             VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $12)
              ON CONFLICT (cluster_id, idempotency_key) DO NOTHING RETURNING id",
         )
         .bind(id)
@@ -208,6 +224,9 @@ impl Store {
         .bind(new.parent_id)
         .bind(&new.created_by)
         .bind(new.max_attempts)
+        .bind(seal.map(|seal| &seal.body))
+        .bind(seal.map(|seal| &seal.signature))
+        .bind(seal.map(|seal| &seal.key_id))
         .fetch_optional(&mut *tx)
         .await?;
         if inserted.is_none() {
@@ -293,7 +312,7 @@ impl Store {
                     objects = '[]'::jsonb, error = NULL, updated_at = now()
              FROM candidates c WHERE t.id = c.id
              RETURNING t.id, t.lease_id, t.attempts, t.kind, t.payload, t.reason, t.lease_expires_at, t.created_at,
-                       t.cluster_id",
+                       t.cluster_id, t.body, t.signature, t.signing_key_id",
         )
         .bind(cluster_id)
         .bind(limit)

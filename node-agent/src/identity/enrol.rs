@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use agent_protocol::signing::PinnedKeys;
 use agent_protocol::{BootstrapRequest, RenewRequest};
 use chrono::Utc;
 use thiserror::Error;
@@ -58,6 +59,8 @@ pub enum EnrolError {
         reported: String,
         in_certificate: String,
     },
+    #[error("the task-signing keys returned by Bootstrap cannot be pinned: {0}")]
+    TaskKeys(#[source] agent_protocol::signing::SignatureError),
     #[error(transparent)]
     KeyGeneration(IdentityError),
     #[error(transparent)]
@@ -116,8 +119,10 @@ pub async fn bootstrap(
     } else {
         response.ca_pem
     };
+    let task_keys =
+        PinnedKeys::from_bootstrap(response.task_keys.as_ref()).map_err(EnrolError::TaskKeys)?;
     let credentials = request
-        .into_credentials(response.certificate_pem, ca_pem)
+        .into_credentials(response.certificate_pem, ca_pem, task_keys)
         .map_err(|source| EnrolError::BadCertificate { call, source })?;
     if !response.cluster_id.is_empty() && response.cluster_id != credentials.cluster_id() {
         return Err(EnrolError::ClusterMismatch {
@@ -160,8 +165,26 @@ pub async fn renew(
         },
     })?
     .into_inner();
+    // A new key set is pinned only when a key this agent already trusts signed it; otherwise the certificate is
+    // still renewed and the pinned keys stay, so tasks signed with them keep running.
+    let task_keys = match current.task_keys().update(response.task_keys.as_ref()) {
+        Ok(updated) => {
+            if &updated != current.task_keys() {
+                info!(task_keys = ?updated, "pinned the control plane's new task-signing keys");
+            }
+            updated
+        }
+        Err(error) => {
+            error!(%error, pinned = ?current.task_keys(), "refused the task-signing keys sent with the renewed certificate");
+            current.task_keys().clone()
+        }
+    };
     let renewed = request
-        .into_credentials(response.certificate_pem, current.ca_pem().to_owned())
+        .into_credentials(
+            response.certificate_pem,
+            current.ca_pem().to_owned(),
+            task_keys,
+        )
         .map_err(|source| EnrolError::BadCertificate { call, source })?;
     if renewed.cluster_id() != current.cluster_id() {
         return Err(EnrolError::ClusterMismatch {

@@ -8,6 +8,7 @@ pub use store::{CredentialStore, StoreError};
 
 use std::fmt;
 
+use agent_protocol::signing::{PinnedKeys, SignatureError};
 use agent_protocol::{AGENT_ORGANISATION, agent_common_name, cluster_id_from_common_name};
 use chrono::{DateTime, Utc};
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PKCS_ECDSA_P256_SHA256};
@@ -28,6 +29,8 @@ pub enum IdentityError {
     NoClusterId { common_name: String },
     #[error("the certificate was issued for a different key than the agent's own")]
     KeyMismatch,
+    #[error("the pinned task-signing keys are unusable: {0}")]
+    TaskKeys(#[source] SignatureError),
 }
 
 /// The one-time bootstrap token; never printed.
@@ -51,12 +54,14 @@ impl fmt::Debug for BootstrapToken {
     }
 }
 
-/// A private key with the client certificate issued for it and the CA that issued it.
+/// A private key with the client certificate issued for it, the CA that issued it, and the task-signing keys
+/// pinned with them.
 #[derive(Clone)]
 pub struct Credentials {
     key_pem: String,
     cert_pem: String,
     ca_pem: String,
+    task_keys: PinnedKeys,
     cluster_id: String,
     not_before: DateTime<Utc>,
     not_after: DateTime<Utc>,
@@ -68,6 +73,7 @@ impl Credentials {
         key_pem: String,
         cert_pem: String,
         ca_pem: String,
+        task_keys: PinnedKeys,
     ) -> Result<Self, IdentityError> {
         let key = KeyPair::from_pem(&key_pem).map_err(IdentityError::InvalidKey)?;
         let pem = first_certificate(&cert_pem, "client certificate")?;
@@ -101,6 +107,7 @@ impl Credentials {
             key_pem,
             cert_pem,
             ca_pem,
+            task_keys,
         })
     }
 
@@ -136,6 +143,11 @@ impl Credentials {
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
     }
+
+    /// The keys a task's signature must verify with before the agent runs it.
+    pub fn task_keys(&self) -> &PinnedKeys {
+        &self.task_keys
+    }
 }
 
 impl fmt::Debug for Credentials {
@@ -144,6 +156,7 @@ impl fmt::Debug for Credentials {
             .field("cluster_id", &self.cluster_id)
             .field("not_before", &self.not_before)
             .field("not_after", &self.not_after)
+            .field("task_keys", &self.task_keys)
             .finish_non_exhaustive()
     }
 }
@@ -184,8 +197,9 @@ impl KeyRequest {
         self,
         cert_pem: String,
         ca_pem: String,
+        task_keys: PinnedKeys,
     ) -> Result<Credentials, IdentityError> {
-        Credentials::from_pem(self.key.serialize_pem(), cert_pem, ca_pem)
+        Credentials::from_pem(self.key.serialize_pem(), cert_pem, ca_pem, task_keys)
     }
 }
 
@@ -217,6 +231,7 @@ fn first_certificate(pem: &str, what: &'static str) -> Result<Pem, IdentityError
 pub(crate) mod testing {
     //! A throwaway CA that signs agent CSRs the way the control plane does, for unit tests.
 
+    use agent_protocol::signing::{PinnedKeys, SigningKey, sign_key_set};
     use rcgen::{
         CertificateParams, CertificateSigningRequestParams, DnType, IsCa, Issuer, KeyPair,
     };
@@ -262,11 +277,18 @@ pub(crate) mod testing {
             csr.signed_by(&self.issuer).unwrap().pem()
         }
     }
+
+    /// A task-signing key and the pinned set an agent bootstrapped with it would hold.
+    pub fn task_key() -> (SigningKey, PinnedKeys) {
+        let key = SigningKey::from_pem(&SigningKey::generate_pem()).unwrap();
+        let pinned = PinnedKeys::from_bootstrap(Some(&sign_key_set(&[&key]))).unwrap();
+        (key, pinned)
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::testing::TestCa;
+    use super::testing::{self, TestCa};
     use super::*;
     use std::time::Duration;
 
@@ -277,7 +299,9 @@ mod tests {
         let ca = TestCa::new();
         let request = KeyRequest::generate(None).unwrap();
         let cert = ca.sign(request.csr_pem(), "0b7c", Duration::ZERO, HOUR);
-        let creds = request.into_credentials(cert, ca.pem.clone()).unwrap();
+        let creds = request
+            .into_credentials(cert, ca.pem.clone(), testing::task_key().1)
+            .unwrap();
         assert_eq!(creds.cluster_id(), "0b7c");
         assert!(creds.is_valid_at(Utc::now()));
         assert!(!creds.renewal_due_at(Utc::now()));
@@ -289,7 +313,9 @@ mod tests {
         let ca = TestCa::new();
         let request = KeyRequest::generate(None).unwrap();
         let cert = ca.sign(request.csr_pem(), "c1", Duration::from_secs(45 * 60), HOUR);
-        let creds = request.into_credentials(cert, ca.pem.clone()).unwrap();
+        let creds = request
+            .into_credentials(cert, ca.pem.clone(), testing::task_key().1)
+            .unwrap();
         assert!(creds.is_valid_at(Utc::now()));
         assert!(creds.renewal_due_at(Utc::now()));
     }
@@ -301,7 +327,7 @@ mod tests {
         let other = KeyRequest::generate(None).unwrap();
         let cert = ca.sign(other.csr_pem(), "c1", Duration::ZERO, HOUR);
         assert!(matches!(
-            request.into_credentials(cert, ca.pem.clone()),
+            request.into_credentials(cert, ca.pem.clone(), testing::task_key().1),
             Err(IdentityError::KeyMismatch)
         ));
     }

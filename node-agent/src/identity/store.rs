@@ -12,15 +12,19 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use thiserror::Error;
 
+use agent_protocol::signing::PinnedKeys;
+
 use super::{Credentials, IdentityError};
 use crate::config::StateLocation;
 
 const KEY_FILE: &str = "key.pem";
 const CERT_FILE: &str = "cert.pem";
 const CA_FILE: &str = "ca.pem";
+const TASK_KEYS_FILE: &str = "task-keys";
 const SECRET_KEY: &str = "tls.key";
 const SECRET_CERT: &str = "tls.crt";
 const SECRET_CA: &str = "ca.crt";
+const SECRET_TASK_KEYS: &str = "task-keys";
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -57,6 +61,9 @@ pub enum StoreError {
         source: IdentityError,
     },
 }
+
+/// Key, certificate and CA (a store holds all three or none), and the pinned task keys.
+type StoredParts = (String, String, String, Option<String>);
 
 /// The credential store chosen by configuration.
 #[derive(Clone)]
@@ -108,15 +115,20 @@ impl CredentialStore {
             Self::Directory(dir) => self.read_dir(dir)?,
             Self::Secret { api, name, .. } => self.read_secret(api, name).await?,
         };
-        let Some([key, cert, ca]) = parts else {
+        let Some((key, cert, ca, task_keys)) = parts else {
             return Ok(None);
         };
-        Credentials::from_pem(key, cert, ca)
+        let unusable = |source| StoreError::Unusable {
+            store: self.to_string(),
+            source,
+        };
+        // Credentials stored without pinned keys (by an agent from before signed tasks) cannot verify any task:
+        // the agent needs a new bootstrap, and says so.
+        let task_keys = PinnedKeys::from_text(task_keys.as_deref().unwrap_or_default())
+            .map_err(|error| unusable(IdentityError::TaskKeys(error)))?;
+        Credentials::from_pem(key, cert, ca, task_keys)
             .map(Some)
-            .map_err(|source| StoreError::Unusable {
-                store: self.to_string(),
-                source,
-            })
+            .map_err(unusable)
     }
 
     /// Replaces the stored credentials.
@@ -129,6 +141,7 @@ impl CredentialStore {
                     (SECRET_KEY, encode(credentials.key_pem())),
                     (SECRET_CERT, encode(credentials.cert_pem())),
                     (SECRET_CA, encode(credentials.ca_pem())),
+                    (SECRET_TASK_KEYS, encode(&credentials.task_keys().to_text())),
                 ]);
                 // A merge patch on the existing Secret: RBAC grants patch on this one name but never create.
                 let patch = Patch::Merge(json!({ "data": data }));
@@ -145,7 +158,7 @@ impl CredentialStore {
         }
     }
 
-    fn read_dir(&self, dir: &Path) -> Result<Option<[String; 3]>, StoreError> {
+    fn read_dir(&self, dir: &Path) -> Result<Option<StoredParts>, StoreError> {
         let read = |file: &str| {
             let path = dir.join(file);
             match std::fs::read_to_string(&path) {
@@ -159,7 +172,7 @@ impl CredentialStore {
             }
         };
         match (read(KEY_FILE)?, read(CERT_FILE)?, read(CA_FILE)?) {
-            (Some(key), Some(cert), Some(ca)) => Ok(Some([key, cert, ca])),
+            (Some(key), Some(cert), Some(ca)) => Ok(Some((key, cert, ca, read(TASK_KEYS_FILE)?))),
             _ => Ok(None),
         }
     }
@@ -177,8 +190,10 @@ impl CredentialStore {
             .mode(0o700)
             .create(dir)
             .map_err(|source| write_error(dir, source))?;
+        let task_keys = credentials.task_keys().to_text();
         for (file, contents, mode) in [
             (CA_FILE, credentials.ca_pem(), 0o644),
+            (TASK_KEYS_FILE, task_keys.as_str(), 0o644),
             (CERT_FILE, credentials.cert_pem(), 0o644),
             (KEY_FILE, credentials.key_pem(), 0o600),
         ] {
@@ -205,7 +220,7 @@ impl CredentialStore {
         &self,
         api: &Api<Secret>,
         name: &str,
-    ) -> Result<Option<[String; 3]>, StoreError> {
+    ) -> Result<Option<StoredParts>, StoreError> {
         let secret = api
             .get_opt(name)
             .await
@@ -226,7 +241,9 @@ impl CredentialStore {
             }
         };
         match (field(SECRET_KEY)?, field(SECRET_CERT)?, field(SECRET_CA)?) {
-            (Some(key), Some(cert), Some(ca)) => Ok(Some([key, cert, ca])),
+            (Some(key), Some(cert), Some(ca)) => {
+                Ok(Some((key, cert, ca, field(SECRET_TASK_KEYS)?)))
+            }
             _ => Ok(None),
         }
     }
@@ -243,7 +260,7 @@ impl CredentialStore {
 mod tests {
     use super::*;
     use crate::identity::KeyRequest;
-    use crate::identity::testing::TestCa;
+    use crate::identity::testing::{self, TestCa};
     use std::os::unix::fs::PermissionsExt;
     use std::time::Duration;
 
@@ -261,7 +278,9 @@ mod tests {
             Duration::ZERO,
             Duration::from_secs(3600),
         );
-        request.into_credentials(cert, ca.pem.clone()).unwrap()
+        request
+            .into_credentials(cert, ca.pem.clone(), testing::task_key().1)
+            .unwrap()
     }
 
     #[tokio::test]
@@ -275,9 +294,11 @@ mod tests {
         assert!(store.load().await.unwrap().is_none());
 
         store.save(&credentials("first")).await.unwrap();
-        store.save(&credentials("second")).await.unwrap();
+        let second = credentials("second");
+        store.save(&second).await.unwrap();
         let loaded = store.load().await.unwrap().unwrap();
         assert_eq!(loaded.cluster_id(), "second");
+        assert_eq!(loaded.task_keys(), second.task_keys());
 
         let mode = |file: &str| {
             std::fs::metadata(state.join(file))
@@ -348,6 +369,33 @@ mod tests {
         assert_eq!(data[SECRET_KEY].0, saved.key_pem().as_bytes());
         assert_eq!(data[SECRET_CERT].0, saved.cert_pem().as_bytes());
         assert_eq!(data[SECRET_CA].0, saved.ca_pem().as_bytes());
+        assert_eq!(
+            data[SECRET_TASK_KEYS].0,
+            saved.task_keys().to_text().as_bytes()
+        );
+    }
+
+    #[tokio::test]
+    async fn credentials_without_pinned_task_keys_are_unusable_and_say_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CredentialStore::new(
+            &StateLocation::Directory(dir.path().into()),
+            unreachable_client(),
+        );
+        store.save(&credentials("c1")).await.unwrap();
+        std::fs::remove_file(dir.path().join(TASK_KEYS_FILE)).unwrap();
+        let err = store.load().await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::Unusable {
+                    source: IdentityError::TaskKeys(_),
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("task-signing keys"), "{err}");
     }
 
     #[tokio::test]

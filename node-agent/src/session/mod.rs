@@ -366,7 +366,8 @@ impl Session {
                     debug!(%task_id, %lease_id, "assignment redelivered while its result awaits an ack; ignored");
                     return;
                 }
-                match self.runner.start(assignment) {
+                let task_keys = self.credentials.borrow().task_keys().clone();
+                match self.runner.start(assignment, task_keys) {
                     Started::Duplicate => {
                         debug!(%task_id, %lease_id, "duplicate assignment for a running task; ignored");
                         return;

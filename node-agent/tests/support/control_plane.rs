@@ -3,12 +3,13 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use agent_protocol::agent_message::Msg as Up;
 use agent_protocol::agent_service_server::{AgentService, AgentServiceServer};
+use agent_protocol::signing::{SigningKey, sign_key_set};
 use agent_protocol::{
     AgentMessage, BootstrapRequest, BootstrapResponse, ControlMessage, RenewRequest, RenewResponse,
 };
@@ -25,6 +26,18 @@ use tonic::{Request, Response, Status, Streaming};
 pub const GOOD_TOKEN: &str = "good-token";
 pub const CLUSTER_ID: &str = "5f0c8a2e-1111-4222-8333-944455556666";
 
+/// The key the double signs tasks with and hands out at bootstrap.
+pub fn task_key() -> &'static SigningKey {
+    static KEY: OnceLock<SigningKey> = OnceLock::new();
+    KEY.get_or_init(|| SigningKey::from_pem(&SigningKey::generate_pem()).unwrap())
+}
+
+/// The key a rotation introduces (see `Behaviour::rotate_task_key_on_renew`).
+pub fn rotated_task_key() -> &'static SigningKey {
+    static KEY: OnceLock<SigningKey> = OnceLock::new();
+    KEY.get_or_init(|| SigningKey::from_pem(&SigningKey::generate_pem()).unwrap())
+}
+
 /// How the double issues certificates and answers sessions.
 pub struct Behaviour {
     /// Lifetime of issued certificates.
@@ -33,6 +46,9 @@ pub struct Behaviour {
     pub backdate: Duration,
     /// When set, every Session call is refused with this status.
     pub refuse_sessions: Option<Status>,
+    /// Renewals hand out the key set of a rotation in progress: the rotated key and the bootstrap key, signed by
+    /// both.
+    pub rotate_task_key_on_renew: bool,
 }
 
 impl Default for Behaviour {
@@ -41,6 +57,7 @@ impl Default for Behaviour {
             lifetime: Duration::from_secs(3600),
             backdate: Duration::ZERO,
             refuse_sessions: None,
+            rotate_task_key_on_renew: false,
         }
     }
 }
@@ -86,6 +103,7 @@ struct State {
     ca_pem: String,
     behaviour: Mutex<Behaviour>,
     renewals: AtomicUsize,
+    renewed_certificate_pem: Mutex<Option<String>>,
     session_calls: AtomicUsize,
     sessions: mpsc::UnboundedSender<SessionHandle>,
 }
@@ -135,6 +153,7 @@ impl AgentService for Service {
             ca_pem: self.0.ca_pem.clone(),
             cluster_id: CLUSTER_ID.into(),
             not_after_unix,
+            task_keys: Some(sign_key_set(&[task_key()])),
         }))
     }
 
@@ -146,12 +165,19 @@ impl AgentService for Service {
             return Err(Status::unauthenticated("renew needs a client certificate"));
         }
         let (certificate_pem, not_after_unix) = self.0.issue(&request.into_inner().csr_pem)?;
+        let task_keys = if self.0.behaviour.lock().unwrap().rotate_task_key_on_renew {
+            sign_key_set(&[rotated_task_key(), task_key()])
+        } else {
+            sign_key_set(&[task_key()])
+        };
         // Later certificates are issued outside the renewal window so the agent renews once.
         self.0.behaviour.lock().unwrap().backdate = Duration::ZERO;
+        *self.0.renewed_certificate_pem.lock().unwrap() = Some(certificate_pem.clone());
         self.0.renewals.fetch_add(1, Ordering::SeqCst);
         Ok(Response::new(RenewResponse {
             certificate_pem,
             not_after_unix,
+            task_keys: Some(task_keys),
         }))
     }
 
@@ -215,6 +241,7 @@ impl FakeControlPlane {
             ca_pem: ca_pem.clone(),
             behaviour: Mutex::new(behaviour),
             renewals: AtomicUsize::new(0),
+            renewed_certificate_pem: Mutex::new(None),
             session_calls: AtomicUsize::new(0),
             sessions: sessions_sender,
         });
@@ -251,6 +278,11 @@ impl FakeControlPlane {
 
     pub fn renewals(&self) -> usize {
         self.state.renewals.load(Ordering::SeqCst)
+    }
+
+    /// The certificate the last renewal issued.
+    pub fn renewed_certificate_pem(&self) -> Option<String> {
+        self.state.renewed_certificate_pem.lock().unwrap().clone()
     }
 
     pub fn session_calls(&self) -> usize {

@@ -161,6 +161,11 @@ impl Stack {
         let admin_password = random_b64(18).replace(['+', '/', '='], "x");
         let admin_password_file = dir.join("admin-password");
         write_private(&admin_password_file, &admin_password)?;
+        let task_key_file = dir.join("task-key.pem");
+        write_private(
+            &task_key_file,
+            &agent_protocol::signing::SigningKey::generate_pem(),
+        )?;
         let config = json!({
             "api_listen": format!("127.0.0.1:{api_port}"),
             "agent_listen": format!("127.0.0.1:{agent_port}"),
@@ -168,6 +173,7 @@ impl Stack {
             "database_url": database_url,
             "clickhouse": {"url": clickhouse.http_url(), "database": clickhouse_database},
             "encryption_key": random_b64(32),
+            "task_signing": {"key_file": task_key_file},
             "admin_token": admin_token,
             "tasks": {"lease_seconds": options.lease_seconds, "poll_interval_ms": options.poll_interval_ms},
             "agents": {"heartbeat_interval_seconds": options.heartbeat_seconds,

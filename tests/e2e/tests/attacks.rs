@@ -480,3 +480,168 @@ async fn attacks_are_refused_and_change_nothing() {
     assert_eq!(response.headers()["cache-control"], "no-store");
     assert_eq!(response.headers()["x-content-type-options"], "nosniff");
 }
+
+/// Signed tasks: someone with write access to PostgreSQL (but not the control plane's key file) alters a queued
+/// task, moves another task's signed body, inserts a task signed with their own key, and drops the constraint to
+/// insert an unsigned one. The agent, connecting afterwards, runs only the honest task.
+#[tokio::test(flavor = "multi_thread")]
+async fn tasks_altered_in_postgresql_are_refused_and_nothing_of_them_is_applied() {
+    use agent_protocol::signing::SigningKey;
+    use agent_protocol::{ApplySpec, TaskBody, task_body};
+
+    let stack = Stack::start(StackOptions::default()).await.unwrap();
+    // No agent yet, so every task stays pending while it is tampered with.
+    let target = stack.register_cluster("tampered").await.unwrap();
+    let cluster = target.cluster_id.clone();
+    let submit = |manifest: String| {
+        let api = stack.api.clone();
+        let path = format!("/clusters/{cluster}/tasks");
+        async move {
+            let task = api
+                .post(
+                    &path,
+                    &json!({"kind": "apply", "manifest": manifest, "wait_timeout_seconds": 0}),
+                )
+                .await
+                .unwrap();
+            field(&task, "id").unwrap()
+        }
+    };
+    let config_map = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: signed}}\ndata: {{a: b}}\n"
+        )
+    };
+    let honest = submit(format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: signed}}\n---\n{}",
+        config_map("honest")
+    ))
+    .await;
+    let altered = submit(config_map("innocent")).await;
+    let moved = submit(config_map("moved")).await;
+
+    // 1. Rewrite the manifest inside the signed body (same length, so the encoding stays valid).
+    let hex = |text: &str| text.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+    stack
+        .postgres_query(&format!(
+            "UPDATE tasks SET body = decode(replace(encode(body, 'hex'), '{}', '{}'), 'hex'),
+                              payload = jsonb_set(payload, '{{manifest}}', to_jsonb(replace(payload->>'manifest', 'innocent', 'mallory1')))
+             WHERE id = '{altered}'",
+            hex("innocent"),
+            hex("mallory1")
+        ))
+        .unwrap();
+    // 2. Give a task the signed body and signature of another (honest) task.
+    stack
+        .postgres_query(&format!(
+            "UPDATE tasks t SET body = h.body, signature = h.signature, signing_key_id = h.signing_key_id
+             FROM tasks h WHERE h.id = '{honest}' AND t.id = '{moved}'"
+        ))
+        .unwrap();
+    // 3. A task signed with the attacker's own key, correctly bound to the cluster and the task id.
+    let attacker = SigningKey::from_pem(&SigningKey::generate_pem()).unwrap();
+    let forged_id = uuid::Uuid::new_v4().to_string();
+    let binding = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: mallory}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\nsubjects: [{kind: User, name: mallory}]\n";
+    let (body, signature) = attacker.sign_task(&TaskBody {
+        cluster_id: cluster.clone(),
+        task_id: forged_id.clone(),
+        signed_at_unix: 0,
+        spec: Some(task_body::Spec::Apply(ApplySpec {
+            manifest_yaml: binding.into(),
+            tier: agent_protocol::ApplyTier::Admin.into(),
+            ..Default::default()
+        })),
+    });
+    let insert = |id: &str, seal: Option<(&[u8], &[u8], &str)>| {
+        let bytes = |b: &[u8]| {
+            format!(
+                "'\\x{}'::bytea",
+                b.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            )
+        };
+        let (body, signature, key_id) = match seal {
+            Some((body, signature, key_id)) => {
+                (bytes(body), bytes(signature), format!("'{key_id}'"))
+            }
+            None => ("NULL".into(), "NULL".into(), "NULL".into()),
+        };
+        format!(
+            "INSERT INTO tasks (id, cluster_id, kind, payload, state, reason, created_by, max_attempts, body, signature, signing_key_id)
+             VALUES ('{id}', '{cluster}', 'apply', '{{\"manifest\": \"\"}}', 'pending', 'injected', 'mallory', 1, {body}, {signature}, {key_id})"
+        )
+    };
+    stack
+        .postgres_query(&insert(
+            &forged_id,
+            Some((&body, &signature.signature, &signature.key_id)),
+        ))
+        .unwrap();
+    // 4. An unsigned task: the database itself refuses it while the constraint stands...
+    let unsigned_id = uuid::Uuid::new_v4().to_string();
+    let refused = stack
+        .postgres_query(&insert(&unsigned_id, None))
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("agent_tasks_are_signed"), "{refused}");
+    // ...and the control plane refuses to deliver it once an attacker dropped the constraint.
+    stack
+        .postgres_query("ALTER TABLE tasks DROP CONSTRAINT agent_tasks_are_signed")
+        .unwrap();
+    stack.postgres_query(&insert(&unsigned_id, None)).unwrap();
+
+    let _agent = stack
+        .start_agent(
+            "agent-tampered",
+            &cluster,
+            e2e::AgentState::Dir(&stack.dir.join("agent-tampered")),
+        )
+        .await
+        .unwrap();
+    let wait = |id: String| {
+        let stack = &stack;
+        async move {
+            stack
+                .wait_task(&id, std::time::Duration::from_secs(90))
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(wait(honest.clone()).await["state"], "succeeded");
+    for (id, expected) in [
+        (
+            altered,
+            "the task was altered after it was signed".to_string(),
+        ),
+        (
+            moved,
+            format!("belongs to task {honest}, not to the assigned task"),
+        ),
+        (
+            forged_id,
+            format!(
+                "signed with key {}, which this agent does not trust",
+                attacker.id()
+            ),
+        ),
+        (unsigned_id, "the task has no signature".to_string()),
+    ] {
+        let task = wait(id.clone()).await;
+        assert_eq!(task["state"], "failed", "{task}");
+        let error = task["error"].as_str().unwrap_or_default();
+        assert!(error.contains(&expected), "task {id}: {error}");
+    }
+    let config_maps = stack
+        .kubectl(&["get", "configmaps", "-n", "signed", "-o", "name"])
+        .unwrap();
+    assert!(config_maps.contains("configmap/honest"), "{config_maps}");
+    for absent in ["innocent", "mallory1", "moved"] {
+        assert!(
+            !config_maps.contains(absent),
+            "{absent} applied: {config_maps}"
+        );
+    }
+    let bindings = stack
+        .kubectl(&["get", "clusterrolebindings", "-o", "name"])
+        .unwrap();
+    assert!(!bindings.contains("mallory"), "{bindings}");
+}
