@@ -15,4 +15,5 @@ cargo test --workspace --locked --no-fail-fast
 bash scripts/check-terraform.sh
 bash scripts/check-images.sh
 bash scripts/check-deps.sh
+bash scripts/fuzz.sh
 echo "test.sh: all tests passed"

@@ -198,6 +198,25 @@ impl TemplateSpec {
     }
 }
 
+/// Parses and validates the text of a `template.yaml`; errors name `path` and the field.
+pub fn parse_template(text: &[u8], path: &Path) -> Result<TemplateSpec, TemplateError> {
+    let deserializer = serde_yaml::Deserializer::from_slice(text);
+    let spec: TemplateSpec =
+        serde_path_to_error::deserialize(deserializer).map_err(|e| TemplateError::Invalid {
+            path: path.to_owned(),
+            field: e.path().to_string(),
+            message: e.inner().to_string(),
+        })?;
+    match spec.validate().into_iter().next() {
+        Some(problem) => Err(TemplateError::Invalid {
+            path: path.to_owned(),
+            field: problem.field,
+            message: problem.message,
+        }),
+        None => Ok(spec),
+    }
+}
+
 /// Parses and validates one template folder.
 pub fn read_template(dir: &Path) -> Result<LoadedTemplate, TemplateError> {
     let path = dir.join("template.yaml");
@@ -205,20 +224,7 @@ pub fn read_template(dir: &Path) -> Result<LoadedTemplate, TemplateError> {
         path: path.clone(),
         source,
     })?;
-    let deserializer = serde_yaml::Deserializer::from_slice(&text);
-    let spec: TemplateSpec =
-        serde_path_to_error::deserialize(deserializer).map_err(|e| TemplateError::Invalid {
-            path: path.clone(),
-            field: e.path().to_string(),
-            message: e.inner().to_string(),
-        })?;
-    if let Some(problem) = spec.validate().into_iter().next() {
-        return Err(TemplateError::Invalid {
-            path,
-            field: problem.field,
-            message: problem.message,
-        });
-    }
+    let spec = parse_template(&text, &path)?;
     let folder = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     if folder != spec.name {
         return Err(TemplateError::Invalid {

@@ -2,7 +2,7 @@
 //! (resuming after the stream ends - a container restart, an API server hiccup - without repeating lines),
 //! tags every line with its demo, namespace, pod and container, and hands it to the session for batching.
 
-mod line;
+pub mod line;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
