@@ -404,7 +404,7 @@ impl Config {
         if self.tasks.lease_seconds == 0 {
             return Err(invalid("tasks.lease_seconds", "must be at least 1"));
         }
-        if !crate::api::valid_username(&self.console.admin_username) {
+        if !crate::domain::names::is_username(&self.console.admin_username) {
             return Err(invalid(
                 "console.admin_username",
                 "must be 1-64 letters, digits, '.', '_' or '-'",

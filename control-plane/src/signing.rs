@@ -6,15 +6,12 @@ use agent_protocol::{SignedTaskKeySet, TaskBody};
 use chrono::Utc;
 
 use crate::config::{ConfigError, TaskSigningConfig, read_private_file};
+use crate::domain::TaskKind;
 use crate::store::{NewTask, TaskSeal};
 
 #[derive(Debug, thiserror::Error)]
-pub enum SealError {
-    #[error("task kind {0:?} does not run on an agent and is not signed")]
-    NotAnAgentTask(String),
-    #[error("{0}")]
-    Payload(String),
-}
+#[error("{0} tasks do not run on an agent and are not signed")]
+pub struct NotAnAgentTask(TaskKind);
 
 pub struct TaskSigner {
     current: SigningKey,
@@ -57,12 +54,11 @@ impl TaskSigner {
     }
 
     /// Signs what the agent will run for `task`, bound to its cluster and id.
-    pub fn seal(&self, task: &mut NewTask) -> Result<(), SealError> {
-        if !crate::agents::AGENT_TASK_KINDS.contains(&task.kind.as_str()) {
-            return Err(SealError::NotAnAgentTask(task.kind.clone()));
-        }
-        let spec =
-            crate::taskspec::agent_spec(&task.kind, &task.payload).map_err(SealError::Payload)?;
+    pub fn seal(&self, task: &mut NewTask) -> Result<(), NotAnAgentTask> {
+        let spec = task
+            .spec
+            .agent_spec()
+            .ok_or(NotAnAgentTask(task.spec.kind()))?;
         let (body, signature) = self.current.sign_task(&TaskBody {
             cluster_id: task.cluster_id.to_string(),
             task_id: task.id.to_string(),
@@ -86,32 +82,37 @@ mod tests {
     use agent_protocol::task_body::Spec;
     use uuid::Uuid;
 
+    use crate::domain::taskspec::{ApplyPayload, TaskSpec, Tier};
+
     fn key() -> SigningKey {
         SigningKey::from_pem(&SigningKey::generate_pem()).unwrap()
     }
 
-    fn new_task(kind: &str, payload: serde_json::Value) -> NewTask {
+    fn new_task(spec: TaskSpec) -> NewTask {
         NewTask {
             id: Uuid::new_v4(),
             cluster_id: Uuid::new_v4(),
-            kind: kind.into(),
-            payload,
+            spec,
             reason: "test".into(),
             idempotency_key: None,
             parent_id: None,
             created_by: "test".into(),
             max_attempts: 1,
             seal: None,
+            demo_step: None,
         }
     }
 
     #[test]
     fn a_sealed_task_opens_on_an_agent_that_pinned_the_key_set() {
         let signer = TaskSigner::new(key(), Vec::new());
-        let mut task = new_task(
-            "apply",
-            serde_json::json!({"manifest": "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n", "tier": "admin"}),
-        );
+        let mut task = new_task(TaskSpec::Apply(ApplyPayload {
+            manifest: "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n".into(),
+            wait_timeout_seconds: 0,
+            force_conflicts: false,
+            prune: None,
+            tier: Tier::Admin,
+        }));
         signer.seal(&mut task).unwrap();
         let seal = task.seal.clone().unwrap();
         assert_eq!(seal.key_id, signer.key_id());
@@ -147,16 +148,13 @@ mod tests {
     }
 
     #[test]
-    fn only_agent_kinds_with_valid_payloads_are_sealed() {
+    fn only_agent_tasks_are_sealed() {
         let signer = TaskSigner::new(key(), Vec::new());
-        let mut terraform = new_task("terraform_apply", serde_json::json!({}));
-        assert!(matches!(
-            signer.seal(&mut terraform).unwrap_err(),
-            SealError::NotAnAgentTask(_)
-        ));
-        let mut broken = new_task("delete", serde_json::json!({"objects": 1}));
-        let error = signer.seal(&mut broken).unwrap_err().to_string();
-        assert!(error.starts_with("delete payload is invalid"), "{error}");
-        assert!(broken.seal.is_none());
+        let mut terraform = new_task(TaskSpec::TerraformApply);
+        assert_eq!(
+            signer.seal(&mut terraform).unwrap_err().to_string(),
+            "terraform_apply tasks do not run on an agent and are not signed"
+        );
+        assert!(terraform.seal.is_none());
     }
 }

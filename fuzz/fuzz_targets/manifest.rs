@@ -5,7 +5,7 @@
 
 use agent_protocol::ApplyTier;
 use agent_protocol::policy::ApplyPolicy;
-use control_plane::taskspec::{ApplyPayload, Tier};
+use control_plane::domain::taskspec::{ApplyPayload, Tier};
 use libfuzzer_sys::fuzz_target;
 use node_agent::apply::manifest;
 

@@ -23,9 +23,6 @@ use crate::metrics::Metrics;
 use crate::pki::AgentCa;
 use crate::store::Store;
 
-/// Task kinds that agents execute (other kinds run inside the control plane).
-pub const AGENT_TASK_KINDS: &[&str] = &["apply", "delete"];
-
 /// Longest agent version string accepted (a semver with build metadata fits many times over).
 const MAX_AGENT_VERSION_CHARS: usize = 64;
 

@@ -17,9 +17,10 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::AgentGrpc;
 use super::dispatch::ClusterSignal;
 use super::identity::internal;
-use super::{AGENT_TASK_KINDS, AgentGrpc};
+use crate::domain::TaskKind;
 use crate::logs::{DemoLogLine, TaskLogLine};
 use crate::metrics::StateLabel;
 use crate::pki::AgentIdentity;
@@ -239,7 +240,7 @@ impl Session {
             .lease_tasks(
                 self.cluster_id(),
                 self.session_id,
-                AGENT_TASK_KINDS,
+                TaskKind::AGENT,
                 room as i64,
                 self.service.settings.lease,
             )
@@ -607,14 +608,15 @@ fn assignment(task: &LeasedTask) -> Result<TaskAssignment, String> {
 }
 
 fn object_report(object: &ObjectResult) -> ObjectReport {
+    use crate::domain::ObjectOutcome as Outcome;
     let outcome = match object.outcome() {
-        ObjectOutcome::Unspecified => "unspecified",
-        ObjectOutcome::Applied => "applied",
-        ObjectOutcome::Unchanged => "unchanged",
-        ObjectOutcome::Failed => "failed",
-        ObjectOutcome::Ready => "ready",
-        ObjectOutcome::NotReady => "not_ready",
-        ObjectOutcome::Deleted => "deleted",
+        ObjectOutcome::Unspecified => Outcome::Unspecified,
+        ObjectOutcome::Applied => Outcome::Applied,
+        ObjectOutcome::Unchanged => Outcome::Unchanged,
+        ObjectOutcome::Failed => Outcome::Failed,
+        ObjectOutcome::Ready => Outcome::Ready,
+        ObjectOutcome::NotReady => Outcome::NotReady,
+        ObjectOutcome::Deleted => Outcome::Deleted,
     };
     ObjectReport {
         document_index: object.document_index,
@@ -622,7 +624,7 @@ fn object_report(object: &ObjectResult) -> ObjectReport {
         kind: object.kind.clone(),
         namespace: object.namespace.clone(),
         name: object.name.clone(),
-        outcome: outcome.to_string(),
+        outcome,
         message: object.message.clone(),
     }
 }

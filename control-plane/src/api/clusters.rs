@@ -13,9 +13,10 @@ use super::error::{ApiError, Problems};
 use super::json::JsonBody;
 use crate::agents::install::{self, InstallBundle, InstallInputs};
 use crate::crypto::{BOOTSTRAP_TOKEN_PREFIX, OneTimeSecret};
+use crate::domain::taskspec::{FieldProblem, TaskSpec};
+use crate::domain::{ClusterRole, Provisioning};
 use crate::provisioner;
 use crate::store::{Cluster, NewCluster, NewTask, SessionRow, StoreError, Task, TaskInsert};
-use crate::taskspec::FieldProblem;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,7 +63,8 @@ pub async fn create(
     principal.require(Role::Operator, "register clusters")?;
     let mut problems = Problems::default();
     problems.check_name("name", &body.name);
-    if body.role != "user" && body.role != "management" {
+    let role = body.role.parse::<ClusterRole>();
+    if role.is_err() {
         problems.add("role", "must be user or management");
     }
     if let Some(endpoint) = &body.api_endpoint
@@ -107,12 +109,15 @@ pub async fn create(
         }
     };
     problems.into_result()?;
+    let Ok(role) = role else {
+        unreachable!("an unknown role is reported above")
+    };
     let cluster = state
         .store
         .insert_cluster(NewCluster {
             region_id: body.region_id,
             name: body.name,
-            role: body.role,
+            role,
             api_endpoint: body.api_endpoint,
             provision_spec,
         })
@@ -126,12 +131,12 @@ pub async fn create(
         })?;
     tracing::info!(cluster_id = %cluster.id, name = %cluster.name, by = %principal.label(), "cluster registered");
     let task = if body.provision.is_some() {
-        let kind = if body.plan_only {
-            provisioner::PLAN
+        let spec = if body.plan_only {
+            TaskSpec::TerraformPlan
         } else {
-            provisioner::APPLY
+            TaskSpec::TerraformApply
         };
-        Some(terraform_task(&state, &principal, cluster.id, kind, None).await?)
+        Some(terraform_task(&state, &principal, cluster.id, spec, None).await?)
     } else {
         None
     };
@@ -144,22 +149,23 @@ async fn terraform_task(
     state: &ApiState,
     principal: &Principal,
     cluster_id: Uuid,
-    kind: &str,
+    spec: TaskSpec,
     idempotency_key: Option<String>,
 ) -> Result<Task, ApiError> {
+    let reason = format!("{} requested by {}", spec.kind(), principal.label());
     let inserted = state
         .store
         .insert_task(NewTask {
             id: Uuid::new_v4(),
             cluster_id,
-            kind: kind.to_string(),
-            payload: serde_json::json!({}),
-            reason: format!("{kind} requested by {}", principal.label()),
+            spec,
+            reason,
             idempotency_key,
             parent_id: None,
             created_by: principal.label(),
             max_attempts: state.config.tasks.default_max_attempts,
             seal: None,
+            demo_step: None,
         })
         .await?;
     Ok(match inserted {
@@ -181,7 +187,7 @@ async fn run_terraform(
     principal: Principal,
     id: Uuid,
     body: axum::body::Bytes,
-    kind: &str,
+    spec: TaskSpec,
     action: &str,
 ) -> Result<(StatusCode, Json<Task>), ApiError> {
     principal.require(Role::Operator, action)?;
@@ -191,7 +197,7 @@ async fn run_terraform(
         super::json::parse(&body)?
     };
     let cluster = state.store.live_cluster(id).await?;
-    if cluster.provisioning != "terraform" {
+    if cluster.provisioning != Provisioning::Terraform {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "conflict",
@@ -225,7 +231,7 @@ async fn run_terraform(
         problems.into_result()?;
         state.store.set_provision_variables(id, variables).await?;
     }
-    let task = terraform_task(&state, &principal, id, kind, body.idempotency_key).await?;
+    let task = terraform_task(&state, &principal, id, spec, body.idempotency_key).await?;
     Ok((StatusCode::ACCEPTED, Json(task)))
 }
 
@@ -240,7 +246,7 @@ pub async fn provision(
         principal,
         id,
         body,
-        provisioner::APPLY,
+        TaskSpec::TerraformApply,
         "provision clusters",
     )
     .await
@@ -257,7 +263,7 @@ pub async fn plan(
         principal,
         id,
         body,
-        provisioner::PLAN,
+        TaskSpec::TerraformPlan,
         "plan clusters",
     )
     .await
@@ -274,7 +280,7 @@ pub async fn drift_check(
         principal,
         id,
         body,
-        provisioner::DRIFT,
+        TaskSpec::TerraformDrift,
         "check clusters for drift",
     )
     .await
@@ -330,12 +336,12 @@ pub async fn delete(
     use axum::response::IntoResponse;
     principal.require(Role::Operator, "delete clusters")?;
     let cluster = state.store.live_cluster(id).await?;
-    if cluster.provisioning == "terraform" {
+    if cluster.provisioning == Provisioning::Terraform {
         let task = terraform_task(
             &state,
             &principal,
             id,
-            provisioner::DESTROY,
+            TaskSpec::TerraformDestroy,
             Some("destroy".into()),
         )
         .await?;

@@ -10,6 +10,7 @@ use super::ApiState;
 use super::auth::{Principal, Role};
 use super::error::{ApiError, Problems};
 use super::json::JsonBody;
+use crate::domain::{DemoConfig, DemoStatus, RequestedRegion, StepState};
 use crate::store::{Demo, DemoChange, DemoInsert, DemoStep, DemoVersion, NewDemo};
 
 #[derive(Deserialize)]
@@ -71,6 +72,42 @@ fn valid_image_reference(image: &str) -> bool {
     tag_ok && repository_ok
 }
 
+fn check_replicas(problems: &mut Problems, replicas: i32) {
+    if !(0..=DemoConfig::MAX_REPLICAS).contains(&replicas) {
+        problems.add(
+            "replicas",
+            format!("must be between 0 and {}", DemoConfig::MAX_REPLICAS),
+        );
+    }
+}
+
+/// Environment overrides: names like `MODEL_NAME`, string values.
+fn check_env(
+    problems: &mut Problems,
+    env: &serde_json::Map<String, serde_json::Value>,
+) -> std::collections::BTreeMap<String, String> {
+    let mut checked = std::collections::BTreeMap::new();
+    for (key, value) in env {
+        let valid = key
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+            && key
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        if !valid {
+            problems.add(format!("env.{key}"), "names must match [A-Z_][A-Z0-9_]*");
+        }
+        match value.as_str() {
+            Some(text) => {
+                checked.insert(key.clone(), text.to_owned());
+            }
+            None => problems.add(format!("env.{key}"), "values must be strings"),
+        }
+    }
+    checked
+}
+
 pub async fn create(
     State(state): State<ApiState>,
     principal: Principal,
@@ -85,9 +122,7 @@ pub async fn create(
             "must be at most 40 characters (it names the demo's namespace and host)",
         );
     }
-    if !(0..=20).contains(&body.replicas) {
-        problems.add("replicas", "must be between 0 and 20");
-    }
+    check_replicas(&mut problems, body.replicas);
     let template = match state.store.template_revisions(&body.template).await {
         Ok(revisions) => {
             let chosen = match &body.template_version {
@@ -121,38 +156,31 @@ pub async fn create(
         ),
         _ => {}
     }
-    if body.region != "auto" {
-        match Uuid::parse_str(&body.region) {
-            Ok(id) if state.store.region(id).await.is_ok() => {}
-            _ => problems.add("region", "must be `auto` or the id of a region"),
+    let region = body.region.parse::<RequestedRegion>();
+    match region {
+        Ok(RequestedRegion::Region(id)) if state.store.region(id).await.is_err() => {
+            problems.add("region", "must be `auto` or the id of a region")
         }
+        Ok(_) => {}
+        Err(ref error) => problems.add("region", error.to_string()),
     }
-    for key in body.env.keys() {
-        let valid = key
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
-            && key
-                .chars()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-        if !valid {
-            problems.add(format!("env.{key}"), "names must match [A-Z_][A-Z0-9_]*");
-        }
-    }
-    if body.env.values().any(|v| !v.is_string()) {
-        problems.add("env", "values must be strings");
-    }
+    let env = check_env(&mut problems, &body.env);
     problems.into_result()?;
-    let template = template.expect("validated above");
+    let (Some(template), Some(image), Ok(requested_region)) = (template, image, region) else {
+        unreachable!("a missing template, image or region is reported above")
+    };
     let inserted = state
         .store
         .insert_demo(NewDemo {
             name: body.name,
             owner: principal.label(),
             template_id: template.id,
-            image: image.expect("validated above"),
-            requested_region: body.region,
-            config: serde_json::json!({"env": body.env, "replicas": body.replicas}),
+            image,
+            requested_region,
+            config: DemoConfig {
+                env,
+                replicas: body.replicas,
+            },
             idempotency_key: body.idempotency_key,
         })
         .await?;
@@ -229,19 +257,20 @@ pub async fn update(
             "is not a valid image reference (e.g. registry.example.com/team/model:1.2)",
         );
     }
-    if body.replicas.is_some_and(|r| !(0..=20).contains(&r)) {
-        problems.add("replicas", "must be between 0 and 20");
+    if let Some(replicas) = body.replicas {
+        check_replicas(&mut problems, replicas);
     }
+    let env = body.env.as_ref().map(|env| check_env(&mut problems, env));
     if body.image.is_none() && body.env.is_none() && body.replicas.is_none() {
         problems.add("body", "change at least one of image, env, replicas");
     }
     problems.into_result()?;
     let mut config = current.config.0.clone();
-    if let Some(env) = body.env {
-        config["env"] = serde_json::Value::Object(env);
+    if let Some(env) = env {
+        config.env = env;
     }
     if let Some(replicas) = body.replicas {
-        config["replicas"] = replicas.into();
+        config.replicas = replicas;
     }
     let reason = match (&body.image, body.replicas) {
         (Some(image), _) => format!("update to image {image}"),
@@ -272,10 +301,12 @@ pub async fn rollback(
     principal.require(Role::Operator, "roll back demos")?;
     let versions = state.store.demo_versions(id).await?;
     let Some(target) = versions.into_iter().find(|v| v.version == body.version) else {
-        return Err(ApiError::validation(vec![crate::taskspec::FieldProblem {
-            field: "version".into(),
-            message: format!("demo {id} has no version {}", body.version),
-        }]));
+        return Err(ApiError::validation(vec![
+            crate::domain::taskspec::FieldProblem {
+                field: "version".into(),
+                message: format!("demo {id} has no version {}", body.version),
+            },
+        ]));
     };
     let change_to = DemoChange {
         template_id: Some(target.template_id),
@@ -302,11 +333,11 @@ async fn scale(
     state: &ApiState,
     principal: &Principal,
     id: Uuid,
-    replicas: i64,
+    replicas: i32,
     reason: String,
 ) -> Result<(StatusCode, Json<DemoDetail>), ApiError> {
     let mut config = state.store.demo(id).await?.config.0;
-    config["replicas"] = replicas.into();
+    config.replicas = replicas;
     let by = principal.label();
     change(
         state,
@@ -331,7 +362,7 @@ pub async fn start(
     let versions = state.store.demo_versions(id).await?;
     let replicas = versions
         .iter()
-        .filter_map(|v| v.config.0["replicas"].as_i64())
+        .map(|v| v.config.0.replicas)
         .find(|r| *r > 0)
         .unwrap_or(1);
     scale(
@@ -400,8 +431,8 @@ pub async fn events(
     struct Watch {
         store: crate::store::Store,
         id: Uuid,
-        seen: std::collections::HashMap<(i32, i32), (String, Option<String>)>,
-        demo_seen: Option<(String, Option<String>, Option<String>)>,
+        seen: std::collections::HashMap<(i32, i32), (StepState, Option<String>)>,
+        demo_seen: Option<(DemoStatus, Option<String>, Option<String>)>,
         pending: std::collections::VecDeque<Event>,
         finished: bool,
         first: bool,
@@ -437,7 +468,7 @@ pub async fn events(
                 .unwrap_or_default();
             for step in &steps {
                 let key = (step.version, step.position);
-                let value = (step.state.clone(), step.message.clone());
+                let value = (step.state, step.message.clone());
                 if w.seen.get(&key) != Some(&value) {
                     w.seen.insert(key, value);
                     let data = serde_json::json!({"version": step.version, "step": step.name, "state": step.state, "message": step.message});
@@ -445,15 +476,16 @@ pub async fn events(
                         .push_back(Event::default().event("step").data(data.to_string()));
                 }
             }
-            let demo_state = (demo.status.clone(), demo.url.clone(), demo.error.clone());
+            let demo_state = (demo.status, demo.url.clone(), demo.error.clone());
             if w.demo_seen.as_ref() != Some(&demo_state) {
                 w.demo_seen = Some(demo_state);
                 let data = serde_json::json!({"version": demo.version, "status": demo.status, "current_step": demo.current_step, "url": demo.url, "error": demo.error});
                 w.pending
                     .push_back(Event::default().event("demo").data(data.to_string()));
             }
-            let failed = steps.iter().any(|s| s.state == "failed");
-            let succeeded = !steps.is_empty() && steps.iter().all(|s| s.state == "succeeded");
+            let failed = steps.iter().any(|s| s.state == StepState::Failed);
+            let succeeded =
+                !steps.is_empty() && steps.iter().all(|s| s.state == StepState::Succeeded);
             if failed || succeeded {
                 w.finished = true;
                 let outcome = if failed { "failed" } else { "succeeded" };

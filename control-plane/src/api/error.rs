@@ -4,8 +4,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::domain::taskspec::FieldProblem;
 use crate::store::StoreError;
-use crate::taskspec::FieldProblem;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -133,18 +133,8 @@ impl Problems {
 
     /// A DNS-label style name: what Kubernetes, Terraform state keys and URLs all accept.
     pub fn check_name(&mut self, field: &str, value: &str) {
-        let ok = !value.is_empty()
-            && value.len() <= 63
-            && value
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            && !value.starts_with('-')
-            && !value.ends_with('-');
-        if !ok {
-            self.add(
-                field,
-                "must be 1-63 characters of lowercase letters, digits and '-', not starting or ending with '-'",
-            );
+        if !crate::domain::names::is_dns_label(value) {
+            self.add(field, crate::domain::names::DNS_LABEL_RULE);
         }
     }
 }

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::error::ApiError;
-use crate::taskspec::FieldProblem;
+use crate::domain::taskspec::FieldProblem;
 
 pub struct JsonBody<T>(pub T);
 

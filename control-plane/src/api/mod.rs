@@ -28,7 +28,7 @@ use tower_http::trace::TraceLayer;
 pub use auth::Role;
 pub use error::ApiError;
 pub use session::SIGN_IN_WINDOW;
-pub use users::{MIN_PASSWORD_CHARS, valid_username};
+pub use users::MIN_PASSWORD_CHARS;
 
 use crate::config::Config;
 use crate::crypto::SecretBox;

@@ -52,7 +52,7 @@ pub async fn create(
         .await
         .map_err(|e| match e {
             crate::store::StoreError::NotFound { .. } => {
-                ApiError::validation(vec![crate::taskspec::FieldProblem {
+                ApiError::validation(vec![crate::domain::taskspec::FieldProblem {
                     field: "cloud_account_id".into(),
                     message: format!("no cloud account {}", body.cloud_account_id),
                 }])

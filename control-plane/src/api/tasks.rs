@@ -10,9 +10,10 @@ use super::ApiState;
 use super::auth::{Principal, Role};
 use super::error::{ApiError, Problems};
 use super::json::JsonBody;
+use crate::domain::taskspec::{ApplyPayload, TaskSpec, Tier};
+use crate::domain::{TaskKind, TaskState};
 use crate::logs::TaskLogLine;
-use crate::store::{NewTask, Task, TaskEvent, TaskFilter, TaskInsert, TaskState};
-use crate::taskspec::{ApplyPayload, Tier};
+use crate::store::{NewTask, Task, TaskEvent, TaskFilter, TaskInsert};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,7 +39,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Task>), ApiError> {
     principal.require(Role::Operator, "submit tasks")?;
     let mut problems = Problems::default();
-    if body.kind != "apply" {
+    if body.kind.parse::<TaskKind>() != Ok(TaskKind::Apply) {
         problems.add("kind", "must be apply");
     }
     let payload = ApplyPayload {
@@ -72,8 +73,7 @@ pub async fn create(
     let mut task = NewTask {
         id: Uuid::new_v4(),
         cluster_id: cluster.id,
-        kind: body.kind,
-        payload: serde_json::to_value(&payload).expect("payload serializes"),
+        spec: TaskSpec::Apply(payload),
         reason: body
             .reason
             .unwrap_or_else(|| format!("submitted through the API by {}", principal.label())),
@@ -82,11 +82,12 @@ pub async fn create(
         created_by: principal.label(),
         max_attempts,
         seal: None,
+        demo_step: None,
     };
     state
         .signer
         .seal(&mut task)
-        .expect("a validated apply payload always seals");
+        .expect("apply tasks run on agents");
     let inserted = state.store.insert_task(task).await?;
     Ok(match inserted {
         TaskInsert::Created(task) => {
@@ -111,17 +112,15 @@ pub async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Vec<Task>>, ApiError> {
     let mut problems = Problems::default();
-    let task_state = match query.state.as_deref() {
+    let task_state = match query.state.as_deref().map(str::parse::<TaskState>) {
         None => None,
-        Some(s) => {
-            let parsed = TaskState::parse(s);
-            if parsed.is_none() {
-                problems.add(
-                    "state",
-                    "must be pending, leased, running, succeeded, failed or cancelled",
-                );
-            }
-            parsed
+        Some(Ok(parsed)) => Some(parsed),
+        Some(Err(_)) => {
+            problems.add(
+                "state",
+                "must be pending, leased, running, succeeded, failed or cancelled",
+            );
+            None
         }
     };
     let (limit, offset) = problems.check_page(query.limit, query.offset);
@@ -196,10 +195,12 @@ pub async fn logs(
 ) -> Result<Json<TaskLogs>, ApiError> {
     let limit = query.limit.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {
-        return Err(ApiError::validation(vec![crate::taskspec::FieldProblem {
-            field: "limit".into(),
-            message: "must be between 1 and 10000".into(),
-        }]));
+        return Err(ApiError::validation(vec![
+            crate::domain::taskspec::FieldProblem {
+                field: "limit".into(),
+                message: "must be between 1 and 10000".into(),
+            },
+        ]));
     }
     let task = state.store.task(id).await?;
     let lines = state

@@ -16,14 +16,6 @@ use crate::store::{ApiToken, User};
 
 pub const MIN_PASSWORD_CHARS: usize = 12;
 
-/// 1-64 letters, digits, `.`, `_` or `-`.
-pub fn valid_username(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-}
-
 fn check_password(problems: &mut Problems, password: &str) {
     let chars = password.chars().count();
     if chars < MIN_PASSWORD_CHARS || password.len() > 1024 {
@@ -70,7 +62,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<User>), ApiError> {
     principal.require(Role::Admin, "add users")?;
     let mut problems = Problems::default();
-    if !valid_username(&body.username) {
+    if !crate::domain::names::is_username(&body.username) {
         problems.add("username", "must be 1-64 letters, digits, '.', '_' or '-'");
     }
     check_password(&mut problems, &body.password);

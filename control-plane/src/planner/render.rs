@@ -1,10 +1,12 @@
 //! Renders a demo's Kubernetes objects from its template revision: Namespace, Deployment (probes from the
 //! template's port and health path, resources), Service, Ingress and NetworkPolicy, all labelled for pruning.
 
+use std::collections::BTreeMap;
+
 use serde_json::{Value, json};
 
+use crate::domain::taskspec::{ObjectKind, ObjectSet};
 use crate::store::TemplateRow;
-use crate::taskspec::{ObjectKind, ObjectSet};
 
 use agent_protocol::DEMO_LABEL;
 pub const VERSION_LABEL: &str = "edgefleet.io/demo-version";
@@ -39,7 +41,7 @@ pub struct DemoSpec<'a> {
     pub image: &'a str,
     pub replicas: i32,
     /// Overrides and additions to the template's environment defaults.
-    pub env: &'a serde_json::Map<String, Value>,
+    pub env: &'a BTreeMap<String, String>,
     /// The host the Ingress serves the demo on.
     pub host: &'a str,
 }
@@ -48,8 +50,8 @@ pub fn namespace(name: &str) -> String {
     format!("demo-{name}")
 }
 
-/// Multi-document YAML for an `apply` task.
-pub fn manifest(template: &TemplateRow, demo: &DemoSpec<'_>) -> String {
+/// The demo's Kubernetes objects, in the order they are applied.
+pub fn objects(template: &TemplateRow, demo: &DemoSpec<'_>) -> Vec<Value> {
     let ns = namespace(demo.name);
     let labels = json!({
         "app.kubernetes.io/name": demo.name,
@@ -63,7 +65,7 @@ pub fn manifest(template: &TemplateRow, demo: &DemoSpec<'_>) -> String {
         let value = demo
             .env
             .get(name)
-            .and_then(|v| v.as_str())
+            .map(String::as_str)
             .or_else(|| var["default"].as_str());
         if let Some(value) = value {
             env.push(json!({"name": name, "value": value}));
@@ -78,11 +80,11 @@ pub fn manifest(template: &TemplateRow, demo: &DemoSpec<'_>) -> String {
             .flatten()
             .any(|v| v["name"] == name.as_str());
         if !known {
-            env.push(json!({"name": name, "value": value.as_str().unwrap_or_default()}));
+            env.push(json!({"name": name, "value": value}));
         }
     }
     let probe = json!({"httpGet": {"path": template.health_check_path, "port": "http"}, "periodSeconds": 10});
-    let documents = [
+    vec![
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels}}),
         json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": demo.name, "namespace": ns, "labels": labels,
@@ -119,10 +121,14 @@ pub fn manifest(template: &TemplateRow, demo: &DemoSpec<'_>) -> String {
                "metadata": {"name": format!("{}-http-only", demo.name), "namespace": ns, "labels": labels},
                "spec": {"podSelector": {"matchLabels": pod_labels}, "policyTypes": ["Ingress"],
                         "ingress": [{"ports": [{"port": template.port, "protocol": "TCP"}]}]}}),
-    ];
-    documents
+    ]
+}
+
+/// Multi-document YAML for an `apply` task.
+pub fn manifest(objects: &[Value]) -> String {
+    objects
         .iter()
-        .map(|doc| serde_yaml::to_string(doc).expect("JSON values serialize to YAML"))
+        .map(|object| serde_yaml::to_string(object).expect("JSON values serialize to YAML"))
         .collect::<Vec<_>>()
         .join("---\n")
 }
@@ -155,8 +161,8 @@ mod tests {
             latest: true,
             loaded_at: chrono::Utc::now(),
         };
-        let env = serde_json::Map::new();
-        let manifest = manifest(
+        let env = BTreeMap::new();
+        let manifest = manifest(&objects(
             &template,
             &DemoSpec {
                 demo_id: "d-1",
@@ -167,7 +173,7 @@ mod tests {
                 env: &env,
                 host: "hello.example",
             },
-        );
+        ));
         let set = object_set("d-1");
         assert_eq!(set.label_selector, "edgefleet.io/demo=d-1");
         let mut rendered = Vec::new();

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::config::ProvisioningConfig;
-use crate::taskspec::FieldProblem;
+use crate::domain::taskspec::FieldProblem;
 
 /// The file beside a root stack's `.tf` files that declares its user-settable variables.
 pub const INPUTS_FILE: &str = "inputs.yaml";

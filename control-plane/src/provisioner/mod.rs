@@ -24,16 +24,13 @@ pub use workspace::state_key;
 use crate::agents::install::{self, InstallInputs};
 use crate::config::ProvisioningConfig;
 use crate::crypto::{BOOTSTRAP_TOKEN_PREFIX, OneTimeSecret, SecretBox};
+use crate::domain::{ClusterStatus, DriftStatus, TaskKind, TaskState};
 use crate::logs::TaskLogLine;
 use crate::metrics::{Metrics, RunLabel};
 use crate::pki::AgentCa;
 use crate::store::{LeasedTask, ProvisioningTarget, Store, TaskCompletion, channels};
 use terraform::{OutputLine, Stdout, Terraform, TerraformError};
 
-pub const PLAN: &str = "terraform_plan";
-pub const APPLY: &str = "terraform_apply";
-pub const DESTROY: &str = "terraform_destroy";
-pub const DRIFT: &str = "terraform_drift";
 /// `terraform init` against the rendered `backend.hcl` (re-run every time: the backend settings may change).
 const INIT: &[&str] = &[
     "init",
@@ -42,8 +39,6 @@ const INIT: &[&str] = &[
     "-reconfigure",
     "-backend-config=backend.hcl",
 ];
-/// Task kinds the provisioner runs (agents never lease these).
-pub const KINDS: &[&str] = &[PLAN, APPLY, DESTROY, DRIFT];
 
 /// What the agent install needs from the control plane's own configuration.
 #[derive(Clone)]
@@ -98,7 +93,7 @@ impl Provisioner {
                 let leased = self
                     .store
                     .lease_control_plane_task(
-                        KINDS,
+                        TaskKind::TERRAFORM,
                         worker_id,
                         self.lease,
                         self.config.max_concurrent_per_cloud,
@@ -160,13 +155,13 @@ impl Provisioner {
             self.lease,
             cancel_tx,
         ));
-        let result = match task.kind.as_str() {
-            PLAN => self.plan(&task, &log, &mut cancel_rx).await,
-            APPLY => self.apply(&task, &log, &mut cancel_rx).await,
-            DESTROY => self.destroy(&task, &log, &mut cancel_rx).await,
-            DRIFT => self.drift(&task, &log, &mut cancel_rx).await,
-            other => Err(RunFailure::from(format!(
-                "unknown Terraform task kind {other}"
+        let result = match task.kind {
+            TaskKind::TerraformPlan => self.plan(&task, &log, &mut cancel_rx).await,
+            TaskKind::TerraformApply => self.apply(&task, &log, &mut cancel_rx).await,
+            TaskKind::TerraformDestroy => self.destroy(&task, &log, &mut cancel_rx).await,
+            TaskKind::TerraformDrift => self.drift(&task, &log, &mut cancel_rx).await,
+            agent_kind @ (TaskKind::Apply | TaskKind::Delete) => Err(RunFailure::from(format!(
+                "{agent_kind} tasks run on agents, not in the provisioner"
             ))),
         };
         guard.abort();
@@ -192,8 +187,9 @@ impl Provisioner {
                     error: Some(failure.message.clone()),
                     objects: Vec::new(),
                     retryable: failure.retryable,
-                    // A failed plan or drift check leaves the cluster as it was.
-                    fails_cluster: (task.kind != DRIFT && task.kind != PLAN)
+                    fails_cluster: task
+                        .kind
+                        .failure_fails_cluster()
                         .then(|| format!("{} failed: {}", task.kind, failure.message)),
                 }
             }
@@ -213,7 +209,7 @@ impl Provisioner {
         self.metrics
             .terraform_runs
             .get_or_create(&RunLabel {
-                kind: task.kind.clone(),
+                kind: task.kind.to_string(),
                 outcome: outcome.to_string(),
             })
             .inc();
@@ -400,11 +396,11 @@ impl Provisioner {
             .set_task_output(task.id, task.lease_id, &output)
             .await?;
         let cluster = self.store.cluster(task.cluster_id).await?;
-        if cluster.status == "pending" {
+        if cluster.status == ClusterStatus::Pending {
             self.store
                 .set_cluster_status(
                     task.cluster_id,
-                    "planned",
+                    ClusterStatus::Planned,
                     "plan ready for review; provision to apply it",
                 )
                 .await?;
@@ -419,7 +415,7 @@ impl Provisioner {
         log: &TaskLog,
         cancel: &mut watch::Receiver<bool>,
         destroy: bool,
-        status: &str,
+        status: ClusterStatus,
         message: &str,
     ) -> Result<(Terraform, workspace::Workspace, Value), RunFailure> {
         self.store
@@ -452,7 +448,7 @@ impl Provisioner {
                 log,
                 cancel,
                 false,
-                "provisioning",
+                ClusterStatus::Provisioning,
                 "Terraform is applying the cluster's stack",
             )
             .await?;
@@ -498,7 +494,7 @@ impl Provisioner {
         self.store
             .set_cluster_status(
                 task.cluster_id,
-                "bootstrapping",
+                ClusterStatus::Bootstrapping,
                 "installing the agent and waiting for it to connect",
             )
             .await?;
@@ -554,7 +550,7 @@ impl Provisioner {
             let cluster = self.store.cluster(task.cluster_id).await?;
             if cluster.agent.connected
                 && cluster.agent.last_heartbeat_at.is_some()
-                && cluster.status == "ready"
+                && cluster.status == ClusterStatus::Ready
             {
                 log.line(
                     "info",
@@ -588,7 +584,7 @@ impl Provisioner {
                 log,
                 cancel,
                 true,
-                "destroying",
+                ClusterStatus::Destroying,
                 "Terraform is destroying the cluster",
             )
             .await?;
@@ -631,10 +627,12 @@ impl Provisioner {
             .await
             .map_err(terraform_failure)?;
         let status = match finished.code {
-            0 => "in_sync",
-            2 => "drifted",
+            0 => DriftStatus::InSync,
+            2 => DriftStatus::Drifted,
             code => {
-                self.store.record_drift(task.cluster_id, "unknown").await?;
+                self.store
+                    .record_drift(task.cluster_id, DriftStatus::Unknown)
+                    .await?;
                 return Err(RunFailure::from(format!(
                     "drift check failed (exit {code}): {}",
                     finished.stdout.trim()
@@ -687,7 +685,7 @@ async fn watch_task(store: Store, task: LeasedTask, lease: Duration, cancel: wat
     loop {
         tick.tick().await;
         match store.task(task.id).await {
-            Ok(current) if current.state == "cancelled" => {
+            Ok(current) if current.state == TaskState::Cancelled => {
                 let _ = cancel.send(true);
                 return;
             }

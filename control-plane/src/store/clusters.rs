@@ -7,6 +7,7 @@ use uuid::Uuid;
 use sqlx::AssertSqlSafe;
 
 use super::{Store, StoreError, unique_violation};
+use crate::domain::{ClusterRole, ClusterStatus, DriftStatus, Provisioning};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Cluster {
@@ -14,16 +15,16 @@ pub struct Cluster {
     pub region_id: Uuid,
     pub region_code: String,
     pub name: String,
-    pub role: String,
-    pub status: String,
+    pub role: ClusterRole,
+    pub status: ClusterStatus,
     pub status_message: Option<String>,
-    pub provisioning: String,
+    pub provisioning: Provisioning,
     pub api_endpoint: Option<String>,
     pub external_ip: Option<String>,
     #[sqlx(flatten)]
     pub agent: AgentStatus,
-    /// Result of the last drift check of a provisioned cluster: in_sync, drifted or unknown.
-    pub drift_status: Option<String>,
+    /// Result of the last drift check of a provisioned cluster.
+    pub drift_status: Option<DriftStatus>,
     pub drift_checked_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -52,7 +53,7 @@ pub struct AgentStatus {
 pub struct NewCluster {
     pub region_id: Uuid,
     pub name: String,
-    pub role: String,
+    pub role: ClusterRole,
     pub api_endpoint: Option<String>,
     /// Set for clusters the control plane provisions with Terraform: `{"stack", "variables"}`.
     pub provision_spec: Option<serde_json::Value>,
@@ -96,21 +97,32 @@ impl Store {
         self.region(new.region_id).await?;
         let id = Uuid::new_v4();
         let name = new.name.clone();
+        let (status, message, provisioning) = match new.provision_spec {
+            None => (
+                ClusterStatus::Registered,
+                "waiting for its agent to connect",
+                Provisioning::Manual,
+            ),
+            Some(_) => (
+                ClusterStatus::Pending,
+                "waiting for Terraform",
+                Provisioning::Terraform,
+            ),
+        };
         sqlx::query(
             "INSERT INTO clusters (id, region_id, name, role, status, status_message, api_endpoint, provisioning,
                                    provision_spec)
-             VALUES ($1, $2, $3, $4,
-                     CASE WHEN $6::jsonb IS NULL THEN 'registered' ELSE 'pending' END,
-                     CASE WHEN $6::jsonb IS NULL THEN 'waiting for its agent to connect'
-                          ELSE 'waiting for Terraform' END,
-                     $5, CASE WHEN $6::jsonb IS NULL THEN 'manual' ELSE 'terraform' END, $6)",
+             VALUES ($1, $2, $3, $4, $7, $8, $5, $9, $6)",
         )
         .bind(id)
         .bind(new.region_id)
         .bind(&new.name)
-        .bind(&new.role)
+        .bind(new.role)
         .bind(&new.api_endpoint)
         .bind(&new.provision_spec)
+        .bind(status)
+        .bind(message)
+        .bind(provisioning)
         .execute(self.pool())
         .await
         .map_err(|e| unique_violation(e, || format!("a cluster named {name:?} already exists")))?;
@@ -154,11 +166,12 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
         let updated = sqlx::query(
-            "UPDATE clusters SET deleted_at = now(), status = 'deleted', status_message = 'deleted',
+            "UPDATE clusters SET deleted_at = now(), status = $2, status_message = 'deleted',
                     updated_at = now()
              WHERE id = $1 AND deleted_at IS NULL",
         )
         .bind(id)
+        .bind(ClusterStatus::Deleted)
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
@@ -192,23 +205,28 @@ impl Store {
         session_id: Uuid,
         beat: &Heartbeat,
     ) -> Result<bool, StoreError> {
-        let (status, message) = if beat.kubernetes_reachable {
-            ("ready", "agent connected".to_string())
+        let message = if beat.kubernetes_reachable {
+            "agent connected".to_string()
         } else {
-            (
-                "degraded",
-                format!(
-                    "agent cannot reach the Kubernetes API: {}",
-                    beat.kubernetes_error.as_deref().unwrap_or("unknown error")
-                ),
+            format!(
+                "agent cannot reach the Kubernetes API: {}",
+                beat.kubernetes_error.as_deref().unwrap_or("unknown error")
             )
         };
+        // The statuses a heartbeat may change, and the one it sets: ClusterStatus::after_heartbeat.
+        let heeded: Vec<ClusterStatus> = ClusterStatus::ALL
+            .iter()
+            .copied()
+            .filter(|status| status.after_heartbeat(true).is_some())
+            .collect();
+        let status = ClusterStatus::Ready
+            .after_heartbeat(beat.kubernetes_reachable)
+            .expect("a ready cluster heeds heartbeats");
         let updated = sqlx::query(
             "UPDATE clusters SET agent_version = $2, kubernetes_version = $3, node_count = $4,
                     kubernetes_reachable = $5, kubernetes_error = $6, last_heartbeat_at = now(),
-                    status = CASE WHEN status IN ('registered', 'bootstrapping', 'ready', 'degraded') THEN $7 ELSE status END,
-                    status_message = CASE WHEN status IN ('registered', 'bootstrapping', 'ready', 'degraded') THEN $8
-                                          ELSE status_message END,
+                    status = CASE WHEN status = ANY($9) THEN $7 ELSE status END,
+                    status_message = CASE WHEN status = ANY($9) THEN $8 ELSE status_message END,
                     updated_at = now()
              WHERE id = $1 AND deleted_at IS NULL",
         )
@@ -220,6 +238,7 @@ impl Store {
         .bind(&beat.kubernetes_error)
         .bind(status)
         .bind(message)
+        .bind(&heeded)
         .execute(self.pool())
         .await?;
         self.touch_session(session_id).await?;

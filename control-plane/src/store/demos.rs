@@ -8,19 +8,17 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::{Store, StoreError};
+use crate::domain::{
+    ClusterStatus, DemoConfig, DemoEnd, DemoStatus, RequestedRegion, StepName, StepState, TaskState,
+};
 
-/// The steps of a deploy, in order (seed 001 4.2: region -> agent -> objects -> rollout -> URL).
-pub const DEPLOY_STEPS: &[&str] = &[
-    "ensure_cluster",
-    "ensure_agent",
-    "render",
-    "apply",
-    "wait_ready",
-    "publish_url",
-];
-
-/// The steps of a delete: the demo's objects are deleted from its cluster, then the demo is closed.
-pub const TEARDOWN_STEPS: &[&str] = &["prune", "close"];
+fn final_task_states() -> Vec<TaskState> {
+    TaskState::ALL
+        .iter()
+        .copied()
+        .filter(|s| s.is_final())
+        .collect()
+}
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Demo {
@@ -29,14 +27,14 @@ pub struct Demo {
     pub owner: String,
     pub template_id: Uuid,
     pub image: String,
-    pub requested_region: String,
+    pub requested_region: RequestedRegion,
     pub region_id: Option<Uuid>,
     pub region_reason: Option<String>,
     pub cluster_id: Option<Uuid>,
-    pub config: Json<serde_json::Value>,
+    pub config: Json<DemoConfig>,
     pub version: i32,
-    pub status: String,
-    pub current_step: Option<String>,
+    pub status: DemoStatus,
+    pub current_step: Option<StepName>,
     pub error: Option<String>,
     pub url: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -48,10 +46,13 @@ pub struct Demo {
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct DemoStep {
+    /// `demo_steps.id`: what the step's tasks refer to.
+    #[serde(skip)]
+    pub id: i64,
     pub version: i32,
     pub position: i32,
-    pub name: String,
-    pub state: String,
+    pub name: StepName,
+    pub state: StepState,
     pub message: Option<String>,
     pub task_id: Option<Uuid>,
     /// 1, plus one per retry of the step; each attempt runs its own task.
@@ -65,20 +66,9 @@ pub struct NewDemo {
     pub owner: String,
     pub template_id: Uuid,
     pub image: String,
-    pub requested_region: String,
-    pub config: serde_json::Value,
+    pub requested_region: RequestedRegion,
+    pub config: DemoConfig,
     pub idempotency_key: Option<String>,
-}
-
-/// How a finished deploy or delete leaves the demo.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DemoEnd {
-    /// Serving at the URL.
-    Online { url: String },
-    /// Deployed with no replicas.
-    Offline,
-    /// Its objects are gone: closed and soft deleted (kept, no longer listed).
-    Closed,
 }
 
 pub enum DemoInsert {
@@ -96,7 +86,7 @@ pub struct DemoVersion {
     pub version: i32,
     pub template_id: Uuid,
     pub image: String,
-    pub config: Json<serde_json::Value>,
+    pub config: Json<DemoConfig>,
     pub reason: String,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
@@ -106,7 +96,7 @@ pub struct DemoVersion {
 pub struct DemoChange {
     pub template_id: Option<Uuid>,
     pub image: Option<String>,
-    pub config: Option<serde_json::Value>,
+    pub config: Option<DemoConfig>,
     pub reason: String,
     pub by: String,
 }
@@ -118,7 +108,7 @@ async fn record_version(
     version: i32,
     template_id: Uuid,
     image: &str,
-    config: &serde_json::Value,
+    config: &DemoConfig,
     reason: &str,
     by: &str,
 ) -> Result<(), StoreError> {
@@ -130,7 +120,7 @@ async fn record_version(
     .bind(version)
     .bind(template_id)
     .bind(image)
-    .bind(config)
+    .bind(Json(config))
     .bind(reason)
     .bind(by)
     .execute(conn)
@@ -142,14 +132,15 @@ async fn insert_steps(
     conn: &mut sqlx::PgConnection,
     demo_id: Uuid,
     version: i32,
-    steps: &[&str],
+    steps: &[StepName],
 ) -> Result<(), StoreError> {
     for (position, step) in steps.iter().enumerate() {
-        sqlx::query("INSERT INTO demo_steps (demo_id, version, position, name, state) VALUES ($1, $2, $3, $4, 'pending')")
+        sqlx::query("INSERT INTO demo_steps (demo_id, version, position, name, state) VALUES ($1, $2, $3, $4, $5)")
             .bind(demo_id)
             .bind(version)
             .bind(position as i32)
             .bind(step)
+            .bind(StepState::Pending)
             .execute(&mut *conn)
             .await?;
     }
@@ -205,7 +196,7 @@ impl Store {
         )
         .await?;
         sqlx::query(
-            "UPDATE demos SET version = $2, template_id = $3, image = $4, config = $5, status = 'developing',
+            "UPDATE demos SET version = $2, template_id = $3, image = $4, config = $5, status = $7,
                     error = NULL, current_step = $6, updated_at = now()
              WHERE id = $1",
         )
@@ -213,11 +204,12 @@ impl Store {
         .bind(version)
         .bind(template_id)
         .bind(&image)
-        .bind(&config)
-        .bind(DEPLOY_STEPS[0])
+        .bind(Json(&config))
+        .bind(StepName::DEPLOY[0])
+        .bind(DemoStatus::Developing)
         .execute(&mut *tx)
         .await?;
-        insert_steps(&mut tx, demo_id, version, DEPLOY_STEPS).await?;
+        insert_steps(&mut tx, demo_id, version, StepName::DEPLOY).await?;
         tx.commit().await?;
         self.demo(demo_id).await
     }
@@ -248,7 +240,7 @@ impl Store {
         let inserted = sqlx::query(
             "INSERT INTO demos (id, name, owner, template_id, image, requested_region, config, status, current_step,
                                 idempotency_key)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'developing', $8, $9)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $10, $8, $9)
              ON CONFLICT DO NOTHING",
         )
         .bind(id)
@@ -256,10 +248,11 @@ impl Store {
         .bind(&new.owner)
         .bind(new.template_id)
         .bind(&new.image)
-        .bind(&new.requested_region)
-        .bind(&new.config)
-        .bind(DEPLOY_STEPS[0])
+        .bind(new.requested_region)
+        .bind(Json(&new.config))
+        .bind(StepName::DEPLOY[0])
         .bind(&new.idempotency_key)
+        .bind(DemoStatus::Developing)
         .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() == 0 {
@@ -286,7 +279,7 @@ impl Store {
             &new.owner,
         )
         .await?;
-        insert_steps(&mut tx, id, 1, DEPLOY_STEPS).await?;
+        insert_steps(&mut tx, id, 1, StepName::DEPLOY).await?;
         tx.commit().await?;
         Ok(DemoInsert::Created(self.demo(id).await?))
     }
@@ -323,7 +316,7 @@ impl Store {
         version: i32,
     ) -> Result<Vec<DemoStep>, StoreError> {
         Ok(sqlx::query_as::<_, DemoStep>(
-            "SELECT version, position, name, state, message, task_id, attempt, started_at, finished_at
+            "SELECT id, version, position, name, state, message, task_id, attempt, started_at, finished_at
              FROM demo_steps WHERE demo_id = $1 AND version = $2 ORDER BY position",
         )
         .bind(demo_id)
@@ -377,68 +370,71 @@ impl Store {
         Ok(())
     }
 
-    /// Moves a step to `state` (running, succeeded or failed) with a message, and mirrors it on the demo; `end`
-    /// (with the last step) sets the demo's final state in the same transaction, so no reader sees one without
-    /// the other.
+    /// Moves a step to `state` with a message, and mirrors it on the demo; `end` (with the last step) sets the
+    /// demo's final state in the same transaction, so no reader sees one without the other. A move the step's
+    /// stored state does not allow (it finished, or was retried meanwhile) is a conflict and changes nothing.
     pub async fn set_step(
         &self,
         demo: &Demo,
-        position: i32,
-        state: &str,
+        step: &DemoStep,
+        state: StepState,
         message: &str,
         task_id: Option<Uuid>,
         end: Option<&DemoEnd>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
-        sqlx::query(
-            "UPDATE demo_steps SET state = $4, message = $5, task_id = coalesce($6, task_id),
-                    started_at = coalesce(started_at, now()),
-                    finished_at = CASE WHEN $4 IN ('succeeded', 'failed') THEN now() END
-             WHERE demo_id = $1 AND version = $2 AND position = $3",
+        let stored: StepState = sqlx::query_scalar(
+            "SELECT state FROM demo_steps WHERE id = $1 AND attempt = $2 FOR UPDATE",
         )
-        .bind(demo.id)
-        .bind(demo.version)
-        .bind(position)
+        .bind(step.id)
+        .bind(step.attempt)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| {
+            StoreError::Conflict(format!(
+                "step {} of demo {} was retried meanwhile",
+                step.name, demo.name
+            ))
+        })?;
+        stored
+            .advance(state)
+            .map_err(|error| StoreError::Conflict(error.to_string()))?;
+        sqlx::query(
+            "UPDATE demo_steps SET state = $2, message = $3, task_id = coalesce($4, task_id),
+                    started_at = coalesce(started_at, now()),
+                    finished_at = CASE WHEN $5 THEN now() END
+             WHERE id = $1",
+        )
+        .bind(step.id)
         .bind(state)
         .bind(message)
         .bind(task_id)
+        .bind(state.is_finished())
         .execute(&mut *tx)
         .await?;
-        let (step, last): (String, bool) = sqlx::query_as(
-            "SELECT name, position = (SELECT max(position) FROM demo_steps WHERE demo_id = $1 AND version = $2)
-             FROM demo_steps WHERE demo_id = $1 AND version = $2 AND position = $3",
-        )
-        .bind(demo.id)
-        .bind(demo.version)
-        .bind(position)
-        .fetch_one(&mut *tx)
-        .await?;
         // After the last step succeeded there is no current step any more.
-        let current = (!(last && state == "succeeded")).then_some(step.as_str());
+        let current =
+            (!(step.name.is_last() && state == StepState::Succeeded)).then_some(step.name);
+        let error =
+            (state == StepState::Failed).then(|| format!("{} failed: {message}", step.name));
         sqlx::query(
-            "UPDATE demos SET current_step = $2, error = CASE WHEN $3 = 'failed' THEN $4 ELSE NULL END,
-                    updated_at = now() WHERE id = $1",
+            "UPDATE demos SET current_step = $2, error = $3, updated_at = now() WHERE id = $1",
         )
         .bind(demo.id)
         .bind(current)
-        .bind(state)
-        .bind(format!("{step} failed: {message}"))
+        .bind(error)
         .execute(&mut *tx)
         .await?;
         if let Some(end) = end {
-            let (status, url) = match end {
-                DemoEnd::Online { url } => ("online", Some(url.as_str())),
-                DemoEnd::Offline => ("offline", None),
-                DemoEnd::Closed => ("closed", None),
-            };
             sqlx::query(
                 "UPDATE demos SET status = $2, url = $3,
-                        deleted_at = CASE WHEN $2 = 'closed' THEN now() ELSE deleted_at END
+                        deleted_at = CASE WHEN $4 THEN now() ELSE deleted_at END
                  WHERE id = $1",
             )
             .bind(demo.id)
-            .bind(status)
-            .bind(url)
+            .bind(end.status())
+            .bind(end.url())
+            .bind(end.status() == DemoStatus::Closed)
             .execute(&mut *tx)
             .await?;
         }
@@ -477,10 +473,11 @@ impl Store {
         }
         let unfinished: Vec<Uuid> = sqlx::query_scalar(
             "SELECT s.task_id FROM demo_steps s JOIN tasks t ON t.id = s.task_id
-             WHERE s.demo_id = $1 AND s.version = $2 AND t.state IN ('pending', 'leased', 'running')",
+             WHERE s.demo_id = $1 AND s.version = $2 AND NOT (t.state = ANY($3))",
         )
         .bind(demo_id)
         .bind(current.version)
+        .bind(final_task_states())
         .fetch_all(&mut *tx)
         .await?;
         let version = current.version + 1;
@@ -496,16 +493,17 @@ impl Store {
         )
         .await?;
         sqlx::query(
-            "UPDATE demos SET version = $2, status = 'offline', url = NULL, error = NULL, current_step = $3,
+            "UPDATE demos SET version = $2, status = $4, url = NULL, error = NULL, current_step = $3,
                     delete_requested_at = now(), updated_at = now()
              WHERE id = $1",
         )
         .bind(demo_id)
         .bind(version)
-        .bind(TEARDOWN_STEPS[0])
+        .bind(StepName::TEARDOWN[0])
+        .bind(DemoStatus::Offline)
         .execute(&mut *tx)
         .await?;
-        insert_steps(&mut tx, demo_id, version, TEARDOWN_STEPS).await?;
+        insert_steps(&mut tx, demo_id, version, StepName::TEARDOWN).await?;
         tx.commit().await?;
         for task_id in unfinished {
             match self.cancel_task(task_id, by).await {
@@ -522,15 +520,17 @@ impl Store {
     pub async fn retry_demo(&self, demo_id: Uuid, by: &str) -> Result<Demo, StoreError> {
         let mut tx = self.pool().begin().await?;
         let current = lock_demo(&mut tx, demo_id, false).await?;
-        let step: Option<String> = sqlx::query_scalar(
-            "UPDATE demo_steps SET state = 'pending', message = 'retry requested by ' || $3, task_id = NULL,
+        let step: Option<StepName> = sqlx::query_scalar(
+            "UPDATE demo_steps SET state = $4, message = 'retry requested by ' || $3, task_id = NULL,
                     attempt = attempt + 1, started_at = NULL, finished_at = NULL
-             WHERE demo_id = $1 AND version = $2 AND state = 'failed'
+             WHERE demo_id = $1 AND version = $2 AND state = $5
              RETURNING name",
         )
         .bind(demo_id)
         .bind(current.version)
         .bind(by)
+        .bind(StepState::Failed.retry().expect("a failed step can be retried"))
+        .bind(StepState::Failed)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(step) = step else {
@@ -541,11 +541,12 @@ impl Store {
         };
         sqlx::query(
             "UPDATE demos SET error = NULL, current_step = $2, updated_at = now(),
-                    status = CASE WHEN delete_requested_at IS NULL THEN 'developing' ELSE status END
+                    status = CASE WHEN delete_requested_at IS NULL THEN $3 ELSE status END
              WHERE id = $1",
         )
         .bind(demo_id)
-        .bind(&step)
+        .bind(step)
+        .bind(DemoStatus::Developing)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -557,11 +558,9 @@ impl Store {
         &self,
         region_id: Uuid,
     ) -> Result<Option<super::Cluster>, StoreError> {
-        Ok(self
-            .clusters()
-            .await?
-            .into_iter()
-            .find(|c| c.region_id == region_id && c.status == "ready" && c.agent.connected))
+        Ok(self.clusters().await?.into_iter().find(|c| {
+            c.region_id == region_id && c.status == ClusterStatus::Ready && c.agent.connected
+        }))
     }
 
     /// Every demo ever placed on the cluster (deleted ones too: their pods log while they are pruned).

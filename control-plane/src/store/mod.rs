@@ -19,9 +19,7 @@ pub use audit::{AuditEntry, AuditFilter, NewAuditEntry};
 pub use certificates::{AgentCertificateRow, NewCertificate};
 pub use clouds::{CloudAccount, NewCloudAccount};
 pub use clusters::{AgentStatus, Cluster, Heartbeat, NewCluster};
-pub use demos::{
-    DEPLOY_STEPS, Demo, DemoChange, DemoEnd, DemoInsert, DemoStep, DemoVersion, NewDemo,
-};
+pub use demos::{Demo, DemoChange, DemoInsert, DemoStep, DemoVersion, NewDemo};
 pub use log_outbox::OutboxBatch;
 pub use provisioning::ProvisioningTarget;
 pub use regions::{NewRegion, Region};
@@ -29,7 +27,7 @@ pub use sessions::SessionRow;
 pub use sign_in::{Attempts, ThrottleKeys};
 pub use tasks::{
     LeasedTask, NewTask, ObjectReport, Task, TaskCompletion, TaskEvent, TaskFilter, TaskInsert,
-    TaskSeal, TaskState,
+    TaskSeal,
 };
 pub use templates::TemplateRow;
 pub use tokens::{ApiPrincipal, ApiToken, BootstrapRedemption};

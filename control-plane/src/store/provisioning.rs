@@ -5,6 +5,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::{LeasedTask, Store, StoreError, channels};
+use crate::domain::{ClusterStatus, DriftStatus, TaskKind};
 
 /// Everything a Terraform run needs about its cluster.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -56,7 +57,7 @@ impl Store {
     pub async fn set_cluster_status(
         &self,
         cluster_id: Uuid,
-        status: &str,
+        status: ClusterStatus,
         message: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
@@ -94,7 +95,7 @@ impl Store {
     pub async fn record_drift(
         &self,
         cluster_id: Uuid,
-        drift_status: &str,
+        drift_status: DriftStatus,
     ) -> Result<(), StoreError> {
         sqlx::query("UPDATE clusters SET drift_status = $2, drift_checked_at = now(), updated_at = now() WHERE id = $1")
             .bind(cluster_id)
@@ -127,12 +128,11 @@ impl Store {
     /// may briefly exceed it, which Terraform's state lock still makes safe).
     pub async fn lease_control_plane_task(
         &self,
-        kinds: &[&str],
+        kinds: &[TaskKind],
         worker_id: Uuid,
         lease: Duration,
         per_cloud: i64,
     ) -> Result<Option<LeasedTask>, StoreError> {
-        let kinds: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
         let mut tx = self.pool().begin().await?;
         let leased = sqlx::query_as::<_, LeasedTask>(
             "WITH candidates AS (
@@ -155,7 +155,7 @@ impl Store {
              RETURNING t.id, t.lease_id, t.attempts, t.kind, t.payload, t.reason, t.lease_expires_at, t.created_at,
                        t.cluster_id, t.body, t.signature, t.signing_key_id",
         )
-        .bind(&kinds)
+        .bind(kinds)
         .bind(worker_id)
         .bind(lease.as_secs_f64())
         .bind(per_cloud)

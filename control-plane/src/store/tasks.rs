@@ -12,47 +12,9 @@ use uuid::Uuid;
 use sqlx::AssertSqlSafe;
 
 use super::{Store, StoreError, channels};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TaskState {
-    Pending,
-    Leased,
-    Running,
-    Succeeded,
-    Failed,
-    Cancelled,
-}
-
-impl TaskState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Leased => "leased",
-            Self::Running => "running",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Pending,
-            Self::Leased,
-            Self::Running,
-            Self::Succeeded,
-            Self::Failed,
-            Self::Cancelled,
-        ]
-        .into_iter()
-        .find(|state| state.as_str() == s)
-    }
-
-    pub fn is_final(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
-    }
-}
+use crate::domain::task::AttemptEnd;
+use crate::domain::taskspec::TaskSpec;
+use crate::domain::{ObjectOutcome, TaskKind, TaskState};
 
 /// What happened to one object of an apply task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,7 +24,7 @@ pub struct ObjectReport {
     pub kind: String,
     pub namespace: String,
     pub name: String,
-    pub outcome: String,
+    pub outcome: ObjectOutcome,
     pub message: String,
 }
 
@@ -70,9 +32,9 @@ pub struct ObjectReport {
 pub struct Task {
     pub id: Uuid,
     pub cluster_id: Uuid,
-    pub kind: String,
+    pub kind: TaskKind,
     pub payload: Json<serde_json::Value>,
-    pub state: String,
+    pub state: TaskState,
     pub reason: String,
     pub idempotency_key: Option<String>,
     pub parent_id: Option<Uuid>,
@@ -100,13 +62,14 @@ pub struct NewTask {
     /// Chosen before the insert because agent tasks are signed with it.
     pub id: Uuid,
     pub cluster_id: Uuid,
-    pub kind: String,
-    pub payload: serde_json::Value,
+    pub spec: TaskSpec,
     pub reason: String,
     pub idempotency_key: Option<String>,
     pub parent_id: Option<Uuid>,
     pub created_by: String,
     pub max_attempts: i32,
+    /// The demo step (`demo_steps.id`) the planner queued the task for; its changes wake that demo.
+    pub demo_step: Option<i64>,
     /// The signed body of a task an agent runs (`TaskSigner::seal`); `None` for tasks the control plane runs.
     pub seal: Option<TaskSeal>,
 }
@@ -131,7 +94,7 @@ pub struct LeasedTask {
     pub id: Uuid,
     pub lease_id: Uuid,
     pub attempts: i32,
-    pub kind: String,
+    pub kind: TaskKind,
     pub payload: Json<serde_json::Value>,
     pub reason: String,
     pub lease_expires_at: DateTime<Utc>,
@@ -209,16 +172,18 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         let id = new.id;
         let seal = new.seal.as_ref();
+        let kind = new.spec.kind();
+        let payload = new.spec.payload();
         let inserted: Option<Uuid> = sqlx::query_scalar(
             "INSERT INTO tasks (id, cluster_id, kind, payload, state, reason, idempotency_key, parent_id,
-                                created_by, max_attempts, body, signature, signing_key_id)
-             VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $12)
+                                created_by, max_attempts, body, signature, signing_key_id, demo_step_id)
+             VALUES ($1, $2, $3, $4, $14, $5, $6, $7, $8, $9, $10, $11, $12, $13)
              ON CONFLICT (cluster_id, idempotency_key) DO NOTHING RETURNING id",
         )
         .bind(id)
         .bind(new.cluster_id)
-        .bind(&new.kind)
-        .bind(&new.payload)
+        .bind(kind)
+        .bind(&payload)
         .bind(&new.reason)
         .bind(&new.idempotency_key)
         .bind(new.parent_id)
@@ -227,6 +192,8 @@ impl Store {
         .bind(seal.map(|seal| &seal.body))
         .bind(seal.map(|seal| &seal.signature))
         .bind(seal.map(|seal| &seal.key_id))
+        .bind(new.demo_step)
+        .bind(TaskState::Pending)
         .fetch_optional(&mut *tx)
         .await?;
         if inserted.is_none() {
@@ -239,7 +206,7 @@ impl Store {
             .bind(&key)
             .fetch_one(self.pool())
             .await?;
-            if existing.kind != new.kind || existing.payload.0 != new.payload {
+            if existing.kind != kind || existing.payload.0 != payload {
                 return Err(StoreError::Conflict(format!(
                     "idempotency key {key:?} was already used for task {} with a different request",
                     existing.id
@@ -267,7 +234,7 @@ impl Store {
              ORDER BY created_at DESC LIMIT $3 OFFSET $4"
         )))
         .bind(filter.cluster_id)
-        .bind(filter.state.map(TaskState::as_str))
+        .bind(filter.state)
         .bind(filter.limit)
         .bind(filter.offset)
         .fetch_all(self.pool())
@@ -291,14 +258,13 @@ impl Store {
         &self,
         cluster_id: Uuid,
         session_id: Uuid,
-        kinds: &[&str],
+        kinds: &[TaskKind],
         limit: i64,
         lease: Duration,
     ) -> Result<Vec<LeasedTask>, StoreError> {
         if limit <= 0 {
             return Ok(Vec::new());
         }
-        let kinds: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
         let mut tx = self.pool().begin().await?;
         let leased = sqlx::query_as::<_, LeasedTask>(
             "WITH candidates AS (
@@ -318,7 +284,7 @@ impl Store {
         .bind(limit)
         .bind(session_id)
         .bind(lease.as_secs_f64())
-        .bind(&kinds)
+        .bind(kinds)
         .fetch_all(&mut *tx)
         .await?;
         for task in &leased {
@@ -395,30 +361,42 @@ impl Store {
         completion: &TaskCompletion,
     ) -> Result<Option<TaskState>, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let state: Option<String> = sqlx::query_scalar(
-            "UPDATE tasks SET
-                 state = CASE WHEN $4 THEN 'succeeded'
-                              WHEN $6 AND attempts < max_attempts THEN 'pending'
-                              ELSE 'failed' END,
-                 error = $5, objects = $7, updated_at = now(),
-                 lease_id = NULL, lease_session_id = NULL, lease_expires_at = NULL,
-                 finished_at = CASE WHEN $4 OR NOT ($6 AND attempts < max_attempts) THEN now() END
-             WHERE id = $1 AND cluster_id = $2 AND lease_id = $3 AND state IN ('leased', 'running')
-             RETURNING state",
+        let current: Option<(TaskState, bool)> = sqlx::query_as(
+            "SELECT state, attempts < max_attempts FROM tasks
+             WHERE id = $1 AND cluster_id = $2 AND lease_id = $3 FOR UPDATE",
         )
         .bind(task_id)
         .bind(cluster_id)
         .bind(lease_id)
-        .bind(completion.success)
-        .bind(&completion.error)
-        .bind(completion.retryable)
-        .bind(Json(&completion.objects))
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(state) = state.as_deref().and_then(TaskState::parse) else {
+        let end = if completion.success {
+            AttemptEnd::Succeeded
+        } else {
+            AttemptEnd::Failed {
+                retryable: completion.retryable,
+            }
+        };
+        // A report quoting a lease that is gone (expired, cancelled, redelivered) changes nothing.
+        let Some(state) =
+            current.and_then(|(state, attempts_left)| state.end_attempt(end, attempts_left).ok())
+        else {
             tx.rollback().await?;
             return Ok(None);
         };
+        sqlx::query(
+            "UPDATE tasks SET state = $2, error = $3, objects = $4, updated_at = now(),
+                 lease_id = NULL, lease_session_id = NULL, lease_expires_at = NULL,
+                 finished_at = CASE WHEN $5 THEN now() END
+             WHERE id = $1",
+        )
+        .bind(task_id)
+        .bind(state)
+        .bind(&completion.error)
+        .bind(Json(&completion.objects))
+        .bind(state.is_final())
+        .execute(&mut *tx)
+        .await?;
         let message = match (state, &completion.error) {
             (TaskState::Succeeded, _) => "succeeded".to_string(),
             (TaskState::Pending, Some(error)) => format!("failed, will retry: {error}"),
@@ -428,11 +406,12 @@ impl Store {
         add_event(&mut tx, task_id, state.as_str(), &message).await?;
         if let (TaskState::Failed, Some(status_message)) = (state, &completion.fails_cluster) {
             sqlx::query(
-                "UPDATE clusters SET status = 'failed', status_message = $2, updated_at = now()
+                "UPDATE clusters SET status = $3, status_message = $2, updated_at = now()
                  WHERE id = $1 AND deleted_at IS NULL",
             )
             .bind(cluster_id)
             .bind(status_message)
+            .bind(crate::domain::ClusterStatus::Failed)
             .execute(&mut *tx)
             .await?;
         }
@@ -473,26 +452,48 @@ impl Store {
     /// run this at any time.
     pub async fn expire_leases(&self) -> Result<u64, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let expired: Vec<(Uuid, Uuid, String, i32)> = sqlx::query_as(
-            "UPDATE tasks SET
-                 state = CASE WHEN attempts < max_attempts THEN 'pending' ELSE 'failed' END,
-                 error = CASE WHEN attempts < max_attempts THEN error
-                              ELSE 'no result from the agent within the lease, ' || attempts || ' attempt(s)' END,
-                 finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE now() END,
-                 lease_id = NULL, lease_session_id = NULL, lease_expires_at = NULL, updated_at = now()
+        let expired: Vec<(Uuid, Uuid, TaskState, i32, bool)> = sqlx::query_as(
+            "SELECT id, cluster_id, state, attempts, attempts < max_attempts FROM tasks
              WHERE state IN ('leased', 'running') AND lease_expires_at < now()
-             RETURNING id, cluster_id, state, attempts",
+             FOR UPDATE SKIP LOCKED",
         )
         .fetch_all(&mut *tx)
         .await?;
-        for (task_id, cluster_id, state, attempts) in &expired {
-            let message = if state == "pending" {
-                format!("lease of attempt {attempts} expired without a result; will be redelivered")
+        for (task_id, cluster_id, state, attempts, attempts_left) in &expired {
+            let next = state
+                .end_attempt(AttemptEnd::LeaseExpired, *attempts_left)
+                .expect("only leased tasks are selected");
+            let (error, message) = if next == TaskState::Pending {
+                (
+                    None,
+                    format!(
+                        "lease of attempt {attempts} expired without a result; will be redelivered"
+                    ),
+                )
             } else {
-                format!("lease of attempt {attempts} expired without a result; no attempts left")
+                (
+                    Some(format!(
+                        "no result from the agent within the lease, {attempts} attempt(s)"
+                    )),
+                    format!(
+                        "lease of attempt {attempts} expired without a result; no attempts left"
+                    ),
+                )
             };
-            add_event(&mut tx, *task_id, state, &message).await?;
-            if state == "pending" {
+            sqlx::query(
+                "UPDATE tasks SET state = $2, error = coalesce($3, error),
+                     finished_at = CASE WHEN $4 THEN now() END,
+                     lease_id = NULL, lease_session_id = NULL, lease_expires_at = NULL, updated_at = now()
+                 WHERE id = $1",
+            )
+            .bind(task_id)
+            .bind(next)
+            .bind(error)
+            .bind(next.is_final())
+            .execute(&mut *tx)
+            .await?;
+            add_event(&mut tx, *task_id, next.as_str(), &message).await?;
+            if next == TaskState::Pending {
                 notify_task_ready(&mut tx, *cluster_id).await?;
             }
         }

@@ -4,6 +4,8 @@ use agent_protocol::policy::ApplyPolicy;
 use agent_protocol::{ApplySpec, ApplyTier, DeleteSpec, task_body};
 use serde::{Deserialize, Serialize};
 
+use super::TaskKind;
+
 /// The role a task was asked for with, which decides what the apply policy lets it apply.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -78,29 +80,75 @@ impl From<&ObjectSet> for agent_protocol::ObjectSet {
     }
 }
 
-/// What the agent is to run for a stored task of `kind` with `payload`: the spec the control plane signs.
-pub fn agent_spec(kind: &str, payload: &serde_json::Value) -> Result<task_body::Spec, String> {
-    match kind {
-        "apply" => {
-            let payload: ApplyPayload = serde_json::from_value(payload.clone())
-                .map_err(|e| format!("apply payload is invalid: {e}"))?;
-            Ok(task_body::Spec::Apply(ApplySpec {
-                manifest_yaml: payload.manifest,
+/// A task's kind together with its payload, so that a payload of the wrong shape for its kind cannot exist.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskSpec {
+    Apply(ApplyPayload),
+    Delete(DeletePayload),
+    /// The Terraform runs take everything from their cluster's provisioning spec.
+    TerraformPlan,
+    TerraformApply,
+    TerraformDestroy,
+    TerraformDrift,
+}
+
+impl TaskSpec {
+    pub fn kind(&self) -> TaskKind {
+        match self {
+            Self::Apply(_) => TaskKind::Apply,
+            Self::Delete(_) => TaskKind::Delete,
+            Self::TerraformPlan => TaskKind::TerraformPlan,
+            Self::TerraformApply => TaskKind::TerraformApply,
+            Self::TerraformDestroy => TaskKind::TerraformDestroy,
+            Self::TerraformDrift => TaskKind::TerraformDrift,
+        }
+    }
+
+    /// The stored JSON form: shown to users and compared when an idempotency key is reused.
+    pub fn payload(&self) -> serde_json::Value {
+        let json = |value: Result<serde_json::Value, serde_json::Error>| {
+            value.expect("payloads are plain data and always serialize")
+        };
+        match self {
+            Self::Apply(payload) => json(serde_json::to_value(payload)),
+            Self::Delete(payload) => json(serde_json::to_value(payload)),
+            _ => serde_json::json!({}),
+        }
+    }
+
+    /// Reads a stored task back; a payload that does not fit its kind is an error naming both.
+    pub fn parse(kind: TaskKind, payload: &serde_json::Value) -> Result<Self, String> {
+        let invalid = |error: serde_json::Error| format!("{kind} payload is invalid: {error}");
+        Ok(match kind {
+            TaskKind::Apply => {
+                Self::Apply(serde_json::from_value(payload.clone()).map_err(invalid)?)
+            }
+            TaskKind::Delete => {
+                Self::Delete(serde_json::from_value(payload.clone()).map_err(invalid)?)
+            }
+            TaskKind::TerraformPlan => Self::TerraformPlan,
+            TaskKind::TerraformApply => Self::TerraformApply,
+            TaskKind::TerraformDestroy => Self::TerraformDestroy,
+            TaskKind::TerraformDrift => Self::TerraformDrift,
+        })
+    }
+
+    /// What the agent is to run: the spec the control plane signs. `None` for tasks the control plane runs.
+    pub fn agent_spec(&self) -> Option<task_body::Spec> {
+        match self {
+            Self::Apply(payload) => Some(task_body::Spec::Apply(ApplySpec {
+                manifest_yaml: payload.manifest.clone(),
                 wait_timeout_seconds: payload.wait_timeout_seconds,
                 force_conflicts: payload.force_conflicts,
                 prune: payload.prune.as_ref().map(Into::into),
                 tier: ApplyTier::from(payload.tier).into(),
-            }))
-        }
-        "delete" => {
-            let payload: DeletePayload = serde_json::from_value(payload.clone())
-                .map_err(|e| format!("delete payload is invalid: {e}"))?;
-            Ok(task_body::Spec::Delete(DeleteSpec {
+            })),
+            Self::Delete(payload) => Some(task_body::Spec::Delete(DeleteSpec {
                 objects: Some((&payload.objects).into()),
                 tier: ApplyTier::Operator.into(),
-            }))
+            })),
+            _ => None,
         }
-        other => Err(format!("task kind {other:?} does not run on an agent")),
     }
 }
 

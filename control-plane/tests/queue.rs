@@ -1,0 +1,552 @@
+//! The task queue and the demo-step link, against a real PostgreSQL (one database per test): leases, renewal,
+//! expiry and redelivery, completion with a stale lease, cancellation and idempotency. Waits are for conditions
+//! (`harness::wait_until`), never fixed sleeps.
+
+use std::path::Path;
+use std::time::Duration;
+
+use agent_protocol::signing::SigningKey;
+use control_plane::domain::taskspec::{ApplyPayload, TaskSpec, Tier};
+use control_plane::domain::{
+    ClusterRole, ClusterStatus, DemoConfig, DemoStatus, RequestedRegion, StepName, StepState,
+    TaskKind, TaskState,
+};
+use control_plane::signing::TaskSigner;
+use control_plane::store::{
+    DemoInsert, NewCloudAccount, NewCluster, NewDemo, NewRegion, NewTask, Store, StoreError,
+    TaskCompletion, TaskInsert, channels,
+};
+use harness::wait_until;
+use uuid::Uuid;
+
+struct Queue {
+    store: Store,
+    cluster_id: Uuid,
+    signer: TaskSigner,
+}
+
+async fn queue(name: &str) -> Queue {
+    let url = harness::postgres().create_database(name);
+    let store = Store::connect(&url, 8, Duration::from_secs(30))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let cloud = store
+        .insert_cloud(NewCloudAccount {
+            id: Uuid::new_v4(),
+            name: "cloud".into(),
+            provider: "existing".into(),
+            credentials_sealed: None,
+            credential_fields: Vec::new(),
+            tags: serde_json::json!({}),
+        })
+        .await
+        .unwrap();
+    let region = store
+        .insert_region(NewRegion {
+            cloud_account_id: cloud.id,
+            code: "eu".into(),
+            display_name: "EU".into(),
+            enabled: true,
+        })
+        .await
+        .unwrap();
+    let cluster = store
+        .insert_cluster(NewCluster {
+            region_id: region.id,
+            name: "eu-1".into(),
+            role: ClusterRole::User,
+            api_endpoint: None,
+            provision_spec: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(cluster.status, ClusterStatus::Registered);
+    let key = SigningKey::from_pem(&SigningKey::generate_pem()).unwrap();
+    Queue {
+        store,
+        cluster_id: cluster.id,
+        signer: TaskSigner::new(key, Vec::new()),
+    }
+}
+
+fn apply(namespace: &str) -> TaskSpec {
+    TaskSpec::Apply(ApplyPayload {
+        manifest: format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace}\n"),
+        wait_timeout_seconds: 0,
+        force_conflicts: false,
+        prune: None,
+        tier: Tier::Operator,
+    })
+}
+
+impl Queue {
+    fn new_task(&self, spec: TaskSpec, max_attempts: i32, key: Option<&str>) -> NewTask {
+        let mut task = NewTask {
+            id: Uuid::new_v4(),
+            cluster_id: self.cluster_id,
+            spec,
+            reason: "test".into(),
+            idempotency_key: key.map(str::to_owned),
+            parent_id: None,
+            created_by: "test".into(),
+            max_attempts,
+            seal: None,
+            demo_step: None,
+        };
+        if task.spec.kind().runs_on_agent() {
+            self.signer.seal(&mut task).unwrap();
+        }
+        task
+    }
+
+    async fn insert(&self, spec: TaskSpec, max_attempts: i32) -> Uuid {
+        match self
+            .store
+            .insert_task(self.new_task(spec, max_attempts, None))
+            .await
+            .unwrap()
+        {
+            TaskInsert::Created(task) => task.id,
+            TaskInsert::Existing(_) => panic!("a task without a key is always new"),
+        }
+    }
+
+    /// Leases for one agent stream, with the given lease length: (task, lease, attempt).
+    async fn lease(&self, limit: i64, lease: Duration) -> Vec<(Uuid, Uuid, i32)> {
+        self.store
+            .lease_tasks(
+                self.cluster_id,
+                Uuid::new_v4(),
+                TaskKind::AGENT,
+                limit,
+                lease,
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|task| (task.id, task.lease_id, task.attempts))
+            .collect()
+    }
+
+    async fn complete(
+        &self,
+        task_id: Uuid,
+        lease_id: Uuid,
+        success: bool,
+        retryable: bool,
+    ) -> Option<TaskState> {
+        self.store
+            .complete_task(
+                self.cluster_id,
+                task_id,
+                lease_id,
+                &TaskCompletion {
+                    success,
+                    error: (!success).then(|| "it broke".to_owned()),
+                    objects: Vec::new(),
+                    retryable,
+                    fails_cluster: None,
+                },
+            )
+            .await
+            .unwrap()
+    }
+
+    async fn state(&self, task_id: Uuid) -> TaskState {
+        self.store.task(task_id).await.unwrap().state
+    }
+
+    /// Runs the expiry sweep until it has taken `task_id`'s lease back.
+    async fn expire(&self, task_id: Uuid) {
+        wait_until(
+            "the lease to expire",
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            || async {
+                self.store.expire_leases().await.unwrap();
+                !self.state(task_id).await.is_leased()
+            },
+        )
+        .await
+        .unwrap();
+    }
+
+    async fn demo_wakes(&self, demo_id: Uuid) -> i64 {
+        sqlx::query_scalar("SELECT planner_wakes FROM demos WHERE id = $1")
+            .bind(demo_id)
+            .fetch_one(self.store.pool())
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_task_goes_pending_leased_running_succeeded_and_a_second_report_changes_nothing() {
+    let q = queue("queue_happy").await;
+    let id = q.insert(apply("a"), 3).await;
+    assert_eq!(q.state(id).await, TaskState::Pending);
+    let [(leased, lease_id, attempts)] = q.lease(10, Duration::from_secs(60)).await[..] else {
+        panic!("one task is leased")
+    };
+    assert_eq!((leased, attempts), (id, 1));
+    assert_eq!(q.state(id).await, TaskState::Leased);
+    assert!(
+        q.store
+            .mark_running(q.cluster_id, id, lease_id)
+            .await
+            .unwrap()
+    );
+    assert_eq!(q.state(id).await, TaskState::Running);
+    assert_eq!(
+        q.complete(id, lease_id, true, false).await,
+        Some(TaskState::Succeeded)
+    );
+    assert!(q.store.task(id).await.unwrap().finished_at.is_some());
+    assert_eq!(q.complete(id, lease_id, false, false).await, None);
+    assert_eq!(q.state(id).await, TaskState::Succeeded);
+    let events: Vec<String> = q
+        .store
+        .task_events(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|event| event.kind)
+        .collect();
+    assert_eq!(events, ["created", "leased", "running", "succeeded"]);
+}
+
+#[tokio::test]
+async fn leases_respect_the_limit_the_kinds_and_never_hand_one_task_to_two_streams() {
+    let q = queue("queue_concurrent").await;
+    let mut agent_tasks = Vec::new();
+    for namespace in ["a", "b", "c", "d", "e"] {
+        agent_tasks.push(q.insert(apply(namespace), 3).await);
+    }
+    let terraform = q.insert(TaskSpec::TerraformDrift, 3).await;
+    let lease = Duration::from_secs(60);
+    let (first, second, third) =
+        tokio::join!(q.lease(2, lease), q.lease(2, lease), q.lease(2, lease));
+    assert!(first.len() <= 2 && second.len() <= 2 && third.len() <= 2);
+    let mut leased: Vec<Uuid> = [first, second, third]
+        .concat()
+        .into_iter()
+        .map(|(id, _, _)| id)
+        .collect();
+    leased.sort();
+    agent_tasks.sort();
+    assert_eq!(leased, agent_tasks, "every agent task leased exactly once");
+    assert_eq!(q.state(terraform).await, TaskState::Pending);
+    assert!(q.lease(10, lease).await.is_empty());
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_redelivered_and_the_old_holders_report_is_dropped() {
+    let q = queue("queue_expiry").await;
+    let id = q.insert(apply("a"), 3).await;
+    let [(_, old_lease, 1)] = q.lease(1, Duration::from_millis(300)).await[..] else {
+        panic!("first attempt leased")
+    };
+    q.expire(id).await;
+    assert_eq!(q.state(id).await, TaskState::Pending);
+    let [(_, new_lease, 2)] = q.lease(1, Duration::from_secs(60)).await[..] else {
+        panic!("second attempt leased")
+    };
+    assert!(
+        !q.store
+            .mark_running(q.cluster_id, id, old_lease)
+            .await
+            .unwrap()
+    );
+    assert_eq!(q.complete(id, old_lease, true, false).await, None);
+    assert_eq!(q.state(id).await, TaskState::Leased);
+    assert_eq!(
+        q.complete(id, new_lease, true, false).await,
+        Some(TaskState::Succeeded)
+    );
+}
+
+#[tokio::test]
+async fn an_expired_lease_with_no_attempts_left_fails_the_task_saying_why() {
+    let q = queue("queue_expiry_final").await;
+    let id = q.insert(apply("a"), 1).await;
+    assert_eq!(q.lease(1, Duration::from_millis(300)).await.len(), 1);
+    q.expire(id).await;
+    let task = q.store.task(id).await.unwrap();
+    assert_eq!(task.state, TaskState::Failed);
+    assert_eq!(
+        task.error.as_deref(),
+        Some("no result from the agent within the lease, 1 attempt(s)")
+    );
+    assert!(task.finished_at.is_some());
+    assert!(q.lease(1, Duration::from_secs(60)).await.is_empty());
+}
+
+#[tokio::test]
+async fn renewal_keeps_only_the_renewed_lease_alive() {
+    let q = queue("queue_renew").await;
+    let kept = q.insert(apply("kept"), 3).await;
+    let dropped = q.insert(apply("dropped"), 3).await;
+    let leased = q.lease(2, Duration::from_millis(500)).await;
+    let lease_of = |id: Uuid| leased.iter().find(|(task, _, _)| *task == id).unwrap().1;
+    let renewed = q
+        .store
+        .renew_leases(
+            q.cluster_id,
+            &[(kept, lease_of(kept)), (dropped, Uuid::new_v4())],
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(renewed, 1, "a lease id that is not current renews nothing");
+    // Both leases were 500 ms long: once the unrenewed one has expired, the renewed one would have too.
+    q.expire(dropped).await;
+    assert_eq!(q.state(dropped).await, TaskState::Pending);
+    assert_eq!(q.state(kept).await, TaskState::Leased);
+}
+
+#[tokio::test]
+async fn a_retryable_failure_is_redelivered_until_the_attempts_are_used() {
+    let q = queue("queue_retry").await;
+    let id = q.insert(apply("a"), 2).await;
+    let [(_, lease, 1)] = q.lease(1, Duration::from_secs(60)).await[..] else {
+        panic!("first attempt")
+    };
+    assert_eq!(
+        q.complete(id, lease, false, true).await,
+        Some(TaskState::Pending)
+    );
+    let [(_, lease, 2)] = q.lease(1, Duration::from_secs(60)).await[..] else {
+        panic!("second attempt")
+    };
+    assert_eq!(
+        q.complete(id, lease, false, true).await,
+        Some(TaskState::Failed)
+    );
+    let task = q.store.task(id).await.unwrap();
+    assert_eq!(task.error.as_deref(), Some("it broke"));
+    assert!(task.finished_at.is_some());
+
+    let fatal = q.insert(apply("b"), 5).await;
+    let [(_, lease, 1)] = q.lease(1, Duration::from_secs(60)).await[..] else {
+        panic!("fatal attempt")
+    };
+    assert_eq!(
+        q.complete(fatal, lease, false, false).await,
+        Some(TaskState::Failed)
+    );
+}
+
+#[tokio::test]
+async fn cancelling_tells_the_lease_holder_and_drops_its_later_report() {
+    let q = queue("queue_cancel").await;
+    let pending = q.insert(apply("a"), 3).await;
+    let cancelled = q.store.cancel_task(pending, "alice").await.unwrap();
+    assert_eq!(cancelled.state, TaskState::Cancelled);
+    assert_eq!(cancelled.error.as_deref(), Some("cancelled by alice"));
+    match q.store.cancel_task(pending, "alice").await {
+        Err(StoreError::Conflict(message)) => assert_eq!(
+            message,
+            format!("task {pending} is already cancelled and cannot be cancelled")
+        ),
+        other => panic!("a second cancel is a conflict, got {other:?}"),
+    }
+
+    let held = q.insert(apply("b"), 3).await;
+    let [(_, lease, _)] = q.lease(1, Duration::from_secs(60)).await[..] else {
+        panic!("leased")
+    };
+    let mut listener = q.store.listen(channels::TASK_CANCELLED).await.unwrap();
+    q.store.cancel_task(held, "bob").await.unwrap();
+    let notification = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+        .await
+        .expect("the cancellation is announced")
+        .unwrap();
+    assert_eq!(
+        notification.payload(),
+        format!("{}:{held}:{lease}", q.cluster_id)
+    );
+    assert_eq!(q.complete(held, lease, true, false).await, None);
+    assert_eq!(q.state(held).await, TaskState::Cancelled);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_returns_the_first_task_and_refuses_a_different_request() {
+    let q = queue("queue_idempotency").await;
+    let inserts = (0..6).map(|_| {
+        q.store
+            .insert_task(q.new_task(apply("a"), 3, Some("click-1")))
+    });
+    let results = futures::future::join_all(inserts).await;
+    let created: Vec<Uuid> = results
+        .iter()
+        .filter_map(|result| match result.as_ref().unwrap() {
+            TaskInsert::Created(task) => Some(task.id),
+            TaskInsert::Existing(_) => None,
+        })
+        .collect();
+    assert_eq!(
+        created.len(),
+        1,
+        "racing inserts with one key create one task"
+    );
+    for result in &results {
+        let (TaskInsert::Created(task) | TaskInsert::Existing(task)) = result.as_ref().unwrap();
+        assert_eq!(task.id, created[0]);
+    }
+    match q
+        .store
+        .insert_task(q.new_task(apply("b"), 3, Some("click-1")))
+        .await
+    {
+        Err(StoreError::Conflict(message)) => assert!(
+            message.contains("was already used for task")
+                && message.contains(&created[0].to_string()),
+            "{message}"
+        ),
+        Err(other) => panic!("expected a conflict, got {other}"),
+        Ok(_) => panic!("a reused key with another manifest was accepted"),
+    }
+}
+
+#[tokio::test]
+async fn a_step_task_wakes_its_demo_through_the_foreign_key() {
+    let q = queue("queue_demo_wake").await;
+    let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/templates");
+    let errors = control_plane::templates::load_all(&q.store, &templates)
+        .await
+        .unwrap();
+    assert!(errors.is_empty(), "{errors:?}");
+    let template = q
+        .store
+        .template_revisions("static-web")
+        .await
+        .unwrap()
+        .remove(0);
+    let DemoInsert::Created(demo) = q
+        .store
+        .insert_demo(NewDemo {
+            name: "hello".into(),
+            owner: "alice".into(),
+            template_id: template.id,
+            image: "registry.test/hello:1".into(),
+            requested_region: RequestedRegion::Auto,
+            config: DemoConfig {
+                env: Default::default(),
+                replicas: 1,
+            },
+            idempotency_key: None,
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("a new demo")
+    };
+    assert_eq!(demo.status, DemoStatus::Developing);
+    assert_eq!(demo.current_step, Some(StepName::EnsureCluster));
+    let steps = q.store.demo_steps(demo.id, 1).await.unwrap();
+    let names: Vec<StepName> = steps.iter().map(|s| s.name).collect();
+    assert_eq!(names, StepName::DEPLOY);
+    assert!(steps.iter().all(|s| s.state == StepState::Pending));
+
+    let mut step_task = q.new_task(apply("a"), 3, None);
+    step_task.demo_step = Some(steps[3].id);
+    let TaskInsert::Created(task) = q.store.insert_task(step_task).await.unwrap() else {
+        panic!("a new task")
+    };
+    let before = q.demo_wakes(demo.id).await;
+    assert_eq!(q.lease(1, Duration::from_secs(60)).await.len(), 1);
+    assert_eq!(q.state(task.id).await, TaskState::Leased);
+    assert_eq!(
+        q.demo_wakes(demo.id).await,
+        before + 1,
+        "the leased step task woke its demo"
+    );
+
+    let unrelated = q.insert(apply("b"), 3).await;
+    let after = q.demo_wakes(demo.id).await;
+    assert_eq!(q.lease(1, Duration::from_secs(60)).await.len(), 1);
+    assert_eq!(q.state(unrelated).await, TaskState::Leased);
+    assert_eq!(
+        q.demo_wakes(demo.id).await,
+        after,
+        "a task of no step wakes nothing"
+    );
+}
+
+/// The closed sets in `domain` and the schema's CHECK constraints must list the same values, or a value one side
+/// accepts is refused by the other.
+#[tokio::test]
+async fn the_schema_accepts_exactly_the_domain_values() {
+    let q = queue("queue_domain_checks").await;
+    let allowed = |table: &'static str, column: &'static str| {
+        let pool = q.store.pool().clone();
+        async move {
+            let definitions: Vec<String> = sqlx::query_scalar(
+                "SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c
+                 WHERE c.conrelid = $1::regclass AND c.contype = 'c'",
+            )
+            .bind(table)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            let definition = definitions
+                .into_iter()
+                .find(|d| d.contains(&format!("({column} = ANY")))
+                .unwrap_or_else(|| panic!("no CHECK on {table}.{column}"));
+            let mut values: Vec<String> = definition
+                .split('\'')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect();
+            values.sort();
+            values
+        }
+    };
+    fn sorted<T: Copy>(all: &[T], text: fn(T) -> &'static str) -> Vec<String> {
+        let mut values: Vec<String> = all.iter().map(|v| text(*v).to_owned()).collect();
+        values.sort();
+        values
+    }
+    assert_eq!(
+        allowed("tasks", "state").await,
+        sorted(TaskState::ALL, TaskState::as_str)
+    );
+    assert_eq!(
+        allowed("tasks", "kind").await,
+        sorted(TaskKind::ALL, TaskKind::as_str)
+    );
+    assert_eq!(
+        allowed("clusters", "status").await,
+        sorted(ClusterStatus::ALL, ClusterStatus::as_str)
+    );
+    assert_eq!(
+        allowed("demo_steps", "name").await,
+        sorted(StepName::ALL, StepName::as_str)
+    );
+    assert_eq!(
+        allowed("demo_steps", "state").await,
+        sorted(StepState::ALL, StepState::as_str)
+    );
+    assert_eq!(
+        allowed("demos", "status").await,
+        sorted(DemoStatus::ALL, DemoStatus::as_str)
+    );
+
+    // A stored value outside the set is refused when read, naming the type.
+    sqlx::query("ALTER TABLE clusters DROP CONSTRAINT clusters_status_known")
+        .execute(q.store.pool())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE clusters SET status = 'exploded' WHERE id = $1")
+        .bind(q.cluster_id)
+        .execute(q.store.pool())
+        .await
+        .unwrap();
+    let error = q.store.cluster(q.cluster_id).await.unwrap_err().to_string();
+    assert!(
+        error.contains("\"exploded\" is not a cluster status"),
+        "{error}"
+    );
+}
