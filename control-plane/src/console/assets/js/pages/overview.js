@@ -1,0 +1,67 @@
+// Overview.
+
+import { t } from '../i18n.js';
+import { enc, h, timeEl } from '../dom.js';
+import { badge, button, card, dash, externalLink, fill, link, loadingEl, orDash, pageHead, table } from '../ui.js';
+import { agentBadge, byId, clusterLink, getAll, regionLabel } from './shared.js';
+
+export async function pageOverview(ctx, page) {
+  const body = h('div', { class: 'overview' }, loadingEl());
+  page.append(pageHead(t('nav.overview'), button(t('common.refresh'), () => load(), { class: 'btn btn-small' })), body);
+  const load = () => fill(body,
+    () => getAll(['/regions', '/clusters', '/demos', '/tasks?state=failed&limit=10']),
+    ([regions, clusters, demos, failed]) => renderOverview(regions, clusters, demos, failed));
+  await load();
+  ctx.every(15000, load);
+}
+
+function renderOverview(regions, clusters, demos, failed) {
+  const clusterMap = byId(clusters);
+  const regionMap = byId(regions);
+  const stat = (label, value, total, cls) => h('div', { class: ['stat', cls] },
+    h('div', { class: 'stat-value' }, String(value), total != null ? h('span', { class: 'stat-total' }, ` / ${total}`) : null),
+    h('div', { class: 'stat-label' }, label));
+  const stats = h('div', { class: 'stats' },
+    stat(t('overview.stat.regions'), regions.filter((r) => r.enabled).length, regions.length),
+    stat(t('overview.stat.clusters'), clusters.filter((c) => c.status === 'ready').length, clusters.length),
+    stat(t('overview.stat.agents'), clusters.filter((c) => c.agent && c.agent.connected).length, clusters.length),
+    stat(t('overview.stat.demos'), demos.filter((d) => d.status === 'online').length, demos.length),
+    stat(t('overview.stat.failed'), failed.length, null, failed.length ? 'stat-bad' : null));
+
+  const clusterLine = (c) => h('li', { class: 'region-cluster', 'data-testid': `overview-cluster-${c.name}` },
+    link(`#/clusters/${enc(c.id)}`, c.name, { class: 'strong' }),
+    badge(c.status), agentBadge(c.agent),
+    h('span', { class: 'muted small' }, c.agent && c.agent.last_heartbeat_at ? timeEl(c.agent.last_heartbeat_at) : t('common.none')));
+  const regionCards = regions.map((r) => {
+    const own = clusters.filter((c) => c.region_id === r.id);
+    return h('div', { class: 'region-card', 'data-testid': `overview-region-${r.code}` },
+      h('div', { class: 'region-card-head' },
+        h('div', null, h('strong', null, regionLabel(r)), h('div', { class: 'muted small' }, `${r.code} · ${r.cloud_name || ''}`)),
+        badge(r.enabled ? 'enabled' : 'disabled')),
+      own.length ? h('ul', { class: 'region-clusters' }, own.map(clusterLine)) : h('p', { class: 'muted small' }, t('overview.noClusters')));
+  });
+  const orphans = clusters.filter((c) => !regionMap.has(c.region_id));
+  if (orphans.length) {
+    regionCards.push(h('div', { class: 'region-card' }, h('div', { class: 'region-card-head' }, h('strong', null, t('overview.other'))),
+      h('ul', { class: 'region-clusters' }, orphans.map(clusterLine))));
+  }
+
+  const demoTable = table([
+    { label: t('common.name'), cell: (d) => link(`#/demos/${enc(d.id)}`, d.name) },
+    { label: t('common.status'), cell: (d) => badge(d.status) },
+    { label: t('demos.url'), cell: (d) => (d.url ? externalLink(d.url) : dash()) },
+    { label: t('common.updated'), cell: (d) => timeEl(d.updated_at) },
+  ], demos.slice(0, 8), { empty: t('demos.noDemos') });
+  const taskTable = table([
+    { label: t('task.kind'), cell: (x) => link(`#/tasks/${enc(x.id)}`, x.kind) },
+    { label: t('common.cluster'), cell: (x) => clusterLink(x.cluster_id, clusterMap) },
+    { label: t('task.error'), cell: (x) => h('span', { class: 'clip', title: x.error || '' }, orDash(x.error)) },
+    { label: t('task.finished'), cell: (x) => timeEl(x.finished_at || x.updated_at) },
+  ], failed, { empty: t('overview.noFailed') });
+
+  return [
+    stats,
+    card(t('overview.regions'), regionCards.length ? h('div', { class: 'region-grid' }, regionCards) : h('p', { class: 'muted' }, t('overview.noRegions'))),
+    h('div', { class: 'grid-2' }, card(t('overview.recentDemos'), demoTable), card(t('overview.failedTasks'), taskTable)),
+  ];
+}
