@@ -7,7 +7,7 @@ use kube::api::{Api, ListParams};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-use crate::transport::error_chain;
+use crate::error::error_chain;
 
 // Heartbeats must not stall behind an unresponsive API server; a probe that takes longer counts as unreachable.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -9,7 +9,6 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::identity::BootstrapToken;
-use crate::session::BackoffSettings;
 use crate::tasklog::LogSettings;
 
 /// Environment variable holding the install bundle's CA certificate as PEM text (alternative to `ca_file`).
@@ -189,6 +188,15 @@ pub struct ControlPlane {
 pub enum StateLocation {
     Directory(PathBuf),
     Secret { namespace: String, name: String },
+}
+
+/// Bounds of the reconnect delay (exponential with full jitter, see `session::Backoff`).
+#[derive(Debug, Clone, Copy)]
+pub struct BackoffSettings {
+    /// Ceiling of the first delay.
+    pub initial: Duration,
+    /// Largest ceiling; reached after repeated failures.
+    pub max: Duration,
 }
 
 /// Validated settings of `node-agent run`.

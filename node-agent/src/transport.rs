@@ -7,6 +7,7 @@ use thiserror::Error;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::config::ControlPlane;
+use crate::error::error_chain;
 use crate::identity::Credentials;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -90,19 +91,4 @@ async fn connect(
             detail: error_chain(&err),
         })?;
     Ok(AgentServiceClient::new(channel))
-}
-
-/// Joins an error and its sources, because tonic's top-level "transport error" hides the TLS or socket cause.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }

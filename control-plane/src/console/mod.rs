@@ -11,45 +11,37 @@ use axum::routing::get;
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_CSS: &str = include_str!("assets/app.css");
 
+/// One literal per module names both its URL under `/console/js/` and its file, so the two cannot differ.
+macro_rules! modules {
+    ($($path:literal),+ $(,)?) => {
+        &[$(($path, include_str!(concat!("assets/js/", $path)))),+]
+    };
+}
+
 /// The console's ES modules, by their path under `/console/js/`: the page loads `main.js`, which imports the rest.
-const MODULES: &[(&str, &str)] = &[
-    ("main.js", include_str!("assets/js/main.js")),
-    ("state.js", include_str!("assets/js/state.js")),
-    ("i18n.js", include_str!("assets/js/i18n.js")),
-    ("i18n/text.js", include_str!("assets/js/i18n/text.js")),
-    ("dom.js", include_str!("assets/js/dom.js")),
-    ("api.js", include_str!("assets/js/api.js")),
-    ("ui.js", include_str!("assets/js/ui.js")),
-    ("forms.js", include_str!("assets/js/forms.js")),
-    ("shell.js", include_str!("assets/js/shell.js")),
-    ("pages/shared.js", include_str!("assets/js/pages/shared.js")),
-    (
-        "pages/overview.js",
-        include_str!("assets/js/pages/overview.js"),
-    ),
-    ("pages/clouds.js", include_str!("assets/js/pages/clouds.js")),
-    (
-        "pages/regions.js",
-        include_str!("assets/js/pages/regions.js"),
-    ),
-    (
-        "pages/clusters.js",
-        include_str!("assets/js/pages/clusters.js"),
-    ),
-    (
-        "pages/templates.js",
-        include_str!("assets/js/pages/templates.js"),
-    ),
-    ("pages/demos.js", include_str!("assets/js/pages/demos.js")),
-    (
-        "pages/demo-logs.js",
-        include_str!("assets/js/pages/demo-logs.js"),
-    ),
-    ("pages/tasks.js", include_str!("assets/js/pages/tasks.js")),
-    ("pages/logs.js", include_str!("assets/js/pages/logs.js")),
-    ("pages/users.js", include_str!("assets/js/pages/users.js")),
-    ("pages/tokens.js", include_str!("assets/js/pages/tokens.js")),
-    ("pages/audit.js", include_str!("assets/js/pages/audit.js")),
+const MODULES: &[(&str, &str)] = modules![
+    "main.js",
+    "state.js",
+    "i18n.js",
+    "i18n/text.js",
+    "dom.js",
+    "api.js",
+    "ui.js",
+    "forms.js",
+    "shell.js",
+    "pages/shared.js",
+    "pages/overview.js",
+    "pages/clouds.js",
+    "pages/regions.js",
+    "pages/clusters.js",
+    "pages/templates.js",
+    "pages/demos.js",
+    "pages/demo-logs.js",
+    "pages/tasks.js",
+    "pages/logs.js",
+    "pages/users.js",
+    "pages/tokens.js",
+    "pages/audit.js",
 ];
 
 /// No inline script or style, nothing from other origins, no framing.

@@ -14,8 +14,8 @@ use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::discovery::{ApiCapabilities, Scope};
 use thiserror::Error;
 
+use crate::error::error_chain;
 use crate::tasklog::TaskLog;
-use crate::transport::error_chain;
 use discovery::DiscoveryCache;
 use manifest::{Document, DocumentRef, ManifestError};
 

@@ -8,8 +8,8 @@ use super::{
     Applier, ApplyError, ApplyFailure, DELETION_WAIT, ObjectProblem, ProgressFn, object_fields,
     wait_gone,
 };
+use crate::error::error_chain;
 use crate::tasklog::TaskLog;
-use crate::transport::error_chain;
 
 impl Applier {
     /// Deletes every object of `set` that is not in `keep` (the objects just applied), namespaced kinds first and

@@ -7,8 +7,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
 use tokio::time::Instant;
 
+use crate::error::error_chain;
 use crate::tasklog::TaskLog;
-use crate::transport::error_chain;
 
 // Polling (rather than a watch) keeps the wait correct across API server restarts. It starts fast, since a
 // rollout of a cached image is often done in well under a second, and backs off to a read a second.

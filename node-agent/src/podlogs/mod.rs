@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tracing::{debug, info, warn};
 
-use crate::transport::error_chain;
+use crate::error::error_chain;
 
 /// Lines waiting for the session; when full, followers stop reading (the kubelet keeps the rest).
 pub const LINE_QUEUE: usize = 4096;

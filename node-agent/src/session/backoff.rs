@@ -4,14 +4,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
-/// Bounds of the reconnect delay.
-#[derive(Debug, Clone, Copy)]
-pub struct BackoffSettings {
-    /// Ceiling of the first delay.
-    pub initial: Duration,
-    /// Largest ceiling; reached after repeated failures.
-    pub max: Duration,
-}
+use crate::config::BackoffSettings;
 
 /// Counts consecutive failures and turns them into delays.
 #[derive(Debug)]

@@ -4,7 +4,7 @@
 mod backoff;
 mod outbox;
 
-pub use backoff::{Backoff, BackoffSettings};
+pub use backoff::Backoff;
 
 use std::convert::Infallible;
 use std::sync::Arc;
