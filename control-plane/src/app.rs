@@ -18,6 +18,7 @@ use crate::pki::{AgentCa, PkiError};
 use crate::provisioner::{AgentInstall, ArtifactStore, Provisioner};
 use crate::signing::TaskSigner;
 use crate::store::{Store, StoreError};
+use crate::supervisor::{Supervisor, SupervisorSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -92,26 +93,34 @@ pub async fn start(
     }
 
     let metrics = Metrics::new();
+    let mut supervisor = Supervisor::new(SupervisorSettings::default(), metrics.clone());
     let dispatcher = Arc::new(Dispatcher::default());
-    tokio::spawn(dispatcher.clone().run(store.clone()));
-    tokio::spawn(housekeeping(
-        store.clone(),
-        Duration::from_millis(config.tasks.poll_interval_ms),
-    ));
+    {
+        let (dispatcher, store) = (dispatcher.clone(), store.clone());
+        supervisor.spawn("dispatcher", move || dispatcher.clone().run(store.clone()));
+    }
+    {
+        let store = store.clone();
+        let interval = Duration::from_millis(config.tasks.poll_interval_ms);
+        supervisor.spawn("housekeeping", move || {
+            housekeeping(store.clone(), interval)
+        });
+    }
     let sink = LogSink::start(logs.clone(), SinkSettings::default(), metrics.clone());
     let demo_sink = LogSink::start(logs.clone(), SinkSettings::default(), metrics.clone());
-    tokio::spawn(crate::logs::outbox::run(
-        store.clone(),
-        logs.clone(),
-        metrics.clone(),
-    ));
-    let planner = crate::planner::Planner {
+    {
+        let (store, logs, metrics) = (store.clone(), logs.clone(), metrics.clone());
+        supervisor.spawn("log_outbox", move || {
+            crate::logs::outbox::run(store.clone(), logs.clone(), metrics.clone())
+        });
+    }
+    let planner = Arc::new(crate::planner::Planner {
         store: store.clone(),
         config: config.clone(),
         signer: signer.clone(),
         poll_interval: Duration::from_millis(config.tasks.poll_interval_ms.min(1000)),
-    };
-    tokio::spawn(Arc::new(planner).run());
+    });
+    supervisor.spawn("planner", move || planner.clone().run());
     if let Some(provisioning) = &config.provisioning {
         let provisioner = Provisioner {
             store: store.clone(),
@@ -128,7 +137,8 @@ pub async fn start(
             poll_interval: Duration::from_millis(config.tasks.poll_interval_ms),
             metrics: metrics.clone(),
         };
-        tokio::spawn(Arc::new(provisioner).run());
+        let provisioner = Arc::new(provisioner);
+        supervisor.spawn("provisioner", move || provisioner.clone().run());
     }
 
     let grpc = AgentGrpc::new(
@@ -198,6 +208,8 @@ pub async fn start(
         config: config.clone(),
         signer,
         metrics,
+        loops: supervisor.health(),
+        failing_loop_after: supervisor.settings().failing_after,
     });
     let api_server = axum::serve(
         api_listener,
@@ -218,6 +230,7 @@ pub async fn start(
             ),
             Err(error) => tracing::warn!(%error, "could not record the end of agent sessions"),
         }
+        supervisor.shut_down().await;
         grpc_result.map_err(|e| format!("agent service: {e}"))?;
         api_result.map_err(|e| format!("API: {e}"))?;
         Ok(())

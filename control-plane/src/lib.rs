@@ -16,4 +16,5 @@ pub mod process_log;
 pub mod provisioner;
 pub mod signing;
 pub mod store;
+pub mod supervisor;
 pub mod templates;

@@ -21,6 +21,11 @@ pub struct RunLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LoopLabel {
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RejectionLabel {
     pub reason: String,
 }
@@ -36,11 +41,14 @@ pub struct Metrics {
     pub task_delivery_seconds: Histogram,
     pub log_lines_stored: Counter,
     pub log_insert_failures: Counter,
+    pub log_lines_dead_lettered: Counter,
     pub agent_rejections: Family<RejectionLabel, Counter>,
     pub certificates_issued: Counter,
     /// Terraform tasks finished by this process, by kind and outcome (succeeded, failed, retrying, cancelled).
     pub terraform_runs: Family<RunLabel, Counter>,
     pub terraform_runs_active: Gauge,
+    /// Restarts of supervised background loops, by loop.
+    pub loop_restarts: Family<LoopLabel, Counter>,
 }
 
 impl Metrics {
@@ -52,10 +60,12 @@ impl Metrics {
         let task_delivery_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         let log_lines_stored = Counter::default();
         let log_insert_failures = Counter::default();
+        let log_lines_dead_lettered = Counter::default();
         let agent_rejections = Family::<RejectionLabel, Counter>::default();
         let certificates_issued = Counter::default();
         let terraform_runs = Family::<RunLabel, Counter>::default();
         let terraform_runs_active = Gauge::default();
+        let loop_restarts = Family::<LoopLabel, Counter>::default();
         registry.register(
             "agent_streams",
             "Open agent streams on this process",
@@ -87,6 +97,11 @@ impl Metrics {
             log_insert_failures.clone(),
         );
         registry.register(
+            "log_lines_dead_lettered",
+            "Log lines ClickHouse refused for their content, kept in log_dead_letters",
+            log_lines_dead_lettered.clone(),
+        );
+        registry.register(
             "agent_rejections",
             "Agent calls refused, by reason",
             agent_rejections.clone(),
@@ -106,6 +121,11 @@ impl Metrics {
             "Terraform tasks running in this process",
             terraform_runs_active.clone(),
         );
+        registry.register(
+            "loop_restarts",
+            "Restarts of background loops (planner, provisioner, ...) after they ended or panicked",
+            loop_restarts.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             agent_streams,
@@ -114,10 +134,12 @@ impl Metrics {
             task_delivery_seconds,
             log_lines_stored,
             log_insert_failures,
+            log_lines_dead_lettered,
             agent_rejections,
             certificates_issued,
             terraform_runs,
             terraform_runs_active,
+            loop_restarts,
         }
     }
 
@@ -125,6 +147,14 @@ impl Metrics {
         self.agent_rejections
             .get_or_create(&RejectionLabel {
                 reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn loop_restarted(&self, name: &str) {
+        self.loop_restarts
+            .get_or_create(&LoopLabel {
+                name: name.to_string(),
             })
             .inc();
     }

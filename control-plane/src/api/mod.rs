@@ -37,6 +37,7 @@ use crate::metrics::Metrics;
 use crate::pki::AgentCa;
 use crate::signing::TaskSigner;
 use crate::store::Store;
+use crate::supervisor::LoopHealth;
 
 /// The OpenAPI document, kept beside the handlers it describes.
 const OPENAPI_YAML: &str = include_str!("openapi.yaml");
@@ -51,6 +52,9 @@ pub struct ApiState {
     pub config: Arc<Config>,
     pub signer: Arc<TaskSigner>,
     pub metrics: Metrics,
+    pub loops: LoopHealth,
+    /// Failures in a row after which `/readyz` reports a background loop.
+    pub failing_loop_after: u32,
 }
 
 /// Every `/api/v1` route as (method, path), for the OpenAPI consistency test.
@@ -203,17 +207,21 @@ async fn openapi() -> impl IntoResponse {
     Json(doc)
 }
 
-/// Ready when PostgreSQL and ClickHouse both answer. The answer is unauthenticated, so it names what is down
-/// but not where it is or why (that goes to the log).
+/// Ready when PostgreSQL and ClickHouse both answer and no background loop keeps failing. The answer is
+/// unauthenticated, so it names what is down but not where it is or why (that goes to the log).
 async fn readyz(State(state): State<ApiState>) -> impl IntoResponse {
     let mut problems = Vec::new();
     if let Err(error) = state.store.ping().await {
         tracing::warn!(%error, "readiness: PostgreSQL does not answer");
-        problems.push("postgresql unavailable");
+        problems.push("postgresql unavailable".to_owned());
     }
     if let Err(error) = state.logs.ping().await {
         tracing::warn!(%error, "readiness: ClickHouse does not answer");
-        problems.push("clickhouse unavailable");
+        problems.push("clickhouse unavailable".to_owned());
+    }
+    for (name, failure) in state.loops.failing(state.failing_loop_after) {
+        tracing::warn!(r#loop = name, %failure, "readiness: a background loop keeps failing");
+        problems.push(format!("{name} loop keeps failing"));
     }
     if problems.is_empty() {
         (StatusCode::OK, "ready".to_string())

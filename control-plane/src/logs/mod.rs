@@ -9,13 +9,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ClickHouseConfig;
 
+mod delivery;
 pub mod outbox;
 mod sink;
+pub use delivery::{DeadLetter, Delivered, Failure};
 pub use sink::{LogSink, SinkSettings};
 
-/// A row type with its own table.
+/// A row type with its own table; serializable to JSON for the dead-letter table.
 pub trait LogRow:
-    clickhouse::RowOwned + clickhouse::RowWrite + Clone + Send + Sync + 'static
+    clickhouse::RowOwned + clickhouse::RowWrite + Serialize + Clone + Send + Sync + 'static
 {
     const TABLE: &'static str;
 }
@@ -261,6 +263,16 @@ impl LogStore {
                     level String,
                     message String
                 ) ENGINE = MergeTree() PARTITION BY toYYYYMM(date) ORDER BY (demo_id, ts_nanos)"
+            ),
+            // Rows ClickHouse refused for their content (see delivery.rs), as JSON with the reason.
+            format!(
+                "CREATE TABLE IF NOT EXISTS {db}.log_dead_letters (
+                    date Date,
+                    ts_nanos Int64,
+                    source_table String,
+                    row String,
+                    reason String
+                ) ENGINE = MergeTree() PARTITION BY toYYYYMM(date) ORDER BY (source_table, ts_nanos)"
             ),
         ] {
             self.client

@@ -1,5 +1,6 @@
 //! Moves the control plane's own task log lines from the PostgreSQL outbox into ClickHouse. Every replica
-//! runs one; `SKIP LOCKED` gives each batch to one of them, and a failed insert leaves the batch for later.
+//! runs one; `SKIP LOCKED` gives each batch to one of them, and a failed insert leaves the batch for later (lines
+//! ClickHouse refuses for their content go to the dead-letter table instead of blocking the outbox).
 
 use std::time::Duration;
 
@@ -31,10 +32,13 @@ pub async fn run(store: Store, logs: LogStore, metrics: Metrics) {
             }
         };
         let count = batch.lines.len();
-        match logs.insert(&batch.lines).await {
-            Ok(()) => match batch.delivered().await {
+        match logs.deliver(&batch.lines, 1).await {
+            Ok(delivered) => match batch.delivered().await {
                 Ok(()) => {
-                    metrics.log_lines_stored.inc_by(count as u64);
+                    metrics.log_lines_stored.inc_by(delivered.stored as u64);
+                    metrics
+                        .log_lines_dead_lettered
+                        .inc_by(delivered.dead_lettered as u64);
                     retry = FIRST_RETRY;
                 }
                 // At least once: the lines are in ClickHouse and will be inserted again.

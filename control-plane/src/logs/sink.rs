@@ -1,11 +1,12 @@
 //! Batches log lines from every agent stream into few, larger ClickHouse inserts (MergeTree prefers that),
-//! and acknowledges each submission only after the insert holding it succeeded.
+//! and acknowledges each submission only after the rows holding it are stored (or, refused by ClickHouse for
+//! their content, kept in the dead-letter table).
 
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{LogRow, LogStore, LogStoreError};
+use super::{LogRow, LogStore};
 use crate::metrics::Metrics;
 
 /// Batching settings: a batch is written when it holds `max_lines` or when `max_delay` has passed since its
@@ -16,6 +17,7 @@ pub struct SinkSettings {
     pub max_delay: Duration,
     /// Submissions waiting for the writer; when full, `submit` waits (backpressure onto agent streams).
     pub queue_capacity: usize,
+    /// Tries while ClickHouse is unavailable; rows it refuses are not retried (see `LogStore::deliver`).
     pub insert_attempts: u32,
 }
 
@@ -87,10 +89,13 @@ async fn run_writer<R: LogRow>(
             }
         }
         let lines: Vec<R> = batch.iter().flat_map(|s| s.lines.iter().cloned()).collect();
-        let outcome = insert_with_retries(&store, &lines, settings.insert_attempts).await;
+        let outcome = store.deliver(&lines, settings.insert_attempts).await;
         match &outcome {
-            Ok(()) => {
-                metrics.log_lines_stored.inc_by(lines.len() as u64);
+            Ok(delivered) => {
+                metrics.log_lines_stored.inc_by(delivered.stored as u64);
+                metrics
+                    .log_lines_dead_lettered
+                    .inc_by(delivered.dead_lettered as u64);
             }
             Err(error) => {
                 metrics.log_insert_failures.inc();
@@ -101,27 +106,6 @@ async fn run_writer<R: LogRow>(
             let _ = submission
                 .done
                 .send(outcome.as_ref().map(|_| ()).map_err(|e| e.to_string()));
-        }
-    }
-}
-
-async fn insert_with_retries<R: LogRow>(
-    store: &LogStore,
-    lines: &[R],
-    attempts: u32,
-) -> Result<(), LogStoreError> {
-    let mut delay = Duration::from_millis(100);
-    let mut attempt = 1;
-    loop {
-        match store.insert(lines).await {
-            Ok(()) => return Ok(()),
-            Err(error) if attempt < attempts => {
-                tracing::warn!(%error, table = R::TABLE, attempt, "log insert failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-                attempt += 1;
-            }
-            Err(error) => return Err(error),
         }
     }
 }
