@@ -60,17 +60,49 @@ pub struct Provisioner {
     pub metrics: Metrics,
 }
 
-/// Why a run failed, and whether running it again may help.
-struct RunFailure {
-    message: String,
-    retryable: bool,
+/// Why a run failed; each cause says whether running the task again may help.
+#[derive(Debug, thiserror::Error)]
+enum RunFailure {
+    #[error(transparent)]
+    Terraform(#[from] TerraformError),
+    #[error("PostgreSQL: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("plan and state storage: {0}")]
+    Artifacts(#[from] artifacts::ArtifactError),
+    #[error("agent install: {0}")]
+    Install(#[from] bootstrap::InstallError),
+    #[error(transparent)]
+    Workspace(#[from] workspace::WorkspaceError),
+    #[error(transparent)]
+    Stack(#[from] inputs::StackError),
+    #[error("cloud credentials: {0}")]
+    Credentials(String),
+    #[error("reading {what}: {source}")]
+    Read {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Something about the cluster's stack, inputs or outputs that another attempt cannot change.
+    #[error("{0}")]
+    Invalid(String),
 }
 
-impl<E: std::fmt::Display> From<E> for RunFailure {
-    fn from(error: E) -> Self {
-        Self {
-            message: error.to_string(),
-            retryable: false,
+impl RunFailure {
+    fn retryable(&self) -> bool {
+        use bootstrap::InstallError;
+        match self {
+            Self::Terraform(error) => error.may_pass(),
+            // Lost connections and timeouts; a missing row or a conflict stays so.
+            Self::Store(error) => matches!(error, crate::store::StoreError::Database(_)),
+            Self::Artifacts(_) => true,
+            // The new cluster's API may not be up yet; a broken kubeconfig or manifest stays broken.
+            Self::Install(error) => matches!(error, InstallError::Apply { .. }),
+            Self::Workspace(_)
+            | Self::Stack(_)
+            | Self::Credentials(_)
+            | Self::Read { .. }
+            | Self::Invalid(_) => false,
         }
     }
 }
@@ -160,7 +192,7 @@ impl Provisioner {
             TaskKind::TerraformApply => self.apply(&task, &log, &mut cancel_rx).await,
             TaskKind::TerraformDestroy => self.destroy(&task, &log, &mut cancel_rx).await,
             TaskKind::TerraformDrift => self.drift(&task, &log, &mut cancel_rx).await,
-            agent_kind @ (TaskKind::Apply | TaskKind::Delete) => Err(RunFailure::from(format!(
+            agent_kind @ (TaskKind::Apply | TaskKind::Delete) => Err(RunFailure::Invalid(format!(
                 "{agent_kind} tasks run on agents, not in the provisioner"
             ))),
         };
@@ -177,20 +209,17 @@ impl Provisioner {
                 }
             }
             Err(failure) => {
-                log.line(
-                    "error",
-                    &format!("{} failed: {}", task.kind, failure.message),
-                )
-                .await;
+                log.line("error", &format!("{} failed: {failure}", task.kind))
+                    .await;
                 TaskCompletion {
                     success: false,
-                    error: Some(failure.message.clone()),
+                    error: Some(failure.to_string()),
                     objects: Vec::new(),
-                    retryable: failure.retryable,
+                    retryable: failure.retryable(),
                     fails_cluster: task
                         .kind
                         .failure_fails_cluster()
-                        .then(|| format!("{} failed: {}", task.kind, failure.message)),
+                        .then(|| format!("{} failed: {failure}", task.kind)),
                 }
             }
         };
@@ -241,7 +270,7 @@ impl Provisioner {
                 .iter()
                 .map(|p| format!("{}: {}", p.field, p.message))
                 .collect();
-            return Err(RunFailure::from(format!(
+            return Err(RunFailure::Invalid(format!(
                 "the cluster's Terraform variables are not allowed on stack {stack}: {}",
                 listed.join("; ")
             )));
@@ -298,12 +327,19 @@ impl Provisioner {
         let Some(sealed) = &target.credentials_sealed else {
             return Ok(Vec::new());
         };
-        let plaintext = self.sbox.open(
-            sealed,
-            &crate::crypto::cloud_credentials_context(target.cloud_account_id),
-        )?;
-        let fields: std::collections::BTreeMap<String, String> =
-            serde_json::from_slice(&plaintext)?;
+        let plaintext = self
+            .sbox
+            .open(
+                sealed,
+                &crate::crypto::cloud_credentials_context(target.cloud_account_id),
+            )
+            .map_err(|error| RunFailure::Credentials(error.to_string()))?;
+        let fields: std::collections::BTreeMap<String, String> = serde_json::from_slice(&plaintext)
+            .map_err(|_| {
+                RunFailure::Credentials(
+                    "the stored credentials are not a JSON object of strings".into(),
+                )
+            })?;
         let mapping: &[(&str, &str)] = match target.provider.as_str() {
             "tencentcloud" => &[
                 ("secret_id", "TENCENTCLOUD_SECRET_ID"),
@@ -342,16 +378,12 @@ impl Provisioner {
         destroy: bool,
     ) -> Result<Value, RunFailure> {
         let lines = log.terraform_lines();
-        tf.run_ok(INIT, Stdout::Log, &lines, cancel)
-            .await
-            .map_err(terraform_failure)?;
+        tf.run_ok(INIT, Stdout::Log, &lines, cancel).await?;
         let mut plan_args = vec!["plan", "-input=false", "-no-color", "-out=plan.tfplan"];
         if destroy {
             plan_args.push("-destroy");
         }
-        tf.run_ok(&plan_args, Stdout::Log, &lines, cancel)
-            .await
-            .map_err(terraform_failure)?;
+        tf.run_ok(&plan_args, Stdout::Log, &lines, cancel).await?;
         let shown = tf
             .run_ok(
                 &["show", "-json", "-no-color", "plan.tfplan"],
@@ -359,18 +391,15 @@ impl Provisioner {
                 &lines,
                 cancel,
             )
-            .await
-            .map_err(terraform_failure)?;
+            .await?;
         let summary = plan_summary(&shown)?;
-        let plan_bytes = std::fs::read(tf.dir.join("plan.tfplan"))?;
-        let plan_key = format!("plans/{}/{}.tfplan", task.cluster_id, task.id);
-        self.artifacts
-            .put(&plan_key, plan_bytes)
-            .await
-            .map_err(|e| RunFailure {
-                message: e.to_string(),
-                retryable: true,
+        let plan_bytes =
+            std::fs::read(tf.dir.join("plan.tfplan")).map_err(|source| RunFailure::Read {
+                what: "the saved plan",
+                source,
             })?;
+        let plan_key = format!("plans/{}/{}.tfplan", task.cluster_id, task.id);
+        self.artifacts.put(&plan_key, plan_bytes).await?;
         log.line(
             "info",
             &format!(
@@ -431,8 +460,7 @@ impl Provisioner {
             &lines,
             cancel,
         )
-        .await
-        .map_err(terraform_failure)?;
+        .await?;
         Ok((tf, ws, output))
     }
 
@@ -460,17 +488,18 @@ impl Provisioner {
                 &lines,
                 cancel,
             )
-            .await
-            .map_err(terraform_failure)?;
-        let outputs: Value = serde_json::from_str(&raw)?;
+            .await?;
+        let outputs: Value = serde_json::from_str(&raw).map_err(|error| {
+            RunFailure::Invalid(format!("`terraform output -json` is not JSON: {error}"))
+        })?;
         let text = |name: &str| outputs[name]["value"].as_str().map(str::to_string);
         let (Some(endpoint), Some(ca), Some(kubeconfig)) = (
             text("api_endpoint"),
             text("ca_certificate"),
             text("kubeconfig"),
         ) else {
-            return Err(RunFailure::from(
-                "the stack's outputs miss the cluster contract (api_endpoint, ca_certificate, kubeconfig)",
+            return Err(RunFailure::Invalid(
+                "the stack's outputs miss the cluster contract (api_endpoint, ca_certificate, kubeconfig)".into(),
             ));
         };
         let kubeconfig = Zeroizing::new(kubeconfig);
@@ -528,12 +557,7 @@ impl Provisioner {
             image: &self.agent.image,
         });
         let client = bootstrap::client_for(kubeconfig).await?;
-        let applied = bootstrap::apply_manifest(&client, &bundle.manifest)
-            .await
-            .map_err(|e| RunFailure {
-                message: e.to_string(),
-                retryable: true,
-            })?;
+        let applied = bootstrap::apply_manifest(&client, &bundle.manifest).await?;
         log.line(
             "info",
             &format!("agent install manifest applied: {}", applied.join(", ")),
@@ -563,7 +587,7 @@ impl Provisioner {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(RunFailure::from(format!(
+                return Err(RunFailure::Invalid(format!(
                     "the agent did not connect within {} s of its install",
                     self.config.agent_connect_timeout_seconds
                 )));
@@ -608,9 +632,7 @@ impl Provisioner {
         let target = self.store.provisioning_target(task.cluster_id).await?;
         let (tf, _) = self.terraform(&target).await?;
         let lines = log.terraform_lines();
-        tf.run_ok(INIT, Stdout::Log, &lines, cancel)
-            .await
-            .map_err(terraform_failure)?;
+        tf.run_ok(INIT, Stdout::Log, &lines, cancel).await?;
         let finished = tf
             .run(
                 &[
@@ -624,8 +646,7 @@ impl Provisioner {
                 &lines,
                 cancel,
             )
-            .await
-            .map_err(terraform_failure)?;
+            .await?;
         let status = match finished.code {
             0 => DriftStatus::InSync,
             2 => DriftStatus::Drifted,
@@ -633,7 +654,7 @@ impl Provisioner {
                 self.store
                     .record_drift(task.cluster_id, DriftStatus::Unknown)
                     .await?;
-                return Err(RunFailure::from(format!(
+                return Err(RunFailure::Invalid(format!(
                     "drift check failed (exit {code}): {}",
                     finished.stdout.trim()
                 )));
@@ -646,37 +667,6 @@ impl Provisioner {
         log.line("info", &format!("drift check: {status}")).await;
         Ok(())
     }
-}
-
-fn terraform_failure(error: TerraformError) -> RunFailure {
-    let retryable = match &error {
-        TerraformError::Io { .. } => true,
-        TerraformError::Failed { summary, .. } => is_transient(summary),
-        _ => false,
-    };
-    RunFailure {
-        retryable,
-        message: error.to_string(),
-    }
-}
-
-/// Terraform errors that a later attempt may not hit: a held state lock, network trouble, cloud API rate
-/// limits and throttling. Everything else (invalid input, quota, permissions) fails for good.
-fn is_transient(summary: &str) -> bool {
-    const TRANSIENT: &[&str] = &[
-        "Error acquiring the state lock",
-        "connection reset",
-        "connection refused",
-        "i/o timeout",
-        "TLS handshake timeout",
-        "timeout while waiting",
-        "RequestLimitExceeded",
-        "Throttling",
-        "TooManyRequests",
-        "429 Too Many Requests",
-        "503 Service Unavailable",
-    ];
-    TRANSIENT.iter().any(|marker| summary.contains(marker))
 }
 
 /// Renews the task's lease while it runs and flips `cancel` when someone cancels the task.
@@ -701,7 +691,9 @@ async fn watch_task(store: Store, task: LeasedTask, lease: Duration, cancel: wat
 
 /// Counts of planned actions from `terraform show -json`, and the changed resources.
 fn plan_summary(show_json: &str) -> Result<Value, RunFailure> {
-    let plan: Value = serde_json::from_str(show_json)?;
+    let plan: Value = serde_json::from_str(show_json).map_err(|error| {
+        RunFailure::Invalid(format!("`terraform show -json` is not JSON: {error}"))
+    })?;
     let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
     let mut changes = Vec::new();
     for change in plan["resource_changes"].as_array().into_iter().flatten() {
@@ -823,19 +815,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lock_and_network_errors_are_retryable_input_errors_are_not() {
-        let failure = |summary: &str| {
-            terraform_failure(TerraformError::Failed {
+    fn each_cause_of_a_failed_run_says_whether_another_attempt_may_help() {
+        let terraform = |summary: &str| {
+            RunFailure::from(TerraformError::Failed {
                 command: "apply".into(),
                 code: 1,
+                cause: terraform::FailureCause::of(summary),
                 summary: summary.into(),
             })
         };
         assert!(
-            failure("Error: Error acquiring the state lock ... 412 PreconditionFailed").retryable
+            terraform("Error: Error acquiring the state lock ... 412 PreconditionFailed")
+                .retryable()
         );
-        assert!(failure("Error: dial tcp 10.0.0.1:443: i/o timeout").retryable);
-        assert!(!failure("Error: Invalid value for variable: Invalid cluster name").retryable);
+        assert!(terraform("Error: dial tcp 10.0.0.1:443: i/o timeout").retryable());
+        assert!(!terraform("Error: Invalid value for variable: Invalid cluster name").retryable());
+        assert!(
+            RunFailure::from(crate::store::StoreError::Database(
+                sqlx::Error::PoolTimedOut
+            ))
+            .retryable()
+        );
+        assert!(
+            !RunFailure::from(crate::store::StoreError::not_found("cluster", "c-1")).retryable()
+        );
+        assert!(
+            !RunFailure::from(bootstrap::InstallError::Kubeconfig("no cluster".into())).retryable()
+        );
+        assert!(!RunFailure::Invalid("outputs miss the contract".into()).retryable());
     }
 
     #[test]
@@ -844,7 +851,7 @@ mod tests {
             {"address": "a.x", "change": {"actions": ["create"]}},
             {"address": "a.y", "change": {"actions": ["delete", "create"]}},
             {"address": "a.z", "change": {"actions": ["no-op"]}}]}"#;
-        let summary = plan_summary(show).map_err(|f| f.message).unwrap();
+        let summary = plan_summary(show).unwrap();
         assert_eq!(summary["text"], "2 to add, 0 to change, 1 to destroy");
         assert_eq!(summary["resource_changes"].as_array().unwrap().len(), 2);
     }

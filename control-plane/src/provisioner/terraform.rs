@@ -23,6 +23,7 @@ pub enum TerraformError {
         command: String,
         code: i32,
         summary: String,
+        cause: FailureCause,
     },
     #[error("terraform {command} was cancelled")]
     Cancelled { command: String },
@@ -34,6 +35,65 @@ pub enum TerraformError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl TerraformError {
+    /// Whether running the same command again may succeed.
+    pub fn may_pass(&self) -> bool {
+        match self {
+            Self::Io { .. } => true,
+            Self::Failed { cause, .. } => *cause != FailureCause::Other,
+            Self::Spawn { .. } | Self::Cancelled { .. } | Self::TimedOut { .. } => false,
+        }
+    }
+}
+
+/// What a failed command ran into, read once from its error summary (Terraform reports errors as text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureCause {
+    /// Another run holds the state lock.
+    StateLocked,
+    /// The cloud API or the state store could not be reached.
+    Network,
+    /// The cloud API asked to slow down or was briefly unavailable.
+    Throttled,
+    /// Invalid input, quota, permissions and everything else: fails again the same way.
+    Other,
+}
+
+impl FailureCause {
+    pub fn of(summary: &str) -> Self {
+        const CAUSES: &[(FailureCause, &[&str])] = &[
+            (
+                FailureCause::StateLocked,
+                &["Error acquiring the state lock"],
+            ),
+            (
+                FailureCause::Network,
+                &[
+                    "connection reset",
+                    "connection refused",
+                    "i/o timeout",
+                    "TLS handshake timeout",
+                    "timeout while waiting",
+                ],
+            ),
+            (
+                FailureCause::Throttled,
+                &[
+                    "RequestLimitExceeded",
+                    "Throttling",
+                    "TooManyRequests",
+                    "429 Too Many Requests",
+                    "503 Service Unavailable",
+                ],
+            ),
+        ];
+        CAUSES
+            .iter()
+            .find(|(_, markers)| markers.iter().any(|marker| summary.contains(marker)))
+            .map_or(Self::Other, |(cause, _)| *cause)
+    }
 }
 
 /// Where a finished command's stdout goes: to the task log line by line, or kept for parsing (JSON output).
@@ -171,10 +231,12 @@ impl Terraform {
     ) -> Result<String, TerraformError> {
         let finished = self.run(args, stdout_mode, lines, cancel).await?;
         if finished.code != 0 {
+            let summary = error_summary(&finished.stdout);
             return Err(TerraformError::Failed {
                 command: args.first().copied().unwrap_or("").to_string(),
                 code: finished.code,
-                summary: error_summary(&finished.stdout),
+                cause: FailureCause::of(&summary),
+                summary,
             });
         }
         Ok(finished.stdout)
