@@ -6,6 +6,7 @@ pub mod v1 {
 
 pub use v1::*;
 
+pub mod manifest;
 pub mod policy;
 pub mod signing;
 

@@ -1,5 +1,6 @@
 //! Task kinds the control plane knows, their payloads, and validation of what users submit.
 
+use agent_protocol::manifest;
 use agent_protocol::policy::ApplyPolicy;
 use agent_protocol::{ApplySpec, ApplyTier, DeleteSpec, task_body};
 use serde::{Deserialize, Serialize};
@@ -167,9 +168,9 @@ pub struct FieldProblem {
 }
 
 impl ApplyPayload {
-    /// Checks the manifest before it is queued: every document must be a YAML mapping with `apiVersion`,
-    /// `kind` and `metadata.name` that the apply policy allows for the task's tier. Kinds are resolved later by
-    /// the agent against its cluster's discovery.
+    /// Checks the manifest before it is queued, with the parser the agent uses: every document must be a YAML
+    /// mapping with `apiVersion`, `kind` and `metadata.name` that the apply policy allows for the task's tier.
+    /// Kinds are resolved later by the agent against its cluster's discovery.
     pub fn validate(&self, policy: &ApplyPolicy) -> Vec<FieldProblem> {
         let mut problems = Vec::new();
         let push = |problems: &mut Vec<FieldProblem>, field: String, message: String| {
@@ -192,78 +193,32 @@ impl ApplyPayload {
                 format!("must be at most {MAX_WAIT_TIMEOUT_SECONDS}"),
             );
         }
-        let mut documents = 0;
-        for (index, document) in serde_yaml::Deserializer::from_str(&self.manifest).enumerate() {
-            let field = format!("manifest[document {index}]");
-            let value = match serde_yaml::Value::deserialize(document) {
-                Ok(value) => value,
-                Err(error) => {
-                    push(&mut problems, field, format!("is not valid YAML: {error}"));
-                    // The YAML stream cannot be resynchronised after a syntax error.
-                    break;
-                }
-            };
-            if value.is_null() {
-                continue;
-            }
-            documents += 1;
-            let Some(map) = value.as_mapping() else {
-                push(
+        let (objects, malformed) = manifest::parse_all(&self.manifest);
+        for error in &malformed {
+            match error {
+                manifest::ManifestError::Document { document, problem } => push(
                     &mut problems,
-                    field,
-                    "must be a mapping (an object), not a list or scalar".into(),
-                );
-                continue;
-            };
-            let text = |key: &str| {
-                map.get(key)
-                    .and_then(|v| v.as_str())
-                    .filter(|s| !s.is_empty())
-            };
-            let mut complete = true;
-            if text("apiVersion").is_none() {
-                push(&mut problems, field.clone(), "has no apiVersion".into());
-                complete = false;
-            }
-            if text("kind").is_none() {
-                push(&mut problems, field.clone(), "has no kind".into());
-                complete = false;
-            }
-            let name = map
-                .get("metadata")
-                .and_then(|m| m.get("name"))
-                .and_then(|v| v.as_str())
-                .filter(|s| !s.is_empty());
-            if name.is_none() {
-                push(&mut problems, field, "has no metadata.name".into());
-                continue;
-            }
-            if !complete {
-                continue;
-            }
-            match serde_json::to_value(&value) {
-                Ok(object) => {
-                    if let Err(violation) = policy.check(&object, self.tier.into()) {
-                        let namespace = object["metadata"]["namespace"]
-                            .as_str()
-                            .map(|ns| format!("{ns}/"))
-                            .unwrap_or_default();
-                        let kind = object["kind"].as_str().unwrap_or_default();
-                        let name = name.unwrap_or_default();
-                        push(
-                            &mut problems,
-                            field,
-                            format!("{kind} {namespace}{name}: {violation}"),
-                        );
-                    }
-                }
-                Err(error) => push(
-                    &mut problems,
-                    field,
-                    format!("is not a JSON-compatible object: {error}"),
+                    format!("manifest[document {}]", document.index),
+                    problem.to_string(),
                 ),
+                manifest::ManifestError::Empty => {}
             }
         }
+        for object in &objects {
+            if let Err(violation) = policy.check(&object.object, self.tier.into()) {
+                let namespace = object
+                    .namespace
+                    .as_deref()
+                    .map(|ns| format!("{ns}/"))
+                    .unwrap_or_default();
+                push(
+                    &mut problems,
+                    format!("manifest[document {}]", object.index),
+                    format!("{} {namespace}{}: {violation}", object.kind, object.name),
+                );
+            }
+        }
+        let documents = objects.len() + malformed.len();
         if documents == 0 && problems.is_empty() {
             push(
                 &mut problems,
@@ -303,7 +258,7 @@ mod tests {
             problems,
             vec![FieldProblem {
                 field: "manifest[document 1]".into(),
-                message: "has no kind".into()
+                message: "missing or empty `kind`".into()
             }]
         );
     }

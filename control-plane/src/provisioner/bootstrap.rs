@@ -6,7 +6,6 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::GroupVersionKind;
 use kube::discovery::{self, Scope};
 use kube::{Api, Client};
-use serde::Deserialize;
 
 /// The field manager the control plane applies with (the agent uses its own).
 pub const FIELD_MANAGER: &str = "edgefleet-control-plane";
@@ -15,8 +14,8 @@ pub const FIELD_MANAGER: &str = "edgefleet-control-plane";
 pub enum InstallError {
     #[error("the cluster's kubeconfig is not usable: {0}")]
     Kubeconfig(String),
-    #[error("install manifest document {index} is invalid: {message}")]
-    Document { index: usize, message: String },
+    #[error("the install manifest is invalid: {0}")]
+    Manifest(String),
     #[error("applying {kind} {name}: {source}")]
     Apply {
         kind: String,
@@ -39,20 +38,13 @@ pub async fn client_for(kubeconfig_yaml: &str) -> Result<Client, InstallError> {
 /// returns `kind/name` of each applied object.
 pub async fn apply_manifest(client: &Client, manifest: &str) -> Result<Vec<String>, InstallError> {
     let mut objects = Vec::new();
-    for (index, document) in serde_yaml::Deserializer::from_str(manifest).enumerate() {
-        let document_error = |message: String| InstallError::Document { index, message };
-        let value =
-            serde_yaml::Value::deserialize(document).map_err(|e| document_error(e.to_string()))?;
-        if value.is_null() {
-            continue;
-        }
-        let object: DynamicObject =
-            serde_yaml::from_value(value).map_err(|e| document_error(e.to_string()))?;
-        let types = object
-            .types
-            .clone()
-            .ok_or_else(|| document_error("no apiVersion/kind".into()))?;
-        let gvk = GroupVersionKind::try_from(&types).map_err(|e| document_error(e.to_string()))?;
+    for parsed in agent_protocol::manifest::parse(manifest)
+        .map_err(|error| InstallError::Manifest(error.to_string()))?
+    {
+        let gvk = GroupVersionKind::gvk(&parsed.group, &parsed.version, &parsed.kind);
+        let document = parsed.reference();
+        let object: DynamicObject = serde_json::from_value(parsed.object)
+            .map_err(|error| InstallError::Manifest(format!("{document}: {error}")))?;
         objects.push((gvk, object));
     }
     let mut applied = Vec::new();

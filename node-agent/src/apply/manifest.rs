@@ -1,62 +1,15 @@
-//! Turns a multi-document YAML manifest into Kubernetes objects in apply order, naming the document of every problem.
+//! Turns a multi-document YAML manifest into Kubernetes objects in apply order, naming the document of every
+//! problem. The parsing itself is `agent_protocol::manifest`, the one the control plane checks manifests with.
 
-use std::fmt;
-
+use agent_protocol::manifest;
+pub use agent_protocol::manifest::DocumentRef;
 use kube::api::{DynamicObject, GroupVersionKind};
-use serde::Deserialize;
 use thiserror::Error;
-
-/// Which document of the manifest something is about; printed as `document 2 (Deployment demo/web)`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DocumentRef {
-    /// Zero-based position among the manifest's YAML documents, empty ones included, so it matches the file.
-    pub index: usize,
-    pub kind: Option<String>,
-    pub namespace: Option<String>,
-    pub name: Option<String>,
-}
-
-impl fmt::Display for DocumentRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "document {}", self.index)?;
-        let object = match (&self.namespace, &self.name) {
-            (Some(namespace), Some(name)) => Some(format!("{namespace}/{name}")),
-            (None, Some(name)) => Some(name.clone()),
-            _ => None,
-        };
-        match (&self.kind, object) {
-            (Some(kind), Some(object)) => write!(f, " ({kind} {object})"),
-            (Some(kind), None) => write!(f, " ({kind})"),
-            (None, Some(object)) => write!(f, " ({object})"),
-            (None, None) => Ok(()),
-        }
-    }
-}
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ManifestError {
-    #[error("the manifest contains no objects")]
-    Empty,
-    #[error("{document}: invalid YAML: {reason}")]
-    Yaml {
-        document: DocumentRef,
-        reason: String,
-    },
-    #[error("{document}: expected a mapping with apiVersion, kind and metadata, found {found}")]
-    NotAnObject {
-        document: DocumentRef,
-        found: &'static str,
-    },
-    #[error("{document}: missing or empty `{field}`")]
-    MissingField {
-        document: DocumentRef,
-        field: &'static str,
-    },
-    #[error("{document}: invalid apiVersion {api_version:?} (expected `v1` or `group/version`)")]
-    InvalidApiVersion {
-        document: DocumentRef,
-        api_version: String,
-    },
+    #[error(transparent)]
+    Parse(#[from] manifest::ManifestError),
     #[error("{document}: {reason}")]
     InvalidObject {
         document: DocumentRef,
@@ -101,25 +54,25 @@ impl Document {
 }
 
 /// Parses every document (skipping empty ones), failing on the first malformed one.
-pub fn parse(manifest: &str) -> Result<Vec<Document>, ManifestError> {
-    let mut documents = Vec::new();
-    for (index, yaml) in serde_yaml::Deserializer::from_str(manifest).enumerate() {
-        let at = DocumentRef {
-            index,
-            ..DocumentRef::default()
-        };
-        let value = serde_json::Value::deserialize(yaml).map_err(|err| ManifestError::Yaml {
-            document: at.clone(),
-            reason: err.to_string(),
-        })?;
-        if let Some(document) = parse_document(index, value)? {
-            documents.push(document);
-        }
-    }
-    if documents.is_empty() {
-        return Err(ManifestError::Empty);
-    }
-    Ok(documents)
+pub fn parse(yaml: &str) -> Result<Vec<Document>, ManifestError> {
+    manifest::parse(yaml)?
+        .into_iter()
+        .map(|parsed| {
+            let gvk = GroupVersionKind::gvk(&parsed.group, &parsed.version, &parsed.kind);
+            let document = parsed.reference();
+            let object: DynamicObject = serde_json::from_value(parsed.object).map_err(|err| {
+                ManifestError::InvalidObject {
+                    document,
+                    reason: err.to_string(),
+                }
+            })?;
+            Ok(Document {
+                index: parsed.index,
+                gvk,
+                object,
+            })
+        })
+        .collect()
 }
 
 /// Namespaces and CustomResourceDefinitions first, because later objects live in them or are of their kinds;
@@ -127,83 +80,6 @@ pub fn parse(manifest: &str) -> Result<Vec<Document>, ManifestError> {
 pub fn apply_order(mut documents: Vec<Document>) -> Vec<Document> {
     documents.sort_by_key(|document| !document.applies_first());
     documents
-}
-
-fn parse_document(
-    index: usize,
-    value: serde_json::Value,
-) -> Result<Option<Document>, ManifestError> {
-    let mut at = DocumentRef {
-        index,
-        ..DocumentRef::default()
-    };
-    let fields = match &value {
-        serde_json::Value::Null => return Ok(None),
-        serde_json::Value::Object(fields) => fields,
-        other => {
-            return Err(ManifestError::NotAnObject {
-                document: at,
-                found: json_type(other),
-            });
-        }
-    };
-    let text = |value: Option<&serde_json::Value>| {
-        value
-            .and_then(serde_json::Value::as_str)
-            .filter(|text| !text.is_empty())
-            .map(str::to_owned)
-    };
-    let metadata = fields.get("metadata");
-    at.kind = text(fields.get("kind"));
-    at.name = text(metadata.and_then(|metadata| metadata.get("name")));
-    at.namespace = text(metadata.and_then(|metadata| metadata.get("namespace")));
-
-    let api_version =
-        text(fields.get("apiVersion")).ok_or_else(|| ManifestError::MissingField {
-            document: at.clone(),
-            field: "apiVersion",
-        })?;
-    let kind = at.kind.clone().ok_or_else(|| ManifestError::MissingField {
-        document: at.clone(),
-        field: "kind",
-    })?;
-    if at.name.is_none() {
-        return Err(ManifestError::MissingField {
-            document: at,
-            field: "metadata.name",
-        });
-    }
-    let (group, version) = match api_version.split_once('/') {
-        Some((group, version)) => (group, version),
-        None => ("", api_version.as_str()),
-    };
-    if version.is_empty()
-        || version.contains('/')
-        || (api_version.contains('/') && group.is_empty())
-    {
-        return Err(ManifestError::InvalidApiVersion {
-            document: at,
-            api_version,
-        });
-    }
-    let gvk = GroupVersionKind::gvk(group, version, &kind);
-    let object: DynamicObject =
-        serde_json::from_value(value).map_err(|err| ManifestError::InvalidObject {
-            document: at.clone(),
-            reason: err.to_string(),
-        })?;
-    Ok(Some(Document { index, gvk, object }))
-}
-
-fn json_type(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "nothing",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "a list",
-        serde_json::Value::Object(_) => "a mapping",
-    }
 }
 
 #[cfg(test)]
@@ -263,61 +139,6 @@ metadata: {name: demo}
                 "ConfigMap",
                 "Deployment"
             ]
-        );
-    }
-
-    #[test]
-    fn a_leading_separator_and_trailing_empty_documents_are_fine() {
-        let documents =
-            parse("---\napiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n").unwrap();
-        assert_eq!(documents.len(), 1);
-    }
-
-    #[test]
-    fn empty_manifests_are_rejected() {
-        assert_eq!(parse("").unwrap_err(), ManifestError::Empty);
-        assert_eq!(parse("---\n---\n").unwrap_err(), ManifestError::Empty);
-    }
-
-    #[test]
-    fn missing_fields_name_the_document_and_what_is_known() {
-        let err = error_of(
-            "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\nkind: ConfigMap\nmetadata: {name: b}\n",
-        );
-        assert_eq!(
-            err,
-            "document 1 (ConfigMap b): missing or empty `apiVersion`"
-        );
-
-        let err = error_of("apiVersion: v1\nmetadata: {name: b}\n");
-        assert_eq!(err, "document 0 (b): missing or empty `kind`");
-
-        let err = error_of("apiVersion: v1\nkind: ConfigMap\nmetadata: {namespace: x}\n");
-        assert_eq!(
-            err,
-            "document 0 (ConfigMap): missing or empty `metadata.name`"
-        );
-    }
-
-    #[test]
-    fn bad_yaml_names_the_document_and_the_position() {
-        let err = error_of(
-            "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\nkind: [unclosed\n",
-        );
-        assert!(err.starts_with("document 1: invalid YAML:"), "{err}");
-        assert!(err.contains("line"), "{err}");
-    }
-
-    #[test]
-    fn non_mappings_and_bad_api_versions_are_rejected() {
-        assert_eq!(
-            error_of("- just\n- a list\n"),
-            "document 0: expected a mapping with apiVersion, kind and metadata, found a list"
-        );
-        let err = error_of("apiVersion: a/b/c\nkind: Thing\nmetadata: {name: x}\n");
-        assert_eq!(
-            err,
-            "document 0 (Thing x): invalid apiVersion \"a/b/c\" (expected `v1` or `group/version`)"
         );
     }
 

@@ -560,7 +560,10 @@ async fn bad_manifests_fail_clearly_and_the_agent_keeps_working() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["error"]["code"], "validation_failed");
     assert_eq!(body["error"]["details"][0]["field"], "manifest[document 1]");
-    assert_eq!(body["error"]["details"][0]["message"], "has no kind");
+    assert_eq!(
+        body["error"]["details"][0]["message"],
+        "missing or empty `kind`"
+    );
 
     // Well-formed and allowed, but a version the cluster no longer serves (removed in Kubernetes 1.26): the
     // task fails, naming the document and kind.
