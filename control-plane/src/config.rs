@@ -1,4 +1,5 @@
-//! The control plane's configuration: one YAML file, overridable by `EDGEFLEET_CP_*` environment variables.
+//! The control plane's configuration: one YAML file, overridable by `EDGEFLEET_CP_*` environment variables, read
+//! with the loader the agent uses too (`config_loader`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,12 +19,8 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("config file {path} is not valid YAML: {source}")]
-    Yaml {
-        path: PathBuf,
-        #[source]
-        source: serde_yaml::Error,
-    },
+    #[error(transparent)]
+    Load(#[from] config_loader::LoadError),
     #[error("config key `{key}`: {message}")]
     Invalid { key: String, message: String },
 }
@@ -335,33 +332,11 @@ impl Config {
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut doc = match path {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.to_path_buf(),
-                    source,
-                })?;
-                serde_yaml::from_str::<serde_yaml::Value>(&text).map_err(|source| {
-                    ConfigError::Yaml {
-                        path: path.to_path_buf(),
-                        source,
-                    }
-                })?
-            }
-            None => serde_yaml::Value::Mapping(Default::default()),
-        };
-        if doc.is_null() {
-            doc = serde_yaml::Value::Mapping(Default::default());
+        let mut layers = config_loader::Layers::new();
+        if let Some(path) = path {
+            layers = layers.file(path)?;
         }
-        for (name, value) in env {
-            if let Some(key) = name.strip_prefix(ENV_PREFIX) {
-                apply_override(&mut doc, key, &value)?;
-            }
-        }
-        let config: Config = serde_path_to_error::deserialize(doc).map_err(|err| {
-            let key = err.path().to_string();
-            invalid(&key, err.into_inner().to_string())
-        })?;
+        let config: Config = layers.env(ENV_PREFIX, env)?.extract()?;
         config.validate()?;
         Ok(config)
     }
@@ -509,35 +484,6 @@ pub fn read_private_file(key: &str, path: &Path) -> Result<String, ConfigError> 
         ));
     }
     std::fs::read_to_string(path).map_err(read_error)
-}
-
-/// Sets `key` (an env-var suffix such as `CLICKHOUSE__URL`) in the YAML document. The value is read as a YAML
-/// scalar so numbers and booleans keep their type.
-fn apply_override(doc: &mut serde_yaml::Value, key: &str, raw: &str) -> Result<(), ConfigError> {
-    let path: Vec<String> = key.split("__").map(|p| p.to_ascii_lowercase()).collect();
-    let dotted = path.join(".");
-    let value = match serde_yaml::from_str::<serde_yaml::Value>(raw) {
-        Ok(v @ (serde_yaml::Value::Bool(_) | serde_yaml::Value::Number(_))) => v,
-        _ => serde_yaml::Value::String(raw.to_string()),
-    };
-    let mut node = doc;
-    for (i, part) in path.iter().enumerate() {
-        let map = node.as_mapping_mut().ok_or_else(|| {
-            invalid(
-                &dotted,
-                format!("{ENV_PREFIX}{key} overrides a key that is not a section"),
-            )
-        })?;
-        let part_key = serde_yaml::Value::String(part.clone());
-        if i == path.len() - 1 {
-            map.insert(part_key, value);
-            return Ok(());
-        }
-        node = map
-            .entry(part_key)
-            .or_insert_with(|| serde_yaml::Value::Mapping(Default::default()));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

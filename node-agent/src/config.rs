@@ -1,11 +1,12 @@
-//! The agent's command line, its optional YAML config file and the validated settings built from both.
+//! The agent's command line, its optional YAML config file and the validated settings built from both, merged
+//! by the loader the control plane uses too (`config_loader`: file < environment/flags).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agent_protocol::policy::ApplyPolicy;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::identity::BootstrapToken;
@@ -29,18 +30,8 @@ const DEFAULT_RENEW_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    ReadFile {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("config file {path} is not valid: {source}")]
-    ParseFile {
-        path: PathBuf,
-        #[source]
-        source: serde_yaml::Error,
-    },
+    #[error(transparent)]
+    Load(#[from] config_loader::LoadError),
     #[error("`{key}` is required ({hint})")]
     Missing {
         key: &'static str,
@@ -81,70 +72,89 @@ pub enum Command {
 /// Flags of `node-agent run`; every flag also reads an `EDGEFLEET_*` variable and may be set in the YAML file
 /// (flag/env wins over the file). `EDGEFLEET_CA_PEM` and `EDGEFLEET_BOOTSTRAP_TOKEN` are environment-only so
 /// secrets never appear in a process listing.
-#[derive(Debug, Default, Args)]
+#[derive(Debug, Default, Args, Serialize)]
 pub struct RunArgs {
     /// YAML config file with the same keys as the flags, in snake_case.
     #[arg(long, env = "EDGEFLEET_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Control plane gRPC endpoint, `https://host:port`.
     #[arg(long, env = "EDGEFLEET_CONTROL_PLANE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub control_plane: Option<String>,
     /// TLS name to verify on the control plane certificate (default: the URL's host).
     #[arg(long, env = "EDGEFLEET_SERVER_NAME")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub server_name: Option<String>,
     /// Install bundle CA certificate (PEM) pinned for bootstrap.
     #[arg(long, env = "EDGEFLEET_CA_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
     /// File holding the one-time bootstrap token.
     #[arg(long, env = "EDGEFLEET_BOOTSTRAP_TOKEN_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bootstrap_token_file: Option<PathBuf>,
     /// Directory for key.pem, cert.pem and ca.pem (outside a cluster).
     #[arg(long, env = "EDGEFLEET_STATE_DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<PathBuf>,
     /// Kubernetes Secret `<namespace>/<name>` for tls.key, tls.crt and ca.crt (in a cluster).
     #[arg(long, env = "EDGEFLEET_STATE_SECRET")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub state_secret: Option<String>,
     /// Kubeconfig file (default: in-cluster config, then ~/.kube/config).
     #[arg(long, env = "EDGEFLEET_KUBECONFIG")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub kubeconfig: Option<PathBuf>,
     /// How many tasks run at once.
     #[arg(long, env = "EDGEFLEET_MAX_CONCURRENT_TASKS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrent_tasks: Option<u32>,
     /// Heartbeat interval overriding the server's (e.g. `10s`).
     #[arg(long, env = "EDGEFLEET_HEARTBEAT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub heartbeat: Option<String>,
     /// Log output format on stderr.
     #[arg(long, env = "EDGEFLEET_LOG_FORMAT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
     /// Task log lines per batch before it is sent.
     #[arg(long, env = "EDGEFLEET_LOG_BATCH_LINES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub log_batch_lines: Option<usize>,
     /// Longest time a task log line waits before its batch is sent (e.g. `1s`, `250ms`).
     #[arg(long, env = "EDGEFLEET_LOG_FLUSH_INTERVAL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub log_flush_interval: Option<String>,
     /// Unacknowledged log batches kept for resending; the oldest is dropped beyond this.
     #[arg(long, env = "EDGEFLEET_LOG_BUFFER_BATCHES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub log_buffer_batches: Option<usize>,
     /// First reconnect delay ceiling (doubles per failed attempt, full jitter).
     #[arg(long, env = "EDGEFLEET_BACKOFF_INITIAL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub backoff_initial: Option<String>,
     /// Largest reconnect delay ceiling.
     #[arg(long, env = "EDGEFLEET_BACKOFF_MAX")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub backoff_max: Option<String>,
     /// How often the certificate is checked for renewal (at most `60s`).
     #[arg(long, env = "EDGEFLEET_RENEW_CHECK_INTERVAL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub renew_check_interval: Option<String>,
     /// Namespaces no task may touch, besides the built-in ones (comma-separated; the control plane's
     /// `apply_policy.protected_namespaces` should list the same).
     #[arg(long, env = "EDGEFLEET_PROTECTED_NAMESPACES", value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub protected_namespaces: Vec<String>,
     /// Kinds tasks may apply besides the built-in ones, as `Kind.group` or `Kind.group=admin` (comma-separated;
     /// the control plane's `apply_policy.extra_kinds` should list the same).
     #[arg(long, env = "EDGEFLEET_ALLOW_KINDS", value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub allow_kinds: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
@@ -152,10 +162,10 @@ pub enum LogFormat {
     Json,
 }
 
-/// The YAML config file: the same keys as the `run` flags.
+/// The config file and the flags merged: the file's keys are the flags' names in snake_case.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileConfig {
+struct Merged {
     control_plane: Option<String>,
     server_name: Option<String>,
     ca_file: Option<PathBuf>,
@@ -164,14 +174,19 @@ struct FileConfig {
     state_secret: Option<String>,
     kubeconfig: Option<PathBuf>,
     max_concurrent_tasks: Option<u32>,
-    heartbeat: Option<String>,
+    #[serde(default, with = "config_loader::duration")]
+    heartbeat: Option<Duration>,
     log_format: Option<LogFormat>,
     log_batch_lines: Option<usize>,
-    log_flush_interval: Option<String>,
+    #[serde(default, with = "config_loader::duration")]
+    log_flush_interval: Option<Duration>,
     log_buffer_batches: Option<usize>,
-    backoff_initial: Option<String>,
-    backoff_max: Option<String>,
-    renew_check_interval: Option<String>,
+    #[serde(default, with = "config_loader::duration")]
+    backoff_initial: Option<Duration>,
+    #[serde(default, with = "config_loader::duration")]
+    backoff_max: Option<Duration>,
+    #[serde(default, with = "config_loader::duration")]
+    renew_check_interval: Option<Duration>,
     protected_namespaces: Option<Vec<String>>,
     allow_kinds: Option<Vec<String>>,
 }
@@ -223,20 +238,17 @@ impl Settings {
     /// Merges flags/env over the config file over defaults and validates the result.
     /// `env` looks up the environment-only variables (`EDGEFLEET_CA_PEM`, `EDGEFLEET_BOOTSTRAP_TOKEN`).
     pub fn load(args: &RunArgs, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let file = match &args.config {
-            Some(path) => read_file_config(path)?,
-            None => FileConfig::default(),
-        };
-        let control_plane =
-            args.control_plane
-                .clone()
-                .or(file.control_plane)
-                .ok_or(ConfigError::Missing {
-                    key: "control_plane",
-                    hint: "--control-plane or EDGEFLEET_CONTROL_PLANE",
-                })?;
+        let mut layers = config_loader::Layers::new();
+        if let Some(path) = &args.config {
+            layers = layers.file(path)?;
+        }
+        let merged: Merged = layers.overrides(args)?.extract()?;
+        let control_plane = merged.control_plane.clone().ok_or(ConfigError::Missing {
+            key: "control_plane",
+            hint: "--control-plane or EDGEFLEET_CONTROL_PLANE",
+        })?;
         validate_control_plane_url(&control_plane)?;
-        let server_name = args.server_name.clone().or(file.server_name);
+        let server_name = merged.server_name.clone();
         if server_name
             .as_deref()
             .is_some_and(|name| name.trim().is_empty())
@@ -247,7 +259,7 @@ impl Settings {
             });
         }
 
-        let install_ca_pem = match (args.ca_file.clone().or(file.ca_file), env(ENV_CA_PEM)) {
+        let install_ca_pem = match (merged.ca_file.clone(), env(ENV_CA_PEM)) {
             (Some(_), Some(_)) => {
                 return Err(ConfigError::Conflict {
                     first: "ca_file",
@@ -265,11 +277,10 @@ impl Settings {
             (None, Some(pem)) => Some(validate_ca_pem(ENV_CA_PEM, "the variable", pem)?),
             (None, None) => None,
         };
-        let token_file = args
-            .bootstrap_token_file
-            .clone()
-            .or(file.bootstrap_token_file);
-        let bootstrap_token = match (token_file, env(ENV_BOOTSTRAP_TOKEN)) {
+        let bootstrap_token = match (
+            merged.bootstrap_token_file.clone(),
+            env(ENV_BOOTSTRAP_TOKEN),
+        ) {
             (Some(_), Some(_)) => {
                 return Err(ConfigError::Conflict {
                     first: "bootstrap_token_file",
@@ -284,10 +295,7 @@ impl Settings {
             (None, None) => None,
         };
 
-        let state = match (
-            args.state_dir.clone().or(file.state_dir),
-            args.state_secret.clone().or(file.state_secret),
-        ) {
+        let state = match (merged.state_dir.clone(), merged.state_secret.clone()) {
             (Some(_), Some(_)) => {
                 return Err(ConfigError::Conflict {
                     first: "state_dir",
@@ -304,9 +312,8 @@ impl Settings {
             }
         };
 
-        let max_concurrent_tasks = args
+        let max_concurrent_tasks = merged
             .max_concurrent_tasks
-            .or(file.max_concurrent_tasks)
             .unwrap_or(DEFAULT_MAX_CONCURRENT_TASKS);
         if !(1..=MAX_CONCURRENT_TASKS_LIMIT).contains(&max_concurrent_tasks) {
             return Err(ConfigError::Invalid {
@@ -316,10 +323,7 @@ impl Settings {
                 ),
             });
         }
-        let heartbeat_override = optional_duration(
-            "heartbeat",
-            args.heartbeat.as_ref().or(file.heartbeat.as_ref()),
-        )?;
+        let heartbeat_override = merged.heartbeat;
         if heartbeat_override.is_some_and(|interval| interval < Duration::from_secs(1)) {
             return Err(ConfigError::Invalid {
                 key: "heartbeat",
@@ -328,20 +332,12 @@ impl Settings {
         }
 
         let logs = LogSettings {
-            batch_lines: args
-                .log_batch_lines
-                .or(file.log_batch_lines)
-                .unwrap_or(DEFAULT_LOG_BATCH_LINES),
-            flush_interval: optional_duration(
-                "log_flush_interval",
-                args.log_flush_interval
-                    .as_ref()
-                    .or(file.log_flush_interval.as_ref()),
-            )?
-            .unwrap_or(DEFAULT_LOG_FLUSH_INTERVAL),
-            buffer_batches: args
+            batch_lines: merged.log_batch_lines.unwrap_or(DEFAULT_LOG_BATCH_LINES),
+            flush_interval: merged
+                .log_flush_interval
+                .unwrap_or(DEFAULT_LOG_FLUSH_INTERVAL),
+            buffer_batches: merged
                 .log_buffer_batches
-                .or(file.log_buffer_batches)
                 .unwrap_or(DEFAULT_LOG_BUFFER_BATCHES),
         };
         if logs.batch_lines == 0 {
@@ -364,18 +360,8 @@ impl Settings {
         }
 
         let backoff = BackoffSettings {
-            initial: optional_duration(
-                "backoff_initial",
-                args.backoff_initial
-                    .as_ref()
-                    .or(file.backoff_initial.as_ref()),
-            )?
-            .unwrap_or(DEFAULT_BACKOFF_INITIAL),
-            max: optional_duration(
-                "backoff_max",
-                args.backoff_max.as_ref().or(file.backoff_max.as_ref()),
-            )?
-            .unwrap_or(DEFAULT_BACKOFF_MAX),
+            initial: merged.backoff_initial.unwrap_or(DEFAULT_BACKOFF_INITIAL),
+            max: merged.backoff_max.unwrap_or(DEFAULT_BACKOFF_MAX),
         };
         if backoff.initial.is_zero() {
             return Err(ConfigError::Invalid {
@@ -389,13 +375,9 @@ impl Settings {
                 reason: format!("must be at least backoff_initial ({:?})", backoff.initial),
             });
         }
-        let renew_check_interval = optional_duration(
-            "renew_check_interval",
-            args.renew_check_interval
-                .as_ref()
-                .or(file.renew_check_interval.as_ref()),
-        )?
-        .unwrap_or(DEFAULT_RENEW_CHECK_INTERVAL);
+        let renew_check_interval = merged
+            .renew_check_interval
+            .unwrap_or(DEFAULT_RENEW_CHECK_INTERVAL);
         if renew_check_interval.is_zero() || renew_check_interval > DEFAULT_RENEW_CHECK_INTERVAL {
             return Err(ConfigError::Invalid {
                 key: "renew_check_interval",
@@ -403,11 +385,9 @@ impl Settings {
             });
         }
 
-        let or_file = |flag: &[String], file: Option<Vec<String>>| match flag {
-            [] => file.unwrap_or_default(),
-            given => given.to_vec(),
-        };
-        let extra_kinds = or_file(&args.allow_kinds, file.allow_kinds)
+        let extra_kinds = merged
+            .allow_kinds
+            .unwrap_or_default()
             .iter()
             .map(|kind| kind.parse())
             .collect::<Result<Vec<_>, String>>()
@@ -415,10 +395,7 @@ impl Settings {
                 key: "allow_kinds",
                 reason,
             })?;
-        let policy = ApplyPolicy::new(
-            or_file(&args.protected_namespaces, file.protected_namespaces),
-            extra_kinds,
-        );
+        let policy = ApplyPolicy::new(merged.protected_namespaces.unwrap_or_default(), extra_kinds);
 
         Ok(Settings {
             control_plane: ControlPlane {
@@ -428,30 +405,16 @@ impl Settings {
             install_ca_pem,
             bootstrap_token,
             state,
-            kubeconfig: args.kubeconfig.clone().or(file.kubeconfig),
+            kubeconfig: merged.kubeconfig,
             max_concurrent_tasks,
             heartbeat_override,
-            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            log_format: merged.log_format.unwrap_or_default(),
             logs,
             backoff,
             renew_check_interval,
             policy,
         })
     }
-}
-
-fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
-        path: path.to_owned(),
-        source,
-    })?;
-    if text.trim().is_empty() {
-        return Ok(FileConfig::default());
-    }
-    serde_yaml::from_str(&text).map_err(|source| ConfigError::ParseFile {
-        path: path.to_owned(),
-        source,
-    })
 }
 
 fn read_referenced(key: &'static str, path: &Path) -> Result<String, ConfigError> {
@@ -524,39 +487,6 @@ fn parse_state_secret(value: &str) -> Result<StateLocation, ConfigError> {
             reason: format!("expected <namespace>/<name>, got {value:?}"),
         }),
     }
-}
-
-fn optional_duration(
-    key: &'static str,
-    value: Option<&String>,
-) -> Result<Option<Duration>, ConfigError> {
-    value
-        .map(|text| parse_duration(text).map_err(|reason| ConfigError::Invalid { key, reason }))
-        .transpose()
-}
-
-/// Parses `250ms`, `10s`, `5m`, `1h`, or a bare number of seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let amount: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration such as 500ms, 10s or 2m"))?;
-    let duration = match unit.trim() {
-        "ms" => Duration::from_millis(amount),
-        "" | "s" => Duration::from_secs(amount),
-        "m" => Duration::from_secs(amount.saturating_mul(60)),
-        "h" => Duration::from_secs(amount.saturating_mul(3600)),
-        other => {
-            return Err(format!(
-                "{text:?} has unknown unit {other:?} (use ms, s, m or h)"
-            ));
-        }
-    };
-    Ok(duration)
 }
 
 #[cfg(test)]
@@ -681,14 +611,5 @@ mod tests {
         let env = |key: &str| (key == ENV_BOOTSTRAP_TOKEN).then(|| " secret-token\n".to_owned());
         let settings = Settings::load(&args(), env).unwrap();
         assert_eq!(settings.bootstrap_token.unwrap().expose(), "secret-token");
-    }
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert!(parse_duration("ms").is_err());
-        assert!(parse_duration("5d").is_err());
     }
 }
