@@ -488,9 +488,13 @@ pub async fn events(
                 !steps.is_empty() && steps.iter().all(|s| s.state == StepState::Succeeded);
             if failed || succeeded {
                 w.finished = true;
-                let outcome = if failed { "failed" } else { "succeeded" };
+                let outcome = if failed {
+                    StepState::Failed
+                } else {
+                    StepState::Succeeded
+                };
                 w.pending
-                    .push_back(Event::default().event("done").data(outcome));
+                    .push_back(Event::default().event("done").data(outcome.as_str()));
             }
         }
     });

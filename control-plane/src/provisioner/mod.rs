@@ -232,7 +232,7 @@ impl Provisioner {
         let outcome = match &recorded {
             Ok(Some(state)) if state.is_final() => state.as_str(),
             Ok(Some(_)) => "retrying",
-            Ok(None) => "cancelled",
+            Ok(None) => TaskState::Cancelled.as_str(),
             Err(_) => "unrecorded",
         };
         self.metrics

@@ -291,7 +291,7 @@ impl Store {
             add_event(
                 &mut tx,
                 task.id,
-                "leased",
+                TaskState::Leased.as_str(),
                 &format!("delivered to agent (attempt {})", task.attempts),
             )
             .await?;
@@ -318,7 +318,13 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 1 {
-            add_event(&mut tx, task_id, "running", "agent started the task").await?;
+            add_event(
+                &mut tx,
+                task_id,
+                TaskState::Running.as_str(),
+                "agent started the task",
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(updated.rows_affected() == 1)
@@ -523,7 +529,13 @@ impl Store {
                 task.state
             )));
         };
-        add_event(&mut tx, task_id, "cancelled", &format!("cancelled by {by}")).await?;
+        add_event(
+            &mut tx,
+            task_id,
+            TaskState::Cancelled.as_str(),
+            &format!("cancelled by {by}"),
+        )
+        .await?;
         if let Some(lease_id) = lease_id {
             notify(
                 &mut tx,
