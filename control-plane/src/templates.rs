@@ -89,16 +89,6 @@ pub struct LoadedTemplate {
     pub content_sha256: String,
 }
 
-fn is_dns_label(value: &str) -> bool {
-    !value.is_empty()
-        && value.len() <= 63
-        && value
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !value.starts_with('-')
-        && !value.ends_with('-')
-}
-
 fn is_semver(value: &str) -> bool {
     let core = value.split(['-', '+']).next().unwrap_or("");
     let parts: Vec<&str> = core.split('.').collect();
@@ -131,7 +121,7 @@ impl TemplateSpec {
             }
         };
         check(
-            is_dns_label(&self.name),
+            crate::domain::names::is_dns_label(&self.name),
             "name",
             "must be a DNS label (lowercase letters, digits, '-')",
         );

@@ -501,7 +501,7 @@ mod tests {
             region_reason: None,
             cluster_id: cluster.map(|c| c.id),
             config: Json(DemoConfig {
-                env: [("MODEL_NAME".to_owned(), "tiny".to_owned())].into(),
+                env: [("MODEL_NAME".to_owned(), "large".to_owned())].into(),
                 replicas,
             }),
             version: 1,
@@ -528,29 +528,6 @@ mod tests {
             attempt: 1,
             started_at: None,
             finished_at: None,
-        }
-    }
-
-    fn template() -> TemplateRow {
-        TemplateRow {
-            id: Uuid::new_v4(),
-            name: "fastapi-inference".into(),
-            version: "1.0.0".into(),
-            revision: 1,
-            title: "FastAPI".into(),
-            description: String::new(),
-            runtime: "python".into(),
-            process: "uvicorn app:app".into(),
-            port: 8000,
-            health_check_path: "/healthz".into(),
-            env: Json(json!([{"name": "MODEL_NAME", "default": "small"}])),
-            resources: Json(json!({})),
-            image_required: false,
-            default_image: None,
-            dockerfile: None,
-            content_sha256: String::new(),
-            latest: true,
-            loaded_at: Utc::now(),
         }
     }
 
@@ -857,7 +834,7 @@ mod tests {
         let eu = region("eu", true);
         let ready = cluster("eu-1", &eu, ClusterStatus::Ready, true);
         let placed = demo(RequestedRegion::Auto, Some(&ready), 1);
-        let template = template();
+        let template = render::sample_template();
         let mut look = Look::at(&placed, StepName::Render);
         look.cluster = Some(&ready);
         look.template = Some(&template);
@@ -877,7 +854,7 @@ mod tests {
         let eu = region("eu", true);
         let ready = cluster("eu-1", &eu, ClusterStatus::Ready, true);
         let placed = demo(RequestedRegion::Auto, Some(&ready), 2);
-        let template = template();
+        let template = render::sample_template();
         let mut look = Look::at(&placed, StepName::Apply);
         look.cluster = Some(&ready);
         look.template = Some(&template);
@@ -900,8 +877,8 @@ mod tests {
         assert!(payload.manifest.contains("host: hello.eu-1.demos.test"));
         assert!(payload.manifest.contains("replicas: 2"));
         assert!(
-            payload.manifest.contains("value: tiny"),
-            "env overrides the default"
+            payload.manifest.contains("value: large") && !payload.manifest.contains("value: tiny"),
+            "the demo's env overrides the template's default"
         );
 
         let pending = task(TaskKind::Apply, TaskState::Pending, &[]);
@@ -946,7 +923,7 @@ mod tests {
         let eu = region("eu", true);
         let ready = cluster("eu-1", &eu, ClusterStatus::Ready, true);
         let placed = demo(RequestedRegion::Auto, Some(&ready), 1);
-        let template = template();
+        let template = render::sample_template();
         let seen = Observed {
             demo: &placed,
             step: &step(StepName::Apply),

@@ -133,34 +133,40 @@ pub fn manifest(objects: &[Value]) -> String {
         .join("---\n")
 }
 
+/// A template row for tests of what is rendered from one.
+#[cfg(test)]
+pub(crate) fn sample_template() -> TemplateRow {
+    use sqlx::types::Json;
+    TemplateRow {
+        id: uuid::Uuid::nil(),
+        name: "fastapi-inference".into(),
+        version: "1.0.0".into(),
+        revision: 1,
+        title: "FastAPI".into(),
+        description: String::new(),
+        runtime: "python".into(),
+        process: "uvicorn app:app".into(),
+        port: 8000,
+        health_check_path: "/healthz".into(),
+        env: Json(json!([{"name": "MODEL_NAME", "default": "tiny"}])),
+        resources: Json(json!({"limits": {"cpu": "1"}})),
+        image_required: false,
+        default_image: None,
+        dockerfile: None,
+        content_sha256: String::new(),
+        latest: true,
+        loaded_at: chrono::Utc::now(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde::Deserialize;
-    use sqlx::types::Json;
 
     #[test]
     fn every_rendered_object_is_labelled_and_of_a_pruned_kind() {
-        let template = TemplateRow {
-            id: uuid::Uuid::nil(),
-            name: "fastapi-inference".into(),
-            version: "1.0.0".into(),
-            revision: 1,
-            title: "FastAPI".into(),
-            description: String::new(),
-            runtime: "python".into(),
-            process: "uvicorn app:app".into(),
-            port: 8000,
-            health_check_path: "/healthz".into(),
-            env: Json(json!([{"name": "MODEL_NAME", "default": "tiny"}])),
-            resources: Json(json!({"limits": {"cpu": "1"}})),
-            image_required: false,
-            default_image: None,
-            dockerfile: None,
-            content_sha256: String::new(),
-            latest: true,
-            loaded_at: chrono::Utc::now(),
-        };
+        let template = sample_template();
         let env = BTreeMap::new();
         let manifest = manifest(&objects(
             &template,
