@@ -13,7 +13,7 @@ use control_plane::domain::{
 };
 use control_plane::signing::TaskSigner;
 use control_plane::store::{
-    DemoInsert, NewCloudAccount, NewCluster, NewDemo, NewRegion, NewTask, Store, StoreError,
+    Demo, DemoInsert, NewCloudAccount, NewCluster, NewDemo, NewRegion, NewTask, Store, StoreError,
     TaskCompletion, TaskInsert, channels,
 };
 use harness::wait_until;
@@ -170,6 +170,41 @@ impl Queue {
         )
         .await
         .unwrap();
+    }
+
+    /// A new demo of the `static-web` template, not placed yet.
+    async fn demo(&self, name: &str) -> Demo {
+        let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/templates");
+        let errors = control_plane::templates::load_all(&self.store, &templates)
+            .await
+            .unwrap();
+        assert!(errors.is_empty(), "{errors:?}");
+        let template = self
+            .store
+            .template_revisions("static-web")
+            .await
+            .unwrap()
+            .remove(0);
+        let DemoInsert::Created(demo) = self
+            .store
+            .insert_demo(NewDemo {
+                name: name.into(),
+                owner: "alice".into(),
+                template_id: template.id,
+                image: "registry.test/hello:1".into(),
+                requested_region: RequestedRegion::Auto,
+                config: DemoConfig {
+                    env: Default::default(),
+                    replicas: 1,
+                },
+                idempotency_key: None,
+            })
+            .await
+            .unwrap()
+        else {
+            panic!("a new demo")
+        };
+        demo
     }
 
     async fn demo_wakes(&self, demo_id: Uuid) -> i64 {
@@ -412,36 +447,7 @@ async fn an_idempotency_key_returns_the_first_task_and_refuses_a_different_reque
 #[tokio::test]
 async fn a_step_task_wakes_its_demo_through_the_foreign_key() {
     let q = queue("queue_demo_wake").await;
-    let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/templates");
-    let errors = control_plane::templates::load_all(&q.store, &templates)
-        .await
-        .unwrap();
-    assert!(errors.is_empty(), "{errors:?}");
-    let template = q
-        .store
-        .template_revisions("static-web")
-        .await
-        .unwrap()
-        .remove(0);
-    let DemoInsert::Created(demo) = q
-        .store
-        .insert_demo(NewDemo {
-            name: "hello".into(),
-            owner: "alice".into(),
-            template_id: template.id,
-            image: "registry.test/hello:1".into(),
-            requested_region: RequestedRegion::Auto,
-            config: DemoConfig {
-                env: Default::default(),
-                replicas: 1,
-            },
-            idempotency_key: None,
-        })
-        .await
-        .unwrap()
-    else {
-        panic!("a new demo")
-    };
+    let demo = q.demo("hello").await;
     assert_eq!(demo.status, DemoStatus::Developing);
     assert_eq!(demo.current_step, Some(StepName::EnsureCluster));
     let steps = q.store.demo_steps(demo.id, 1).await.unwrap();
@@ -472,6 +478,69 @@ async fn a_step_task_wakes_its_demo_through_the_foreign_key() {
         after,
         "a task of no step wakes nothing"
     );
+}
+
+#[tokio::test]
+async fn a_delete_during_a_deploy_cancels_the_running_step_task_and_queues_the_teardown() {
+    let q = queue("queue_demo_delete").await;
+    let demo = q.demo("hello").await;
+    let steps = q.store.demo_steps(demo.id, 1).await.unwrap();
+    let mut apply_task = q.new_task(apply("demo-hello"), 3, None);
+    apply_task.demo_step = Some(steps[3].id);
+    let TaskInsert::Created(task) = q.store.insert_task(apply_task).await.unwrap() else {
+        panic!("a new task")
+    };
+    q.store
+        .set_step(
+            &demo,
+            &steps[3],
+            StepState::Running,
+            "apply task queued",
+            Some(task.id),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(q.lease(1, Duration::from_secs(60)).await.len(), 1);
+
+    let deleting = q.store.request_demo_delete(demo.id, "bob").await.unwrap();
+    assert_eq!(deleting.version, 2);
+    assert_eq!(deleting.status, DemoStatus::Offline);
+    assert_eq!(deleting.current_step, Some(StepName::Prune));
+    let task = q.store.task(task.id).await.unwrap();
+    assert_eq!(task.state, TaskState::Cancelled);
+    assert_eq!(task.error.as_deref(), Some("cancelled by bob"));
+    let teardown = q.store.demo_steps(demo.id, 2).await.unwrap();
+    let names: Vec<StepName> = teardown.iter().map(|s| s.name).collect();
+    assert_eq!(names, StepName::TEARDOWN);
+    assert!(teardown.iter().all(|s| s.state == StepState::Pending));
+
+    // A finished step cannot be moved again: a planner that looked before the delete changes nothing.
+    q.store
+        .set_step(&demo, &steps[3], StepState::Failed, "cancelled", None, None)
+        .await
+        .unwrap();
+    let refreshed = q.store.demo_steps(demo.id, 1).await.unwrap();
+    match q
+        .store
+        .set_step(
+            &demo,
+            &refreshed[3],
+            StepState::Succeeded,
+            "late",
+            None,
+            None,
+        )
+        .await
+    {
+        Err(StoreError::Conflict(message)) => {
+            assert_eq!(message, "a demo step cannot go from failed to succeeded")
+        }
+        other => panic!("a finished step moved again: {other:?}"),
+    }
+    // Asking again while the delete runs changes nothing.
+    let again = q.store.request_demo_delete(demo.id, "bob").await.unwrap();
+    assert_eq!(again.version, 2);
 }
 
 /// The closed sets in `domain` and the schema's CHECK constraints must list the same values, or a value one side
