@@ -22,6 +22,9 @@ pub struct Observed<'a> {
     pub placement: Option<&'a PlacementInputs>,
     /// For `render` and `apply`.
     pub template: Option<&'a TemplateRow>,
+    /// For `apply`: an earlier demo of the same name on the same cluster whose delete has not finished. Its
+    /// objects have the same names, and a Deployment's selector (which names the demo) cannot be taken over.
+    pub predecessor: Option<&'a Demo>,
     pub settings: &'a Settings,
 }
 
@@ -308,6 +311,18 @@ fn apply(seen: &Observed<'_>) -> Decision {
         Err(decision) => return decision,
     };
     let Some(task) = seen.task else {
+        if let Some(earlier) = seen.predecessor {
+            if let Some(error) = &earlier.error {
+                return Decision::Fail(format!(
+                    "the earlier demo {} ({}) could not delete its objects ({error}); retry its delete, then this step",
+                    earlier.name, earlier.id
+                ));
+            }
+            return Decision::Wait(format!(
+                "waiting for the earlier demo {} ({}) to finish deleting its objects",
+                earlier.name, earlier.id
+            ));
+        }
         let payload = ApplyPayload {
             manifest: render::manifest(&objects),
             wait_timeout_seconds: 300,
@@ -577,6 +592,7 @@ mod tests {
         cluster: Option<&'a Cluster>,
         placement: Option<&'a PlacementInputs>,
         template: Option<&'a TemplateRow>,
+        predecessor: Option<&'a Demo>,
     }
 
     impl<'a> Look<'a> {
@@ -588,6 +604,7 @@ mod tests {
                 cluster: None,
                 placement: None,
                 template: None,
+                predecessor: None,
             }
         }
 
@@ -599,6 +616,7 @@ mod tests {
                 cluster: self.cluster,
                 placement: self.placement,
                 template: self.template,
+                predecessor: self.predecessor,
                 settings: &settings(),
             })
         }
@@ -931,6 +949,7 @@ mod tests {
             cluster: Some(&ready),
             placement: None,
             template: Some(&template),
+            predecessor: None,
             settings: &Settings {
                 demos_domain: "demos.test".into(),
                 policy: ApplyPolicy::new(["demo-hello".to_owned()], []),
@@ -942,6 +961,45 @@ mod tests {
                 "the rendered manifest is refused: manifest[document 0]: Namespace demo-hello"
             ),
             "{message}"
+        );
+    }
+
+    #[test]
+    fn apply_waits_while_an_earlier_demo_of_the_same_name_is_being_deleted() {
+        let eu = region("eu", true);
+        let ready = cluster("eu-1", &eu, ClusterStatus::Ready, true);
+        let placed = demo(RequestedRegion::Auto, Some(&ready), 1);
+        let mut earlier = demo(RequestedRegion::Auto, Some(&ready), 1);
+        earlier.delete_requested_at = Some(Utc::now());
+        let template = render::sample_template();
+        let mut look = Look::at(&placed, StepName::Apply);
+        look.cluster = Some(&ready);
+        look.template = Some(&template);
+        look.predecessor = Some(&earlier);
+        assert_eq!(
+            look.decide(),
+            Decision::Wait(format!(
+                "waiting for the earlier demo hello ({}) to finish deleting its objects",
+                earlier.id
+            ))
+        );
+        let mut stuck = earlier.clone();
+        stuck.error = Some("prune failed: forbidden".into());
+        look.predecessor = Some(&stuck);
+        assert_eq!(
+            failure(look.decide()),
+            format!(
+                "the earlier demo hello ({}) could not delete its objects (prune failed: forbidden); retry its delete, then this step",
+                earlier.id
+            )
+        );
+        look.predecessor = Some(&earlier);
+        // A task queued before (the earlier delete was requested later) is followed as usual.
+        let running = task(TaskKind::Apply, TaskState::Running, &[]);
+        look.task = Some(&running);
+        assert_eq!(
+            look.decide(),
+            Decision::Wait(format!("apply task {} is running", running.id))
         );
     }
 

@@ -108,6 +108,14 @@ impl Planner {
                 }
                 _ => None,
             };
+            let predecessor = match (step.name, demo.cluster_id) {
+                (StepName::Apply, Some(cluster_id)) => {
+                    self.store
+                        .demo_being_deleted(&demo.name, cluster_id, demo.id)
+                        .await?
+                }
+                _ => None,
+            };
             let decision = decide::decide(&Observed {
                 demo: &demo,
                 step,
@@ -115,6 +123,7 @@ impl Planner {
                 cluster: cluster.as_ref(),
                 placement: placement.as_ref(),
                 template: template.as_ref(),
+                predecessor: predecessor.as_ref(),
                 settings: &settings,
             });
             if !self.carry_out(&demo, step, decision).await? {

@@ -563,6 +563,25 @@ impl Store {
         }))
     }
 
+    /// Another demo named `name` on the cluster whose delete was requested and has not finished.
+    pub async fn demo_being_deleted(
+        &self,
+        name: &str,
+        cluster_id: Uuid,
+        except: Uuid,
+    ) -> Result<Option<Demo>, StoreError> {
+        Ok(sqlx::query_as::<_, Demo>(sqlx::AssertSqlSafe(format!(
+            "{SELECT} WHERE name = $1 AND cluster_id = $2 AND id <> $3
+               AND delete_requested_at IS NOT NULL AND deleted_at IS NULL
+             ORDER BY delete_requested_at LIMIT 1"
+        )))
+        .bind(name)
+        .bind(cluster_id)
+        .bind(except)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
     /// Every demo ever placed on the cluster (deleted ones too: their pods log while they are pruned).
     pub async fn demo_ids_on_cluster(&self, cluster_id: Uuid) -> Result<Vec<Uuid>, StoreError> {
         Ok(

@@ -342,7 +342,8 @@ async fn one_click_deploy_to_a_region_without_a_cluster_provisions_it_and_goes_o
         .unwrap();
     assert_eq!(status, StatusCode::CONFLICT, "no changes while deleting");
     // The name is free at once: a new demo of that name deploys while the old namespace is still being deleted
-    // (Terminating on the real API server); its apply waits for the namespace to be gone and says so.
+    // (Terminating on the real API server); its apply waits for the earlier delete to finish and for the namespace
+    // to be gone.
     let again = stack
         .api
         .post(
