@@ -101,8 +101,10 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(cloud)))
 }
 
+/// At least one field changes.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct UpdateCloud {
     #[schema(pattern = "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
     pub name: Option<String>,

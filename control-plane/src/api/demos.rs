@@ -251,8 +251,10 @@ pub async fn get(
     Ok(Json(DemoDetail { demo, steps }))
 }
 
+/// At least one field changes.
 #[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct UpdateDemo {
     pub image: Option<String>,
     /// Replaces the demo's environment overrides.

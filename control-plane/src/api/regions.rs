@@ -113,8 +113,10 @@ pub async fn get(
     Ok(Json(state.store.region(id).await?))
 }
 
+/// At least one field changes.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct UpdateRegion {
     pub enabled: Option<bool>,
     #[schema(max_length = 100)]

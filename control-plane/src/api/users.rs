@@ -103,8 +103,10 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
+/// At least one field changes.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct UpdateUser {
     #[schema(value_type = Option<Role>)]
     pub role: Option<String>,
