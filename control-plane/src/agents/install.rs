@@ -15,7 +15,7 @@ pub const IDENTITY_SECRET: &str = "edgefleet-agent-identity";
 const BOOTSTRAP_MOUNT: &str = "/etc/edgefleet/bootstrap";
 
 /// What an operator needs to start an agent for one cluster. Contains the one-time token.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct InstallBundle {
     /// Multi-document YAML for `kubectl apply --server-side -f -`.
     pub manifest: String,

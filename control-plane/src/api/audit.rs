@@ -10,10 +10,11 @@ use axum::middleware::Next;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::ApiState;
 use super::auth::{Principal, Role};
-use super::error::{ApiError, Problems};
+use super::error::{ApiError, ErrorBody, Problems};
 use crate::store::{AuditEntry, AuditFilter, NewAuditEntry};
 
 /// Who to record for a request that has no principal (a sign-in names the username it tried).
@@ -68,24 +69,43 @@ pub async fn record(State(state): State<ApiState>, request: Request, next: Next)
     response
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    /// Exact actor, e.g. user:alice or token:ci.
     pub actor: Option<String>,
+    /// Substring of the action, e.g. demos.
     pub action: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
+    #[param(minimum = 1, maximum = 500, default = 50)]
     pub limit: Option<i64>,
+    #[param(minimum = 0, default = 0)]
     pub offset: Option<i64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct AuditPage {
     pub entries: Vec<AuditEntry>,
     pub total: i64,
 }
 
-/// `GET /audit`: newest first, filtered by actor (exact), action (substring) and time.
+/// The audit log (admin), newest first
+///
+/// Every state-changing /api/v1 request (console or API, allowed or refused) with who, what, the path, the
+/// caller's address and the HTTP status; failed sign-ins appear as actor login:<name>.
+#[utoipa::path(
+    get,
+    path = "/audit",
+    operation_id = "list_audit_entries",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "A page of entries and the total", body = AuditPage),
+        (status = 403, description = "The caller is not an admin", body = ErrorBody),
+        (status = 422, description = "A parameter is invalid", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<ApiState>,
     principal: Principal,

@@ -44,6 +44,14 @@ impl Role {
     }
 }
 
+impl utoipa::PartialSchema for Role {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        super::one_of([Self::Viewer, Self::Operator, Self::Admin].map(Self::as_str)).into()
+    }
+}
+
+impl utoipa::ToSchema for Role {}
+
 /// How the caller authenticated.
 #[derive(Debug, Clone)]
 pub enum Via {

@@ -6,40 +6,72 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa::openapi::schema::Object;
 use uuid::Uuid;
 
 use super::ApiState;
 use super::auth::{Principal, Role};
-use super::error::{ApiError, Problems};
+use super::error::{ApiError, ErrorBody, Problems};
 use super::json::JsonBody;
 use crate::store::{CloudAccount, NewCloudAccount};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCloud {
+    #[schema(pattern = "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
     pub name: String,
+    #[schema(schema_with = provider_schema)]
     pub provider: String,
+    /// tencentcloud: secret_id, secret_key; aws: access_key_id, secret_access_key, session_token (optional);
+    /// local: none; existing: kubeconfig (optional).
     #[serde(default)]
     pub credentials: BTreeMap<String, String>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
 }
 
-/// The credential fields each provider takes: (name, required).
-pub fn credential_schema(provider: &str) -> Option<&'static [(&'static str, bool)]> {
-    match provider {
-        "tencentcloud" => Some(&[("secret_id", true), ("secret_key", true)]),
-        "aws" => Some(&[
+/// The cloud providers, each with the credential fields it takes: (name, required).
+const PROVIDERS: &[(&str, &[(&str, bool)])] = &[
+    ("tencentcloud", &[("secret_id", true), ("secret_key", true)]),
+    (
+        "aws",
+        &[
             ("access_key_id", true),
             ("secret_access_key", true),
             ("session_token", false),
-        ]),
-        "local" => Some(&[]),
-        "existing" => Some(&[("kubeconfig", false)]),
-        _ => None,
-    }
+        ],
+    ),
+    ("local", &[]),
+    ("existing", &[("kubeconfig", false)]),
+];
+
+/// The credential fields a provider takes: (name, required).
+pub fn credential_schema(provider: &str) -> Option<&'static [(&'static str, bool)]> {
+    PROVIDERS
+        .iter()
+        .find(|(name, _)| *name == provider)
+        .map(|(_, fields)| *fields)
 }
 
+fn provider_schema() -> Object {
+    super::one_of(PROVIDERS.iter().map(|(name, _)| *name))
+}
+
+/// Register a cloud account (admin)
+///
+/// Credentials are write-only, sealed with AES-256-GCM at rest, and never returned.
+#[utoipa::path(
+    post,
+    path = "/clouds",
+    operation_id = "create_cloud",
+    request_body = CreateCloud,
+    responses(
+        (status = 201, description = "Created", body = CloudAccount),
+        (status = 409, description = "The name is taken", body = ErrorBody),
+        (status = 422, description = "The request is invalid", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<ApiState>,
     principal: Principal,
@@ -69,16 +101,34 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(cloud)))
 }
 
-#[derive(Deserialize)]
+/// At least one field changes.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct UpdateCloud {
+    #[schema(pattern = "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
     pub name: Option<String>,
     /// Replaces every credential (rotation); the provider's rules apply as on create.
     pub credentials: Option<BTreeMap<String, String>>,
     pub tags: Option<BTreeMap<String, String>>,
 }
 
-/// `PATCH /clouds/{id}`: rename, rotate the credentials, or replace the tags. The provider cannot change.
+/// Rename a cloud account, rotate its credentials (replacing all of them; the provider's rules apply) or replace its tags (admin)
+///
+/// The provider cannot change.
+#[utoipa::path(
+    patch,
+    path = "/clouds/{id}",
+    operation_id = "update_cloud",
+    params(("id" = Uuid, Path, description = "The cloud account")),
+    request_body = UpdateCloud,
+    responses(
+        (status = 200, description = "The changed account (credential field names only)", body = CloudAccount),
+        (status = 404, description = "No such cloud account", body = ErrorBody),
+        (status = 409, description = "The name is taken", body = ErrorBody),
+        (status = 422, description = "The request is invalid", body = ErrorBody),
+    )
+)]
 pub async fn update(
     State(state): State<ApiState>,
     principal: Principal,
@@ -124,9 +174,10 @@ fn check_credentials(
     credentials: &BTreeMap<String, String>,
 ) {
     let Some(schema) = credential_schema(provider) else {
+        let providers: Vec<&str> = PROVIDERS.iter().map(|(name, _)| *name).collect();
         problems.add(
             "provider",
-            "must be one of tencentcloud, aws, local, existing",
+            format!("must be one of {}", providers.join(", ")),
         );
         return;
     };
@@ -184,6 +235,13 @@ fn seal_credentials(
     (sealed, credentials.keys().map(|k| k.to_string()).collect())
 }
 
+/// List cloud accounts
+#[utoipa::path(
+    get,
+    path = "/clouds",
+    operation_id = "list_clouds",
+    responses((status = 200, description = "Cloud accounts", body = [CloudAccount]))
+)]
 pub async fn list(
     State(state): State<ApiState>,
     _: Principal,
@@ -191,6 +249,17 @@ pub async fn list(
     Ok(Json(state.store.clouds().await?))
 }
 
+/// Get a cloud account
+#[utoipa::path(
+    get,
+    path = "/clouds/{id}",
+    operation_id = "get_cloud",
+    params(("id" = Uuid, Path, description = "The cloud account")),
+    responses(
+        (status = 200, description = "The account", body = CloudAccount),
+        (status = 404, description = "No such cloud account", body = ErrorBody),
+    )
+)]
 pub async fn get(
     State(state): State<ApiState>,
     _: Principal,
@@ -199,6 +268,17 @@ pub async fn get(
     Ok(Json(state.store.cloud(id).await?))
 }
 
+/// Delete a cloud account (admin); refused with 409 while regions use it
+#[utoipa::path(
+    delete,
+    path = "/clouds/{id}",
+    operation_id = "delete_cloud",
+    params(("id" = Uuid, Path, description = "The cloud account")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 409, description = "Regions use the account", body = ErrorBody),
+    )
+)]
 pub async fn delete(
     State(state): State<ApiState>,
     principal: Principal,

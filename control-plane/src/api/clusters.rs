@@ -5,11 +5,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::ApiState;
 use super::auth::{Principal, Role};
-use super::error::{ApiError, Problems};
+use super::error::{ApiError, ErrorBody, Problems};
 use super::json::JsonBody;
 use crate::agents::install::{self, InstallBundle, InstallInputs};
 use crate::crypto::{BOOTSTRAP_TOKEN_PREFIX, OneTimeSecret};
@@ -18,22 +19,24 @@ use crate::domain::{ClusterRole, Provisioning};
 use crate::provisioner;
 use crate::store::{Cluster, NewCluster, NewTask, SessionRow, StoreError, Task, TaskInsert};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCluster {
     pub region_id: Uuid,
     pub name: String,
     #[serde(default = "user_role")]
+    #[schema(value_type = ClusterRole, default = "user")]
     pub role: String,
     pub api_endpoint: Option<String>,
     /// Provision the cluster with Terraform instead of registering an existing one.
     pub provision: Option<ProvisionRequest>,
     /// With `provision`: only plan (preview the resource changes); `POST /clusters/{id}/provision` applies.
     #[serde(default)]
+    #[schema(default = false)]
     pub plan_only: bool,
 }
 
-#[derive(Deserialize, Serialize)]
+#[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProvisionRequest {
     /// Root stack under terraform/region-cluster/; defaults to the region's cloud provider.
@@ -43,7 +46,7 @@ pub struct ProvisionRequest {
     pub variables: serde_json::Map<String, serde_json::Value>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ClusterCreated {
     #[serde(flatten)]
     pub cluster: Cluster,
@@ -55,6 +58,21 @@ fn user_role() -> String {
     "user".into()
 }
 
+/// Register an existing cluster by hand (operator)
+///
+/// With `provision`, the control plane provisions the cluster with Terraform instead, and the answer carries the
+/// Terraform task.
+#[utoipa::path(
+    post,
+    path = "/clusters",
+    operation_id = "create_cluster",
+    request_body = CreateCluster,
+    responses(
+        (status = 201, description = "Registered; status `registered` until its agent connects", body = ClusterCreated),
+        (status = 409, description = "The name is taken", body = ErrorBody),
+        (status = 422, description = "The request is invalid", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<ApiState>,
     principal: Principal,
@@ -173,7 +191,7 @@ async fn terraform_task(
     })
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TerraformRequest {
     pub idempotency_key: Option<String>,
@@ -235,6 +253,21 @@ async fn run_terraform(
     Ok((StatusCode::ACCEPTED, Json(task)))
 }
 
+/// Plan and apply the cluster's Terraform stack, then install its agent (operator)
+///
+/// The cluster becomes `ready` only when its agent is connected and has sent a heartbeat. `variables` replaces
+/// the stack variables first (to fix a failed input).
+#[utoipa::path(
+    post,
+    path = "/clusters/{id}/provision",
+    operation_id = "provision_cluster",
+    params(("id" = Uuid, Path, description = "The cluster")),
+    request_body = Option<TerraformRequest>,
+    responses(
+        (status = 202, description = "Queued", body = Task),
+        (status = 409, description = "The cluster was registered by hand", body = ErrorBody),
+    )
+)]
 pub async fn provision(
     State(state): State<ApiState>,
     principal: Principal,
@@ -252,6 +285,18 @@ pub async fn provision(
     .await
 }
 
+/// Preview the resource changes of the cluster's stack (operator); the task's `output.plan` lists them
+#[utoipa::path(
+    post,
+    path = "/clusters/{id}/plan",
+    operation_id = "plan_cluster",
+    params(("id" = Uuid, Path, description = "The cluster")),
+    request_body = Option<TerraformRequest>,
+    responses(
+        (status = 202, description = "Queued", body = Task),
+        (status = 409, description = "The cluster was registered by hand", body = ErrorBody),
+    )
+)]
 pub async fn plan(
     State(state): State<ApiState>,
     principal: Principal,
@@ -269,6 +314,18 @@ pub async fn plan(
     .await
 }
 
+/// Compare the cluster's real infrastructure with its state (`plan -detailed-exitcode`); result in `drift_status`
+#[utoipa::path(
+    post,
+    path = "/clusters/{id}/drift-check",
+    operation_id = "check_cluster_drift",
+    params(("id" = Uuid, Path, description = "The cluster")),
+    request_body = Option<TerraformRequest>,
+    responses(
+        (status = 202, description = "Queued", body = Task),
+        (status = 409, description = "The cluster was registered by hand", body = ErrorBody),
+    )
+)]
 pub async fn drift_check(
     State(state): State<ApiState>,
     principal: Principal,
@@ -286,6 +343,13 @@ pub async fn drift_check(
     .await
 }
 
+/// List clusters (not deleted) with their agent state
+#[utoipa::path(
+    get,
+    path = "/clusters",
+    operation_id = "list_clusters",
+    responses((status = 200, description = "Clusters", body = [Cluster]))
+)]
 pub async fn list(
     State(state): State<ApiState>,
     _: Principal,
@@ -293,7 +357,7 @@ pub async fn list(
     Ok(Json(state.store.clusters().await?))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ClusterDetail {
     #[serde(flatten)]
     pub cluster: Cluster,
@@ -301,6 +365,17 @@ pub struct ClusterDetail {
     pub sessions: Vec<SessionRow>,
 }
 
+/// Get a cluster with its recent agent sessions
+#[utoipa::path(
+    get,
+    path = "/clusters/{id}",
+    operation_id = "get_cluster",
+    params(("id" = Uuid, Path, description = "The cluster")),
+    responses(
+        (status = 200, description = "The cluster", body = ClusterDetail),
+        (status = 404, description = "No such cluster", body = ErrorBody),
+    )
+)]
 pub async fn get(
     State(state): State<ApiState>,
     _: Principal,
@@ -311,8 +386,20 @@ pub async fn get(
     Ok(Json(ClusterDetail { cluster, sessions }))
 }
 
-/// `POST /clusters/{id}/revoke-agent` (admin): revokes the cluster's agent certificates and unused bootstrap
-/// tokens at once on every replica, keeping the cluster; its agent needs a new bootstrap token.
+/// Revoke the cluster's agent certificates and unused bootstrap tokens, keeping the cluster (admin)
+///
+/// Every replica closes the agent's streams at once; the agent needs a new bootstrap token.
+#[utoipa::path(
+    post,
+    path = "/clusters/{id}/revoke-agent",
+    operation_id = "revoke_cluster_agent",
+    params(("id" = Uuid, Path, description = "The cluster")),
+    responses(
+        (status = 200, description = "The cluster", body = Cluster),
+        (status = 403, description = "The caller is not an admin", body = ErrorBody),
+        (status = 404, description = "No such cluster", body = ErrorBody),
+    )
+)]
 pub async fn revoke_agent(
     State(state): State<ApiState>,
     principal: Principal,
@@ -326,8 +413,21 @@ pub async fn revoke_agent(
     Ok(Json(state.store.cluster(id).await?))
 }
 
-/// Deletes a registered cluster at once (204); a provisioned one is destroyed through Terraform first (202 with
-/// the destroy task), and deleted when that succeeds.
+/// Delete a cluster (operator); revokes its agent, closes its streams, cancels its open tasks
+///
+/// A cluster provisioned with Terraform is destroyed first (202 with the destroy task) and deleted when that
+/// succeeds.
+#[utoipa::path(
+    delete,
+    path = "/clusters/{id}",
+    operation_id = "delete_cluster",
+    params(("id" = Uuid, Path, description = "The cluster")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 202, description = "Destroy queued", body = Task),
+        (status = 404, description = "No such cluster", body = ErrorBody),
+    )
+)]
 pub async fn delete(
     State(state): State<ApiState>,
     principal: Principal,
@@ -353,14 +453,15 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBootstrapToken {
     /// Lifetime of the token; defaults to the configured bootstrap token TTL (1 h).
+    #[schema(minimum = 60, maximum = 604800)]
     pub ttl_seconds: Option<u64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct BootstrapTokenCreated {
     /// Shown once; only its SHA-256 is stored.
     pub token: String,
@@ -371,6 +472,20 @@ pub struct BootstrapTokenCreated {
 
 const MAX_TOKEN_TTL_SECONDS: u64 = 7 * 24 * 3600;
 
+/// Create a one-time agent bootstrap token and install bundle (operator)
+///
+/// The token is returned once; only its SHA-256 is stored. It is single-use and expires (default 1 h).
+#[utoipa::path(
+    post,
+    path = "/clusters/{id}/bootstrap-tokens",
+    operation_id = "create_bootstrap_token",
+    params(("id" = Uuid, Path, description = "The cluster")),
+    request_body = Option<CreateBootstrapToken>,
+    responses(
+        (status = 201, description = "Token and install bundle", body = BootstrapTokenCreated),
+        (status = 404, description = "No such cluster", body = ErrorBody),
+    )
+)]
 pub async fn create_bootstrap_token(
     State(state): State<ApiState>,
     principal: Principal,

@@ -12,11 +12,13 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::Object;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::ApiState;
 use super::auth::Principal;
-use super::error::{ApiError, Problems};
+use super::error::{ApiError, ErrorBody, Problems};
 use crate::logs::{DemoLogCursor, DemoLogQuery, DemoLogRow, LEVELS};
 
 const DEFAULT_LIMIT: u64 = 200;
@@ -24,32 +26,55 @@ const MAX_LIMIT: u64 = 5000;
 /// How often a live tail looks for new lines.
 const TAIL_POLL: Duration = Duration::from_millis(500);
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LogsQuery {
     /// RFC 3339; lines at or after it.
+    #[param(format = DateTime)]
     pub since: Option<String>,
     /// RFC 3339; lines before it.
+    #[param(format = DateTime)]
     pub until: Option<String>,
     /// debug, info, warn or error: that level and more severe ones.
+    #[param(schema_with = min_level_schema)]
     pub level: Option<String>,
     /// Case-insensitive text the message contains.
+    #[param(min_length = 1, max_length = 500)]
     pub q: Option<String>,
     pub pod: Option<String>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
+    #[param(minimum = 1, maximum = 5000, default = 200)]
     pub limit: Option<u64>,
     /// Keep the response open and send new lines as server-sent events.
     #[serde(default)]
+    #[param(default = false)]
     pub follow: bool,
-    /// Only for `GET /logs`: one demo, one cluster.
+    /// Only for `GET /logs`: the lines of one demo.
     pub demo_id: Option<Uuid>,
+    /// Only for `GET /logs`: the lines of one cluster.
     pub cluster_id: Option<Uuid>,
 }
 
-#[derive(Serialize)]
+/// A log level, in the OpenAPI document.
+pub(super) fn level_schema() -> Object {
+    super::one_of(LEVELS)
+}
+
+/// The `level` parameter's schema carries its description: utoipa leaves that off a parameter with its own
+/// schema.
+fn min_level_schema() -> Object {
+    let mut schema = level_schema();
+    schema.description = Some("This level and more severe ones".into());
+    schema
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = DemoLogLine)]
 pub struct LogLineView {
     pub time: DateTime<Utc>,
+    #[schema(schema_with = level_schema)]
     pub level: String,
     pub message: String,
     pub demo_id: String,
@@ -60,7 +85,7 @@ pub struct LogLineView {
     pub container: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct DemoLogs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub demo_id: Option<Uuid>,
@@ -69,6 +94,26 @@ pub struct DemoLogs {
     pub next_cursor: Option<String>,
 }
 
+/// The demo's pod logs (stored in ClickHouse), filtered and paged, or followed live
+///
+/// Lines are in time order (ties broken by pod, container, message). Each carries the cluster, region,
+/// namespace, pod and container it came from. A line an agent resent is returned once. With follow=true the
+/// response is a server-sent event stream: every matching line as a `line` event (id = cursor), then new lines as
+/// they are stored.
+#[utoipa::path(
+    get,
+    path = "/demos/{id}/logs",
+    operation_id = "demo_logs",
+    params(("id" = Uuid, Path, description = "The demo"), LogsQuery),
+    responses(
+        (status = 200, description = "A page of lines, or (follow=true) an event stream", content(
+            (DemoLogs = "application/json"),
+            (String = "text/event-stream"),
+        )),
+        (status = 404, description = "No such demo", body = ErrorBody),
+        (status = 422, description = "A parameter is invalid", body = ErrorBody),
+    )
+)]
 pub async fn logs(
     State(state): State<ApiState>,
     _: Principal,
@@ -81,7 +126,20 @@ pub async fn logs(
     answer(state, query, params.follow, Some(id)).await
 }
 
-/// `GET /logs`: demo logs across demos, optionally of one demo or one cluster.
+/// Demo pod logs across demos (same filters, paging and follow mode as /demos/{id}/logs)
+#[utoipa::path(
+    get,
+    path = "/logs",
+    operation_id = "search_logs",
+    params(LogsQuery),
+    responses(
+        (status = 200, description = "A page of lines, or (follow=true) an event stream of `line` events", content(
+            (DemoLogs = "application/json"),
+            (String = "text/event-stream"),
+        )),
+        (status = 422, description = "A parameter is invalid", body = ErrorBody),
+    )
+)]
 pub async fn search(
     State(state): State<ApiState>,
     _: Principal,

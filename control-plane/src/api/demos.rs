@@ -4,18 +4,20 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::ApiState;
 use super::auth::{Principal, Role};
-use super::error::{ApiError, Problems};
+use super::error::{ApiError, ErrorBody, Problems};
 use super::json::JsonBody;
 use crate::domain::{DemoConfig, DemoStatus, RequestedRegion, StepState};
 use crate::store::{Demo, DemoChange, DemoInsert, DemoStep, DemoVersion, NewDemo};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateDemo {
+    #[schema(max_length = 40)]
     pub name: String,
     pub template: String,
     /// A template version; the latest revision when absent.
@@ -24,9 +26,12 @@ pub struct CreateDemo {
     pub image: Option<String>,
     /// A region id, or `auto`.
     pub region: String,
+    /// Overrides of the template's environment variables.
     #[serde(default)]
+    #[schema(value_type = BTreeMap<String, String>)]
     pub env: serde_json::Map<String, serde_json::Value>,
     #[serde(default = "one")]
+    #[schema(minimum = 0, maximum = 20, default = 1)]
     pub replicas: i32,
     pub idempotency_key: Option<String>,
 }
@@ -35,7 +40,7 @@ fn one() -> i32 {
     1
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct DemoDetail {
     #[serde(flatten)]
     pub demo: Demo,
@@ -108,6 +113,22 @@ fn check_env(
     checked
 }
 
+/// One-click deploy of a template + image to a region or `auto` (operator)
+///
+/// The deploy runs as steps (ensure_cluster, ensure_agent, render, apply, wait_ready, publish_url); a region
+/// without a cluster gets one provisioned. The same idempotency_key returns the first demo (200).
+#[utoipa::path(
+    post,
+    path = "/demos",
+    operation_id = "create_demo",
+    request_body = CreateDemo,
+    responses(
+        (status = 202, description = "Deploy started", body = DemoDetail),
+        (status = 200, description = "Existing demo with the same idempotency key", body = DemoDetail),
+        (status = 409, description = "The name is taken", body = ErrorBody),
+        (status = 422, description = "The request is invalid", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<ApiState>,
     principal: Principal,
@@ -195,6 +216,13 @@ pub async fn create(
     Ok((status, Json(DemoDetail { demo, steps })))
 }
 
+/// Demos (not deleted), newest first
+#[utoipa::path(
+    get,
+    path = "/demos",
+    operation_id = "list_demos",
+    responses((status = 200, description = "Demos", body = [Demo]))
+)]
 pub async fn list(
     State(state): State<ApiState>,
     _: Principal,
@@ -202,6 +230,17 @@ pub async fn list(
     Ok(Json(state.store.demos().await?))
 }
 
+/// A demo with the steps of its current deploy
+#[utoipa::path(
+    get,
+    path = "/demos/{id}",
+    operation_id = "get_demo",
+    params(("id" = Uuid, Path, description = "The demo")),
+    responses(
+        (status = 200, description = "The demo", body = DemoDetail),
+        (status = 404, description = "No such demo", body = ErrorBody),
+    )
+)]
 pub async fn get(
     State(state): State<ApiState>,
     _: Principal,
@@ -212,16 +251,20 @@ pub async fn get(
     Ok(Json(DemoDetail { demo, steps }))
 }
 
-#[derive(Deserialize, Default)]
+/// At least one field changes.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct UpdateDemo {
     pub image: Option<String>,
     /// Replaces the demo's environment overrides.
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
     pub env: Option<serde_json::Map<String, serde_json::Value>>,
+    #[schema(minimum = 0, maximum = 20)]
     pub replicas: Option<i32>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rollback {
     pub version: i32,
@@ -239,7 +282,20 @@ async fn change(
     Ok((StatusCode::ACCEPTED, Json(DemoDetail { demo, steps })))
 }
 
-/// `POST /demos/{id}/update`: a new image, environment or replica count, rolled out as a new version.
+/// Roll out a new image, environment or replica count as a new version (operator)
+#[utoipa::path(
+    post,
+    path = "/demos/{id}/update",
+    operation_id = "update_demo",
+    params(("id" = Uuid, Path, description = "The demo")),
+    request_body = UpdateDemo,
+    responses(
+        (status = 202, description = "New version queued", body = DemoDetail),
+        (status = 404, description = "No such demo", body = ErrorBody),
+        (status = 409, description = "The demo is being deleted", body = ErrorBody),
+        (status = 422, description = "The request is invalid", body = ErrorBody),
+    )
+)]
 pub async fn update(
     State(state): State<ApiState>,
     principal: Principal,
@@ -291,7 +347,18 @@ pub async fn update(
     .await
 }
 
-/// `POST /demos/{id}/rollback`: a new version with the template, image and config of an earlier one.
+/// A new version with the template, image and configuration of an earlier one (operator)
+#[utoipa::path(
+    post,
+    path = "/demos/{id}/rollback",
+    operation_id = "roll_back_demo",
+    params(("id" = Uuid, Path, description = "The demo")),
+    request_body = Rollback,
+    responses(
+        (status = 202, description = "New version queued", body = DemoDetail),
+        (status = 422, description = "The demo has no such version", body = ErrorBody),
+    )
+)]
 pub async fn rollback(
     State(state): State<ApiState>,
     principal: Principal,
@@ -318,7 +385,16 @@ pub async fn rollback(
     change(&state, id, change_to).await
 }
 
-/// `POST /demos/{id}/stop` (scale to zero, status offline) and `/start` (back to the replicas it had).
+/// Scale to zero; the demo becomes offline (operator)
+#[utoipa::path(
+    post,
+    path = "/demos/{id}/stop",
+    operation_id = "stop_demo",
+    params(("id" = Uuid, Path, description = "The demo")),
+    responses(
+        (status = 202, description = "New version queued", body = DemoDetail),
+    )
+)]
 pub async fn stop(
     State(state): State<ApiState>,
     principal: Principal,
@@ -353,6 +429,16 @@ async fn scale(
     .await
 }
 
+/// Back to the replica count it last had (operator)
+#[utoipa::path(
+    post,
+    path = "/demos/{id}/start",
+    operation_id = "start_demo",
+    params(("id" = Uuid, Path, description = "The demo")),
+    responses(
+        (status = 202, description = "New version queued", body = DemoDetail),
+    )
+)]
 pub async fn start(
     State(state): State<ApiState>,
     principal: Principal,
@@ -375,7 +461,22 @@ pub async fn start(
     .await
 }
 
-/// `DELETE /demos/{id}`: prune the demo's objects from its cluster, then close it (soft delete).
+/// Delete a demo (operator)
+///
+/// Runs the steps prune (the agent deletes every object labelled edgefleet.io/demo=<id>, Namespaces last) and
+/// close (status closed, deleted_at set: a soft delete, the record and its history stay readable). The demo goes
+/// offline at once and a deploy in flight is cancelled. Repeating the request while the delete runs returns the
+/// same demo.
+#[utoipa::path(
+    delete,
+    path = "/demos/{id}",
+    operation_id = "delete_demo",
+    params(("id" = Uuid, Path, description = "The demo")),
+    responses(
+        (status = 202, description = "Delete started", body = DemoDetail),
+        (status = 404, description = "No such demo", body = ErrorBody),
+    )
+)]
 pub async fn delete(
     State(state): State<ApiState>,
     principal: Principal,
@@ -391,7 +492,21 @@ pub async fn delete(
     Ok((StatusCode::ACCEPTED, Json(DemoDetail { demo, steps })))
 }
 
-/// `POST /demos/{id}/retry`: resume from the failed step.
+/// Resume the current deploy or delete from its failed step (operator)
+///
+/// The failed step becomes pending again as a new attempt (with a new task); the steps before it are not
+/// repeated.
+#[utoipa::path(
+    post,
+    path = "/demos/{id}/retry",
+    operation_id = "retry_demo",
+    params(("id" = Uuid, Path, description = "The demo")),
+    responses(
+        (status = 202, description = "Retry queued", body = DemoDetail),
+        (status = 404, description = "No such demo", body = ErrorBody),
+        (status = 409, description = "No step has failed", body = ErrorBody),
+    )
+)]
 pub async fn retry(
     State(state): State<ApiState>,
     principal: Principal,
@@ -404,7 +519,17 @@ pub async fn retry(
     Ok((StatusCode::ACCEPTED, Json(DemoDetail { demo, steps })))
 }
 
-/// `GET /demos/{id}/versions`: the version history, newest first.
+/// Version history, newest first
+#[utoipa::path(
+    get,
+    path = "/demos/{id}/versions",
+    operation_id = "list_demo_versions",
+    params(("id" = Uuid, Path, description = "The demo")),
+    responses(
+        (status = 200, description = "Versions", body = [DemoVersion]),
+        (status = 404, description = "No such demo", body = ErrorBody),
+    )
+)]
 pub async fn versions(
     State(state): State<ApiState>,
     _: Principal,
@@ -414,8 +539,21 @@ pub async fn versions(
     Ok(Json(state.store.demo_versions(id).await?))
 }
 
-/// `GET /demos/{id}/events`: server-sent events with each step transition of the current deploy (`step`), the
-/// demo's status (`demo`), and `done` when the deploy finished (all steps succeeded, or one failed).
+/// Live progress of the current deploy as server-sent events
+///
+/// Events: `step` ({version, step, state, message}) for every step transition, `demo` ({version, status,
+/// current_step, url, error}) when the demo changes, and `done` (succeeded or failed) when the deploy finished
+/// (all steps succeeded, or one failed); then the stream ends.
+#[utoipa::path(
+    get,
+    path = "/demos/{id}/events",
+    operation_id = "watch_demo",
+    params(("id" = Uuid, Path, description = "The demo")),
+    responses(
+        (status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
+        (status = 404, description = "No such demo", body = ErrorBody),
+    )
+)]
 pub async fn events(
     State(state): State<ApiState>,
     _: Principal,

@@ -3,6 +3,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::domain::taskspec::FieldProblem;
 use crate::store::StoreError;
@@ -15,15 +16,21 @@ pub struct ApiError {
     pub details: Vec<FieldProblem>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// Every error answer.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody<'a> {
+    #[schema(inline)]
     error: Inner<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Inner<'a> {
+    /// Stable machine-readable code: validation_failed, invalid_json, body_unreadable, unsupported_media_type,
+    /// unauthenticated, forbidden, csrf, rate_limited, not_found, conflict, internal.
     code: &'a str,
     message: &'a str,
+    /// For validation_failed: each field that is wrong, and why.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     details: &'a [FieldProblem],
 }
@@ -83,7 +90,7 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
+        let body = ErrorBody {
             error: Inner {
                 code: self.code,
                 message: &self.message,

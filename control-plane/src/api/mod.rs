@@ -15,15 +15,23 @@ mod tasks;
 mod templates;
 mod users;
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{Route, get};
 use axum::{Json, Router, middleware};
+use tower::{Layer, Service};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::routes;
 
 pub use auth::Role;
 pub use error::ApiError;
@@ -39,8 +47,6 @@ use crate::signing::TaskSigner;
 use crate::store::Store;
 use crate::supervisor::LoopHealth;
 
-/// The OpenAPI document, kept beside the handlers it describes.
-const OPENAPI_YAML: &str = include_str!("openapi.yaml");
 const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
 #[derive(Clone)]
@@ -57,118 +63,160 @@ pub struct ApiState {
     pub failing_loop_after: u32,
 }
 
-/// Every `/api/v1` route as (method, path), for the OpenAPI consistency test.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("get", "/api/v1/clouds"),
-    ("post", "/api/v1/clouds"),
-    ("get", "/api/v1/clouds/{id}"),
-    ("patch", "/api/v1/clouds/{id}"),
-    ("delete", "/api/v1/clouds/{id}"),
-    ("get", "/api/v1/regions"),
-    ("post", "/api/v1/regions"),
-    ("get", "/api/v1/regions/{id}"),
-    ("patch", "/api/v1/regions/{id}"),
-    ("get", "/api/v1/clusters"),
-    ("post", "/api/v1/clusters"),
-    ("get", "/api/v1/clusters/{id}"),
-    ("delete", "/api/v1/clusters/{id}"),
-    ("post", "/api/v1/clusters/{id}/provision"),
-    ("post", "/api/v1/clusters/{id}/plan"),
-    ("post", "/api/v1/clusters/{id}/drift-check"),
-    ("post", "/api/v1/clusters/{id}/bootstrap-tokens"),
-    ("post", "/api/v1/clusters/{id}/revoke-agent"),
-    ("post", "/api/v1/clusters/{id}/tasks"),
-    ("get", "/api/v1/demos"),
-    ("post", "/api/v1/demos"),
-    ("get", "/api/v1/demos/{id}"),
-    ("delete", "/api/v1/demos/{id}"),
-    ("post", "/api/v1/demos/{id}/retry"),
-    ("post", "/api/v1/demos/{id}/update"),
-    ("post", "/api/v1/demos/{id}/rollback"),
-    ("post", "/api/v1/demos/{id}/stop"),
-    ("post", "/api/v1/demos/{id}/start"),
-    ("get", "/api/v1/demos/{id}/versions"),
-    ("get", "/api/v1/demos/{id}/events"),
-    ("get", "/api/v1/demos/{id}/logs"),
-    ("get", "/api/v1/templates"),
-    ("get", "/api/v1/templates/{name}"),
-    ("get", "/api/v1/tasks"),
-    ("get", "/api/v1/tasks/{id}"),
-    ("post", "/api/v1/tasks/{id}/cancel"),
-    ("get", "/api/v1/tasks/{id}/logs"),
-    ("get", "/api/v1/logs"),
-    ("get", "/api/v1/session"),
-    ("post", "/api/v1/session"),
-    ("delete", "/api/v1/session"),
-    ("get", "/api/v1/users"),
-    ("post", "/api/v1/users"),
-    ("patch", "/api/v1/users/{id}"),
-    ("get", "/api/v1/api-tokens"),
-    ("post", "/api/v1/api-tokens"),
-    ("delete", "/api/v1/api-tokens/{id}"),
-    ("get", "/api/v1/audit"),
-];
+/// The frame of the OpenAPI document; its operations and schemas come from the handlers the router serves.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Edgefleet control plane API",
+        version = "1",
+        description = "REST API of the Edgefleet control plane. All operations except signing in need \
+            `Authorization: Bearer <API token>` (the console sends its session cookie instead, and an \
+            `X-CSRF-Token` header on every request that changes something). Errors have the shape \
+            `{\"error\": {\"code\": \"...\", \"message\": \"...\", \"details\": [{\"field\": \"...\", \"message\": \"...\"}]}}`. \
+            Roles: viewer (read), operator (clusters, tasks, demos), admin (everything)."
+    ),
+    servers((url = "/api/v1")),
+    security(("bearer" = [])),
+    modifiers(&BearerScheme)
+)]
+struct ApiDoc;
+
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+            );
+    }
+}
+
+/// A string schema with these values.
+fn one_of<'a>(values: impl IntoIterator<Item = &'a str>) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(values))
+        .build()
+}
+
+/// The operations that need a caller (an API token or a console session). Each `routes!` names the handlers of
+/// one path: utoipa-axum serves all of a group's handlers on each of its paths.
+fn authenticated_operations() -> Vec<UtoipaMethodRouter<ApiState>> {
+    vec![
+        routes!(clouds::list, clouds::create),
+        routes!(clouds::get, clouds::update, clouds::delete),
+        routes!(regions::list, regions::create),
+        routes!(regions::get, regions::update),
+        routes!(clusters::list, clusters::create),
+        routes!(clusters::get, clusters::delete),
+        routes!(clusters::create_bootstrap_token),
+        routes!(clusters::revoke_agent),
+        routes!(clusters::provision),
+        routes!(clusters::plan),
+        routes!(clusters::drift_check),
+        routes!(tasks::create),
+        routes!(demos::list, demos::create),
+        routes!(demos::get, demos::delete),
+        routes!(demos::retry),
+        routes!(demos::update),
+        routes!(demos::rollback),
+        routes!(demos::stop),
+        routes!(demos::start),
+        routes!(demos::versions),
+        routes!(demos::events),
+        routes!(demo_logs::logs),
+        routes!(templates::list),
+        routes!(templates::revisions),
+        routes!(tasks::list),
+        routes!(tasks::get),
+        routes!(tasks::cancel),
+        routes!(tasks::logs),
+        routes!(demo_logs::search),
+        routes!(session::current, session::logout),
+        routes!(users::list, users::create),
+        routes!(users::update),
+        routes!(users::list_tokens, users::create_token),
+        routes!(users::revoke_token),
+        routes!(audit::list),
+    ]
+}
+
+/// The operations anyone may call.
+fn open_operations() -> Vec<UtoipaMethodRouter<ApiState>> {
+    vec![routes!(session::login)]
+}
+
+/// The `/api/v1` routes with their OpenAPI document, both made from the operation lists above; `authenticate`
+/// wraps the operations that need a caller.
+fn api<L>(authenticate: L) -> OpenApiRouter<ApiState>
+where
+    L: Layer<Route> + Clone + Send + Sync + 'static,
+    L::Service: Service<Request> + Clone + Send + Sync + 'static,
+    <L::Service as Service<Request>>::Response: IntoResponse + 'static,
+    <L::Service as Service<Request>>::Error: Into<Infallible> + 'static,
+    <L::Service as Service<Request>>::Future: Send + 'static,
+{
+    let authenticated = authenticated_operations()
+        .into_iter()
+        .fold(
+            OpenApiRouter::with_openapi(ApiDoc::openapi()),
+            OpenApiRouter::routes,
+        )
+        .route_layer(authenticate);
+    let mut api = open_operations()
+        .into_iter()
+        .fold(authenticated, OpenApiRouter::routes);
+    leave_out_optional_bodies(api.get_openapi_mut());
+    api
+}
+
+/// utoipa documents an optional request body (`Option<T>`) as one that may be `null`; the API takes either no
+/// body or a `T`, so the schema is `T` (the body stays not required).
+fn leave_out_optional_bodies(openapi: &mut utoipa::openapi::OpenApi) {
+    let is_null = |schema: &RefOr<Schema>| match schema {
+        RefOr::T(Schema::Object(object)) => object.schema_type == SchemaType::Type(Type::Null),
+        _ => false,
+    };
+    for item in openapi.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let Some(RefOr::T(body)) = &mut operation.request_body else {
+                continue;
+            };
+            for content in body.content.values_mut() {
+                if let RefOr::T(content) = content
+                    && let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema
+                    && let [first, second] = one_of.items.as_slice()
+                    && (is_null(first) || is_null(second))
+                {
+                    let body = if is_null(first) { second } else { first };
+                    content.schema = Some(body.clone());
+                }
+            }
+        }
+    }
+}
 
 pub fn router(state: ApiState) -> Router {
-    let api = Router::new()
-        .route("/clouds", get(clouds::list).post(clouds::create))
-        .route(
-            "/clouds/{id}",
-            get(clouds::get)
-                .patch(clouds::update)
-                .delete(clouds::delete),
-        )
-        .route("/regions", get(regions::list).post(regions::create))
-        .route("/regions/{id}", get(regions::get).patch(regions::update))
-        .route("/clusters", get(clusters::list).post(clusters::create))
-        .route(
-            "/clusters/{id}",
-            get(clusters::get).delete(clusters::delete),
-        )
-        .route(
-            "/clusters/{id}/bootstrap-tokens",
-            post(clusters::create_bootstrap_token),
-        )
-        .route("/clusters/{id}/revoke-agent", post(clusters::revoke_agent))
-        .route("/clusters/{id}/provision", post(clusters::provision))
-        .route("/clusters/{id}/plan", post(clusters::plan))
-        .route("/clusters/{id}/drift-check", post(clusters::drift_check))
-        .route("/clusters/{id}/tasks", post(tasks::create))
-        .route("/demos", get(demos::list).post(demos::create))
-        .route("/demos/{id}", get(demos::get).delete(demos::delete))
-        .route("/demos/{id}/retry", post(demos::retry))
-        .route("/demos/{id}/update", post(demos::update))
-        .route("/demos/{id}/rollback", post(demos::rollback))
-        .route("/demos/{id}/stop", post(demos::stop))
-        .route("/demos/{id}/start", post(demos::start))
-        .route("/demos/{id}/versions", get(demos::versions))
-        .route("/demos/{id}/events", get(demos::events))
-        .route("/demos/{id}/logs", get(demo_logs::logs))
-        .route("/templates", get(templates::list))
-        .route("/templates/{name}", get(templates::revisions))
-        .route("/tasks", get(tasks::list))
-        .route("/tasks/{id}", get(tasks::get))
-        .route("/tasks/{id}/cancel", post(tasks::cancel))
-        .route("/tasks/{id}/logs", get(tasks::logs))
-        .route("/logs", get(demo_logs::search))
-        .route("/session", get(session::current).delete(session::logout))
-        .route("/users", get(users::list).post(users::create))
-        .route("/users/{id}", axum::routing::patch(users::update))
-        .route(
-            "/api-tokens",
-            get(users::list_tokens).post(users::create_token),
-        )
-        .route(
-            "/api-tokens/{id}",
-            axum::routing::delete(users::revoke_token),
-        )
-        .route("/audit", get(audit::list))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::authenticate,
-        ))
-        .route("/session", post(session::login))
-        .route("/openapi.json", get(openapi))
+    let (api, document) = api(middleware::from_fn_with_state(
+        state.clone(),
+        auth::authenticate,
+    ))
+    .split_for_parts();
+    let document = Json(document);
+    let api = api
+        // The document itself is not one of its operations.
+        .route("/openapi.json", get(move || async move { document }))
         .fallback(|| async { ApiError::not_found("no such API endpoint") })
         .layer(middleware::from_fn_with_state(state.clone(), audit::record))
         // API answers carry secrets and per-user data: no cache may keep them.
@@ -199,12 +247,6 @@ pub fn router(state: ApiState) -> Router {
         ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
-}
-
-async fn openapi() -> impl IntoResponse {
-    let doc: serde_json::Value =
-        serde_yaml::from_str(OPENAPI_YAML).expect("openapi.yaml is valid YAML (tested)");
-    Json(doc)
 }
 
 /// Ready when PostgreSQL and ClickHouse both answer and no background loop keeps failing. The answer is
@@ -242,26 +284,150 @@ async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::Value;
+    use tower::layer::util::Identity;
+
     use super::*;
 
-    #[test]
-    fn openapi_documents_every_route_and_nothing_else() {
-        let doc: serde_json::Value = serde_yaml::from_str(OPENAPI_YAML).unwrap();
-        let paths = doc["paths"].as_object().unwrap();
-        let mut documented = Vec::new();
-        for (path, ops) in paths {
-            for method in ops.as_object().unwrap().keys() {
-                if method != "parameters" {
-                    documented.push((method.clone(), format!("/api/v1{path}")));
+    const METHODS: &[&str] = &[
+        "get", "put", "post", "delete", "options", "head", "patch", "trace",
+    ];
+
+    /// (method, path) of every operation in `paths`, an OpenAPI paths object.
+    fn operations(paths: &Value, prefix: &str) -> BTreeSet<(String, String)> {
+        let mut found = BTreeSet::new();
+        for (path, item) in paths.as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                if METHODS.contains(&method.as_str()) {
+                    found.insert((method.clone(), format!("{prefix}{path}")));
                 }
             }
         }
-        documented.sort();
-        let mut routes: Vec<(String, String)> = ROUTES
-            .iter()
-            .map(|(m, p)| (m.to_string(), p.to_string()))
-            .collect();
-        routes.sort();
-        assert_eq!(documented, routes);
+        found
+    }
+
+    /// What the router serves under `/api/v1` besides the document itself: utoipa-axum routes each group on
+    /// its path with the methods of its handlers' `#[utoipa::path]`.
+    fn served(groups: Vec<UtoipaMethodRouter<ApiState>>) -> BTreeSet<(String, String)> {
+        let mut served = BTreeSet::new();
+        for (_, paths, _) in groups {
+            let paths = serde_json::to_value(&paths).unwrap();
+            assert_eq!(
+                paths.as_object().unwrap().len(),
+                1,
+                "one routes! names handlers of several paths, and axum would serve all of them on each: {paths}"
+            );
+            served.extend(operations(&paths, "/api/v1"));
+        }
+        served
+    }
+
+    fn document() -> Value {
+        serde_json::to_value(api(Identity::new()).into_openapi()).unwrap()
+    }
+
+    #[test]
+    fn the_document_lists_every_route_the_router_serves_and_nothing_else() {
+        let document = document();
+        let base = document["servers"][0]["url"].as_str().unwrap();
+        assert_eq!(base, "/api/v1", "the router nests the API there");
+        let documented = operations(&document["paths"], base);
+        let open = served(open_operations());
+        let mut served = served(authenticated_operations());
+        served.extend(open.iter().cloned());
+        assert_eq!(documented, served);
+
+        // Only signing in is open; everything else falls back to the document's bearer requirement.
+        assert_eq!(document["security"], serde_json::json!([{"bearer": []}]));
+        let mut operation_ids = BTreeSet::new();
+        for (method, path) in &documented {
+            let operation = &document["paths"][&path[base.len()..]][method];
+            let security = &operation["security"];
+            if open.contains(&(method.clone(), path.clone())) {
+                assert_eq!(security, &serde_json::json!([{}]), "{method} {path}");
+            } else {
+                assert!(security.is_null(), "{method} {path} has its own security");
+            }
+            assert!(
+                operation["summary"].as_str().is_some_and(|s| !s.is_empty()),
+                "{method} {path} has no summary"
+            );
+            let id = operation["operationId"].as_str().unwrap();
+            assert!(operation_ids.insert(id), "operationId {id} is used twice");
+            // A path parameter the document does not declare could not be filled in by a client.
+            let declared: BTreeSet<&str> = operation["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "path")
+                .map(|p| p["name"].as_str().unwrap())
+                .collect();
+            let in_path: BTreeSet<&str> = path
+                .split('/')
+                .filter_map(|part| part.strip_prefix('{')?.strip_suffix('}'))
+                .collect();
+            assert_eq!(declared, in_path, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn schemas_come_from_the_types() {
+        let document = document();
+        let schemas = &document["components"]["schemas"];
+        assert_eq!(
+            schemas["TaskState"]["enum"],
+            serde_json::json!([
+                "pending",
+                "leased",
+                "running",
+                "succeeded",
+                "failed",
+                "cancelled"
+            ])
+        );
+        let body = &document["paths"]["/clusters"]["post"]["requestBody"];
+        assert_eq!(body["required"], true);
+        let reference = body["content"]["application/json"]["schema"]["$ref"]
+            .as_str()
+            .unwrap();
+        let create = &schemas[reference.trim_start_matches("#/components/schemas/")];
+        let required = create["required"].as_array().unwrap();
+        assert!(required.contains(&"region_id".into()), "{create}");
+        assert_eq!(
+            create["additionalProperties"], false,
+            "unknown fields are refused"
+        );
+        assert_eq!(
+            schemas["Error"]["properties"]["error"]["required"],
+            serde_json::json!(["code", "message"])
+        );
+        let optional = &document["paths"]["/clusters/{id}/provision"]["post"]["requestBody"];
+        assert!(optional["required"].is_null(), "{optional}");
+        assert_eq!(
+            optional["content"]["application/json"]["schema"],
+            serde_json::json!({"$ref": "#/components/schemas/TerraformRequest"})
+        );
+        assert_refs_resolve(&document, &document);
+    }
+
+    fn assert_refs_resolve(document: &Value, value: &Value) {
+        match value {
+            Value::Object(entries) => {
+                if let Some(Value::String(target)) = entries.get("$ref") {
+                    let pointer = target.strip_prefix('#').unwrap();
+                    assert!(
+                        document.pointer(pointer).is_some(),
+                        "{target} is not in the document"
+                    );
+                }
+                entries
+                    .values()
+                    .for_each(|v| assert_refs_resolve(document, v));
+            }
+            Value::Array(items) => items.iter().for_each(|v| assert_refs_resolve(document, v)),
+            _ => {}
+        }
     }
 }

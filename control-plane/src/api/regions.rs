@@ -4,22 +4,27 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::ApiState;
 use super::auth::{Principal, Role};
-use super::error::{ApiError, Problems};
+use super::error::{ApiError, ErrorBody, Problems};
 use super::json::JsonBody;
 use crate::store::{NewRegion, Region};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRegion {
     pub cloud_account_id: Uuid,
     /// Provider region code, e.g. `ap-shanghai` or `us-east-1`.
+    #[schema(example = "ap-shanghai")]
     pub code: String,
+    /// Defaults to the code.
+    #[schema(max_length = 100)]
     pub display_name: Option<String>,
     #[serde(default = "enabled_by_default")]
+    #[schema(default = true)]
     pub enabled: bool,
 }
 
@@ -27,6 +32,18 @@ fn enabled_by_default() -> bool {
     true
 }
 
+/// Add a region to a cloud account (admin)
+#[utoipa::path(
+    post,
+    path = "/regions",
+    operation_id = "create_region",
+    request_body = CreateRegion,
+    responses(
+        (status = 201, description = "Created", body = Region),
+        (status = 409, description = "The account has this region already", body = ErrorBody),
+        (status = 422, description = "The request is invalid", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<ApiState>,
     principal: Principal,
@@ -63,6 +80,13 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(region)))
 }
 
+/// List regions
+#[utoipa::path(
+    get,
+    path = "/regions",
+    operation_id = "list_regions",
+    responses((status = 200, description = "Regions", body = [Region]))
+)]
 pub async fn list(
     State(state): State<ApiState>,
     _: Principal,
@@ -70,6 +94,17 @@ pub async fn list(
     Ok(Json(state.store.regions().await?))
 }
 
+/// Get a region
+#[utoipa::path(
+    get,
+    path = "/regions/{id}",
+    operation_id = "get_region",
+    params(("id" = Uuid, Path, description = "The region")),
+    responses(
+        (status = 200, description = "The region", body = Region),
+        (status = 404, description = "No such region", body = ErrorBody),
+    )
+)]
 pub async fn get(
     State(state): State<ApiState>,
     _: Principal,
@@ -78,14 +113,29 @@ pub async fn get(
     Ok(Json(state.store.region(id).await?))
 }
 
-#[derive(Deserialize)]
+/// At least one field changes.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct UpdateRegion {
     pub enabled: Option<bool>,
+    #[schema(max_length = 100)]
     pub display_name: Option<String>,
 }
 
-/// `PATCH /regions/{id}`: enable or disable a region (disabled regions take no new demos), or rename it.
+/// Enable or disable a region, or rename it (admin); disabled regions take no new demos
+#[utoipa::path(
+    patch,
+    path = "/regions/{id}",
+    operation_id = "update_region",
+    params(("id" = Uuid, Path, description = "The region")),
+    request_body = UpdateRegion,
+    responses(
+        (status = 200, description = "The changed region", body = Region),
+        (status = 404, description = "No such region", body = ErrorBody),
+        (status = 422, description = "The request is invalid", body = ErrorBody),
+    )
+)]
 pub async fn update(
     State(state): State<ApiState>,
     principal: Principal,

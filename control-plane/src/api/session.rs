@@ -11,12 +11,13 @@ use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::ApiState;
 use super::audit::AuditActor;
 use super::auth::{Principal, Via, session_cookie_name, session_limits, unauthenticated};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::json::JsonBody;
 use crate::crypto::{OneTimeSecret, SESSION_TOKEN_PREFIX, hash_password, verify_password};
 use crate::store::ThrottleKeys;
@@ -28,29 +29,48 @@ const ADDRESS_LIMIT_FACTOR: i64 = 4;
 /// How much of a username an audit row keeps.
 const AUDITED_USERNAME_CHARS: usize = 100;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
     pub username: String,
+    #[schema(format = Password)]
     pub password: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SessionUserView {
+    /// Absent for API tokens.
     pub id: Option<Uuid>,
     pub username: String,
+    #[schema(value_type = super::Role)]
     pub role: &'static str,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Session)]
 pub struct SessionView {
+    #[schema(inline)]
     pub user: SessionUserView,
     /// Send as `X-CSRF-Token` on every request that changes something; absent for API tokens.
     pub csrf_token: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-/// `POST /session`: signs in and sets the session cookie.
+/// Sign in to the console (sets an HttpOnly, SameSite=Strict session cookie; Secure unless console.secure_cookies is off)
+///
+/// No authentication. Failed attempts are limited per username and per address within 15 minutes (429).
+#[utoipa::path(
+    post,
+    path = "/session",
+    operation_id = "sign_in",
+    security(()),
+    request_body = Login,
+    responses(
+        (status = 200, description = "Signed in", body = SessionView),
+        (status = 401, description = "Wrong username or password", body = ErrorBody),
+        (status = 429, description = "Too many failed sign-ins", body = ErrorBody),
+    )
+)]
 pub async fn login(
     State(state): State<ApiState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -142,7 +162,16 @@ pub async fn login(
     Ok(response)
 }
 
-/// `GET /session`: who is signed in, the CSRF token, and when the session ends if idle.
+/// The signed-in user (or API token), the CSRF token to send as X-CSRF-Token, and when the session ends if idle
+#[utoipa::path(
+    get,
+    path = "/session",
+    operation_id = "current_session",
+    responses(
+        (status = 200, description = "The session", body = SessionView),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+    )
+)]
 pub async fn current(principal: Principal) -> Json<SessionView> {
     let (id, csrf_token, expires_at) = match &principal.via {
         Via::Session(session) => (
@@ -163,7 +192,13 @@ pub async fn current(principal: Principal) -> Json<SessionView> {
     })
 }
 
-/// `DELETE /session`: ends the session and clears the cookie.
+/// Sign out (the session is revoked and the cookie cleared)
+#[utoipa::path(
+    delete,
+    path = "/session",
+    operation_id = "sign_out",
+    responses((status = 204, description = "Signed out"))
+)]
 pub async fn logout(
     State(state): State<ApiState>,
     principal: Principal,

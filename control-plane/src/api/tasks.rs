@@ -4,33 +4,65 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::Object;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::ApiState;
 use super::auth::{Principal, Role};
-use super::error::{ApiError, Problems};
+use super::error::{ApiError, ErrorBody, Problems};
 use super::json::JsonBody;
 use crate::domain::taskspec::{ApplyPayload, TaskSpec, Tier};
 use crate::domain::{TaskKind, TaskState};
 use crate::logs::TaskLogLine;
 use crate::store::{NewTask, Task, TaskEvent, TaskFilter, TaskInsert};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTask {
+    #[schema(schema_with = submitted_kinds)]
     pub kind: String,
-    /// For `apply`: multi-document Kubernetes YAML.
+    /// For `apply`: multi-document Kubernetes YAML; each document needs apiVersion, kind and metadata.name.
     pub manifest: Option<String>,
+    /// How long to wait for Deployments to become available; 0 = do not wait.
+    #[schema(minimum = 0, maximum = 3600, default = 300)]
     pub wait_timeout_seconds: Option<u32>,
+    /// Take ownership of fields another field manager owns.
     #[serde(default)]
+    #[schema(default = false)]
     pub force_conflicts: bool,
     /// The same key on the same cluster returns the task created first instead of a new one.
+    #[schema(min_length = 1, max_length = 200)]
     pub idempotency_key: Option<String>,
+    #[schema(minimum = 1, maximum = 20, default = 3)]
     pub max_attempts: Option<i32>,
     /// Free text recorded as the task's reason.
     pub reason: Option<String>,
 }
 
+/// The kinds of task the API takes.
+fn submitted_kinds() -> Object {
+    super::one_of([TaskKind::Apply.as_str()])
+}
+
+/// Submit a task to the cluster's agent (operator)
+///
+/// With an idempotency key, repeating the request returns the first task (200) instead of creating another; the
+/// same key with a different request is a 409.
+#[utoipa::path(
+    post,
+    path = "/clusters/{id}/tasks",
+    operation_id = "create_task",
+    params(("id" = Uuid, Path, description = "The cluster")),
+    request_body = CreateTask,
+    responses(
+        (status = 201, description = "Created", body = Task),
+        (status = 200, description = "Existing task with the same idempotency key", body = Task),
+        (status = 404, description = "No such cluster", body = ErrorBody),
+        (status = 409, description = "The idempotency key was used for another request", body = ErrorBody),
+        (status = 422, description = "The request is invalid", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<ApiState>,
     principal: Principal,
@@ -98,14 +130,29 @@ pub async fn create(
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     pub cluster_id: Option<Uuid>,
+    #[param(value_type = Option<TaskState>)]
     pub state: Option<String>,
+    #[param(minimum = 1, maximum = 500, default = 50)]
     pub limit: Option<i64>,
+    #[param(minimum = 0, default = 0)]
     pub offset: Option<i64>,
 }
 
+/// List tasks, newest first
+#[utoipa::path(
+    get,
+    path = "/tasks",
+    operation_id = "list_tasks",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Tasks", body = [Task]),
+        (status = 422, description = "A parameter is invalid", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<ApiState>,
     _: Principal,
@@ -134,13 +181,24 @@ pub async fn list(
     Ok(Json(state.store.tasks(&filter).await?))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct TaskDetail {
     #[serde(flatten)]
     pub task: Task,
     pub events: Vec<TaskEvent>,
 }
 
+/// Get a task with its state, attempts, per-object results and events
+#[utoipa::path(
+    get,
+    path = "/tasks/{id}",
+    operation_id = "get_task",
+    params(("id" = Uuid, Path, description = "The task")),
+    responses(
+        (status = 200, description = "The task", body = TaskDetail),
+        (status = 404, description = "No such task", body = ErrorBody),
+    )
+)]
 pub async fn get(
     State(state): State<ApiState>,
     _: Principal,
@@ -151,6 +209,18 @@ pub async fn get(
     Ok(Json(TaskDetail { task, events }))
 }
 
+/// Cancel a task that has not finished (operator); an agent running it is told to stop
+#[utoipa::path(
+    post,
+    path = "/tasks/{id}/cancel",
+    operation_id = "cancel_task",
+    params(("id" = Uuid, Path, description = "The task")),
+    responses(
+        (status = 200, description = "Cancelled", body = Task),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 409, description = "The task has finished", body = ErrorBody),
+    )
+)]
 pub async fn cancel(
     State(state): State<ApiState>,
     principal: Principal,
@@ -162,24 +232,28 @@ pub async fn cancel(
     Ok(Json(task))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogQuery {
     /// Only lines after this time (Unix nanoseconds), for paging and tailing.
     pub after: Option<i64>,
+    #[param(minimum = 1, maximum = 10000, default = 1000)]
     pub limit: Option<u64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = TaskLogLine)]
 pub struct LogLineView {
     pub time: chrono::DateTime<chrono::Utc>,
     pub ts_nanos: i64,
+    #[schema(schema_with = super::demo_logs::level_schema)]
     pub level: String,
     pub message: String,
     pub fields: serde_json::Value,
     pub source: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct TaskLogs {
     pub task_id: Uuid,
     pub lines: Vec<LogLineView>,
@@ -187,6 +261,18 @@ pub struct TaskLogs {
     pub next_after: Option<i64>,
 }
 
+/// The task's log lines from ClickHouse, in time order
+#[utoipa::path(
+    get,
+    path = "/tasks/{id}/logs",
+    operation_id = "task_logs",
+    params(("id" = Uuid, Path, description = "The task"), LogQuery),
+    responses(
+        (status = 200, description = "Log lines", body = TaskLogs),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 422, description = "A parameter is invalid", body = ErrorBody),
+    )
+)]
 pub async fn logs(
     State(state): State<ApiState>,
     _: Principal,

@@ -3,19 +3,30 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::ApiState;
 use super::auth::Principal;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::store::TemplateRow;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Every revision instead of only the latest of each template.
     #[serde(default)]
+    #[param(default = false)]
     pub all: bool,
 }
 
+/// Image templates (the latest revision of each; every revision with all=true)
+#[utoipa::path(
+    get,
+    path = "/templates",
+    operation_id = "list_templates",
+    params(ListQuery),
+    responses((status = 200, description = "Templates", body = [TemplateRow]))
+)]
 pub async fn list(
     State(state): State<ApiState>,
     _: Principal,
@@ -24,6 +35,17 @@ pub async fn list(
     Ok(Json(state.store.templates(query.all).await?))
 }
 
+/// Every revision of one template, newest first
+#[utoipa::path(
+    get,
+    path = "/templates/{name}",
+    operation_id = "list_template_revisions",
+    params(("name" = String, Path, description = "The template's name")),
+    responses(
+        (status = 200, description = "Revisions", body = [TemplateRow]),
+        (status = 404, description = "No such template", body = ErrorBody),
+    )
+)]
 pub async fn revisions(
     State(state): State<ApiState>,
     _: Principal,

@@ -5,11 +5,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{Duration, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::ApiState;
 use super::auth::{Principal, Role};
-use super::error::{ApiError, Problems};
+use super::error::{ApiError, ErrorBody, Problems};
 use super::json::JsonBody;
 use crate::crypto::{API_TOKEN_PREFIX, OneTimeSecret, hash_password};
 use crate::store::{ApiToken, User};
@@ -39,6 +40,16 @@ async fn hash(password: String) -> Result<String, ApiError> {
         .map_err(ApiError::internal)
 }
 
+/// Console users (admin)
+#[utoipa::path(
+    get,
+    path = "/users",
+    operation_id = "list_users",
+    responses(
+        (status = 200, description = "Users", body = [User]),
+        (status = 403, description = "The caller is not an admin", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<ApiState>,
     principal: Principal,
@@ -47,14 +58,29 @@ pub async fn list(
     Ok(Json(state.store.users().await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub username: String,
+    #[schema(min_length = 12, format = Password)]
     pub password: String,
+    #[schema(value_type = Role)]
     pub role: String,
 }
 
+/// Add a user (admin); the password is stored as an argon2id hash
+#[utoipa::path(
+    post,
+    path = "/users",
+    operation_id = "create_user",
+    request_body = CreateUser,
+    responses(
+        (status = 201, description = "Added", body = User),
+        (status = 409, description = "The username is taken", body = ErrorBody),
+        (status = 422, description = "The request is invalid", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<ApiState>,
     principal: Principal,
@@ -77,16 +103,34 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
-#[derive(Deserialize)]
+/// At least one field changes.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct UpdateUser {
+    #[schema(value_type = Option<Role>)]
     pub role: Option<String>,
     pub disabled: Option<bool>,
+    #[schema(min_length = 12, format = Password)]
     pub password: Option<String>,
 }
 
-/// `PATCH /users/{id}`: role, disabled, password. Any change ends the user's sessions; the last enabled admin
-/// cannot be demoted or disabled.
+/// Change a user's role, disable/enable them, or set a new password (admin); their sessions end
+///
+/// The last enabled admin cannot be demoted or disabled (409).
+#[utoipa::path(
+    patch,
+    path = "/users/{id}",
+    operation_id = "update_user",
+    params(("id" = Uuid, Path, description = "The user")),
+    request_body = UpdateUser,
+    responses(
+        (status = 200, description = "Changed", body = User),
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 409, description = "The user is the last enabled admin", body = ErrorBody),
+        (status = 422, description = "The request is invalid", body = ErrorBody),
+    )
+)]
 pub async fn update(
     State(state): State<ApiState>,
     principal: Principal,
@@ -144,6 +188,13 @@ pub async fn update(
     Ok(Json(user))
 }
 
+/// API tokens (admin); never their values
+#[utoipa::path(
+    get,
+    path = "/api-tokens",
+    operation_id = "list_api_tokens",
+    responses((status = 200, description = "Tokens", body = [ApiToken]))
+)]
 pub async fn list_tokens(
     State(state): State<ApiState>,
     principal: Principal,
@@ -152,16 +203,19 @@ pub async fn list_tokens(
     Ok(Json(state.store.api_tokens().await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
+    #[schema(max_length = 100)]
     pub name: String,
+    #[schema(value_type = Role)]
     pub role: String,
     /// Expiry in days (1-3650); none = no expiry.
+    #[schema(minimum = 1, maximum = 3650)]
     pub ttl_days: Option<i64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct CreatedToken {
     #[serde(flatten)]
     pub token: ApiToken,
@@ -170,6 +224,17 @@ pub struct CreatedToken {
     pub secret: String,
 }
 
+/// Create an API token for scripts (admin); the response holds the token, shown this once
+#[utoipa::path(
+    post,
+    path = "/api-tokens",
+    operation_id = "create_api_token",
+    request_body = CreateToken,
+    responses(
+        (status = 201, description = "Created", body = CreatedToken),
+        (status = 422, description = "The request is invalid", body = ErrorBody),
+    )
+)]
 pub async fn create_token(
     State(state): State<ApiState>,
     principal: Principal,
@@ -210,6 +275,17 @@ pub async fn create_token(
     ))
 }
 
+/// Revoke an API token (admin)
+#[utoipa::path(
+    delete,
+    path = "/api-tokens/{id}",
+    operation_id = "revoke_api_token",
+    params(("id" = Uuid, Path, description = "The API token")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "No such API token", body = ErrorBody),
+    )
+)]
 pub async fn revoke_token(
     State(state): State<ApiState>,
     principal: Principal,

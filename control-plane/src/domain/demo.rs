@@ -122,7 +122,7 @@ impl DemoEnd {
 
 /// What a demo version runs besides its template and image. Stored as JSON; the API checks the rules before one
 /// is made.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DemoConfig {
     /// Overrides and additions to the template's environment defaults.

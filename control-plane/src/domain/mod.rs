@@ -3,8 +3,8 @@
 //! them is an error at the boundary instead of a string compared somewhere else. No I/O lives here.
 
 /// Declares a closed set of values stored and sent as text: the enum, its text (one literal per variant is the
-/// only spelling anywhere), `Display`/`FromStr`, serde as a string, and PostgreSQL text encoding that refuses a
-/// stored value outside the set.
+/// only spelling anywhere), `Display`/`FromStr`, serde as a string, its OpenAPI schema (a string of those
+/// values), and PostgreSQL text encoding that refuses a stored value outside the set.
 macro_rules! text_enum {
     (
         $(#[$meta:meta])*
@@ -58,6 +58,17 @@ macro_rules! text_enum {
                 text.parse().map_err(::serde::de::Error::custom)
             }
         }
+
+        impl ::utoipa::PartialSchema for $name {
+            fn schema() -> ::utoipa::openapi::RefOr<::utoipa::openapi::schema::Schema> {
+                ::utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(::utoipa::openapi::schema::Type::String)
+                    .enum_values(Some(Self::ALL.iter().map(|v| v.as_str())))
+                    .into()
+            }
+        }
+
+        impl ::utoipa::ToSchema for $name {}
 
         impl ::sqlx::Type<::sqlx::Postgres> for $name {
             fn type_info() -> ::sqlx::postgres::PgTypeInfo {

@@ -161,7 +161,7 @@ pub const MAX_WAIT_TIMEOUT_SECONDS: u32 = 3600;
 pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
 
 /// A problem with one part of a submitted task, named so a person can find it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldProblem {
     pub field: String,
     pub message: String,

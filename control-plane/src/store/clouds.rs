@@ -2,19 +2,21 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use sqlx::AssertSqlSafe;
 
 use super::{Store, StoreError, unique_violation};
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct CloudAccount {
     pub id: Uuid,
     pub name: String,
     pub provider: String,
     /// Names of the credential fields that are set; values are write-only.
     pub credential_fields: Vec<String>,
+    #[schema(value_type = BTreeMap<String, String>)]
     pub tags: serde_json::Value,
     pub region_count: i64,
     pub created_at: DateTime<Utc>,

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use sqlx::AssertSqlSafe;
@@ -9,7 +10,7 @@ use sqlx::AssertSqlSafe;
 use super::{Store, StoreError, unique_violation};
 use crate::domain::{ClusterRole, ClusterStatus, DriftStatus, Provisioning};
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Cluster {
     pub id: Uuid,
     pub region_id: Uuid,
@@ -31,7 +32,7 @@ pub struct Cluster {
     pub deleted_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct AgentStatus {
     /// An agent stream is open and has been heard from within three heartbeat intervals.
     #[sqlx(rename = "agent_connected")]

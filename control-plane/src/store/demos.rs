@@ -5,6 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::types::Json;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{Store, StoreError};
@@ -20,17 +21,21 @@ fn final_task_states() -> Vec<TaskState> {
         .collect()
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Demo {
     pub id: Uuid,
     pub name: String,
     pub owner: String,
     pub template_id: Uuid,
     pub image: String,
+    /// A region id, or `auto`.
+    #[schema(value_type = String)]
     pub requested_region: RequestedRegion,
     pub region_id: Option<Uuid>,
+    /// Why this region and cluster were chosen.
     pub region_reason: Option<String>,
     pub cluster_id: Option<Uuid>,
+    #[schema(value_type = DemoConfig)]
     pub config: Json<DemoConfig>,
     pub version: i32,
     pub status: DemoStatus,
@@ -41,10 +46,11 @@ pub struct Demo {
     pub updated_at: DateTime<Utc>,
     /// Set by a delete request; the demo is `deleted_at` once its objects are gone.
     pub delete_requested_at: Option<DateTime<Utc>>,
+    /// Set once a delete finished (a soft delete).
     pub deleted_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct DemoStep {
     /// `demo_steps.id`: what the step's tasks refer to.
     #[serde(skip)]
@@ -81,11 +87,12 @@ const SELECT: &str = "SELECT id, name, owner, template_id, image, requested_regi
         deleted_at
     FROM demos";
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct DemoVersion {
     pub version: i32,
     pub template_id: Uuid,
     pub image: String,
+    #[schema(value_type = DemoConfig)]
     pub config: Json<DemoConfig>,
     pub reason: String,
     pub created_by: String,

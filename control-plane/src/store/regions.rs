@@ -2,13 +2,14 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use sqlx::AssertSqlSafe;
 
 use super::{Store, StoreError, unique_violation};
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Region {
     pub id: Uuid,
     pub cloud_account_id: Uuid,

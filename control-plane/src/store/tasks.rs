@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use sqlx::AssertSqlSafe;
@@ -17,7 +18,7 @@ use crate::domain::taskspec::TaskSpec;
 use crate::domain::{ObjectOutcome, TaskKind, TaskState};
 
 /// What happened to one object of an apply task.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ObjectReport {
     pub document_index: u32,
     pub api_version: String,
@@ -28,11 +29,12 @@ pub struct ObjectReport {
     pub message: String,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Task {
     pub id: Uuid,
     pub cluster_id: Uuid,
     pub kind: TaskKind,
+    #[schema(value_type = Object)]
     pub payload: Json<serde_json::Value>,
     pub state: TaskState,
     pub reason: String,
@@ -42,7 +44,10 @@ pub struct Task {
     pub attempts: i32,
     pub max_attempts: i32,
     pub lease_expires_at: Option<DateTime<Utc>>,
+    #[schema(value_type = Vec<ObjectReport>)]
     pub objects: Json<Vec<ObjectReport>>,
+    /// Terraform tasks: the plan summary (text, counts, resource_changes), non-secret outputs, drift.
+    #[schema(value_type = Option<Object>)]
     pub output: Option<Json<serde_json::Value>>,
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -51,7 +56,7 @@ pub struct Task {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct TaskEvent {
     pub at: DateTime<Utc>,
     pub kind: String,

@@ -3,12 +3,16 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::types::Json;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{Store, StoreError};
 use crate::templates::LoadedTemplate;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+/// An image template revision (`images/templates/<name>/template.yaml` + Dockerfile); a changed template is a new
+/// revision.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[schema(as = Template)]
 pub struct TemplateRow {
     pub id: Uuid,
     pub name: String,
@@ -20,7 +24,9 @@ pub struct TemplateRow {
     pub process: String,
     pub port: i32,
     pub health_check_path: String,
+    #[schema(value_type = Vec<crate::templates::EnvVar>)]
     pub env: Json<serde_json::Value>,
+    #[schema(value_type = crate::templates::Resources)]
     pub resources: Json<serde_json::Value>,
     pub image_required: bool,
     pub default_image: Option<String>,

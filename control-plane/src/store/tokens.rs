@@ -24,10 +24,11 @@ pub struct ApiPrincipal {
 }
 
 /// An API token as listed (never its value).
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ApiToken {
     pub id: Uuid,
     pub name: String,
+    #[schema(value_type = crate::api::Role)]
     pub role: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,

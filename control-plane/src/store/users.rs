@@ -4,14 +4,16 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{Store, StoreError, unique_violation};
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct User {
     pub id: Uuid,
     pub username: String,
+    #[schema(value_type = crate::api::Role)]
     pub role: String,
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
