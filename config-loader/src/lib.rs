@@ -115,8 +115,20 @@ impl Layers {
     /// The merged document as `T`; an error names the key that does not fit.
     pub fn extract<T: DeserializeOwned>(self) -> Result<T, LoadError> {
         serde_path_to_error::deserialize(self.document).map_err(|error| {
-            let key = error.path().to_string();
-            invalid(key, error.into_inner().to_string())
+            let mut key = error.path().to_string();
+            let message = error.into_inner().to_string();
+            // serde names a missing field only in its message; the key should name it too.
+            if let Some(field) = message
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split('`').next())
+            {
+                key = if key == "." {
+                    field.to_owned()
+                } else {
+                    format!("{key}.{field}")
+                };
+            }
+            invalid(key, message)
         })
     }
 }
@@ -178,13 +190,16 @@ pub mod duration {
             None => Ok(None),
             Some(Text::Seconds(seconds)) => Ok(Some(Duration::from_secs(seconds))),
             Some(Text::Human(text)) => {
-                humantime::parse_duration(text.trim())
-                    .map(Some)
-                    .map_err(|error| {
-                        serde::de::Error::custom(format!(
-                            "{text:?} is not a duration such as 500ms, 10s or 2m ({error})"
-                        ))
-                    })
+                let text = text.trim();
+                // Flags and environment variables arrive as text, `10` included.
+                if let Ok(seconds) = text.parse::<u64>() {
+                    return Ok(Some(Duration::from_secs(seconds)));
+                }
+                humantime::parse_duration(text).map(Some).map_err(|error| {
+                    serde::de::Error::custom(format!(
+                        "{text:?} is not a duration such as 500ms, 10s or 2m ({error})"
+                    ))
+                })
             }
         }
     }
@@ -316,6 +331,12 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_key_is_named() {
+        let error = Layers::new().extract::<Settings>().unwrap_err().to_string();
+        assert_eq!(error, "config key `name`: missing field `name`");
+    }
+
+    #[test]
     fn a_value_cannot_be_overridden_as_a_section() {
         let yaml = file("name: plain\n");
         let error = Layers::new()
@@ -342,6 +363,7 @@ mod tests {
         assert_eq!(read("every: 250ms"), Some(Duration::from_millis(250)));
         assert_eq!(read("every: 1h 30m"), Some(Duration::from_secs(5400)));
         assert_eq!(read("every: 15"), Some(Duration::from_secs(15)));
+        assert_eq!(read("every: '15'"), Some(Duration::from_secs(15)));
         assert_eq!(read("{}"), None);
     }
 

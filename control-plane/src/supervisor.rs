@@ -19,7 +19,7 @@ pub struct SupervisorSettings {
     /// Delay before the first restart; doubles with each failure in a row up to `max_backoff`.
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
-    /// A run that lasted this long was healthy: the failure count and the delay start over.
+    /// A run that has lasted this long is healthy: the failure count (and `/readyz`) and the delay start over.
     pub healthy_after: Duration,
     /// Failures in a row after which the loop is reported as failing.
     pub failing_after: u32,
@@ -56,15 +56,16 @@ impl LoopHealth {
             .collect()
     }
 
-    fn record(&self, name: &'static str, healthy_run: bool, failure: &str) -> u32 {
+    fn record(&self, name: &'static str, failure: &str) -> u32 {
         let mut loops = self.lock();
         let record = loops.entry(name).or_default();
-        if healthy_run {
-            record.failures_in_a_row = 0;
-        }
         record.failures_in_a_row += 1;
         record.last_failure = failure.to_owned();
         record.failures_in_a_row
+    }
+
+    fn clear(&self, name: &'static str) {
+        self.lock().remove(name);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, LoopRecord>> {
@@ -116,14 +117,21 @@ impl Supervisor {
             let mut backoff = settings.initial_backoff;
             loop {
                 let started = Instant::now();
-                let run = tokio::spawn(start());
-                let abort = run.abort_handle();
-                let ended = tokio::select! {
-                    _ = stop.wait_for(|stop| *stop) => {
-                        abort.abort();
-                        return;
+                let mut run = tokio::spawn(start());
+                // Aborting this wrapper (shut_down, or the supervisor dropped) must not leave the loop running.
+                let _abort = AbortOnDrop(run.abort_handle());
+                let mut healthy = false;
+                let ended = loop {
+                    tokio::select! {
+                        _ = stop.wait_for(|stop| *stop) => return,
+                        ended = &mut run => break ended,
+                        () = tokio::time::sleep_until(started + settings.healthy_after), if !healthy => {
+                            // Running well again: earlier failures no longer count, for /readyz or the delay.
+                            healthy = true;
+                            health.clear(name);
+                            backoff = settings.initial_backoff;
+                        }
                     }
-                    ended = run => ended,
                 };
                 let failure = match ended {
                     Ok(()) => "the loop returned".to_owned(),
@@ -132,11 +140,7 @@ impl Supervisor {
                     }
                     Err(error) => error.to_string(),
                 };
-                let healthy_run = started.elapsed() >= settings.healthy_after;
-                if healthy_run {
-                    backoff = settings.initial_backoff;
-                }
-                let in_a_row = health.record(name, healthy_run, &failure);
+                let in_a_row = health.record(name, &failure);
                 metrics.loop_restarted(name);
                 tracing::error!(
                     r#loop = name,
@@ -158,6 +162,14 @@ impl Supervisor {
     pub async fn shut_down(mut self) {
         let _ = self.stop.send(true);
         while self.loops.join_next().await.is_some() {}
+    }
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -200,6 +212,52 @@ mod tests {
         })
         .await
         .expect("the condition held within 10 s");
+    }
+
+    #[tokio::test]
+    async fn a_loop_that_runs_well_again_is_no_longer_reported() {
+        let settings = SupervisorSettings {
+            healthy_after: Duration::from_millis(200),
+            ..quick()
+        };
+        let mut supervisor = Supervisor::new(settings, Metrics::new());
+        let health = supervisor.health();
+        let runs = Arc::new(AtomicU32::new(0));
+        let counted = runs.clone();
+        supervisor.spawn("outbox", move || {
+            let run = counted.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                if run <= 3 {
+                    panic!("database down");
+                }
+                std::future::pending::<()>().await
+            }
+        });
+        until(|| runs.load(Ordering::SeqCst) == 4).await;
+        assert_eq!(
+            health.failing(3).len(),
+            1,
+            "three failures in a row are reported"
+        );
+        until(|| health.failing(1).is_empty()).await;
+        supervisor.shut_down().await;
+    }
+
+    #[tokio::test]
+    async fn dropping_the_supervisor_stops_its_loops() {
+        let mut supervisor = Supervisor::new(quick(), Metrics::new());
+        let alive = Arc::new(());
+        let held = alive.clone();
+        supervisor.spawn("planner", move || {
+            let held = held.clone();
+            async move {
+                let _held = held;
+                std::future::pending::<()>().await
+            }
+        });
+        until(|| Arc::strong_count(&alive) == 3).await;
+        drop(supervisor);
+        until(|| Arc::strong_count(&alive) == 1).await;
     }
 
     #[tokio::test]

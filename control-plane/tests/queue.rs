@@ -502,6 +502,21 @@ async fn a_delete_during_a_deploy_cancels_the_running_step_task_and_queues_the_t
         .await
         .unwrap();
     assert_eq!(q.lease(1, Duration::from_secs(60)).await.len(), 1);
+    // A finished step does not move again.
+    q.store
+        .set_step(&demo, &steps[0], StepState::Succeeded, "placed", None, None)
+        .await
+        .unwrap();
+    match q
+        .store
+        .set_step(&demo, &steps[0], StepState::Failed, "late", None, None)
+        .await
+    {
+        Err(StoreError::Conflict(message)) => {
+            assert_eq!(message, "a demo step cannot go from succeeded to failed")
+        }
+        other => panic!("a finished step moved again: {other:?}"),
+    }
 
     let deleting = q.store.request_demo_delete(demo.id, "bob").await.unwrap();
     assert_eq!(deleting.version, 2);
@@ -515,32 +530,128 @@ async fn a_delete_during_a_deploy_cancels_the_running_step_task_and_queues_the_t
     assert_eq!(names, StepName::TEARDOWN);
     assert!(teardown.iter().all(|s| s.state == StepState::Pending));
 
-    // A finished step cannot be moved again: a planner that looked before the delete changes nothing.
-    q.store
-        .set_step(&demo, &steps[3], StepState::Failed, "cancelled", None, None)
-        .await
-        .unwrap();
-    let refreshed = q.store.demo_steps(demo.id, 1).await.unwrap();
+    // A look at the version the delete replaced changes nothing on the demo.
     match q
         .store
-        .set_step(
-            &demo,
-            &refreshed[3],
-            StepState::Succeeded,
-            "late",
-            None,
-            None,
-        )
+        .set_step(&demo, &steps[3], StepState::Succeeded, "late", None, None)
         .await
     {
         Err(StoreError::Conflict(message)) => {
-            assert_eq!(message, "a demo step cannot go from failed to succeeded")
+            assert_eq!(message, "demo hello moved on from version 1 to 2")
         }
-        other => panic!("a finished step moved again: {other:?}"),
+        other => panic!("a step of a replaced version moved: {other:?}"),
     }
+    let after = q.store.demo(demo.id).await.unwrap();
+    assert_eq!(after.current_step, Some(StepName::Prune));
+    assert_eq!(after.status, DemoStatus::Offline);
     // Asking again while the delete runs changes nothing.
     let again = q.store.request_demo_delete(demo.id, "bob").await.unwrap();
     assert_eq!(again.version, 2);
+}
+
+/// Migration 0014 on a database written by the previous version: region ids in other spellings, environment
+/// values that are not text, and a provisioning task the planner queued before tasks named their step.
+#[tokio::test]
+async fn the_typed_domain_migration_keeps_rows_written_before_it_readable() {
+    let url = harness::postgres().create_database("queue_migration");
+    let store = Store::connect(&url, 4, Duration::from_secs(30))
+        .await
+        .unwrap();
+    sqlx::migrate!("./migrations")
+        .run_to(13, store.pool())
+        .await
+        .unwrap();
+    let cloud = store
+        .insert_cloud(NewCloudAccount {
+            id: Uuid::new_v4(),
+            name: "cloud".into(),
+            provider: "existing".into(),
+            credentials_sealed: None,
+            credential_fields: Vec::new(),
+            tags: serde_json::json!({}),
+        })
+        .await
+        .unwrap();
+    let region = store
+        .insert_region(NewRegion {
+            cloud_account_id: cloud.id,
+            code: "eu".into(),
+            display_name: "EU".into(),
+            enabled: true,
+        })
+        .await
+        .unwrap();
+    let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/templates");
+    control_plane::templates::load_all(&store, &templates)
+        .await
+        .unwrap();
+    let template = store
+        .template_revisions("static-web")
+        .await
+        .unwrap()
+        .remove(0);
+    let cluster_id = Uuid::new_v4();
+    let demo_id = Uuid::new_v4();
+    let task_id = Uuid::new_v4();
+    let legacy = format!(
+        "INSERT INTO clusters (id, region_id, name, role, status, provisioning, provision_spec)
+             VALUES ('{cluster_id}', '{region}', 'eu-demos', 'user', 'provisioning', 'terraform', '{{}}');
+         INSERT INTO demos (id, name, owner, template_id, image, requested_region, cluster_id, config, status,
+                            current_step)
+             VALUES ('{demo_id}', 'legacy', 'alice', '{template}', 'registry.test/x:1', '{{{region_upper}}}',
+                     '{cluster_id}', '{{\"env\": {{\"WORKERS\": 4, \"DEBUG\": true, \"NAME\": \"x\"}}, \"replicas\": 1}}',
+                     'developing', 'ensure_cluster');
+         INSERT INTO demo_versions (demo_id, version, template_id, image, config, reason, created_by, created_at)
+             VALUES ('{demo_id}', 1, '{template}', 'registry.test/x:1', '{{\"env\": {{\"WORKERS\": 4}}, \"replicas\": 1}}',
+                     'created', 'alice', now() - interval '1 minute');
+         INSERT INTO demo_steps (demo_id, version, position, name, state, started_at)
+             VALUES ('{demo_id}', 1, 0, 'ensure_cluster', 'running', now());
+         INSERT INTO tasks (id, cluster_id, kind, payload, state, reason, created_by, max_attempts, created_at)
+             VALUES ('{task_id}', '{cluster_id}', 'terraform_apply', '{{}}', 'running', 'demo needs a cluster',
+                     'planner:demo:{demo_id}', 3, now() - interval '30 seconds');",
+        region = region.id,
+        region_upper = region.id.to_string().to_uppercase(),
+        template = template.id,
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(legacy))
+        .execute(store.pool())
+        .await
+        .unwrap();
+
+    store.migrate().await.unwrap();
+
+    let demo = store.demo(demo_id).await.unwrap();
+    assert_eq!(demo.requested_region, RequestedRegion::Region(region.id));
+    assert_eq!(
+        demo.config.0.env,
+        [
+            ("DEBUG".to_owned(), "true".to_owned()),
+            ("NAME".to_owned(), "x".to_owned()),
+            ("WORKERS".to_owned(), "4".to_owned()),
+        ]
+        .into()
+    );
+    let versions = store.demo_versions(demo_id).await.unwrap();
+    assert_eq!(versions[0].config.0.env["WORKERS"], "4");
+    let step_id: i64 = sqlx::query_scalar("SELECT id FROM demo_steps WHERE demo_id = $1")
+        .bind(demo_id)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    let linked: Option<i64> = sqlx::query_scalar("SELECT demo_step_id FROM tasks WHERE id = $1")
+        .bind(task_id)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        linked,
+        Some(step_id),
+        "the provisioning task names its step"
+    );
+    assert_eq!(
+        store.task(task_id).await.unwrap().kind,
+        TaskKind::TerraformApply
+    );
 }
 
 /// The closed sets in `domain` and the schema's CHECK constraints must list the same values, or a value one side

@@ -117,23 +117,6 @@ impl TaskSpec {
         }
     }
 
-    /// Reads a stored task back; a payload that does not fit its kind is an error naming both.
-    pub fn parse(kind: TaskKind, payload: &serde_json::Value) -> Result<Self, String> {
-        let invalid = |error: serde_json::Error| format!("{kind} payload is invalid: {error}");
-        Ok(match kind {
-            TaskKind::Apply => {
-                Self::Apply(serde_json::from_value(payload.clone()).map_err(invalid)?)
-            }
-            TaskKind::Delete => {
-                Self::Delete(serde_json::from_value(payload.clone()).map_err(invalid)?)
-            }
-            TaskKind::TerraformPlan => Self::TerraformPlan,
-            TaskKind::TerraformApply => Self::TerraformApply,
-            TaskKind::TerraformDestroy => Self::TerraformDestroy,
-            TaskKind::TerraformDrift => Self::TerraformDrift,
-        })
-    }
-
     /// What the agent is to run: the spec the control plane signs. `None` for tasks the control plane runs.
     pub fn agent_spec(&self) -> Option<task_body::Spec> {
         match self {
@@ -195,13 +178,13 @@ impl ApplyPayload {
         }
         let (objects, malformed) = manifest::parse_all(&self.manifest);
         for error in &malformed {
-            match error {
-                manifest::ManifestError::Document { document, problem } => push(
+            // `parse_all` reports every problem as one of a document; an empty manifest is checked below.
+            if let manifest::ManifestError::Document { document, problem } = error {
+                push(
                     &mut problems,
                     format!("manifest[document {}]", document.index),
                     problem.to_string(),
-                ),
-                manifest::ManifestError::Empty => {}
+                );
             }
         }
         for object in &objects {

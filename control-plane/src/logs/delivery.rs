@@ -78,55 +78,54 @@ pub struct Delivered {
     pub dead_lettered: usize,
 }
 
-impl std::ops::Add for Delivered {
-    type Output = Self;
-
-    fn add(self, other: Self) -> Self {
-        Self {
-            stored: self.stored + other.stored,
-            dead_lettered: self.dead_lettered + other.dead_lettered,
-        }
-    }
-}
-
 impl LogStore {
-    /// Inserts `rows`, each into its table or, when refused for its content, into `log_dead_letters`. An error
-    /// means ClickHouse stayed unavailable through `attempts` tries: nothing is acknowledged and the caller keeps
-    /// the rows (some may already be stored; delivery is at least once).
+    /// Inserts `rows`, each into its table or, when refused for its content, into `log_dead_letters` (all of a
+    /// call's refused rows in one insert). An error means ClickHouse stayed unavailable through `attempts` tries:
+    /// nothing is acknowledged and the caller keeps the rows (some may already be stored; delivery is at least
+    /// once).
     pub async fn deliver<R: LogRow>(
         &self,
         rows: &[R],
         attempts: u32,
     ) -> Result<Delivered, LogStoreError> {
+        let mut refused = Vec::new();
+        let stored = self.store_isolating(rows, attempts, &mut refused).await?;
+        if !refused.is_empty() {
+            tracing::warn!(table = R::TABLE, rows = refused.len(), reason = %refused[0].reason,
+                           "ClickHouse refused rows; kept in log_dead_letters");
+            self.insert_retrying(&refused, attempts).await?;
+        }
+        Ok(Delivered {
+            stored,
+            dead_lettered: refused.len(),
+        })
+    }
+
+    /// Stores what ClickHouse takes, halving a refused batch until the refused rows stand alone; those go to
+    /// `refused`. Returns how many rows were stored.
+    async fn store_isolating<R: LogRow>(
+        &self,
+        rows: &[R],
+        attempts: u32,
+        refused: &mut Vec<DeadLetter>,
+    ) -> Result<usize, LogStoreError> {
         match self.insert_retrying(rows, attempts).await {
-            Ok(()) => Ok(Delivered {
-                stored: rows.len(),
-                dead_lettered: 0,
-            }),
+            Ok(()) => Ok(rows.len()),
             Err(error) if error.failure() == Failure::Rejected && rows.len() > 1 => {
                 let (first, second) = rows.split_at(rows.len() / 2);
-                let first = Box::pin(self.deliver(first, attempts)).await?;
-                let second = Box::pin(self.deliver(second, attempts)).await?;
-                Ok(first + second)
+                let stored = Box::pin(self.store_isolating(first, attempts, refused)).await?;
+                Ok(stored + Box::pin(self.store_isolating(second, attempts, refused)).await?)
             }
             Err(error) if error.failure() == Failure::Rejected => {
-                let [row] = rows else {
-                    return Ok(Delivered::default());
-                };
-                let letter = DeadLetter {
-                    date: date_of(now_nanos()),
-                    ts_nanos: now_nanos(),
+                let now = now_nanos();
+                refused.extend(rows.iter().map(|row| DeadLetter {
+                    date: date_of(now),
+                    ts_nanos: now,
                     source_table: R::TABLE.to_owned(),
                     row: serde_json::to_string(row).unwrap_or_else(|e| format!("not JSON: {e}")),
                     reason: error.to_string(),
-                };
-                tracing::warn!(table = R::TABLE, reason = %letter.reason, "ClickHouse refused a row; kept in log_dead_letters");
-                self.insert_retrying(std::slice::from_ref(&letter), attempts)
-                    .await?;
-                Ok(Delivered {
-                    stored: 0,
-                    dead_lettered: 1,
-                })
+                }));
+                Ok(0)
             }
             Err(error) => Err(error),
         }

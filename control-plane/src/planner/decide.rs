@@ -99,6 +99,15 @@ pub fn decide(seen: &Observed<'_>) -> Decision {
     }
 }
 
+/// The idempotency key of a step's task: one task per step attempt, however many planners race to queue it, and a
+/// retried step (a new attempt) gets a new task.
+pub fn step_task_key(demo: &Demo, step: &DemoStep) -> String {
+    format!(
+        "demo:{}:v{}:{}:a{}",
+        demo.id, demo.version, step.name, step.attempt
+    )
+}
+
 fn ensure_cluster(seen: &Observed<'_>) -> Decision {
     if let Some(cluster) = seen.cluster {
         return match cluster.status {
@@ -1120,15 +1129,16 @@ mod tests {
     }
 
     #[test]
-    fn a_retried_step_without_its_old_task_queues_a_new_one() {
-        // A retry clears the step's task (store::retry_demo); the next look queues the task again, under the
-        // new attempt's idempotency key.
+    fn a_retried_step_queues_a_new_task_under_a_new_key() {
+        // A retry clears the step's task and counts an attempt (store::retry_demo): the next look queues the task
+        // again, and its key differs from the failed attempt's, so the queue does not hand back the old task.
         let eu = region("eu", true);
         let ready = cluster("eu-1", &eu, ClusterStatus::Ready, true);
         let placed = demo(RequestedRegion::Auto, Some(&ready), 1);
         let mut look = Look::at(&placed, StepName::Prune);
-        look.step.attempt = 2;
         look.cluster = Some(&ready);
+        let first_key = step_task_key(&placed, &look.step);
+        look.step.attempt = 2;
         assert!(matches!(
             look.decide(),
             Decision::Queue {
@@ -1136,5 +1146,8 @@ mod tests {
                 ..
             }
         ));
+        let retry_key = step_task_key(&placed, &look.step);
+        assert_eq!(first_key, format!("demo:{}:v1:prune:a1", placed.id));
+        assert_eq!(retry_key, format!("demo:{}:v1:prune:a2", placed.id));
     }
 }

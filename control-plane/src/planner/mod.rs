@@ -192,7 +192,8 @@ impl Planner {
         let (state, message, end) = match decision {
             Decision::Queue { spec, reason } => {
                 let task = self.queue_step_task(demo, step, spec, reason).await?;
-                self.store
+                let recorded = self
+                    .store
                     .set_step(
                         demo,
                         step,
@@ -201,7 +202,21 @@ impl Planner {
                         Some(task.id),
                         None,
                     )
-                    .await?;
+                    .await;
+                if let Err(StoreError::Conflict(why)) = &recorded {
+                    // The step moved on while the task was queued: nothing may run it.
+                    match self
+                        .store
+                        .cancel_task(task.id, "planner (step moved on)")
+                        .await
+                    {
+                        Ok(_) | Err(StoreError::Conflict(_)) => {}
+                        Err(error) => return Err(error),
+                    }
+                    tracing::info!(demo_id = %demo.id, step = %step.name, %why, "step task withdrawn");
+                    return Ok(false);
+                }
+                recorded?;
                 return Ok(true);
             }
             Decision::Place {
@@ -297,10 +312,7 @@ impl Planner {
             cluster_id,
             spec,
             reason,
-            idempotency_key: Some(format!(
-                "demo:{}:v{}:{}:a{}",
-                demo.id, demo.version, step.name, step.attempt
-            )),
+            idempotency_key: Some(decide::step_task_key(demo, step)),
             parent_id: None,
             created_by: format!("planner:demo:{}", demo.id),
             max_attempts: self.config.tasks.default_max_attempts,

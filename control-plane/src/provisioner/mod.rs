@@ -93,8 +93,7 @@ impl RunFailure {
         use bootstrap::InstallError;
         match self {
             Self::Terraform(error) => error.may_pass(),
-            // Lost connections and timeouts; a missing row or a conflict stays so.
-            Self::Store(error) => matches!(error, crate::store::StoreError::Database(_)),
+            Self::Store(error) => error.is_transient(),
             Self::Artifacts(_) => true,
             // The new cluster's API may not be up yet; a broken kubeconfig or manifest stays broken.
             Self::Install(error) => matches!(error, InstallError::Apply { .. }),
@@ -835,6 +834,10 @@ mod tests {
                 sqlx::Error::PoolTimedOut
             ))
             .retryable()
+        );
+        assert!(
+            !RunFailure::from(crate::store::StoreError::Database(sqlx::Error::RowNotFound))
+                .retryable()
         );
         assert!(
             !RunFailure::from(crate::store::StoreError::not_found("cluster", "c-1")).retryable()

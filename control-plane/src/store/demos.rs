@@ -378,8 +378,9 @@ impl Store {
     }
 
     /// Moves a step to `state` with a message, and mirrors it on the demo; `end` (with the last step) sets the
-    /// demo's final state in the same transaction, so no reader sees one without the other. A move the step's
-    /// stored state does not allow (it finished, or was retried meanwhile) is a conflict and changes nothing.
+    /// demo's final state in the same transaction, so no reader sees one without the other. A move the stored
+    /// state does not allow (the step finished or was retried meanwhile, or the demo moved on to a newer version
+    /// or a delete) is a conflict and changes nothing.
     pub async fn set_step(
         &self,
         demo: &Demo,
@@ -390,6 +391,18 @@ impl Store {
         end: Option<&DemoEnd>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
+        // The demo row first (as every change to a demo locks it): a look at a version the demo has left (a new
+        // version or a delete came meanwhile) must not write its state onto the demo.
+        let current: i32 = sqlx::query_scalar("SELECT version FROM demos WHERE id = $1 FOR UPDATE")
+            .bind(demo.id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if current != step.version {
+            return Err(StoreError::Conflict(format!(
+                "demo {} moved on from version {} to {current}",
+                demo.name, step.version
+            )));
+        }
         let stored: StepState = sqlx::query_scalar(
             "SELECT state FROM demo_steps WHERE id = $1 AND attempt = $2 FOR UPDATE",
         )

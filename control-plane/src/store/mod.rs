@@ -63,6 +63,28 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// PostgreSQL could not be reached or asked for the transaction to be tried again (lost connection, pool
+    /// exhausted, serialization failure, deadlock, shutdown); another attempt may succeed. A missing row, a
+    /// conflict, a constraint or a value that does not decode stays so.
+    pub fn is_transient(&self) -> bool {
+        let Self::Database(error) = self else {
+            return false;
+        };
+        match error {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(database) => database.code().is_some_and(|code| {
+                code.starts_with("08") || matches!(code.as_ref(), "40001" | "40P01" | "57P01")
+            }),
+            _ => false,
+        }
+    }
+}
+
+impl StoreError {
     pub(crate) fn not_found(what: &'static str, id: impl ToString) -> Self {
         Self::NotFound {
             what,

@@ -132,6 +132,31 @@ const SELECT: &str = "SELECT id, cluster_id, kind, payload, state, reason, idemp
         attempts, max_attempts, lease_expires_at, objects, output, error, created_at, updated_at, started_at, finished_at
     FROM tasks";
 
+/// The state a pending task is leased into (`TaskState::lease`).
+fn leased_state() -> TaskState {
+    TaskState::Pending
+        .lease()
+        .expect("a pending task can be leased")
+}
+
+/// The states in which a runner holds the task under a lease (`TaskState::is_leased`).
+fn held_states() -> Vec<TaskState> {
+    TaskState::ALL
+        .iter()
+        .copied()
+        .filter(|state| state.is_leased())
+        .collect()
+}
+
+/// The states `TaskState::cancel` allows a cancel from.
+fn cancellable_states() -> Vec<TaskState> {
+    TaskState::ALL
+        .iter()
+        .copied()
+        .filter(|state| state.cancel().is_ok())
+        .collect()
+}
+
 async fn add_event(
     conn: &mut sqlx::PgConnection,
     task_id: Uuid,
@@ -274,11 +299,11 @@ impl Store {
         let leased = sqlx::query_as::<_, LeasedTask>(
             "WITH candidates AS (
                  SELECT id FROM tasks
-                 WHERE cluster_id = $1 AND state = 'pending' AND kind = ANY($5)
+                 WHERE cluster_id = $1 AND state = $6 AND kind = ANY($5)
                  ORDER BY created_at
                  LIMIT $2
                  FOR NO KEY UPDATE SKIP LOCKED)
-             UPDATE tasks t SET state = 'leased', attempts = t.attempts + 1, lease_id = gen_random_uuid(),
+             UPDATE tasks t SET state = $7, attempts = t.attempts + 1, lease_id = gen_random_uuid(),
                     lease_session_id = $3, lease_expires_at = now() + make_interval(secs => $4),
                     objects = '[]'::jsonb, error = NULL, updated_at = now()
              FROM candidates c WHERE t.id = c.id
@@ -290,6 +315,8 @@ impl Store {
         .bind(session_id)
         .bind(lease.as_secs_f64())
         .bind(kinds)
+        .bind(TaskState::Pending)
+        .bind(leased_state())
         .fetch_all(&mut *tx)
         .await?;
         for task in &leased {
@@ -314,12 +341,14 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await?;
         let updated = sqlx::query(
-            "UPDATE tasks SET state = 'running', started_at = coalesce(started_at, now()), updated_at = now()
-             WHERE id = $1 AND cluster_id = $2 AND lease_id = $3 AND state = 'leased'",
+            "UPDATE tasks SET state = $5, started_at = coalesce(started_at, now()), updated_at = now()
+             WHERE id = $1 AND cluster_id = $2 AND lease_id = $3 AND state = $4",
         )
         .bind(task_id)
         .bind(cluster_id)
         .bind(lease_id)
+        .bind(leased_state())
+        .bind(leased_state().start().expect("a leased task can start"))
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 1 {
@@ -347,12 +376,13 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         let updated = sqlx::query(
             "UPDATE tasks SET objects = objects || $4::jsonb, updated_at = now()
-             WHERE id = $1 AND cluster_id = $2 AND lease_id = $3 AND state IN ('leased', 'running')",
+             WHERE id = $1 AND cluster_id = $2 AND lease_id = $3 AND state = ANY($5)",
         )
         .bind(task_id)
         .bind(cluster_id)
         .bind(lease_id)
         .bind(Json(objects))
+        .bind(held_states())
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 1 && !message.is_empty() {
@@ -448,12 +478,13 @@ impl Store {
             "UPDATE tasks t SET lease_expires_at = now() + make_interval(secs => $4)
              FROM unnest($2::uuid[], $3::uuid[]) AS l(task_id, lease_id)
              WHERE t.cluster_id = $1 AND t.id = l.task_id AND t.lease_id = l.lease_id
-               AND t.state IN ('leased', 'running')",
+               AND t.state = ANY($5)",
         )
         .bind(cluster_id)
         .bind(&task_ids)
         .bind(&lease_ids)
         .bind(lease.as_secs_f64())
+        .bind(held_states())
         .execute(self.pool())
         .await?;
         Ok(result.rows_affected())
@@ -465,9 +496,10 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         let expired: Vec<(Uuid, Uuid, TaskState, i32, bool)> = sqlx::query_as(
             "SELECT id, cluster_id, state, attempts, attempts < max_attempts FROM tasks
-             WHERE state IN ('leased', 'running') AND lease_expires_at < now()
+             WHERE state = ANY($1) AND lease_expires_at < now()
              FOR UPDATE SKIP LOCKED",
         )
+        .bind(held_states())
         .fetch_all(&mut *tx)
         .await?;
         for (task_id, cluster_id, state, attempts, attempts_left) in &expired {
@@ -516,14 +548,16 @@ impl Store {
     pub async fn cancel_task(&self, task_id: Uuid, by: &str) -> Result<Task, StoreError> {
         let mut tx = self.pool().begin().await?;
         let row: Option<(Uuid, Option<Uuid>)> = sqlx::query_as(
-            "UPDATE tasks t SET state = 'cancelled', error = 'cancelled by ' || $2, finished_at = now(),
+            "UPDATE tasks t SET state = $4, error = 'cancelled by ' || $2, finished_at = now(),
                     updated_at = now(), lease_expires_at = NULL
              FROM (SELECT id, lease_id AS old_lease FROM tasks WHERE id = $1 FOR UPDATE) old
-             WHERE t.id = old.id AND t.state IN ('pending', 'leased', 'running')
+             WHERE t.id = old.id AND t.state = ANY($3)
              RETURNING t.cluster_id, old.old_lease",
         )
         .bind(task_id)
         .bind(by)
+        .bind(cancellable_states())
+        .bind(TaskState::Cancelled)
         .fetch_optional(&mut *tx)
         .await?;
         let Some((cluster_id, lease_id)) = row else {
