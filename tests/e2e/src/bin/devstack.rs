@@ -119,6 +119,17 @@ async fn main() -> anyhow::Result<()> {
         stack.admin_token,
         stack.api.base()
     );
+    let cli = harness::workspace_bin("edgefleet")
+        .map(|bin| bin.display().to_string())
+        .unwrap_or_else(|_| "edgefleet".into());
+    println!(
+        "  CLI:          echo {} | {cli} login --url {} --token-stdin",
+        stack.admin_token,
+        stack.api.base()
+    );
+    println!(
+        "                {cli} clusters list; {cli} demos status hello-model --watch   (docs/cli.md)"
+    );
     println!(
         "  kubectl:      kubectl --kubeconfig {} get all -A",
         kubeconfig.display()
