@@ -13,8 +13,8 @@ use control_plane::domain::{
 };
 use control_plane::signing::TaskSigner;
 use control_plane::store::{
-    Demo, DemoInsert, NewCloudAccount, NewCluster, NewDemo, NewRegion, NewTask, Store, StoreError,
-    TaskCompletion, TaskInsert, channels,
+    Demo, DemoInsert, NewCloudAccount, NewCluster, NewDemo, NewRegion, NewTask, Region, Store,
+    StoreError, TaskCompletion, TaskInsert, channels,
 };
 use harness::wait_until;
 use uuid::Uuid;
@@ -25,12 +25,8 @@ struct Queue {
     signer: TaskSigner,
 }
 
-async fn queue(name: &str) -> Queue {
-    let url = harness::postgres().create_database(name);
-    let store = Store::connect(&url, 8, Duration::from_secs(30))
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
+/// A cloud account with one region, `eu`.
+async fn region(store: &Store) -> Region {
     let cloud = store
         .insert_cloud(NewCloudAccount {
             id: Uuid::new_v4(),
@@ -42,7 +38,7 @@ async fn queue(name: &str) -> Queue {
         })
         .await
         .unwrap();
-    let region = store
+    store
         .insert_region(NewRegion {
             cloud_account_id: cloud.id,
             code: "eu".into(),
@@ -50,7 +46,16 @@ async fn queue(name: &str) -> Queue {
             enabled: true,
         })
         .await
+        .unwrap()
+}
+
+async fn queue(name: &str) -> Queue {
+    let url = harness::postgres().create_database(name);
+    let store = Store::connect(&url, 8, Duration::from_secs(30))
+        .await
         .unwrap();
+    store.migrate().await.unwrap();
+    let region = region(&store).await;
     let cluster = store
         .insert_cluster(NewCluster {
             region_id: region.id,
@@ -561,26 +566,7 @@ async fn the_typed_domain_migration_keeps_rows_written_before_it_readable() {
         .run_to(13, store.pool())
         .await
         .unwrap();
-    let cloud = store
-        .insert_cloud(NewCloudAccount {
-            id: Uuid::new_v4(),
-            name: "cloud".into(),
-            provider: "existing".into(),
-            credentials_sealed: None,
-            credential_fields: Vec::new(),
-            tags: serde_json::json!({}),
-        })
-        .await
-        .unwrap();
-    let region = store
-        .insert_region(NewRegion {
-            cloud_account_id: cloud.id,
-            code: "eu".into(),
-            display_name: "EU".into(),
-            enabled: true,
-        })
-        .await
-        .unwrap();
+    let region = region(&store).await;
     let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/templates");
     control_plane::templates::load_all(&store, &templates)
         .await
