@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::domain::names;
+
 /// Environment variables with this prefix override config keys; `__` separates nesting levels, so
 /// `EDGEFLEET_CP_CLICKHOUSE__URL` sets `clickhouse.url`.
 pub const ENV_PREFIX: &str = "EDGEFLEET_CP_";
@@ -256,7 +258,26 @@ pub struct ProvisioningConfig {
     #[serde(default)]
     pub stack_defaults:
         std::collections::BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+    /// A Terraform filesystem mirror (the directory `scripts/build-providers.sh` prints, or one made with
+    /// `terraform providers mirror`). When set, every run takes its providers from it and never from a registry,
+    /// so a control plane without internet access provisions the same way.
+    #[serde(default)]
+    pub provider_mirror: Option<PathBuf>,
+    /// Settings for every Terraform run that are not secrets: a proxy (`HTTPS_PROXY`), or the endpoint of an
+    /// AWS-compatible API (`AWS_ENDPOINT_URL`, which the tests point at an emulator). Names that look like secrets
+    /// are refused: credentials belong to a cloud account, sealed in the database.
+    #[serde(default)]
+    pub terraform_env: std::collections::BTreeMap<String, String>,
 }
+
+/// Set by the provisioner itself for every run; `provisioning.terraform_env` may not replace them.
+pub const RESERVED_TERRAFORM_ENV: &[&str] = &[
+    "TF_CLI_CONFIG_FILE",
+    "TF_IN_AUTOMATION",
+    "TF_INPUT",
+    "CHECKPOINT_DISABLE",
+    "TENCENTCLOUD_REGION",
+];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -379,7 +400,7 @@ impl Config {
         if self.tasks.lease_seconds == 0 {
             return Err(invalid("tasks.lease_seconds", "must be at least 1"));
         }
-        if !crate::domain::names::is_username(&self.console.admin_username) {
+        if !names::is_username(&self.console.admin_username) {
             return Err(invalid(
                 "console.admin_username",
                 "must be 1-64 letters, digits, '.', '_' or '-'",
@@ -436,6 +457,35 @@ impl Config {
             }
             if p.state.bucket.is_empty() {
                 return Err(invalid("provisioning.state.bucket", "must not be empty"));
+            }
+            if let Some(mirror) = &p.provider_mirror
+                && !mirror.is_dir()
+            {
+                return Err(invalid(
+                    "provisioning.provider_mirror",
+                    format!("{} is not a directory", mirror.display()),
+                ));
+            }
+            for (name, value) in &p.terraform_env {
+                let key = format!("provisioning.terraform_env.{name}");
+                if !names::is_env_name(name) {
+                    return Err(invalid(
+                        &key,
+                        "is not an environment variable name (letters, digits and '_')",
+                    ));
+                }
+                if names::is_secret_env_name(name) {
+                    return Err(invalid(
+                        &key,
+                        "looks like a secret: give credentials to the cloud account instead",
+                    ));
+                }
+                if RESERVED_TERRAFORM_ENV.contains(&name.as_str()) {
+                    return Err(invalid(&key, "is set by the provisioner itself"));
+                }
+                if value.contains('\0') {
+                    return Err(invalid(&key, "contains a NUL byte"));
+                }
             }
         }
         if self.agents.bootstrap_token_ttl_seconds < 60 {
@@ -564,5 +614,46 @@ mod tests {
         ));
         let err = Config::load(None, env).unwrap_err().to_string();
         assert!(err.contains("agents.heartbeat_interval_seconds"), "{err}");
+    }
+
+    #[test]
+    fn terraform_env_takes_settings_and_refuses_secrets_and_reserved_names() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("terraform")).unwrap();
+        std::fs::create_dir_all(dir.path().join("modules")).unwrap();
+        let file = dir.path().join("control-plane.yaml");
+        // Environment overrides lower-case their keys, so a variable's name is only given in the file.
+        let with_env = |name: &str, value: &str| {
+            let yaml = serde_json::json!({"provisioning": {
+                "source_dir": dir.path(),
+                "work_dir": dir.path().join("work"),
+                "state": {"bucket": "tf", "access_key_id": "a", "secret_access_key": "b"},
+                "terraform_env": {name: value},
+            }});
+            std::fs::write(&file, yaml.to_string()).unwrap();
+            Config::load(Some(&file), minimal_env())
+        };
+        let config = with_env("AWS_ENDPOINT_URL", "http://127.0.0.1:5000").unwrap();
+        assert_eq!(
+            config.provisioning.unwrap().terraform_env["AWS_ENDPOINT_URL"],
+            "http://127.0.0.1:5000"
+        );
+        for (name, expected) in [
+            ("AWS_SECRET_ACCESS_KEY", "looks like a secret"),
+            ("GITHUB_TOKEN", "looks like a secret"),
+            ("TF_CLI_CONFIG_FILE", "set by the provisioner itself"),
+            ("1ABC", "is not an environment variable name"),
+        ] {
+            let err = with_env(name, "value-4711").unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("provisioning.terraform_env.{name}"))
+                    && err.contains(expected),
+                "{name}: {err}"
+            );
+            assert!(
+                !err.contains("value-4711"),
+                "the value stays out of the message: {err}"
+            );
+        }
     }
 }

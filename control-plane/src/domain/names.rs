@@ -21,3 +21,20 @@ pub fn is_dns_label(name: &str) -> bool {
         && !name.starts_with('-')
         && !name.ends_with('-')
 }
+
+/// An environment variable's name: letters, digits and `_`, not starting with a digit.
+pub fn is_env_name(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// An environment variable whose name says it holds a secret (`AWS_SECRET_ACCESS_KEY`, `GITHUB_TOKEN`): its value
+/// is masked in output and it may only come from a cloud account's sealed credentials.
+pub fn is_secret_env_name(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    ["SECRET", "KEY", "TOKEN", "PASSWORD", "CREDENTIAL"]
+        .iter()
+        .any(|s| upper.contains(s))
+}

@@ -291,6 +291,7 @@ impl Provisioner {
             target.cluster_id,
             &stack,
             &self.config.state,
+            self.config.provider_mirror.as_deref(),
             &variables,
         )?;
         let mut env = vec![
@@ -303,6 +304,18 @@ impl Provisioner {
                 Zeroizing::new(self.config.state.secret_access_key.clone()),
             ),
         ];
+        env.extend(
+            self.config
+                .terraform_env
+                .iter()
+                .map(|(name, value)| (name.clone(), Zeroizing::new(value.clone()))),
+        );
+        if let Some(cli_config) = &ws.cli_config {
+            env.push((
+                "TF_CLI_CONFIG_FILE".to_string(),
+                Zeroizing::new(cli_config.to_string_lossy().into_owned()),
+            ));
+        }
         env.extend(self.cloud_env(target)?);
         Ok((
             Terraform {

@@ -10,6 +10,8 @@ use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 use zeroize::Zeroizing;
 
+use crate::domain::names::is_secret_env_name;
+
 #[derive(Debug, thiserror::Error)]
 pub enum TerraformError {
     #[error("cannot start {bin}: {source}")]
@@ -158,7 +160,7 @@ impl Terraform {
         let secrets: Vec<String> = self
             .env
             .iter()
-            .filter(|(k, _)| is_secret_env(k))
+            .filter(|(k, _)| is_secret_env_name(k))
             .map(|(_, v)| v.to_string())
             .collect();
         let stdout = child.stdout.take().expect("stdout is piped");
@@ -280,13 +282,6 @@ pub fn mask(line: &str, secrets: &[String]) -> String {
         }
     }
     masked
-}
-
-fn is_secret_env(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase();
-    ["SECRET", "KEY", "TOKEN", "PASSWORD", "CREDENTIAL"]
-        .iter()
-        .any(|s| upper.contains(s))
 }
 
 /// The environment the child inherits: only what Terraform needs to run, never this process's own secrets.

@@ -25,6 +25,8 @@ pub struct Workspace {
     pub stack_dir: PathBuf,
     /// The state object's key in the state bucket.
     pub state_key: String,
+    /// Terraform's CLI configuration for this workspace (`TF_CLI_CONFIG_FILE`), when providers come from a mirror.
+    pub cli_config: Option<PathBuf>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WorkspaceError + '_ {
@@ -40,14 +42,16 @@ pub fn state_key(cluster_id: Uuid) -> String {
 }
 
 /// Copies `terraform/region-cluster/<stack>` and `modules/` under `work_dir/<cluster>` (keeping relative
-/// module paths), and writes `backend.hcl` and `edgefleet.auto.tfvars.json`. The `.terraform` directory of
-/// an earlier run is kept, so re-runs skip downloads.
+/// module paths), and writes `backend.hcl`, `edgefleet.auto.tfvars.json` and, with a provider mirror, a CLI
+/// configuration that installs providers from it alone. The `.terraform` directory of an earlier run is kept, so
+/// re-runs skip downloads.
 pub fn prepare(
     source_dir: &Path,
     work_dir: &Path,
     cluster_id: Uuid,
     stack: &str,
     state: &StateStoreConfig,
+    provider_mirror: Option<&Path>,
     variables: &Map<String, Value>,
 ) -> Result<Workspace, WorkspaceError> {
     let stack_source = source_dir.join("terraform/region-cluster").join(stack);
@@ -83,9 +87,22 @@ pub fn prepare(
     let vars_path = stack_dir.join("edgefleet.auto.tfvars.json");
     let vars = serde_json::to_vec_pretty(variables).expect("JSON map serializes");
     std::fs::write(&vars_path, vars).map_err(io(&vars_path))?;
+    let cli_config = match provider_mirror {
+        Some(mirror) => {
+            let path = root.join("terraform.tfrc");
+            let text = format!(
+                "provider_installation {{\n  filesystem_mirror {{\n    path = {}\n  }}\n}}\n",
+                hcl_string(&mirror.to_string_lossy())
+            );
+            std::fs::write(&path, text).map_err(io(&path))?;
+            Some(path)
+        }
+        None => None,
+    };
     Ok(Workspace {
         stack_dir,
         state_key: key,
+        cli_config,
     })
 }
 
@@ -154,9 +171,11 @@ mod tests {
             cluster,
             "local",
             &state(),
+            None,
             &vars,
         )
         .unwrap();
+        assert!(ws.cli_config.is_none());
         let backend = std::fs::read_to_string(ws.stack_dir.join("backend.hcl")).unwrap();
         assert!(
             backend.contains(&format!("key = \"clusters/{cluster}/terraform.tfstate\"")),
@@ -172,9 +191,33 @@ mod tests {
                 .join("../../../modules/local/cluster/main.tf")
                 .exists()
         );
-        let err = prepare(source.path(), work.path(), cluster, "../x", &state(), &vars)
-            .err()
-            .unwrap();
+        let err = prepare(
+            source.path(),
+            work.path(),
+            cluster,
+            "../x",
+            &state(),
+            None,
+            &vars,
+        )
+        .err()
+        .unwrap();
         assert!(matches!(err, WorkspaceError::UnknownStack { .. }));
+
+        let mirrored = prepare(
+            source.path(),
+            work.path(),
+            cluster,
+            "local",
+            &state(),
+            Some(Path::new("/opt/mirror \"x\"")),
+            &vars,
+        )
+        .unwrap();
+        let cli_config = std::fs::read_to_string(mirrored.cli_config.unwrap()).unwrap();
+        assert_eq!(
+            cli_config,
+            "provider_installation {\n  filesystem_mirror {\n    path = \"/opt/mirror \\\"x\\\"\"\n  }\n}\n"
+        );
     }
 }

@@ -52,6 +52,7 @@
 //! root, PostgreSQL and ClickHouse run as the `postgres` and `clickhouse` users, because they refuse
 //! to run as root.
 
+mod aws;
 mod clickhouse;
 mod kube;
 mod logs;
@@ -65,6 +66,7 @@ mod spawn;
 mod wait;
 mod workspace;
 
+pub use aws::{EmulatedAws, MOTO_PROXY_ENV, aws};
 pub use clickhouse::{ClickHouse, clickhouse};
 pub use kube::KubeCluster;
 pub use ports::free_port;
