@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, MatchedPath, Query, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -15,6 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::ApiState;
 use super::auth::{Principal, Role};
 use super::error::{ApiError, ErrorBody, Problems};
+use super::query::QueryParams;
 use crate::store::{AuditEntry, AuditFilter, NewAuditEntry};
 
 /// Who to record for a request that has no principal (a sign-in names the username it tried).
@@ -109,7 +110,7 @@ pub struct AuditPage {
 pub async fn list(
     State(state): State<ApiState>,
     principal: Principal,
-    Query(query): Query<AuditQuery>,
+    QueryParams(query): QueryParams<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
     principal.require(Role::Admin, "read the audit log")?;
     let mut problems = Problems::default();

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -19,6 +19,7 @@ use uuid::Uuid;
 use super::ApiState;
 use super::auth::Principal;
 use super::error::{ApiError, ErrorBody, Problems};
+use super::query::QueryParams;
 use crate::logs::{DemoLogCursor, DemoLogQuery, DemoLogRow, LEVELS};
 
 const DEFAULT_LIMIT: u64 = 200;
@@ -118,7 +119,7 @@ pub async fn logs(
     State(state): State<ApiState>,
     _: Principal,
     Path(id): Path<Uuid>,
-    Query(params): Query<LogsQuery>,
+    QueryParams(params): QueryParams<LogsQuery>,
 ) -> Result<Response, ApiError> {
     let mut query = parse(&params)?;
     state.store.demo(id).await?;
@@ -143,7 +144,7 @@ pub async fn logs(
 pub async fn search(
     State(state): State<ApiState>,
     _: Principal,
-    Query(params): Query<LogsQuery>,
+    QueryParams(params): QueryParams<LogsQuery>,
 ) -> Result<Response, ApiError> {
     let mut query = parse(&params)?;
     query.demo_id = params.demo_id.map(|id| id.to_string());

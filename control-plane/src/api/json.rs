@@ -107,7 +107,7 @@ fn control_characters(
     }
 }
 
-fn control_character(field: &str, text: &str, multiline: bool) -> Option<FieldProblem> {
+pub(super) fn control_character(field: &str, text: &str, multiline: bool) -> Option<FieldProblem> {
     let refused = |c: char| c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t'));
     let c = text.chars().find(|&c| refused(c))?;
     let hint = if multiline {

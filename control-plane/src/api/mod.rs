@@ -9,6 +9,7 @@ mod demo_logs;
 mod demos;
 mod error;
 mod json;
+mod query;
 mod regions;
 mod session;
 mod tasks;

@@ -1,7 +1,7 @@
 //! `/api/v1/clusters/{id}/tasks` and `/api/v1/tasks`: submit, inspect, cancel tasks and read their logs.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::Object;
@@ -12,6 +12,7 @@ use super::ApiState;
 use super::auth::{Principal, Role};
 use super::error::{ApiError, ErrorBody, Problems};
 use super::json::JsonBody;
+use super::query::QueryParams;
 use crate::domain::taskspec::{ApplyPayload, TaskSpec, Tier};
 use crate::domain::{TaskKind, TaskState};
 use crate::logs::TaskLogLine;
@@ -156,7 +157,7 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<ApiState>,
     _: Principal,
-    Query(query): Query<ListQuery>,
+    QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Json<Vec<Task>>, ApiError> {
     let mut problems = Problems::default();
     let task_state = match query.state.as_deref().map(str::parse::<TaskState>) {
@@ -277,7 +278,7 @@ pub async fn logs(
     State(state): State<ApiState>,
     _: Principal,
     Path(id): Path<Uuid>,
-    Query(query): Query<LogQuery>,
+    QueryParams(query): QueryParams<LogQuery>,
 ) -> Result<Json<TaskLogs>, ApiError> {
     let limit = query.limit.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {

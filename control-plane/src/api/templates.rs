@@ -1,13 +1,14 @@
 //! `/api/v1/templates`: the image templates loaded from `images/templates/`, with their revisions.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::ApiState;
 use super::auth::Principal;
 use super::error::{ApiError, ErrorBody};
+use super::query::QueryParams;
 use crate::store::TemplateRow;
 
 #[derive(Deserialize, IntoParams)]
@@ -30,7 +31,7 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<ApiState>,
     _: Principal,
-    Query(query): Query<ListQuery>,
+    QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Json<Vec<TemplateRow>>, ApiError> {
     Ok(Json(state.store.templates(query.all).await?))
 }
@@ -51,5 +52,9 @@ pub async fn revisions(
     _: Principal,
     Path(name): Path<String>,
 ) -> Result<Json<Vec<TemplateRow>>, ApiError> {
+    // No template name holds one, and PostgreSQL cannot compare text with a NUL byte in it.
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::not_found(format!("no template named {name:?}")));
+    }
     Ok(Json(state.store.template_revisions(&name).await?))
 }

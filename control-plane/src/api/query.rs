@@ -1,0 +1,71 @@
+//! Query-string parameters, refused like JSON bodies when they hold a control character: a NUL byte would
+//! otherwise reach PostgreSQL, which cannot store it in text, and come back as a server error.
+
+use axum::extract::{FromRequestParts, Query};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use super::json::control_character;
+
+/// `axum::extract::Query` behind a 422 that names each parameter holding a control character.
+pub struct QueryParams<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for QueryParams<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        let raw = parts.uri.query().unwrap_or_default();
+        let problems: Vec<_> = url::form_urlencoded::parse(raw.as_bytes())
+            .flat_map(|(name, value)| {
+                let name_problem = control_character("query parameter name", &name, false);
+                let value_problem = control_character(&name, &value, false);
+                name_problem.into_iter().chain(value_problem)
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(ApiError::validation(problems).into_response());
+        }
+        let Query(value) = Query::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(QueryParams(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    struct Filter {
+        actor: Option<String>,
+    }
+
+    async fn extract(uri: &str) -> Result<QueryParams<Filter>, Response> {
+        let (mut parts, ()) = axum::http::Request::get(uri).body(()).unwrap().into_parts();
+        QueryParams::<Filter>::from_request_parts(&mut parts, &()).await
+    }
+
+    #[tokio::test]
+    async fn a_nul_byte_in_a_parameter_is_a_422_naming_it() {
+        let refused = extract("/audit?actor=a%00b").await.err().unwrap();
+        assert_eq!(
+            refused.status(),
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY
+        );
+        let body = axum::body::to_bytes(refused.into_body(), 4096)
+            .await
+            .unwrap();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        assert!(body.contains("\"field\":\"actor\""), "{body}");
+        assert!(body.contains("U+0000"), "{body}");
+        let accepted = extract("/audit?actor=user%3Aalice").await.unwrap();
+        assert_eq!(accepted.0.actor.as_deref(), Some("user:alice"));
+    }
+}
