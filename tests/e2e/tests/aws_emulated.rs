@@ -147,6 +147,13 @@ fn s3(path_and_query: &str) -> (u16, String) {
         .unwrap()
 }
 
+/// An S3 request that must answer 200; returns the body.
+fn s3_ok(path_and_query: &str) -> String {
+    let (status, body) = s3(path_and_query);
+    assert_eq!(status, 200, "S3 {path_and_query}: {body}");
+    body
+}
+
 fn output<'a>(outputs: &'a Value, name: &str) -> &'a Value {
     &outputs[name]["value"]
 }
@@ -242,20 +249,17 @@ fn s3_module_applies_a_private_versioned_encrypted_bucket_and_destroys_it() {
     let outputs = root.init_and_apply(&vars).unwrap();
     assert_eq!(output(&outputs, "bucket"), "edgefleet-artifacts-test");
 
-    let (status, versioning) = s3("/edgefleet-artifacts-test?versioning");
-    assert_eq!(status, 200, "{versioning}");
+    let versioning = s3_ok("/edgefleet-artifacts-test?versioning");
     assert!(
         versioning.contains("<Status>Enabled</Status>"),
         "{versioning}"
     );
-    let (status, encryption) = s3("/edgefleet-artifacts-test?encryption");
-    assert_eq!(status, 200, "{encryption}");
+    let encryption = s3_ok("/edgefleet-artifacts-test?encryption");
     assert!(
         encryption.contains("<SSEAlgorithm>AES256</SSEAlgorithm>"),
         "{encryption}"
     );
-    let (status, block) = s3("/edgefleet-artifacts-test?publicAccessBlock");
-    assert_eq!(status, 200, "{block}");
+    let block = s3_ok("/edgefleet-artifacts-test?publicAccessBlock");
     for setting in [
         "BlockPublicAcls",
         "IgnorePublicAcls",
@@ -267,8 +271,7 @@ fn s3_module_applies_a_private_versioned_encrypted_bucket_and_destroys_it() {
             "{setting}: {block}"
         );
     }
-    let (status, lifecycle) = s3("/edgefleet-artifacts-test?lifecycle");
-    assert_eq!(status, 200, "{lifecycle}");
+    let lifecycle = s3_ok("/edgefleet-artifacts-test?lifecycle");
     assert!(
         lifecycle.contains("<NoncurrentDays>90</NoncurrentDays>"),
         "{lifecycle}"
