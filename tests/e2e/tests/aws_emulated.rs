@@ -126,9 +126,9 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
 
 const EC2: &str = "ec2.us-east-1.amazonaws.com";
 
-/// An EC2 query against the emulator; fails unless it answers 200.
-fn ec2(query: &str) -> String {
-    let (status, body) = harness::aws()
+/// An EC2 query against the emulator: its status and body.
+fn ec2_call(query: &str) -> (u16, String) {
+    harness::aws()
         .call(
             "ec2",
             EC2,
@@ -136,7 +136,12 @@ fn ec2(query: &str) -> String {
             "/",
             Some(&format!("Version=2016-11-15&{query}")),
         )
-        .unwrap();
+        .unwrap()
+}
+
+/// An EC2 query that must answer 200; returns the body.
+fn ec2(query: &str) -> String {
+    let (status, body) = ec2_call(query);
     assert_eq!(status, 200, "EC2 {query}: {body}");
     body
 }
@@ -224,17 +229,7 @@ fn vpc_module_applies_reads_back_unchanged_and_destroys() {
 
     root.assert_no_changes(&vars).unwrap();
     root.destroy(&vars).unwrap();
-    let (status, body) = harness::aws()
-        .call(
-            "ec2",
-            EC2,
-            "POST",
-            "/",
-            Some(&format!(
-                "Version=2016-11-15&Action=DescribeVpcs&VpcId.1={vpc_id}"
-            )),
-        )
-        .unwrap();
+    let (status, body) = ec2_call(&format!("Action=DescribeVpcs&VpcId.1={vpc_id}"));
     assert!(
         status == 400 && body.contains("InvalidVpcID.NotFound"),
         "the VPC is gone after destroy: HTTP {status} {body}"
