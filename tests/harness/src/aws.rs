@@ -78,9 +78,12 @@ impl EmulatedAws {
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
             .current_dir(&dir);
+        // Moto's proxy answers HTTP/1.1 without `Connection: close` and then closes the socket, so a pooled
+        // connection may already be dead when reused ("Peer disconnected"): every call opens its own.
         let http = ureq::Agent::new_with_config(
             ureq::Agent::config_builder()
                 .timeout_global(Some(REQUEST_TIMEOUT))
+                .max_idle_connections(0)
                 .http_status_as_error(false)
                 .build(),
         );
