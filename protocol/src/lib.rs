@@ -6,6 +6,8 @@ pub mod v1 {
 
 pub use v1::*;
 
+#[cfg(feature = "kube")]
+pub mod apply;
 pub mod manifest;
 pub mod policy;
 pub mod signing;

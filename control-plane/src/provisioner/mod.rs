@@ -90,13 +90,16 @@ enum RunFailure {
 
 impl RunFailure {
     fn retryable(&self) -> bool {
+        use agent_protocol::apply::ApplyManifestError;
         use bootstrap::InstallError;
         match self {
             Self::Terraform(error) => error.may_pass(),
             Self::Store(error) => error.is_transient(),
             Self::Artifacts(_) => true,
             // The new cluster's API may not be up yet; a broken kubeconfig or manifest stays broken.
-            Self::Install(error) => matches!(error, InstallError::Apply { .. }),
+            Self::Install(error) => {
+                matches!(error, InstallError::Apply(ApplyManifestError::Apply { .. }))
+            }
             Self::Workspace(_)
             | Self::Stack(_)
             | Self::Credentials(_)

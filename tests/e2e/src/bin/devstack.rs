@@ -128,7 +128,7 @@ async fn main() -> anyhow::Result<()> {
         stack.api.base()
     );
     println!(
-        "                {cli} clusters list; {cli} demos status hello-model --watch   (docs/cli.md)"
+        "                {cli} clusters list; {cli} demos status hello-model --watch; {cli} demos logs hello-model -f   (docs/cli.md)"
     );
     println!(
         "  kubectl:      kubectl --kubeconfig {} get all -A",
