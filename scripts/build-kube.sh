@@ -5,11 +5,13 @@
 # binaries on stdout. Only the first run on a machine builds (about 15 minutes cold on 2 cores); later runs print
 # the cached directory at once.
 #
+# Usage: build-kube.sh [--cached-only]   (--cached-only: print the directory if built, else exit 3)
 # Environment: EDGEFLEET_CACHE_DIR (default ~/.cache/edgefleet). Progress goes to stderr.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 source "$repo/scripts/lib/cached-go-build.sh"
+cached_go_build_args "$@"
 binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler)
 
 is_complete() {
@@ -38,5 +40,5 @@ build_into() {
         k8s.io/kubernetes/cmd/kube-scheduler
 }
 
-cached_go_build kube "$repo/tests/kube-control-plane" "$0"
+cached_go_build kube "$repo/tests/kube-control-plane"
 echo "$built_dir"

@@ -24,15 +24,7 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 source "$repo/scripts/lib/cached-go-build.sh"
-cached_only=0
-case ${1:-} in
-    --cached-only) cached_only=1 ;;
-    "") ;;
-    *)
-        echo "usage: $0 [--cached-only]" >&2
-        exit 2
-        ;;
-esac
+cached_go_build_args "$@"
 AWS_VERSION=6.48.0
 platform=$(go env GOOS)_$(go env GOARCH)
 aws_binary=registry.terraform.io/hashicorp/aws/$AWS_VERSION/$platform/terraform-provider-aws_v$AWS_VERSION
@@ -48,5 +40,5 @@ build_into() {
         -o "$1/$aws_binary" github.com/hashicorp/terraform-provider-aws
 }
 
-cached_go_build terraform-providers "$repo/tests/terraform-providers" "$0"
+cached_go_build terraform-providers "$repo/tests/terraform-providers"
 echo "$built_dir"

@@ -36,7 +36,7 @@ else
 fi
 
 # These come preinstalled on our machines and cannot be downloaded here, so only report them. Go builds the
-# real Kubernetes control plane the tests run (scripts/build-kube.sh).
+# real Kubernetes control plane the tests run (scripts/build-kube.sh) and Helm (scripts/build-helm.sh).
 for tool in terraform kubectl go; do
     if ! command -v "$tool" >/dev/null; then
         echo "install-deps: WARNING: \`$tool\` is not on PATH; tests that use it will fail." \

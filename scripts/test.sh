@@ -8,8 +8,16 @@ bash scripts/install-deps.sh
 # The real Kubernetes control plane the tests run (cached outside the clone; the first build takes a while).
 EDGEFLEET_KUBE_BIN_DIR=$(bash scripts/build-kube.sh)
 export EDGEFLEET_KUBE_BIN_DIR
+# Helm, which the chart tests (tests/e2e/tests/helm_charts.rs) lint and render deploy/charts/ with; cached the same
+# way (about 9 minutes cold).
+EDGEFLEET_HELM_BIN_DIR=$(bash scripts/build-helm.sh)
+export EDGEFLEET_HELM_BIN_DIR
 # A one-shot build gains nothing from incremental caches, and they take gigabytes.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+# Every change leaves the old test executables behind (hundreds of megabytes each, tens of gigabytes in a few days
+# of a shared cache); those untouched for two days are stale, and a build relinks any it still needs.
+find "${CARGO_TARGET_DIR:-target}/debug/deps" -maxdepth 1 -type f -executable ! -name '*.so' -mtime +2 -delete \
+    2>/dev/null || true
 cargo build --workspace --bins --locked
 cargo test --workspace --locked --no-fail-fast
 bash scripts/check-terraform.sh

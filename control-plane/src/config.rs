@@ -86,6 +86,61 @@ pub struct Config {
     /// Name of this process in logs and agent sessions (several control planes may share one database).
     #[serde(default = "defaults::instance_name")]
     pub instance_name: String,
+    /// OpenTelemetry traces (docs/observability.md); off unless `otlp_endpoint` is set.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// An OTLP/HTTP collector beside the process, e.g. `http://127.0.0.1:4318`; spans are posted to
+    /// `<endpoint>/v1/traces`.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+    #[serde(default = "defaults::service_name")]
+    pub service_name: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: defaults::service_name(),
+        }
+    }
+}
+
+impl TelemetryConfig {
+    /// The export settings, when traces are on; `instance` tells replicas apart.
+    pub fn export(&self, instance: &str) -> Option<telemetry::OtlpExport> {
+        self.otlp_endpoint
+            .as_ref()
+            .map(|endpoint| telemetry::OtlpExport {
+                endpoint: endpoint.clone(),
+                service_name: self.service_name.clone(),
+                instance: instance.to_owned(),
+            })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(endpoint) = &self.otlp_endpoint {
+            let url = url::Url::parse(endpoint)
+                .map_err(|e| invalid("telemetry.otlp_endpoint", format!("not a URL: {e}")))?;
+            // The exporter is built without TLS: traces go to a collector beside the process (a sidecar or a
+            // node's collector), which forwards them on.
+            if url.scheme() != "http" || url.host_str().is_none() {
+                return Err(invalid(
+                    "telemetry.otlp_endpoint",
+                    "must be an http://host:port URL of an OTLP/HTTP collector",
+                ));
+            }
+        }
+        if self.service_name.trim().is_empty() {
+            return Err(invalid("telemetry.service_name", "must not be empty"));
+        }
+        Ok(())
+    }
 }
 
 /// Where the task-signing keys are (docs/security.md#signed-tasks).
@@ -93,7 +148,12 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct TaskSigningConfig {
     /// PKCS#8 PEM Ed25519 private key that signs new tasks, mode 0600; `control-plane generate-task-key` writes one.
-    pub key_file: PathBuf,
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// The same key as PEM text, instead of `key_file`: for containers, where a Secret can be given as
+    /// `EDGEFLEET_CP_TASK_SIGNING__KEY` but a mounted one cannot be both 0600 and readable by a non-root user.
+    #[serde(default)]
+    pub key: Option<String>,
     /// Keys being rotated out. They still sign the key set handed to agents at certificate renewal, so an agent
     /// that pins only an old key learns the new one; tasks they signed still run.
     #[serde(default)]
@@ -341,6 +401,9 @@ mod defaults {
     pub fn clickhouse_user() -> String {
         "default".into()
     }
+    pub fn service_name() -> String {
+        "edgefleet-control-plane".into()
+    }
     pub fn instance_name() -> String {
         std::env::var("HOSTNAME")
             .unwrap_or_else(|_| format!("control-plane-{}", std::process::id()))
@@ -375,6 +438,7 @@ impl Config {
             return Err(invalid("agent_tls_names", "must name at least one host"));
         }
         self.apply_policy.validate()?;
+        self.telemetry.validate()?;
         if !self.database_url.starts_with("postgres://")
             && !self.database_url.starts_with("postgresql://")
         {
@@ -391,11 +455,30 @@ impl Config {
                 "set encryption_key or encryption_key_file (base64 of 32 random bytes, e.g. `openssl rand -base64 32`)",
             ));
         }
-        if self.task_signing.is_none() {
-            return Err(invalid(
-                "task_signing.key_file",
-                "not set: every task is signed; create a key with `control-plane generate-task-key --out FILE`",
-            ));
+        match &self.task_signing {
+            None
+            | Some(TaskSigningConfig {
+                key_file: None,
+                key: None,
+                ..
+            }) => {
+                return Err(invalid(
+                    "task_signing.key_file",
+                    "not set: every task is signed; create a key with `control-plane generate-task-key --out FILE` \
+                     (or give its PEM text as task_signing.key)",
+                ));
+            }
+            Some(TaskSigningConfig {
+                key_file: Some(_),
+                key: Some(_),
+                ..
+            }) => {
+                return Err(invalid(
+                    "task_signing.key",
+                    "set either task_signing.key or task_signing.key_file, not both",
+                ));
+            }
+            Some(_) => {}
         }
         if self.tasks.lease_seconds == 0 {
             return Err(invalid("tasks.lease_seconds", "must be at least 1"));
@@ -574,6 +657,27 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("control-plane generate-task-key"), "{err}");
+    }
+
+    #[test]
+    fn the_task_signing_key_comes_from_a_file_or_its_text_never_both() {
+        let mut env = minimal_env();
+        env.push((
+            "EDGEFLEET_CP_TASK_SIGNING__KEY".into(),
+            "-----BEGIN PRIVATE KEY-----\nMC4CAQ\n-----END PRIVATE KEY-----\n".into(),
+        ));
+        let err = Config::load(None, env.clone()).unwrap_err().to_string();
+        assert!(err.contains("not both"), "{err}");
+        env.retain(|(name, _)| name != "EDGEFLEET_CP_TASK_SIGNING__KEY_FILE");
+        let config = Config::load(None, env).unwrap();
+        let signing = config.task_signing.unwrap();
+        assert!(
+            signing
+                .key
+                .unwrap()
+                .starts_with("-----BEGIN PRIVATE KEY-----\n")
+        );
+        assert_eq!(signing.key_file, None);
     }
 
     #[test]

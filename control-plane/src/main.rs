@@ -49,8 +49,12 @@ enum LogFormat {
     Json,
 }
 
-fn init_tracing(format: LogFormat) {
-    control_plane::process_log::init(matches!(format, LogFormat::Json));
+fn init_tracing(
+    format: LogFormat,
+    otlp: Option<&telemetry::OtlpExport>,
+) -> anyhow::Result<telemetry::Telemetry> {
+    control_plane::process_log::init(matches!(format, LogFormat::Json), otlp)
+        .context("setting up the log and traces")
 }
 
 fn load(path: Option<PathBuf>) -> anyhow::Result<Config> {
@@ -60,14 +64,15 @@ fn load(path: Option<PathBuf>) -> anyhow::Result<Config> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
     match cli.command {
         Command::CheckConfig { config } => {
+            let _log = init_tracing(cli.log_format, None)?;
             load(config)?;
             println!("configuration is valid");
             Ok(())
         }
         Command::GenerateTaskKey { out } => {
+            let _log = init_tracing(cli.log_format, None)?;
             use std::io::Write;
             use std::os::unix::fs::OpenOptionsExt;
             let pem = agent_protocol::signing::SigningKey::generate_pem();
@@ -84,6 +89,11 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Serve { config } => {
             let config = load(config)?;
+            // Kept until the process ends: dropping it flushes the spans still buffered.
+            let _telemetry = init_tracing(
+                cli.log_format,
+                config.telemetry.export(&config.instance_name).as_ref(),
+            )?;
             // Everything the control plane and its children write (Terraform's working files and plans, a local
             // cluster's kubeconfig) is readable by its own user only.
             // SAFETY: umask only swaps the process's file-creation mask; no memory is involved.

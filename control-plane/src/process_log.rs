@@ -9,30 +9,32 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::field::MakeExt;
 use tracing_subscriber::fmt::format::{Writer, debug_fn};
 
-/// Installs the global subscriber: `json` lines (escaped by JSON itself) or text with escaped fields.
-pub fn init(json: bool) {
+/// Installs the global subscriber: `json` lines (escaped by JSON itself) or text with escaped fields, and the
+/// OpenTelemetry layer when `otlp` is set.
+pub fn init(
+    json: bool,
+    otlp: Option<&telemetry::OtlpExport>,
+) -> Result<telemetry::Telemetry, telemetry::TelemetryError> {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,h2=warn,tower=warn,hyper=warn"));
     // Colours only for a person at a terminal: escape sequences in a log file would hide forged ones.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json {
-        builder.json().init();
+        telemetry::install(filter, layer.json(), otlp)
     } else {
-        builder
-            .fmt_fields(
-                debug_fn(|writer: &mut Writer<'_>, field, value| {
-                    let text = escape_controls(&format!("{value:?}"));
-                    match field.name() {
-                        "message" => write!(writer, "{text}"),
-                        name => write!(writer, "{name}={text}"),
-                    }
-                })
-                .delimited(" "),
-            )
-            .init();
+        let layer = layer.fmt_fields(
+            debug_fn(|writer: &mut Writer<'_>, field, value| {
+                let text = escape_controls(&format!("{value:?}"));
+                match field.name() {
+                    "message" => write!(writer, "{text}"),
+                    name => write!(writer, "{name}={text}"),
+                }
+            })
+            .delimited(" "),
+        );
+        telemetry::install(filter, layer, otlp)
     }
 }
 

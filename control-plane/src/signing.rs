@@ -27,7 +27,19 @@ impl TaskSigner {
                 message: format!("{}: {error}", path.display()),
             })
         };
-        let current = read("task_signing.key_file", &config.key_file)?;
+        let current = match (&config.key, &config.key_file) {
+            (Some(pem), _) => SigningKey::from_pem(pem).map_err(|error| ConfigError::Invalid {
+                key: "task_signing.key".to_owned(),
+                message: error.to_string(),
+            })?,
+            (None, Some(path)) => read("task_signing.key_file", path)?,
+            (None, None) => {
+                return Err(ConfigError::Invalid {
+                    key: "task_signing.key_file".to_owned(),
+                    message: "not set".to_owned(),
+                });
+            }
+        };
         let previous = config
             .previous_key_files
             .iter()
@@ -100,6 +112,7 @@ mod tests {
             max_attempts: 1,
             seal: None,
             demo_step: None,
+            trace_parent: None,
         }
     }
 

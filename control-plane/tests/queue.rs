@@ -98,6 +98,7 @@ impl Queue {
             max_attempts,
             seal: None,
             demo_step: None,
+            trace_parent: None,
         };
         if task.spec.kind().runs_on_agent() {
             self.signer.seal(&mut task).unwrap();
@@ -203,6 +204,7 @@ impl Queue {
                     replicas: 1,
                 },
                 idempotency_key: None,
+                trace_parent: None,
             })
             .await
             .unwrap()
@@ -523,7 +525,11 @@ async fn a_delete_during_a_deploy_cancels_the_running_step_task_and_queues_the_t
         other => panic!("a finished step moved again: {other:?}"),
     }
 
-    let deleting = q.store.request_demo_delete(demo.id, "bob").await.unwrap();
+    let deleting = q
+        .store
+        .request_demo_delete(demo.id, "bob", None)
+        .await
+        .unwrap();
     assert_eq!(deleting.version, 2);
     assert_eq!(deleting.status, DemoStatus::Offline);
     assert_eq!(deleting.current_step, Some(StepName::Prune));
@@ -550,7 +556,11 @@ async fn a_delete_during_a_deploy_cancels_the_running_step_task_and_queues_the_t
     assert_eq!(after.current_step, Some(StepName::Prune));
     assert_eq!(after.status, DemoStatus::Offline);
     // Asking again while the delete runs changes nothing.
-    let again = q.store.request_demo_delete(demo.id, "bob").await.unwrap();
+    let again = q
+        .store
+        .request_demo_delete(demo.id, "bob", None)
+        .await
+        .unwrap();
     assert_eq!(again.version, 2);
 }
 

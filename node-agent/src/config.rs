@@ -142,6 +142,10 @@ pub struct RunArgs {
     #[arg(long, env = "EDGEFLEET_RENEW_CHECK_INTERVAL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub renew_check_interval: Option<String>,
+    /// An OTLP/HTTP collector beside the agent (`http://host:4318`) to export traces to; none by default.
+    #[arg(long, env = "EDGEFLEET_OTLP_ENDPOINT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
     /// Namespaces no task may touch, besides the built-in ones (comma-separated; the control plane's
     /// `apply_policy.protected_namespaces` should list the same).
     #[arg(long, env = "EDGEFLEET_PROTECTED_NAMESPACES", value_delimiter = ',')]
@@ -187,6 +191,7 @@ struct Merged {
     backoff_max: Option<Duration>,
     #[serde(default, with = "config_loader::duration")]
     renew_check_interval: Option<Duration>,
+    otlp_endpoint: Option<String>,
     protected_namespaces: Option<Vec<String>>,
     allow_kinds: Option<Vec<String>>,
 }
@@ -232,6 +237,8 @@ pub struct Settings {
     pub renew_check_interval: Duration,
     /// The apply policy every task is checked against before anything is applied.
     pub policy: ApplyPolicy,
+    /// Where traces go (`<endpoint>/v1/traces`); none when unset.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Settings {
@@ -396,6 +403,17 @@ impl Settings {
                 reason,
             })?;
         let policy = ApplyPolicy::new(merged.protected_namespaces.unwrap_or_default(), extra_kinds);
+        // The exporter is built without TLS: traces go to a collector beside the agent, which forwards them.
+        if let Some(endpoint) = &merged.otlp_endpoint
+            && !endpoint
+                .strip_prefix("http://")
+                .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace))
+        {
+            return Err(ConfigError::Invalid {
+                key: "otlp_endpoint",
+                reason: "must be an http://host:port URL of an OTLP/HTTP collector".into(),
+            });
+        }
 
         Ok(Settings {
             control_plane: ControlPlane {
@@ -413,6 +431,7 @@ impl Settings {
             backoff,
             renew_check_interval,
             policy,
+            otlp_endpoint: merged.otlp_endpoint,
         })
     }
 }

@@ -17,7 +17,8 @@ async fn main() -> anyhow::Result<()> {
     };
     let settings =
         Settings::load(&args, |key| std::env::var(key).ok()).context("invalid configuration")?;
-    init_tracing(settings.log_format);
+    // Kept until the process ends: dropping it flushes the spans still buffered.
+    let _telemetry = init_tracing(&settings)?;
     node_agent::transport::install_crypto_provider();
 
     let kube_config = match &settings.kubeconfig {
@@ -47,16 +48,25 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-fn init_tracing(format: LogFormat) {
+fn init_tracing(settings: &Settings) -> anyhow::Result<telemetry::Telemetry> {
     let filter =
         EnvFilter::try_from_env("EDGEFLEET_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
+    let log = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let otlp = settings
+        .otlp_endpoint
+        .as_ref()
+        .map(|endpoint| telemetry::OtlpExport {
+            endpoint: endpoint.clone(),
+            service_name: "edgefleet-agent".into(),
+            // A pod's name (HOSTNAME) tells agents apart; the cluster is on every task span.
+            instance: std::env::var("HOSTNAME")
+                .unwrap_or_else(|_| format!("node-agent-{}", std::process::id())),
+        });
+    let installed = match settings.log_format {
+        LogFormat::Json => telemetry::install(filter, log.json(), otlp.as_ref()),
+        LogFormat::Text => telemetry::install(filter, log, otlp.as_ref()),
+    };
+    installed.context("setting up the log and traces")
 }
 
 async fn shutdown_signal() -> anyhow::Result<()> {

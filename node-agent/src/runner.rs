@@ -82,14 +82,20 @@ impl TaskRunner {
             }
             None => Started::New,
         };
+        // The run continues the trace of the control plane's delivery, when both export traces.
         let span = info_span!(
             "task",
+            otel.name = "task run",
+            otel.kind = "consumer",
             task_id = %assignment.task_id,
             lease_id = %assignment.lease_id,
             attempt = assignment.attempt,
             reason = %assignment.reason,
             cluster = %self.cluster_id,
         );
+        if !assignment.trace_parent.is_empty() {
+            telemetry::set_parent(&span, &assignment.trace_parent);
+        }
         let worker = Worker {
             applier: self.applier.clone(),
             events: self.events.clone(),
@@ -132,7 +138,7 @@ impl TaskRunner {
             TaskLog::new(task_id, self.log_sink.clone())
                 .warn("task cancelled by the control plane", &[]);
         });
-        self.running.remove(task_id);
+        let run = self.running.remove(task_id)?;
         Some(TaskResult {
             task_id: task_id.to_owned(),
             lease_id: lease_id.to_owned(),
@@ -140,6 +146,7 @@ impl TaskRunner {
             error: "cancelled".into(),
             objects: Vec::new(),
             retryable: false,
+            trace_parent: telemetry::traceparent_of(&run.span).unwrap_or_default(),
         })
     }
 
@@ -223,6 +230,7 @@ impl Worker {
                 )),
             },
         };
+        let trace_parent = telemetry::current_traceparent().unwrap_or_default();
         let result = match outcome {
             Ok(objects) => {
                 self.log
@@ -234,6 +242,7 @@ impl Worker {
                     error: String::new(),
                     objects,
                     retryable: false,
+                    trace_parent,
                 }
             }
             Err((error, retryable, objects)) => {
@@ -248,6 +257,7 @@ impl Worker {
                     error,
                     objects,
                     retryable,
+                    trace_parent,
                 }
             }
         };

@@ -53,6 +53,7 @@ fn signed_assignment(
         reason: "test".into(),
         body,
         signature: Some(signature),
+        trace_parent: String::new(),
     }
 }
 

@@ -1,13 +1,14 @@
-# Sourced by the scripts that build Go programs the tests run (build-kube.sh, build-providers.sh) into a cache
-# outside the clone. `cached_go_build NAME MODULE_DIR CALLER` sets `built_dir` to $EDGEFLEET_CACHE_DIR/NAME/<key>,
-# where the key hashes `go version`, the calling script and the module's Go files, go.mod and go.sum; it runs the
-# caller's `build_into STAGING` (in MODULE_DIR) only when `is_complete DIR` says the cached directory is not whole
-# (with `cached_only=1` it returns 3 instead of building).
+# Sourced by the scripts that build Go programs the tests run (build-kube.sh, build-providers.sh, build-helm.sh)
+# into a cache outside the clone. `cached_go_build NAME MODULE_DIR` sets `built_dir` to
+# $EDGEFLEET_CACHE_DIR/NAME/<key>, where the key hashes `go version`, the caller's `build_into` and the module's Go files,
+# go.mod and go.sum; it runs the caller's `build_into STAGING` (in MODULE_DIR) only when `is_complete DIR` says the
+# cached directory is not whole (with `cached_only=1` it returns 3 instead of building; `cached_go_build_args "$@"`
+# sets it from a caller's `--cached-only` flag).
 # One build at a time per machine (concurrent callers wait for the first one's result); builds for other keys are
 # removed afterwards, since each is hundreds of megabytes. Progress goes to stderr.
 
 cached_go_build() {
-    local name=$1 module=$2 caller=$3
+    local name=$1 module=$2
     local cache=${EDGEFLEET_CACHE_DIR:-$HOME/.cache/edgefleet}/$name
     if ! command -v go >/dev/null; then
         echo "$name: \`go\` is not on PATH; this is built from Go modules (Go >= 1.26)" >&2
@@ -16,8 +17,8 @@ cached_go_build() {
     local key
     key=$(
         go version
-        # The calling script too: its build flags are part of what is built.
-        sha256sum <"$caller"
+        # The caller's build function too: its flags are part of what is built (its comments and usage are not).
+        declare -f build_into
         cd "$module"
         find . -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) -print0 | sort -z | xargs -0 sha256sum
     )
@@ -63,3 +64,17 @@ cached_go_build() {
     find "$cache" -mindepth 1 -maxdepth 1 -type d ! -name "$key" ! -name '.build-*' -exec rm -rf {} +
     exec 9>&-
 }
+
+# The calling script's arguments: none, or `--cached-only` (print the directory if built, else exit 3).
+cached_go_build_args() {
+    cached_only=0
+    case ${1:-} in
+        --cached-only) cached_only=1 ;;
+        "") ;;
+        *)
+            echo "usage: $0 [--cached-only]" >&2
+            exit 2
+            ;;
+    esac
+}
+

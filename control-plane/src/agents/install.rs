@@ -167,7 +167,10 @@ fn manifest_documents(inputs: &InstallInputs<'_>) -> Vec<Value> {
                 "metadata": {"labels": labels},
                 "spec": {
                     "serviceAccountName": SERVICE_ACCOUNT,
-                    "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
+                    // fsGroup: the kubelet makes the bootstrap Secret's files (root-owned) readable by this group, so
+                    // the non-root agent can read them; nobody else in the pod exists to read them.
+                    "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "fsGroup": 65532,
+                                        "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [{
                         "name": "agent",
                         "image": inputs.image,

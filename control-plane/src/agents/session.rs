@@ -253,11 +253,25 @@ impl Session {
                 .metrics
                 .task_delivery_seconds
                 .observe(waited.as_secs_f64());
-            match assignment(&task) {
+            // The delivery is a span of the task's trace; the agent runs the task as its child.
+            let span = tracing::info_span!(
+                "task.deliver",
+                otel.name = "task deliver",
+                otel.kind = "producer",
+                task_id = %task.id,
+                cluster_id = %task.cluster_id,
+                attempt = task.attempts,
+            );
+            if let Some(parent) = &task.trace_parent {
+                telemetry::set_parent(&span, parent);
+            }
+            match assignment(&task, telemetry::traceparent_of(&span)) {
                 Ok(assignment) => {
-                    tracing::info!(task_id = %task.id, attempt = task.attempts, "task delivered");
+                    span.in_scope(|| {
+                        tracing::info!(task_id = %task.id, attempt = task.attempts, "task delivered")
+                    });
                     self.in_flight.insert(task.id, task.lease_id);
-                    self.send(Down::Task(assignment)).await?;
+                    self.send(Down::Task(assignment)).instrument(span).await?;
                 }
                 Err(error) => {
                     tracing::error!(task_id = %task.id, %error, "task cannot be delivered");
@@ -408,7 +422,20 @@ impl Session {
                 retryable: result.retryable,
                 fails_cluster: None,
             };
-            self.record_result(task_id, lease_id, &completion).await?;
+            // Recording the result is a span under the agent's run of the task.
+            let span = tracing::info_span!(
+                "task.result",
+                otel.name = "task result",
+                otel.kind = "consumer",
+                task_id = %task_id,
+                success = result.success,
+            );
+            if !result.trace_parent.is_empty() {
+                telemetry::set_parent(&span, &result.trace_parent);
+            }
+            self.record_result(task_id, lease_id, &completion)
+                .instrument(span)
+                .await?;
         }
         // Acknowledge even a stale report: the agent must stop resending it either way.
         self.send(ack).await?;
@@ -583,7 +610,7 @@ fn ids(task_id: &str, lease_id: &str) -> Option<(Uuid, Uuid)> {
 
 /// The stored signed body goes out byte for byte; the JSON payload is not read. A task without one was queued
 /// before tasks were signed (or written into the database by something other than the control plane).
-fn assignment(task: &LeasedTask) -> Result<TaskAssignment, String> {
+fn assignment(task: &LeasedTask, trace_parent: Option<String>) -> Result<TaskAssignment, String> {
     let (Some(body), Some(signature), Some(key_id)) =
         (&task.body, &task.signature, &task.signing_key_id)
     else {
@@ -604,6 +631,7 @@ fn assignment(task: &LeasedTask) -> Result<TaskAssignment, String> {
             key_id: key_id.clone(),
             signature: signature.clone(),
         }),
+        trace_parent: trace_parent.unwrap_or_default(),
     })
 }
 

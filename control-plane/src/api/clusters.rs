@@ -184,6 +184,7 @@ async fn terraform_task(
             max_attempts: state.config.tasks.default_max_attempts,
             seal: None,
             demo_step: None,
+            trace_parent: telemetry::current_traceparent(),
         })
         .await?;
     Ok(match inserted {

@@ -203,6 +203,7 @@ pub async fn create(
                 replicas: body.replicas,
             },
             idempotency_key: body.idempotency_key,
+            trace_parent: telemetry::current_traceparent(),
         })
         .await?;
     let (status, demo) = match inserted {
@@ -342,6 +343,7 @@ pub async fn update(
             config: Some(config),
             reason,
             by: principal.label(),
+            trace_parent: telemetry::current_traceparent(),
         },
     )
     .await
@@ -381,6 +383,7 @@ pub async fn rollback(
         config: Some(target.config.0),
         reason: format!("rollback to version {}", body.version),
         by: principal.label(),
+        trace_parent: telemetry::current_traceparent(),
     };
     change(&state, id, change_to).await
 }
@@ -424,6 +427,7 @@ async fn scale(
             config: Some(config),
             reason,
             by,
+            trace_parent: telemetry::current_traceparent(),
         },
     )
     .await
@@ -485,7 +489,11 @@ pub async fn delete(
     principal.require(Role::Operator, "delete demos")?;
     let demo = state
         .store
-        .request_demo_delete(id, &principal.label())
+        .request_demo_delete(
+            id,
+            &principal.label(),
+            telemetry::current_traceparent().as_deref(),
+        )
         .await?;
     tracing::info!(demo_id = %demo.id, by = %principal.label(), "demo delete requested");
     let steps = state.store.demo_steps(demo.id, demo.version).await?;

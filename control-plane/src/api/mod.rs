@@ -246,8 +246,47 @@ pub fn router(state: ApiState) -> Router {
                 response
             },
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(
+                    |response: &axum::response::Response, _latency, span: &tracing::Span| {
+                        span.record("http.response.status_code", response.status().as_u16());
+                    },
+                ),
+        )
         .with_state(state)
+}
+
+/// One span per request, named by its route (`POST /api/v1/clusters/{id}/tasks`) so traces group by endpoint and
+/// never carry ids or query text in the name; a caller's `traceparent` header makes it part of the caller's trace.
+/// Probes and metrics scrapes get a debug span, which the default filter drops.
+fn request_span(request: &Request) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |path| path.as_str());
+    let method = request.method();
+    let span = if matches!(route, "/healthz" | "/readyz" | "/metrics") {
+        tracing::debug_span!("http.request", http.route = route)
+    } else {
+        tracing::info_span!(
+            "http.request",
+            otel.name = format!("{method} {route}"),
+            otel.kind = "server",
+            http.request.method = %method,
+            http.route = route,
+            http.response.status_code = tracing::field::Empty,
+        )
+    };
+    if let Some(parent) = request
+        .headers()
+        .get("traceparent")
+        .and_then(|value| value.to_str().ok())
+    {
+        telemetry::set_parent(&span, parent);
+    }
+    span
 }
 
 /// Ready when PostgreSQL and ClickHouse both answer and no background loop keeps failing. The answer is

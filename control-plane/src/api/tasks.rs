@@ -116,6 +116,7 @@ pub async fn create(
         max_attempts,
         seal: None,
         demo_step: None,
+        trace_parent: telemetry::current_traceparent(),
     };
     state
         .signer

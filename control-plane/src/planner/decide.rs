@@ -590,6 +590,7 @@ mod tests {
             updated_at: Utc::now(),
             started_at: None,
             finished_at: None,
+            trace_id: None,
         }
     }
 

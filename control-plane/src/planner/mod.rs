@@ -10,6 +10,8 @@ pub mod render;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use serde_json::json;
 use uuid::Uuid;
 
@@ -93,43 +95,73 @@ impl Planner {
             if step.state.is_finished() {
                 return Ok(());
             }
-            let task = self.observed_task(step, &steps).await?;
-            let cluster = match demo.cluster_id {
-                Some(id) => found(self.store.cluster(id).await)?,
-                None => None,
-            };
-            let placement = match (step.name, demo.cluster_id) {
-                (StepName::EnsureCluster, None) => Some(self.placement_inputs(&demo).await?),
-                _ => None,
-            };
-            let template = match step.name {
-                StepName::Render | StepName::Apply => {
-                    found(self.store.template_by_id(demo.template_id).await)?
-                }
-                _ => None,
-            };
-            let predecessor = match (step.name, demo.cluster_id) {
-                (StepName::Apply, Some(cluster_id)) => {
-                    self.store
-                        .demo_being_deleted(&demo.name, cluster_id, demo.id)
-                        .await?
-                }
-                _ => None,
-            };
-            let decision = decide::decide(&Observed {
-                demo: &demo,
-                step,
-                task: task.as_ref(),
-                cluster: cluster.as_ref(),
-                placement: placement.as_ref(),
-                template: template.as_ref(),
-                predecessor: predecessor.as_ref(),
-                settings: &settings,
-            });
-            if !self.carry_out(&demo, step, decision).await? {
+            // Each step is a span of the trace of the request that made this version, and the tasks it queues
+            // continue it.
+            let span = tracing::info_span!(
+                "planner.step",
+                otel.name = format!("planner {}", step.name),
+                demo = %demo.name,
+                demo_id = %demo.id,
+                version = demo.version,
+                step = %step.name,
+            );
+            if telemetry::traces_enabled()
+                && let Some(parent) = self.store.demo_version_trace(demo.id, demo.version).await?
+            {
+                telemetry::set_parent(&span, &parent);
+            }
+            if !self
+                .step(&demo, step, &steps, &settings)
+                .instrument(span)
+                .await?
+            {
                 return Ok(());
             }
         }
+    }
+
+    /// Observes one step, decides and carries the decision out; false when the demo has to wait.
+    async fn step(
+        &self,
+        demo: &Demo,
+        step: &DemoStep,
+        steps: &[DemoStep],
+        settings: &Settings,
+    ) -> Result<bool, StoreError> {
+        let task = self.observed_task(step, steps).await?;
+        let cluster = match demo.cluster_id {
+            Some(id) => found(self.store.cluster(id).await)?,
+            None => None,
+        };
+        let placement = match (step.name, demo.cluster_id) {
+            (StepName::EnsureCluster, None) => Some(self.placement_inputs(demo).await?),
+            _ => None,
+        };
+        let template = match step.name {
+            StepName::Render | StepName::Apply => {
+                found(self.store.template_by_id(demo.template_id).await)?
+            }
+            _ => None,
+        };
+        let predecessor = match (step.name, demo.cluster_id) {
+            (StepName::Apply, Some(cluster_id)) => {
+                self.store
+                    .demo_being_deleted(&demo.name, cluster_id, demo.id)
+                    .await?
+            }
+            _ => None,
+        };
+        let decision = decide::decide(&Observed {
+            demo,
+            step,
+            task: task.as_ref(),
+            cluster: cluster.as_ref(),
+            placement: placement.as_ref(),
+            template: template.as_ref(),
+            predecessor: predecessor.as_ref(),
+            settings,
+        });
+        self.carry_out(demo, step, decision).await
     }
 
     /// The task a step looks at: its own, or for `wait_ready` the apply step's (it waits for the rollout).
@@ -288,6 +320,7 @@ impl Planner {
                 max_attempts: self.config.tasks.default_max_attempts,
                 seal: None,
                 demo_step: Some(step.id),
+                trace_parent: telemetry::current_traceparent(),
             })
             .await?;
         Ok(cluster.id)
@@ -318,6 +351,7 @@ impl Planner {
             max_attempts: self.config.tasks.default_max_attempts,
             seal: None,
             demo_step: Some(step.id),
+            trace_parent: telemetry::current_traceparent(),
         };
         self.signer
             .seal(&mut task)

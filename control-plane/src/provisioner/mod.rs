@@ -137,7 +137,17 @@ impl Provisioner {
                     Ok(Some(task)) => {
                         let this = self.clone();
                         let freed = freed.clone();
-                        let span = tracing::info_span!("terraform_task", task_id = %task.id, cluster_id = %task.cluster_id, kind = %task.kind);
+                        // A span of the task's trace (the request that planned or applied the cluster).
+                        let span = tracing::info_span!(
+                            "terraform_task",
+                            otel.name = format!("terraform {}", task.kind),
+                            task_id = %task.id,
+                            cluster_id = %task.cluster_id,
+                            kind = %task.kind,
+                        );
+                        if let Some(parent) = &task.trace_parent {
+                            telemetry::set_parent(&span, parent);
+                        }
                         tokio::spawn(
                             async move {
                                 this.execute(task).await;

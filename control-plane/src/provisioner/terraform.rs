@@ -129,6 +129,11 @@ pub struct Terraform {
 impl Terraform {
     /// Runs `terraform <args>`. Lines go to `lines` as they are printed. `cancel` flipping to true interrupts the
     /// run (SIGINT to its process group, like Ctrl-C, then SIGKILL after the grace period).
+    #[tracing::instrument(
+        name = "terraform.command",
+        skip_all,
+        fields(otel.name = format!("terraform {}", args.first().copied().unwrap_or_default()))
+    )]
     pub async fn run(
         &self,
         args: &[&str],

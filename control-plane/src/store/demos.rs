@@ -75,6 +75,7 @@ pub struct NewDemo {
     pub requested_region: RequestedRegion,
     pub config: DemoConfig,
     pub idempotency_key: Option<String>,
+    pub trace_parent: Option<String>,
 }
 
 pub enum DemoInsert {
@@ -106,6 +107,26 @@ pub struct DemoChange {
     pub config: Option<DemoConfig>,
     pub reason: String,
     pub by: String,
+    /// The W3C `traceparent` of the request that made the version; the planner continues its trace.
+    pub trace_parent: Option<String>,
+}
+
+impl Store {
+    /// The trace context a demo version was made in, if traces were on.
+    pub async fn demo_version_trace(
+        &self,
+        demo_id: Uuid,
+        version: i32,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT trace_parent FROM demo_versions WHERE demo_id = $1 AND version = $2",
+        )
+        .bind(demo_id)
+        .bind(version)
+        .fetch_optional(self.pool())
+        .await?
+        .flatten())
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -118,10 +139,11 @@ async fn record_version(
     config: &DemoConfig,
     reason: &str,
     by: &str,
+    trace_parent: Option<&str>,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO demo_versions (demo_id, version, template_id, image, config, reason, created_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO demo_versions (demo_id, version, template_id, image, config, reason, created_by, trace_parent)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(demo_id)
     .bind(version)
@@ -130,6 +152,7 @@ async fn record_version(
     .bind(Json(config))
     .bind(reason)
     .bind(by)
+    .bind(trace_parent)
     .execute(conn)
     .await?;
     Ok(())
@@ -200,6 +223,7 @@ impl Store {
             &config,
             &change.reason,
             &change.by,
+            change.trace_parent.as_deref(),
         )
         .await?;
         sqlx::query(
@@ -284,6 +308,7 @@ impl Store {
             &new.config,
             "created",
             &new.owner,
+            new.trace_parent.as_deref(),
         )
         .await?;
         insert_steps(&mut tx, id, 1, StepName::DEPLOY).await?;
@@ -484,7 +509,12 @@ impl Store {
     /// Starts deleting a demo: a new version whose steps prune its objects and then close it. The demo goes
     /// offline at once; a deploy in flight is abandoned and its unfinished tasks are cancelled. Repeating the
     /// request while the delete runs changes nothing.
-    pub async fn request_demo_delete(&self, demo_id: Uuid, by: &str) -> Result<Demo, StoreError> {
+    pub async fn request_demo_delete(
+        &self,
+        demo_id: Uuid,
+        by: &str,
+        trace_parent: Option<&str>,
+    ) -> Result<Demo, StoreError> {
         let mut tx = self.pool().begin().await?;
         let current = lock_demo(&mut tx, demo_id, true).await?;
         if current.delete_requested_at.is_some() {
@@ -510,6 +540,7 @@ impl Store {
             &current.config.0,
             "delete",
             by,
+            trace_parent,
         )
         .await?;
         sqlx::query(

@@ -54,6 +54,8 @@ pub struct Task {
     pub updated_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The OpenTelemetry trace the task belongs to (32 hex digits), when traces were on as it was created.
+    pub trace_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
@@ -77,6 +79,9 @@ pub struct NewTask {
     pub demo_step: Option<i64>,
     /// The signed body of a task an agent runs (`TaskSigner::seal`); `None` for tasks the control plane runs.
     pub seal: Option<TaskSeal>,
+    /// The W3C `traceparent` of the span that created the task (`telemetry::current_traceparent`), when traces
+    /// are on; its delivery, run and result continue that trace.
+    pub trace_parent: Option<String>,
 }
 
 /// The signed body of an agent task, stored and delivered byte for byte.
@@ -108,6 +113,7 @@ pub struct LeasedTask {
     pub body: Option<Vec<u8>>,
     pub signature: Option<Vec<u8>>,
     pub signing_key_id: Option<String>,
+    pub trace_parent: Option<String>,
 }
 
 pub struct TaskCompletion {
@@ -129,7 +135,8 @@ pub struct TaskFilter {
 }
 
 const SELECT: &str = "SELECT id, cluster_id, kind, payload, state, reason, idempotency_key, parent_id, created_by,
-        attempts, max_attempts, lease_expires_at, objects, output, error, created_at, updated_at, started_at, finished_at
+        attempts, max_attempts, lease_expires_at, objects, output, error, created_at, updated_at, started_at, finished_at,
+        substr(trace_parent, 4, 32) AS trace_id
     FROM tasks";
 
 /// The state a pending task is leased into (`TaskState::lease`).
@@ -206,8 +213,8 @@ impl Store {
         let payload = new.spec.payload();
         let inserted: Option<Uuid> = sqlx::query_scalar(
             "INSERT INTO tasks (id, cluster_id, kind, payload, state, reason, idempotency_key, parent_id,
-                                created_by, max_attempts, body, signature, signing_key_id, demo_step_id)
-             VALUES ($1, $2, $3, $4, $14, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                                created_by, max_attempts, body, signature, signing_key_id, demo_step_id, trace_parent)
+             VALUES ($1, $2, $3, $4, $14, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15)
              ON CONFLICT (cluster_id, idempotency_key) DO NOTHING RETURNING id",
         )
         .bind(id)
@@ -224,6 +231,7 @@ impl Store {
         .bind(seal.map(|seal| &seal.key_id))
         .bind(new.demo_step)
         .bind(TaskState::Pending)
+        .bind(&new.trace_parent)
         .fetch_optional(&mut *tx)
         .await?;
         if inserted.is_none() {
@@ -308,7 +316,7 @@ impl Store {
                     objects = '[]'::jsonb, error = NULL, updated_at = now()
              FROM candidates c WHERE t.id = c.id
              RETURNING t.id, t.lease_id, t.attempts, t.kind, t.payload, t.reason, t.lease_expires_at, t.created_at,
-                       t.cluster_id, t.body, t.signature, t.signing_key_id",
+                       t.cluster_id, t.body, t.signature, t.signing_key_id, t.trace_parent",
         )
         .bind(cluster_id)
         .bind(limit)

@@ -13,6 +13,7 @@ use agent_protocol::{AGENT_ORGANISATION, ApplySpec, ApplyTier, ObjectOutcome, Ob
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::discovery::{ApiCapabilities, Scope};
 use thiserror::Error;
+use tracing::Instrument;
 
 use crate::error::error_chain;
 use crate::tasklog::TaskLog;
@@ -256,8 +257,15 @@ impl Applier {
         let mut objects = Vec::with_capacity(documents.len());
         let mut crd_applied = false;
         for (position, document) in documents.iter().enumerate() {
+            let span = tracing::info_span!(
+                "object.apply",
+                otel.name = format!("apply {}", document.gvk.kind),
+                document = document.index,
+                object = %document.reference(),
+            );
             match self
                 .apply_document(document, spec.force_conflicts, crd_applied, log)
+                .instrument(span)
                 .await
             {
                 Ok(result) => {

@@ -2,6 +2,7 @@
 //! a local stack of real processes, a small REST client, and a raw agent speaking the gRPC protocol.
 
 pub mod api;
+pub mod otlp;
 pub mod raw_agent;
 pub mod stack;
 

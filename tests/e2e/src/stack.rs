@@ -43,6 +43,8 @@ pub struct StackOptions {
     /// Merged into the provisioning configuration as a JSON merge patch (objects merge, other values
     /// replace), e.g. `allow_development_stacks` or `stack_defaults.local.state_dir`.
     pub provisioning_overrides: serde_json::Map<String, Value>,
+    /// Export traces from the control plane and every agent the stack starts to this OTLP/HTTP endpoint.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for StackOptions {
@@ -62,6 +64,7 @@ impl Default for StackOptions {
             provisioning: false,
             provisioning_overrides: serde_json::Map::new(),
             templates_dir: None,
+            otlp_endpoint: None,
         }
     }
 }
@@ -183,6 +186,9 @@ impl Stack {
             "console": {"secure_cookies": false, "admin_password_file": admin_password_file},
         });
         let mut config = config;
+        if let Some(endpoint) = &options.otlp_endpoint {
+            config["telemetry"] = json!({"otlp_endpoint": endpoint});
+        }
         if let Some(templates) = &options.templates_dir {
             config["templates_dir"] = json!(templates);
         }
@@ -214,7 +220,15 @@ impl Stack {
             dir,
             control_plane,
             cluster,
-            agent_env: options.agent_env,
+            agent_env: options
+                .agent_env
+                .into_iter()
+                .chain(
+                    options
+                        .otlp_endpoint
+                        .map(|endpoint| ("EDGEFLEET_OTLP_ENDPOINT".to_owned(), endpoint)),
+                )
+                .collect(),
             config,
             config_path,
         })

@@ -249,6 +249,7 @@ export const TEXT = {
   'task.reason': ['Reason', '原因'],
   'task.error': ['Error', '错误'],
   'task.createdBy': ['Created by', '创建者'],
+  'task.trace': ['Trace', '追踪'],
   'task.started': ['Started', '开始时间'],
   'task.finished': ['Finished', '结束时间'],
   'task.objects': ['Objects', '对象结果'],

@@ -82,6 +82,8 @@ export async function pageTask(ctx, page, [id]) {
           [t('task.started'), x.started_at ? timeEl(x.started_at, false) : null],
           [t('task.finished'), x.finished_at ? timeEl(x.finished_at, false) : null],
           x.parent_id ? [t('common.details'), link(`#/tasks/${enc(x.parent_id)}`, x.parent_id.slice(0, 8))] : null,
+          // The OpenTelemetry trace id, to look the task up in the tracing backend (only when traces are on).
+          x.trace_id ? [t('task.trace'), h('code', { 'data-testid': 'task-trace' }, x.trace_id)] : null,
         ])),
         card(t('task.output'), [planSummary(x), output ? h('details', null, h('summary', null, 'JSON'), h('pre', { class: 'code' }, JSON.stringify(output, null, 2))) : dash(),
           x.payload ? h('details', null, h('summary', null, t('task.payload')), h('pre', { class: 'code' }, JSON.stringify(x.payload, null, 2))) : null])),
