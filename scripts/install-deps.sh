@@ -12,8 +12,9 @@ is_installed() {
 if ! compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; then
     missing+=(postgresql)
 fi
-# chromium and chromium-driver run the console's browser tests.
-for package in clickhouse-server clickhouse-client curl ca-certificates openssl chromium chromium-driver; do
+# chromium and chromium-driver run the console's browser tests; fonts-noto-cjk lets it draw the console's Chinese.
+for package in clickhouse-server clickhouse-client curl ca-certificates openssl chromium chromium-driver \
+    fonts-noto-cjk; do
     is_installed "$package" || missing+=("$package")
 done
 

@@ -121,6 +121,16 @@ pub async fn start(
         poll_interval: Duration::from_millis(config.tasks.poll_interval_ms.min(1000)),
     });
     supervisor.spawn("planner", move || planner.clone().run());
+    let sampler = Arc::new(crate::fleet::sampler::Sampler {
+        store: store.clone(),
+        logs: logs.clone(),
+        interval: Duration::from_secs(config.console.sample_interval_seconds.into()),
+        retention: Duration::from_secs(u64::from(config.console.sample_retention_hours) * 3600),
+    });
+    supervisor.spawn("fleet_sampler", move || {
+        let sampler = sampler.clone();
+        async move { sampler.run().await }
+    });
     if let Some(provisioning) = &config.provisioning {
         let provisioner = Provisioner {
             store: store.clone(),

@@ -237,6 +237,10 @@ pub struct ConsoleConfig {
     /// within 15 minutes before further attempts from that address are refused with 429. A success clears
     /// the account's count for its address; other addresses are never refused for it.
     pub max_failed_logins: u32,
+    /// How often the overview's per-region charts get a point (agents, round trip, tasks, demos, log lines).
+    pub sample_interval_seconds: u32,
+    /// How long those points are kept in PostgreSQL.
+    pub sample_retention_hours: u32,
 }
 
 impl Default for ConsoleConfig {
@@ -248,6 +252,8 @@ impl Default for ConsoleConfig {
             session_idle_minutes: 30,
             session_max_hours: 12,
             max_failed_logins: 5,
+            sample_interval_seconds: 60,
+            sample_retention_hours: 24,
         }
     }
 }
@@ -487,6 +493,12 @@ impl Config {
             return Err(invalid(
                 "console.admin_username",
                 "must be 1-64 letters, digits, '.', '_' or '-'",
+            ));
+        }
+        if self.console.sample_interval_seconds == 0 || self.console.sample_retention_hours == 0 {
+            return Err(invalid(
+                "console.sample_interval_seconds",
+                "sample_interval_seconds and sample_retention_hours must be at least 1",
             ));
         }
         if self.console.session_idle_minutes == 0 || self.console.session_max_hours == 0 {

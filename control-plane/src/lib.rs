@@ -8,6 +8,7 @@ pub mod config;
 pub mod console;
 pub mod crypto;
 pub mod domain;
+pub mod fleet;
 pub mod logs;
 pub mod metrics;
 pub mod pki;

@@ -124,6 +124,14 @@ pub(super) fn control_character(field: &str, text: &str, multiline: bool) -> Opt
     })
 }
 
+/// serde_json appends " at line 1 column 42"; the field name is more useful than the position.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,13 +169,5 @@ mod tests {
                 "manifest: contains the control character U+0000; only line breaks and tabs are allowed here"
             ]
         );
-    }
-}
-
-/// serde_json appends " at line 1 column 42"; the field name is more useful than the position.
-fn strip_position(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(i) => message[..i].to_string(),
-        None => message.to_string(),
     }
 }

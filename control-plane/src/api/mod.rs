@@ -8,6 +8,7 @@ mod clusters;
 mod demo_logs;
 mod demos;
 mod error;
+mod fleet;
 mod json;
 mod query;
 mod regions;
@@ -143,6 +144,7 @@ fn authenticated_operations() -> Vec<UtoipaMethodRouter<ApiState>> {
         routes!(users::list_tokens, users::create_token),
         routes!(users::revoke_token),
         routes!(audit::list),
+        routes!(fleet::overview),
     ]
 }
 

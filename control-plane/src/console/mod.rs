@@ -27,6 +27,7 @@ const MODULES: &[(&str, &str)] = modules![
     "dom.js",
     "api.js",
     "ui.js",
+    "charts.js",
     "forms.js",
     "shell.js",
     "pages/shared.js",

@@ -106,11 +106,13 @@ macro_rules! text_enum {
 pub mod cluster;
 pub mod demo;
 pub mod names;
+pub mod region;
 pub mod task;
 pub mod taskspec;
 
 pub use cluster::{ClusterRole, ClusterStatus, DriftStatus, Provisioning};
 pub use demo::{DemoConfig, DemoEnd, DemoStatus, RequestedRegion, StepName, StepState};
+pub use region::RegionHealth;
 pub use task::{ObjectOutcome, TaskKind, TaskState};
 
 /// A text that is none of a type's values; names the type and what it accepts.

@@ -333,6 +333,37 @@ impl LogStore {
 }
 
 impl LogStore {
+    /// Log lines (task and demo logs) stored with a timestamp in `[from_nanos, until_nanos)`, per cluster id.
+    pub async fn lines_per_cluster(
+        &self,
+        from_nanos: i64,
+        until_nanos: i64,
+    ) -> Result<Vec<(String, u64)>, LogStoreError> {
+        // The date bound lets ClickHouse skip other months' partitions.
+        let from_date = chrono::DateTime::from_timestamp_nanos(from_nanos)
+            .date_naive()
+            .to_string();
+        let sql = format!(
+            "SELECT cluster_id, count() FROM (
+                 SELECT cluster_id FROM {db}.task_logs WHERE date >= toDate(?) AND ts_nanos >= ? AND ts_nanos < ?
+                 UNION ALL
+                 SELECT cluster_id FROM {db}.demo_logs WHERE date >= toDate(?) AND ts_nanos >= ? AND ts_nanos < ?)
+             GROUP BY cluster_id",
+            db = self.database
+        );
+        self.client
+            .query(&sql)
+            .bind(&from_date)
+            .bind(from_nanos)
+            .bind(until_nanos)
+            .bind(&from_date)
+            .bind(from_nanos)
+            .bind(until_nanos)
+            .fetch_all::<(String, u64)>()
+            .await
+            .map_err(|e| self.err(e))
+    }
+
     /// One page of demo logs in order. Lines stored twice (an agent resent a batch whose ack was lost) are
     /// returned once.
     pub async fn demo_logs(&self, query: &DemoLogQuery) -> Result<Vec<DemoLogRow>, LogStoreError> {

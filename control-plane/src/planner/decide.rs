@@ -454,89 +454,14 @@ mod tests {
     use sqlx::types::Json;
 
     use super::*;
-    use crate::domain::{
-        ClusterRole, DemoConfig, DemoStatus, ObjectOutcome, Provisioning, RequestedRegion,
-        StepState, TaskKind,
-    };
-    use crate::store::{AgentStatus, ObjectReport};
+    use crate::domain::{ObjectOutcome, RequestedRegion, StepState, TaskKind};
+    use crate::store::ObjectReport;
+    use crate::store::fixtures::{cluster, demo, region};
 
     fn settings() -> Settings {
         Settings {
             demos_domain: "demos.test".into(),
             policy: ApplyPolicy::default(),
-        }
-    }
-
-    fn region(code: &str, enabled: bool) -> Region {
-        Region {
-            id: Uuid::new_v4(),
-            cloud_account_id: Uuid::new_v4(),
-            cloud_name: "cloud".into(),
-            provider: "aws".into(),
-            code: code.into(),
-            display_name: code.into(),
-            enabled,
-            cluster_count: 0,
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
-        }
-    }
-
-    fn cluster(name: &str, region: &Region, status: ClusterStatus, connected: bool) -> Cluster {
-        Cluster {
-            id: Uuid::new_v4(),
-            region_id: region.id,
-            region_code: region.code.clone(),
-            name: name.into(),
-            role: ClusterRole::User,
-            status,
-            status_message: Some("as the test set it".into()),
-            provisioning: Provisioning::Terraform,
-            api_endpoint: None,
-            external_ip: None,
-            agent: AgentStatus {
-                connected,
-                version: Some("0.1.0".into()),
-                kubernetes_version: None,
-                node_count: None,
-                kubernetes_reachable: Some(connected),
-                kubernetes_error: None,
-                last_heartbeat_at: Some(Utc::now()),
-                rtt_ms: None,
-                certificate_expires_at: None,
-            },
-            drift_status: None,
-            drift_checked_at: None,
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
-            deleted_at: None,
-        }
-    }
-
-    fn demo(requested_region: RequestedRegion, cluster: Option<&Cluster>, replicas: i32) -> Demo {
-        Demo {
-            id: Uuid::new_v4(),
-            name: "hello".into(),
-            owner: "alice".into(),
-            template_id: Uuid::new_v4(),
-            image: "registry.test/hello:1".into(),
-            requested_region,
-            region_id: cluster.map(|c| c.region_id),
-            region_reason: None,
-            cluster_id: cluster.map(|c| c.id),
-            config: Json(DemoConfig {
-                env: [("MODEL_NAME".to_owned(), "large".to_owned())].into(),
-                replicas,
-            }),
-            version: 1,
-            status: DemoStatus::Developing,
-            current_step: None,
-            error: None,
-            url: None,
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
-            delete_requested_at: None,
-            deleted_at: None,
         }
     }
 

@@ -5,6 +5,9 @@ mod certificates;
 mod clouds;
 mod clusters;
 mod demos;
+#[cfg(test)]
+pub(crate) mod fixtures;
+mod fleet;
 mod log_outbox;
 mod provisioning;
 mod regions;
@@ -20,6 +23,7 @@ pub use certificates::{AgentCertificateRow, NewCertificate};
 pub use clouds::{CloudAccount, NewCloudAccount};
 pub use clusters::{AgentStatus, Cluster, Heartbeat, NewCluster};
 pub use demos::{Demo, DemoChange, DemoInsert, DemoStep, DemoVersion, NewDemo};
+pub use fleet::{RegionSample, TaskCounts};
 pub use log_outbox::OutboxBatch;
 pub use provisioning::ProvisioningTarget;
 pub use regions::{NewRegion, Region};

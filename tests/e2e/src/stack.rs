@@ -45,6 +45,8 @@ pub struct StackOptions {
     pub provisioning_overrides: serde_json::Map<String, Value>,
     /// Export traces from the control plane and every agent the stack starts to this OTLP/HTTP endpoint.
     pub otlp_endpoint: Option<String>,
+    /// How often the control plane samples the fleet for the console's charts.
+    pub fleet_sample_seconds: u32,
 }
 
 impl Default for StackOptions {
@@ -65,6 +67,7 @@ impl Default for StackOptions {
             provisioning_overrides: serde_json::Map::new(),
             templates_dir: None,
             otlp_endpoint: None,
+            fleet_sample_seconds: 60,
         }
     }
 }
@@ -183,7 +186,8 @@ impl Stack {
                        "certificate_ttl_seconds": options.certificate_ttl_seconds,
                        "renewal_overlap_seconds": options.renewal_overlap_seconds},
             // Plain HTTP on loopback: a Secure cookie would not come back.
-            "console": {"secure_cookies": false, "admin_password_file": admin_password_file},
+            "console": {"secure_cookies": false, "admin_password_file": admin_password_file,
+                        "sample_interval_seconds": options.fleet_sample_seconds},
         });
         let mut config = config;
         if let Some(endpoint) = &options.otlp_endpoint {

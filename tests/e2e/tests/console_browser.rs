@@ -211,10 +211,15 @@ impl Browser {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn console_end_to_end_in_chromium() {
+    // Traces on, so the task page has a trace id to show.
+    let receiver = e2e::otlp::OtlpReceiver::start().await.unwrap();
     let stack = Arc::new(
         Stack::start(
             StackOptions {
                 provisioning: true,
+                // Enough points for the overview's charts within the test.
+                fleet_sample_seconds: 2,
+                otlp_endpoint: Some(receiver.endpoint.clone()),
                 ..StackOptions::default()
             }
             .with_templates(),
@@ -475,6 +480,81 @@ async fn walk_through_the_console(stack: Arc<Stack>) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     browser.screenshot("cluster").await;
+
+    // The overview: lab-east healthy at a glance, with charts from the control plane's samples, and the samples
+    // themselves count what happened in the region (the Terraform and demo tasks, their log lines).
+    let samples = harness::wait_until(
+        "three samples of lab-east with its agents connected",
+        WAIT,
+        Duration::from_millis(500),
+        || async {
+            let fleet = stack.api.get("/fleet?minutes=60").await.ok()?;
+            let region = fleet["regions"]
+                .as_array()?
+                .iter()
+                .find(|r| r["code"] == "lab-east")?
+                .clone();
+            let samples = region["samples"].as_array()?.clone();
+            (region["health"] == "healthy"
+                && samples
+                    .iter()
+                    .filter(|s| s["agents_connected"] == 2)
+                    .count()
+                    >= 3)
+                .then_some(samples)
+        },
+    )
+    .await
+    .unwrap();
+    let total = |key: &str| {
+        samples
+            .iter()
+            .map(|s| s[key].as_i64().unwrap())
+            .sum::<i64>()
+    };
+    assert!(total("tasks_succeeded") >= 1, "{samples:?}");
+    assert!(total("log_lines") >= 1, "{samples:?}");
+    assert!(
+        samples.iter().any(|s| s["demos_online"] == 1),
+        "{samples:?}"
+    );
+    browser.nav("overview").await;
+    browser
+        .wait_for(
+            "[data-testid=\"region-health-lab-east\"][data-value=\"healthy\"]",
+            "lab-east shown healthy",
+        )
+        .await;
+    for metric in ["agents", "rtt", "tasks", "demos", "logs"] {
+        let points = browser
+            .find(&format!("chart-lab-east-{metric}"))
+            .await
+            .attr("data-points")
+            .await
+            .unwrap()
+            .unwrap_or_default();
+        assert!(
+            points.parse::<usize>().unwrap_or(0) >= 3,
+            "the {metric} chart has {points} points"
+        );
+    }
+    let agents = browser.text("chart-lab-east-agents").await;
+    assert!(agents.contains('2'), "two agents connected: {agents}");
+
+    // A task's page shows the trace it belongs to.
+    let tasks = stack.api.get("/tasks?limit=1").await.unwrap();
+    let task = &tasks[0];
+    let trace_id = task["trace_id"].as_str().expect("traces are on").to_owned();
+    browser
+        .client
+        .goto(&format!(
+            "{}#/tasks/{}",
+            stack.console_url,
+            task["id"].as_str().unwrap()
+        ))
+        .await
+        .unwrap();
+    assert_eq!(browser.text("task-trace").await, trace_id);
 
     for page in ["overview", "templates", "tasks", "logs"] {
         browser.nav(page).await;

@@ -392,7 +392,6 @@ fn apply_dry_run(kubeconfig: &Path, manifest: &str) -> String {
 /// The rendered Deployment's container, the ConfigMap's control-plane.yaml and the chart's Secret (if any).
 struct ControlPlaneObjects {
     container: Value,
-    pod: Value,
     config: String,
     secret: Option<Value>,
 }
@@ -405,14 +404,12 @@ fn control_plane_objects(rendered: &BTreeMap<String, Value>) -> ControlPlaneObje
             .cloned()
     };
     let deployment = find("Deployment").expect("a Deployment");
-    let pod = deployment["spec"]["template"]["spec"].clone();
     ControlPlaneObjects {
-        container: pod["containers"][0].clone(),
+        container: deployment["spec"]["template"]["spec"]["containers"][0].clone(),
         config: find("ConfigMap").expect("a ConfigMap")["data"]["control-plane.yaml"]
             .as_str()
             .unwrap()
             .to_owned(),
-        pod,
         secret: find("Secret"),
     }
 }

@@ -511,7 +511,7 @@ async fn renewal_revokes_the_old_certificate_and_admins_revoke_agents() {
     assert!(refused.message().contains("revoked"), "{refused:?}");
     // After the overlap the old certificate is refused, and its open stream is closed.
     let ended = old_stream.next(Duration::from_secs(30)).await.unwrap();
-    let status = ended.err().expect("the old stream ends");
+    let status = ended.expect_err("the old stream ends");
     assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
     let refused = session_with(&stack, &ca, &first).await.err().unwrap();
     assert!(refused.message().contains("revoked"), "{refused:?}");
@@ -531,7 +531,7 @@ async fn renewal_revokes_the_old_certificate_and_admins_revoke_agents() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["name"], "lineage", "the cluster stays");
     let ended = current.next(Duration::from_secs(10)).await.unwrap();
-    let status = ended.err().expect("the stream ends");
+    let status = ended.expect_err("the stream ends");
     assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
     let renewal = raw_agent::renew(&endpoint, &ca, &stolen)
         .await
