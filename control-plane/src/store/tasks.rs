@@ -205,6 +205,11 @@ async fn notify(
 impl Store {
     /// Inserts a task, or returns the existing one with the same (cluster, idempotency key). A reused key with
     /// a different kind or payload is a conflict, so a retried request can never silently mean something else.
+    #[tracing::instrument(
+        name = "queue.insert",
+        skip_all,
+        fields(otel.name = "queue insert", task_id = %new.id, cluster_id = %new.cluster_id)
+    )]
     pub async fn insert_task(&self, new: NewTask) -> Result<TaskInsert, StoreError> {
         let mut tx = self.pool().begin().await?;
         let id = new.id;
@@ -402,6 +407,11 @@ impl Store {
 
     /// Records the lease holder's result. A retryable failure with attempts left goes back to pending.
     /// Returns the new state, or `None` when the report quotes a lease that is no longer current.
+    #[tracing::instrument(
+        name = "queue.complete",
+        skip_all,
+        fields(otel.name = "queue complete", %task_id, success = completion.success)
+    )]
     pub async fn complete_task(
         &self,
         cluster_id: Uuid,

@@ -93,7 +93,7 @@ async fn one_trace_follows_a_task_from_the_request_to_the_objects_applied_and_ba
         &caller_trace,
         "the task's spans from both processes",
         |spans| {
-            find(spans, CONTROL_PLANE, "task result").is_some()
+            find(spans, CONTROL_PLANE, "queue complete").is_some()
                 && find(spans, AGENT, "apply ConfigMap").is_some()
         },
     )
@@ -111,6 +111,10 @@ async fn one_trace_follows_a_task_from_the_request_to_the_objects_applied_and_ba
         "the caller's span is the parent"
     );
     assert_eq!(request.attributes["http.response.status_code"], "201");
+    // The queue: the insert inside the request, the delivery (lease) continuing it later.
+    let insert = one(&spans, CONTROL_PLANE, "queue insert");
+    assert_eq!(insert.parent_span_id, request.span_id);
+    assert_eq!(insert.attributes["task_id"], task_id);
     let deliver = one(&spans, CONTROL_PLANE, "task deliver");
     assert_eq!(deliver.parent_span_id, request.span_id);
     assert_eq!(deliver.attributes["task_id"], task_id);
@@ -126,6 +130,8 @@ async fn one_trace_follows_a_task_from_the_request_to_the_objects_applied_and_ba
     let result = one(&spans, CONTROL_PLANE, "task result");
     assert_eq!(result.parent_span_id, run.span_id);
     assert_eq!(result.attributes["success"], "true");
+    let complete = one(&spans, CONTROL_PLANE, "queue complete");
+    assert_eq!(complete.parent_span_id, result.span_id);
 
     // A demo: its POST starts a trace that the planner's steps continue, and the tasks they queue reach the agent
     // in the same trace.
