@@ -8,6 +8,6 @@ pub mod stack;
 
 pub use api::Api;
 pub use stack::{
-    AgentState, ClusterHandle, PeerControlPlane, Stack, StackOptions, kubectl, repo_root,
-    restart_container, write_container_log,
+    AgentState, ClusterHandle, PeerControlPlane, Stack, StackOptions, first_pod, kubectl,
+    repo_root, restart_container, write_container_log,
 };

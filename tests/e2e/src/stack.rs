@@ -453,6 +453,11 @@ impl Stack {
         kubectl(&self.kubeconfig, args, None)
     }
 
+    /// The name of the first pod in `namespace` of the stack's cluster.
+    pub fn first_pod(&self, namespace: &str) -> anyhow::Result<String> {
+        first_pod(&self.kubeconfig, namespace)
+    }
+
     /// Like [`Stack::kubectl`], feeding `input` on stdin.
     pub fn kubectl_with_input(&self, args: &[&str], input: &str) -> anyhow::Result<String> {
         kubectl(&self.kubeconfig, args, Some(input))
@@ -550,6 +555,19 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     file.write_all(contents.as_bytes())?;
     Ok(())
+}
+
+/// The name of the first pod in `namespace` of the cluster `kubeconfig` reaches.
+pub fn first_pod(kubeconfig: &Path, namespace: &str) -> anyhow::Result<String> {
+    let pods: Value = serde_json::from_str(&kubectl(
+        kubeconfig,
+        &["get", "pods", "-n", namespace, "-o", "json"],
+        None,
+    )?)?;
+    pods["items"][0]["metadata"]["name"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("no pod in namespace {namespace}"))
 }
 
 /// Runs `kubectl` with `kubeconfig` (feeding `stdin` when given) and returns stdout; fails with stderr.

@@ -307,16 +307,7 @@ async fn the_cli_logs_in_applies_deploys_and_says_what_went_wrong() {
     );
 
     // Its pod's log: searched, then followed live while the container prints more.
-    let pods: Value = serde_json::from_str(
-        &stack
-            .kubectl(&["get", "pods", "-n", "demo-hello-cli", "-o", "json"])
-            .unwrap(),
-    )
-    .unwrap();
-    let pod = pods["items"][0]["metadata"]["name"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let pod = stack.first_pod("demo-hello-cli").unwrap();
     let state_dir = stack.cluster.as_ref().unwrap().state_dir().to_path_buf();
     e2e::write_container_log(
         &state_dir,

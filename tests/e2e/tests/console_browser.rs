@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use e2e::{Stack, StackOptions, kubectl, repo_root, write_container_log};
+use e2e::{Stack, StackOptions, first_pod, repo_root, write_container_log};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
@@ -363,19 +363,7 @@ async fn walk_through_the_console(stack: Arc<Stack>) {
     ));
     let kubeconfig = local_cluster.join("kubeconfig");
     let cluster_state_dir = local_cluster.join("cluster");
-    let pods: Value = serde_json::from_str(
-        &kubectl(
-            &kubeconfig,
-            &["get", "pods", "-n", "demo-hello", "-o", "json"],
-            None,
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    let pod = pods["items"][0]["metadata"]["name"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let pod = first_pod(&kubeconfig, "demo-hello").unwrap();
     write_container_log(
         &cluster_state_dir,
         "demo-hello",

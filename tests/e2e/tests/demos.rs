@@ -666,16 +666,7 @@ async fn demo_pod_logs_reach_clickhouse_tagged_and_come_back_filtered_paged_and_
     })
     .await;
     assert_eq!(online["status"], "online", "{online}");
-    let pods: Value = serde_json::from_str(
-        &stack
-            .kubectl(&["get", "pods", "-n", "demo-chatty", "-o", "json"])
-            .unwrap(),
-    )
-    .unwrap();
-    let pod = pods["items"][0]["metadata"]["name"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let pod = stack.first_pod("demo-chatty").unwrap();
 
     // A pod on this cluster that claims a demo placed elsewhere: its lines are dropped by the control plane.
     let impostor = "00000000-0000-4000-8000-000000000000";
