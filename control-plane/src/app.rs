@@ -114,6 +114,12 @@ pub async fn start(
             crate::logs::outbox::run(store.clone(), logs.clone(), metrics.clone())
         });
     }
+    {
+        let (logs, retention) = (logs.clone(), config.clickhouse.retention);
+        supervisor.spawn("log_retention", move || {
+            crate::logs::retention::run(logs.clone(), retention)
+        });
+    }
     let planner = Arc::new(crate::planner::Planner {
         store: store.clone(),
         config: config.clone(),

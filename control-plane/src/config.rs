@@ -170,6 +170,40 @@ pub struct ClickHouseConfig {
     pub user: String,
     #[serde(default)]
     pub password: Option<String>,
+    #[serde(default)]
+    pub retention: LogRetention,
+}
+
+/// Days each log table keeps its rows (by the line's date); 0 keeps them for ever.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogRetention {
+    pub task_logs_days: u16,
+    pub demo_logs_days: u16,
+    pub dead_letters_days: u16,
+}
+
+impl Default for LogRetention {
+    fn default() -> Self {
+        Self {
+            task_logs_days: 90,
+            demo_logs_days: 30,
+            dead_letters_days: 90,
+        }
+    }
+}
+
+impl LogRetention {
+    /// Tables with a retention, and its days.
+    pub fn tables(&self) -> impl Iterator<Item = (&'static str, u16)> {
+        [
+            ("task_logs", self.task_logs_days),
+            ("demo_logs", self.demo_logs_days),
+            ("log_dead_letters", self.dead_letters_days),
+        ]
+        .into_iter()
+        .filter(|(_, days)| *days > 0)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

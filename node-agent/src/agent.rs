@@ -13,19 +13,26 @@ use crate::apply::Applier;
 use crate::cluster;
 use crate::config::Settings;
 use crate::identity::{self, CredentialStore, Credentials, EnrolError, StoreError};
+use crate::logbuffer::{DiskQueueError, LogBuffer, LogSettings, Recovered, WhenFull};
 use crate::podlogs;
-use crate::session::{Backoff, DEFAULT_HEARTBEAT, Session};
+use crate::podlogs::positions::{PositionsError, SharedPositions};
+use crate::session::{Backoff, DEFAULT_HEARTBEAT, LogBuffers, Session};
 use crate::transport;
 
 #[derive(Debug, Error)]
 pub enum AgentError {
     #[error(transparent)]
     Enrol(#[from] EnrolError),
+    #[error(transparent)]
+    LogBuffer(#[from] DiskQueueError),
+    #[error(transparent)]
+    LogPositions(#[from] PositionsError),
 }
 
 /// Runs the agent until the process is stopped; returns only when it cannot start.
 pub async fn run(settings: Settings, client: kube::Client) -> Result<Infallible, AgentError> {
     transport::install_crypto_provider();
+    let buffers = open_log_buffers(&settings.logs)?;
     let store = CredentialStore::new(&settings.state, client.clone());
     let credentials = ensure_credentials(&settings, &store).await?;
     info!(
@@ -50,13 +57,59 @@ pub async fn run(settings: Settings, client: kube::Client) -> Result<Infallible,
         settings.heartbeat_override.unwrap_or(DEFAULT_HEARTBEAT),
     );
     let (pod_log_sender, pod_log_lines) = mpsc::channel(podlogs::LINE_QUEUE);
-    tokio::spawn(podlogs::run(client.clone(), pod_log_sender));
+    tokio::spawn(podlogs::run(
+        client.clone(),
+        pod_log_sender,
+        buffers.positions.clone(),
+    ));
     let applier = Arc::new(Applier::new(client, settings.policy.clone()));
-    Ok(
-        Session::new(&settings, credentials, cluster, applier, pod_log_lines)
-            .run()
-            .await,
-    )
+    let session = Session::new(
+        &settings,
+        credentials,
+        cluster,
+        applier,
+        pod_log_lines,
+        buffers,
+    );
+    Ok(session.run().await)
+}
+
+/// Opens the task and pod log buffers under `settings.buffer_dir`, saying what an earlier run left in them.
+fn open_log_buffers(settings: &LogSettings) -> Result<LogBuffers, AgentError> {
+    // Batch ids start above the start time in microseconds too, in case the buffer directory was emptied.
+    let first_batch_id = u64::try_from(Utc::now().timestamp_micros()).unwrap_or_default();
+    // The agent cannot stop writing its own log, so that buffer always makes room by dropping.
+    let (task, task_recovered) =
+        LogBuffer::open(settings, "task-logs", WhenFull::DropOldest, first_batch_id)?;
+    let (pod, pod_recovered) =
+        LogBuffer::open(settings, "pod-logs", settings.when_full, first_batch_id)?;
+    let positions = SharedPositions::load(&settings.buffer_dir.join("pod-log-positions.json"))?;
+    for (what, recovered) in [("task log", task_recovered), ("pod log", pod_recovered)] {
+        report_recovered(what, &recovered);
+    }
+    Ok(LogBuffers {
+        task,
+        pod,
+        positions,
+    })
+}
+
+fn report_recovered(what: &str, recovered: &Recovered) {
+    if recovered.corrupt_segments_tails > 0 {
+        warn!(
+            buffer = what,
+            segments = recovered.corrupt_segments_tails,
+            "log buffer segments ended in a torn or corrupt record; those records were cut off"
+        );
+    }
+    if recovered.batches > 0 {
+        info!(
+            buffer = what,
+            batches = recovered.batches,
+            lines = recovered.lines,
+            "unacknowledged log batches from an earlier run will be sent again"
+        );
+    }
 }
 
 /// Uses the stored credentials while their certificate is valid; otherwise bootstraps with the token. Transient

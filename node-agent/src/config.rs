@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::identity::BootstrapToken;
-use crate::tasklog::LogSettings;
+use crate::logbuffer::{LogSettings, WhenFull};
 
 /// Environment variable holding the install bundle's CA certificate as PEM text (alternative to `ca_file`).
 pub const ENV_CA_PEM: &str = "EDGEFLEET_CA_PEM";
@@ -21,9 +21,13 @@ pub const ENV_BOOTSTRAP_TOKEN: &str = "EDGEFLEET_BOOTSTRAP_TOKEN";
 // one deploy's objects wait for another deploy's pods to start (see docs/benchmarks.md).
 const DEFAULT_MAX_CONCURRENT_TASKS: u32 = 16;
 const MAX_CONCURRENT_TASKS_LIMIT: u32 = 64;
-const DEFAULT_LOG_BATCH_LINES: usize = 200;
+const DEFAULT_LOG_BATCH_LINES: usize = 500;
 const DEFAULT_LOG_FLUSH_INTERVAL: Duration = Duration::from_millis(1000);
-const DEFAULT_LOG_BUFFER_BATCHES: usize = 500;
+const DEFAULT_LOG_BUFFER_MAX_BYTES: u64 = 256 * 1024 * 1024;
+const MIN_LOG_BUFFER_MAX_BYTES: u64 = 64 * 1024;
+const DEFAULT_LOG_SEND_WINDOW: usize = 32;
+/// Where the log buffers go when the state is a Secret (in a cluster): the install manifest mounts a volume there.
+pub const IN_CLUSTER_LOG_BUFFER_DIR: &str = "/var/lib/edgefleet/log-buffer";
 const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_millis(500);
 const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30);
 const DEFAULT_RENEW_CHECK_INTERVAL: Duration = Duration::from_secs(60);
@@ -126,10 +130,23 @@ pub struct RunArgs {
     #[arg(long, env = "EDGEFLEET_LOG_FLUSH_INTERVAL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_flush_interval: Option<String>,
-    /// Unacknowledged log batches kept for resending; the oldest is dropped beyond this.
-    #[arg(long, env = "EDGEFLEET_LOG_BUFFER_BATCHES")]
+    /// Directory of the on-disk log buffers (default: `<state_dir>/log-buffer`, or
+    /// `/var/lib/edgefleet/log-buffer` with `--state-secret`).
+    #[arg(long, env = "EDGEFLEET_LOG_BUFFER_DIR")]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub log_buffer_batches: Option<usize>,
+    pub log_buffer_dir: Option<PathBuf>,
+    /// Bytes each log buffer (task logs, pod logs) may take on disk (default 256 MiB).
+    #[arg(long, env = "EDGEFLEET_LOG_BUFFER_MAX_BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_buffer_max_bytes: Option<u64>,
+    /// What a full pod log buffer does: `block` (stop reading pod logs until acks free space) or `drop-oldest`.
+    #[arg(long, env = "EDGEFLEET_LOG_BUFFER_WHEN_FULL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_buffer_when_full: Option<WhenFull>,
+    /// Log batches sent and not yet acknowledged, at most, per kind of log.
+    #[arg(long, env = "EDGEFLEET_LOG_SEND_WINDOW")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_send_window: Option<usize>,
     /// First reconnect delay ceiling (doubles per failed attempt, full jitter).
     #[arg(long, env = "EDGEFLEET_BACKOFF_INITIAL")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -184,7 +201,10 @@ struct Merged {
     log_batch_lines: Option<usize>,
     #[serde(default, with = "config_loader::duration")]
     log_flush_interval: Option<Duration>,
-    log_buffer_batches: Option<usize>,
+    log_buffer_dir: Option<PathBuf>,
+    log_buffer_max_bytes: Option<u64>,
+    log_buffer_when_full: Option<WhenFull>,
+    log_send_window: Option<usize>,
     #[serde(default, with = "config_loader::duration")]
     backoff_initial: Option<Duration>,
     #[serde(default, with = "config_loader::duration")]
@@ -343,9 +363,16 @@ impl Settings {
             flush_interval: merged
                 .log_flush_interval
                 .unwrap_or(DEFAULT_LOG_FLUSH_INTERVAL),
-            buffer_batches: merged
-                .log_buffer_batches
-                .unwrap_or(DEFAULT_LOG_BUFFER_BATCHES),
+            buffer_dir: match (&merged.log_buffer_dir, &state) {
+                (Some(dir), _) => dir.clone(),
+                (None, StateLocation::Directory(dir)) => dir.join("log-buffer"),
+                (None, StateLocation::Secret { .. }) => IN_CLUSTER_LOG_BUFFER_DIR.into(),
+            },
+            buffer_max_bytes: merged
+                .log_buffer_max_bytes
+                .unwrap_or(DEFAULT_LOG_BUFFER_MAX_BYTES),
+            when_full: merged.log_buffer_when_full.unwrap_or_default(),
+            send_window: merged.log_send_window.unwrap_or(DEFAULT_LOG_SEND_WINDOW),
         };
         if logs.batch_lines == 0 {
             return Err(ConfigError::Invalid {
@@ -359,9 +386,18 @@ impl Settings {
                 reason: "must be at least 10ms".into(),
             });
         }
-        if logs.buffer_batches == 0 {
+        if logs.buffer_max_bytes < MIN_LOG_BUFFER_MAX_BYTES {
             return Err(ConfigError::Invalid {
-                key: "log_buffer_batches",
+                key: "log_buffer_max_bytes",
+                reason: format!(
+                    "must be at least {MIN_LOG_BUFFER_MAX_BYTES} bytes, got {}",
+                    logs.buffer_max_bytes
+                ),
+            });
+        }
+        if logs.send_window == 0 {
+            return Err(ConfigError::Invalid {
+                key: "log_send_window",
                 reason: "must be at least 1".into(),
             });
         }

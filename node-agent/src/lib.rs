@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod identity;
+pub mod logbuffer;
 pub mod podlogs;
 pub mod runner;
 pub mod session;

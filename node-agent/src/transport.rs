@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use agent_protocol::agent_service_client::AgentServiceClient;
 use thiserror::Error;
+use tonic::codec::CompressionEncoding;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::config::ControlPlane;
@@ -90,5 +91,8 @@ async fn connect(
             url: url.clone(),
             detail: error_chain(&err),
         })?;
-    Ok(AgentServiceClient::new(channel))
+    // Log batches are most of the uplink and compress several times over; the server answers in kind.
+    Ok(AgentServiceClient::new(channel)
+        .send_compressed(CompressionEncoding::Zstd)
+        .accept_compressed(CompressionEncoding::Zstd))
 }

@@ -13,6 +13,8 @@ pub const SERVICE_ACCOUNT: &str = "edgefleet-agent";
 pub const BOOTSTRAP_SECRET: &str = "edgefleet-agent-bootstrap";
 pub const IDENTITY_SECRET: &str = "edgefleet-agent-identity";
 const BOOTSTRAP_MOUNT: &str = "/etc/edgefleet/bootstrap";
+/// Where an agent running with `--state-secret` keeps its log buffers unless told otherwise.
+const LOG_BUFFER_MOUNT: &str = "/var/lib/edgefleet/log-buffer";
 
 /// What an operator needs to start an agent for one cluster. Contains the one-time token.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -182,9 +184,13 @@ fn manifest_documents(inputs: &InstallInputs<'_>) -> Vec<Value> {
                                       "limits": {"cpu": "500m", "memory": "256Mi"}},
                         "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
                                             "capabilities": {"drop": ["ALL"]}},
-                        "volumeMounts": [{"name": "bootstrap", "mountPath": BOOTSTRAP_MOUNT, "readOnly": true}]
+                        "volumeMounts": [{"name": "bootstrap", "mountPath": BOOTSTRAP_MOUNT, "readOnly": true},
+                                         {"name": "log-buffer", "mountPath": LOG_BUFFER_MOUNT}]
                     }],
-                    "volumes": [{"name": "bootstrap", "secret": {"secretName": BOOTSTRAP_SECRET, "defaultMode": 0o400}}]
+                    // The agent's on-disk log buffers (two queues of at most 256 MiB and the read positions): they
+                    // outlive a crashed or restarted agent container; a rescheduled pod starts empty.
+                    "volumes": [{"name": "bootstrap", "secret": {"secretName": BOOTSTRAP_SECRET, "defaultMode": 0o400}},
+                                {"name": "log-buffer", "emptyDir": {"sizeLimit": "640Mi"}}]
                 }
             }
         }}),

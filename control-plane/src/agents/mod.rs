@@ -13,6 +13,7 @@ use agent_protocol::agent_service_server::{AgentService, AgentServiceServer};
 use agent_protocol::{
     AgentMessage, BootstrapRequest, BootstrapResponse, RenewRequest, RenewResponse,
 };
+use tonic::codec::CompressionEncoding;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -85,7 +86,10 @@ impl AgentGrpc {
     }
 
     pub fn into_server(self) -> AgentServiceServer<Self> {
+        // Agents compress their uplink with zstd (log batches); older ones send plain messages, also accepted.
         AgentServiceServer::new(self)
+            .accept_compressed(CompressionEncoding::Zstd)
+            .send_compressed(CompressionEncoding::Zstd)
     }
 
     /// TLS for the agent port: our serving certificate, and client certificates verified against the agent CA

@@ -11,6 +11,7 @@ use agent_protocol::{
     TaskResult, TaskSignature, Welcome,
 };
 use chrono::Utc;
+use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -21,7 +22,7 @@ use super::AgentGrpc;
 use super::dispatch::ClusterSignal;
 use super::identity::internal;
 use crate::domain::TaskKind;
-use crate::logs::{DemoLogLine, TaskLogLine};
+use crate::logs::{DemoLogLine, LineSource, LogRow, LogSink, TaskLogLine};
 use crate::metrics::StateLabel;
 use crate::pki::AgentIdentity;
 use crate::store::{self, LeasedTask, ObjectReport, TaskCompletion};
@@ -493,11 +494,10 @@ impl Session {
                 )
             })
             .collect();
-        let stored = self.service.logs.submit(lines).await;
         let ack = Down::LogAck(LogBatchAck {
             batch_id: batch.batch_id,
         });
-        self.ack_when_stored(stored, ack);
+        self.store_then_ack(self.service.logs.clone(), lines, ack);
         Ok(())
     }
 
@@ -525,14 +525,28 @@ impl Session {
                 continue;
             }
             let level = level_name(line.level()).to_string();
+            // Agents before line identities: the pod's name and a hash of time and text stand in.
+            let (pod_uid, seq) = if line.pod_uid.is_empty() {
+                (
+                    line.pod.clone(),
+                    content_seq(line.unix_nanos, &line.message),
+                )
+            } else {
+                (line.pod_uid, line.seq)
+            };
+            let source = LineSource {
+                demo_id: demo_id.to_string(),
+                cluster_id: self.cluster_id().to_string(),
+                region: self.region.clone().unwrap_or_default(),
+                namespace: line.namespace,
+                pod: line.pod,
+                pod_uid,
+                container: line.container,
+                seq,
+            };
             lines.push(DemoLogLine::new(
                 line.unix_nanos,
-                demo_id.to_string(),
-                self.cluster_id().to_string(),
-                self.region.clone().unwrap_or_default(),
-                line.namespace,
-                line.pod,
-                line.container,
+                source,
                 level,
                 line.message,
             ));
@@ -543,11 +557,10 @@ impl Session {
                 "pod log lines naming no demo of this cluster were dropped"
             );
         }
-        let stored = self.service.demo_logs.submit(lines).await;
         let ack = Down::PodLogAck(PodLogBatchAck {
             batch_id: batch.batch_id,
         });
-        self.ack_when_stored(stored, ack);
+        self.store_then_ack(self.service.demo_logs.clone(), lines, ack);
         Ok(())
     }
 
@@ -573,25 +586,49 @@ impl Session {
         Ok(self.demos.contains(&demo_id))
     }
 
-    /// Sends `ack` once the sink stored the lines; if they cannot be stored the stream is ended, so the agent
-    /// reconnects and resends what it still holds.
-    fn ack_when_stored(
-        &self,
-        stored: tokio::sync::oneshot::Receiver<Result<(), String>>,
-        ack: Down,
-    ) {
+    /// Sends `ack` once the sink stored the lines. While ClickHouse is unavailable the lines are submitted again
+    /// with backoff, for as long as this stream lasts: the agent keeps the batch until the ack, and its send
+    /// window stops it from sending more, so an outage slows logs down without ending the stream (tasks keep
+    /// flowing). A stream that ends first leaves the batch to be resent on the next one.
+    fn store_then_ack<R: LogRow>(&self, sink: LogSink<R>, lines: Vec<R>, ack: Down) {
+        const FIRST_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+        const MAX_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
         let tx = self.tx.clone();
         tokio::spawn(async move {
-            let reply = match stored.await {
-                Ok(Ok(())) => Ok(ControlMessage { msg: Some(ack) }),
-                Ok(Err(error)) => Err(Status::unavailable(format!(
-                    "log storage unavailable: {error}"
-                ))),
-                Err(_) => Err(Status::unavailable("log storage unavailable")),
-            };
-            let _ = tx.send(reply).await;
+            let mut retry = FIRST_RETRY;
+            loop {
+                let stored = sink.submit(lines.clone()).await;
+                match stored.await {
+                    Ok(Ok(())) => {
+                        let _ = tx.send(Ok(ControlMessage { msg: Some(ack) })).await;
+                        return;
+                    }
+                    Ok(Err(error)) => {
+                        tracing::debug!(%error, retry_in = ?retry, "log batch not stored yet; retrying");
+                    }
+                    Err(_) => tracing::debug!(retry_in = ?retry, "log writer gone; retrying"),
+                }
+                if tx.is_closed() {
+                    return;
+                }
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(MAX_RETRY);
+            }
         });
     }
+}
+
+/// A stable number for a line that came without one: the same time and text give the same number.
+fn content_seq(unix_nanos: i64, message: &str) -> u64 {
+    let digest = Sha256::new()
+        .chain_update(unix_nanos.to_le_bytes())
+        .chain_update(message.as_bytes())
+        .finalize();
+    u64::from_le_bytes(
+        digest[..8]
+            .try_into()
+            .expect("a SHA-256 digest has 8 bytes"),
+    )
 }
 
 fn ids(task_id: &str, lease_id: &str) -> Option<(Uuid, Uuid)> {

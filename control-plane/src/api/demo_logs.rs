@@ -313,9 +313,10 @@ mod tests {
     fn cursors_round_trip_and_garbage_is_refused() {
         let cursor = DemoLogCursor {
             ts_nanos: 1_700_000_000_123_456_789,
-            pod: "hello-7d9f-abcde".into(),
+            cluster_id: "3f1c".into(),
+            pod_uid: "6a0e-44".into(),
             container: "demo".into(),
-            message_hash: u64::MAX,
+            seq: u64::MAX,
         };
         assert_eq!(decode_cursor(&encode_cursor(&cursor)), Some(cursor));
         assert_eq!(decode_cursor("not-a-cursor"), None);

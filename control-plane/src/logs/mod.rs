@@ -11,6 +11,7 @@ use crate::config::ClickHouseConfig;
 
 mod delivery;
 pub mod outbox;
+pub mod retention;
 mod sink;
 pub use delivery::{DeadLetter, Delivered, Failure};
 pub use sink::{LogSink, SinkSettings};
@@ -100,32 +101,39 @@ pub struct DemoLogLine {
     pub container: String,
     pub level: String,
     pub message: String,
+    /// With the cluster and container, the line's identity: the agent numbers each container's lines.
+    pub pod_uid: String,
+    pub seq: u64,
+}
+
+/// Where a pod log line came from and its number there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineSource {
+    pub demo_id: String,
+    pub cluster_id: String,
+    pub region: String,
+    pub namespace: String,
+    pub pod: String,
+    pub pod_uid: String,
+    pub container: String,
+    pub seq: u64,
 }
 
 impl DemoLogLine {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        ts_nanos: i64,
-        demo_id: String,
-        cluster_id: String,
-        region: String,
-        namespace: String,
-        pod: String,
-        container: String,
-        level: String,
-        message: String,
-    ) -> Self {
+    pub fn new(ts_nanos: i64, source: LineSource, level: String, message: String) -> Self {
         Self {
             date: date_of(ts_nanos),
             ts_nanos,
-            demo_id,
-            cluster_id,
-            region,
-            namespace,
-            pod,
-            container,
+            demo_id: source.demo_id,
+            cluster_id: source.cluster_id,
+            region: source.region,
+            namespace: source.namespace,
+            pod: source.pod,
+            container: source.container,
             level,
             message,
+            pod_uid: source.pod_uid,
+            seq: source.seq,
         }
     }
 }
@@ -133,8 +141,8 @@ impl DemoLogLine {
 /// Levels from least to most severe; a filter keeps its level and those after it.
 pub const LEVELS: [&str; 4] = ["debug", "info", "warn", "error"];
 
-/// What to read of a demo's log. Lines are ordered by (time, pod, container, message hash); `after` is the
-/// last line of the previous page in that order.
+/// What to read of a demo's log. Lines are ordered by (time, cluster, pod uid, container, sequence number) - a
+/// line's identity, so the order is total - and `after` is the last line of the previous page in that order.
 #[derive(Debug, Clone, Default)]
 pub struct DemoLogQuery {
     pub since_nanos: Option<i64>,
@@ -153,14 +161,16 @@ pub struct DemoLogQuery {
 
 /// A position in a demo's log: the sort key of one line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DemoLogCursor {
     pub ts_nanos: i64,
-    pub pod: String,
+    pub cluster_id: String,
+    pub pod_uid: String,
     pub container: String,
-    pub message_hash: u64,
+    pub seq: u64,
 }
 
-/// A stored demo log line with its sort key's hash, so the page's last line gives the next cursor.
+/// A stored demo log line with its sort key, so the page's last line gives the next cursor.
 #[derive(Debug, Clone, Deserialize, Row)]
 pub struct DemoLogRow {
     pub ts_nanos: i64,
@@ -172,16 +182,18 @@ pub struct DemoLogRow {
     pub container: String,
     pub level: String,
     pub message: String,
-    pub message_hash: u64,
+    pub pod_uid: String,
+    pub seq: u64,
 }
 
 impl DemoLogRow {
     pub fn cursor(&self) -> DemoLogCursor {
         DemoLogCursor {
             ts_nanos: self.ts_nanos,
-            pod: self.pod.clone(),
+            cluster_id: self.cluster_id.clone(),
+            pod_uid: self.pod_uid.clone(),
             container: self.container.clone(),
-            message_hash: self.message_hash,
+            seq: self.seq,
         }
     }
 }
@@ -261,7 +273,9 @@ impl LogStore {
                     pod String,
                     container String,
                     level String,
-                    message String
+                    message String,
+                    pod_uid String,
+                    seq UInt64
                 ) ENGINE = MergeTree() PARTITION BY toYYYYMM(date) ORDER BY (demo_id, ts_nanos)"
             ),
             // Rows ClickHouse refused for their content (see delivery.rs), as JSON with the reason.
@@ -281,7 +295,57 @@ impl LogStore {
                 .await
                 .map_err(|e| self.err(e))?;
         }
-        Ok(())
+        self.add_line_identity_to_demo_logs().await
+    }
+
+    /// Tables made before lines carried an identity get its columns; their rows are identified by pod name and
+    /// a hash of time and text, which still tells resent copies (equal) from distinct lines.
+    async fn add_line_identity_to_demo_logs(&self) -> Result<(), LogStoreError> {
+        let present = self
+            .client
+            .query(
+                "SELECT count() FROM system.columns WHERE database = ? AND table = 'demo_logs' AND name = 'seq'",
+            )
+            .bind(&self.database)
+            .fetch_one::<u64>()
+            .await
+            .map_err(|e| self.err(e))?;
+        if present > 0 {
+            return Ok(());
+        }
+        let statement = format!(
+            "ALTER TABLE {}.demo_logs ADD COLUMN pod_uid String DEFAULT pod,
+                 ADD COLUMN seq UInt64 DEFAULT cityHash64(ts_nanos, message)",
+            self.database
+        );
+        match self.client.query(&statement).execute().await {
+            Ok(()) => Ok(()),
+            // Another replica added them first.
+            Err(error) if error.to_string().contains("already exists") => Ok(()),
+            Err(error) => Err(self.err(error)),
+        }
+    }
+
+    /// Starts deleting rows of `table` dated before `day` (days since the epoch); returns how many there are
+    /// (0: nothing issued).
+    pub async fn delete_before(&self, table: &str, day: u16) -> Result<u64, LogStoreError> {
+        let db = &self.database;
+        let rows = self
+            .client
+            .query(&format!("SELECT count() FROM {db}.{table} WHERE date < ?"))
+            .bind(day)
+            .fetch_one::<u64>()
+            .await
+            .map_err(|e| self.err(e))?;
+        if rows > 0 {
+            self.client
+                .query(&format!("ALTER TABLE {db}.{table} DELETE WHERE date < ?"))
+                .bind(day)
+                .execute()
+                .await
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(rows)
     }
 
     pub async fn ping(&self) -> Result<(), LogStoreError> {
@@ -364,8 +428,8 @@ impl LogStore {
             .map_err(|e| self.err(e))
     }
 
-    /// One page of demo logs in order. Lines stored twice (an agent resent a batch whose ack was lost) are
-    /// returned once.
+    /// One page of demo logs in order. Lines stored twice (an agent resent a batch whose ack was lost, or
+    /// restarted before its buffer learnt of the ack) are returned once: `LIMIT 1 BY` the line's identity.
     pub async fn demo_logs(&self, query: &DemoLogQuery) -> Result<Vec<DemoLogRow>, LogStoreError> {
         let mut conditions = vec!["1 = 1".to_owned()];
         if query.demo_id.is_some() {
@@ -394,19 +458,18 @@ impl LogStore {
             conditions.push("pod = ?".into());
         }
         if query.after.is_some() {
-            // Lexicographic "after" on (ts_nanos, pod, container, hash), spelled out for ClickHouse 18.
+            // Lexicographic "after" on the sort key, spelled out for ClickHouse 18 (no tuple comparison).
             conditions.push(
-                "(ts_nanos > ? OR (ts_nanos = ? AND (pod > ? OR (pod = ? AND (container > ? OR \
-                 (container = ? AND cityHash64(message) > ?))))))"
+                "(ts_nanos > ? OR (ts_nanos = ? AND (cluster_id > ? OR (cluster_id = ? AND (pod_uid > ? OR \
+                 (pod_uid = ? AND (container > ? OR (container = ? AND seq > ?))))))))"
                     .into(),
             );
         }
         let sql = format!(
-            "SELECT ts_nanos, demo_id, cluster_id, region, namespace, pod, container, level, message,
-                    cityHash64(message) AS message_hash
+            "SELECT ts_nanos, demo_id, cluster_id, region, namespace, pod, container, level, message, pod_uid, seq
              FROM {}.demo_logs WHERE {}
-             ORDER BY ts_nanos, pod, container, message_hash
-             LIMIT 1 BY ts_nanos, pod, container, message_hash
+             ORDER BY ts_nanos, cluster_id, pod_uid, container, seq
+             LIMIT 1 BY cluster_id, pod_uid, container, seq
              LIMIT ?",
             self.database,
             conditions.join(" AND ")
@@ -437,11 +500,13 @@ impl LogStore {
             select = select
                 .bind(after.ts_nanos)
                 .bind(after.ts_nanos)
-                .bind(after.pod.as_str())
-                .bind(after.pod.as_str())
+                .bind(after.cluster_id.as_str())
+                .bind(after.cluster_id.as_str())
+                .bind(after.pod_uid.as_str())
+                .bind(after.pod_uid.as_str())
                 .bind(after.container.as_str())
                 .bind(after.container.as_str())
-                .bind(after.message_hash);
+                .bind(after.seq);
         }
         select
             .bind(query.limit)

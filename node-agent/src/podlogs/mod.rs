@@ -1,8 +1,11 @@
 //! Demo pods' logs: watches the pods that carry the demo label, follows the log of each of their containers
 //! (resuming after the stream ends - a container restart, an API server hiccup - without repeating lines),
-//! tags every line with its demo, namespace, pod and container, and hands it to the session for batching.
+//! tags every line with its demo, namespace, pod, container and per-container sequence number, and hands it to the
+//! session for batching. Where each container's log was read up to is saved with every batch written to the
+//! disk buffer, so a restarted agent carries on from there (see `positions`).
 
 pub mod line;
+pub mod positions;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -18,6 +21,7 @@ use tokio::task::AbortHandle;
 use tracing::{debug, info, warn};
 
 use crate::error::error_chain;
+use positions::{SavedPosition, SharedPositions};
 
 /// Lines waiting for the session; when full, followers stop reading (the kubelet keeps the rest).
 pub const LINE_QUEUE: usize = 4096;
@@ -36,7 +40,11 @@ struct Target {
 }
 
 /// Follows the logs of demo pods until the agent stops.
-pub async fn run(client: kube::Client, lines: mpsc::Sender<PodLogLine>) {
+pub async fn run(
+    client: kube::Client,
+    lines: mpsc::Sender<PodLogLine>,
+    positions: SharedPositions,
+) {
     let pods: Api<Pod> = Api::all(client.clone());
     let config = watcher::Config::default().labels(DEMO_LABEL);
     let mut events = watcher(pods, config).default_backoff().boxed();
@@ -50,7 +58,7 @@ pub async fn run(client: kube::Client, lines: mpsc::Sender<PodLogLine>) {
                 if let (Some(seen), Some(uid)) = (relisted.as_mut(), pod.uid()) {
                     seen.insert(uid);
                 }
-                reconcile(&client, &pod, &mut followers, &lines);
+                reconcile(&client, &pod, &mut followers, &lines, &positions);
             }
             Ok(Some(watcher::Event::InitDone)) => {
                 if let Some(seen) = relisted.take() {
@@ -58,7 +66,7 @@ pub async fn run(client: kube::Client, lines: mpsc::Sender<PodLogLine>) {
                 }
             }
             Ok(Some(watcher::Event::Apply(pod))) => {
-                reconcile(&client, &pod, &mut followers, &lines)
+                reconcile(&client, &pod, &mut followers, &lines, &positions)
             }
             Ok(Some(watcher::Event::Delete(pod))) => {
                 let uid = pod.uid().unwrap_or_default();
@@ -77,6 +85,7 @@ fn reconcile(
     pod: &Pod,
     followers: &mut HashMap<Target, AbortHandle>,
     lines: &mpsc::Sender<PodLogLine>,
+    positions: &SharedPositions,
 ) {
     let Some(uid) = pod.uid() else { return };
     if pod.metadata.deletion_timestamp.is_some() {
@@ -100,7 +109,8 @@ fn reconcile(
         info!(namespace = %target.namespace, pod = %target.pod, container = %target.container,
               demo = %target.demo_id, "following demo container log");
         let api: Api<Pod> = Api::namespaced(client.clone(), &target.namespace);
-        let task = tokio::spawn(follow(api, target.clone(), lines.clone()));
+        let start = Position::from_saved(positions.get(&target.uid, &target.container));
+        let task = tokio::spawn(follow(api, target.clone(), lines.clone(), start));
         followers.insert(target, task.abort_handle());
     }
 }
@@ -118,15 +128,33 @@ fn stop_where(followers: &mut HashMap<Target, AbortHandle>, stop: impl Fn(&Targe
 }
 
 /// Where a follower is in its container's log: the newest timestamp sent and how many lines carried it, so a
-/// re-read from that second (`sinceTime` has second precision) skips exactly what was sent.
+/// re-read from that second (`sinceTime` has second precision) skips exactly what was sent; and the sequence
+/// number of the next line.
 #[derive(Debug, Default, Clone, Copy)]
 struct Position {
     last_nanos: Option<i64>,
     sent_at_last: usize,
     to_skip_at_last: usize,
+    next_seq: u64,
 }
 
 impl Position {
+    fn from_saved(saved: Option<SavedPosition>) -> Self {
+        saved.map_or_else(Self::default, |saved| Self {
+            last_nanos: Some(saved.last_nanos),
+            sent_at_last: saved.lines_at_last,
+            to_skip_at_last: 0,
+            next_seq: saved.next_seq,
+        })
+    }
+
+    /// Takes the next sequence number, for an admitted line.
+    fn take_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
     /// Whether a line with this timestamp is new.
     fn admit(&mut self, nanos: i64) -> bool {
         match self.last_nanos {
@@ -158,8 +186,12 @@ impl Position {
 }
 
 /// Reads one container's log for as long as the pod lives (the supervisor aborts this when it is deleted).
-async fn follow(api: Api<Pod>, target: Target, lines: mpsc::Sender<PodLogLine>) {
-    let mut position = Position::default();
+async fn follow(
+    api: Api<Pod>,
+    target: Target,
+    lines: mpsc::Sender<PodLogLine>,
+    mut position: Position,
+) {
     let mut retry = FIRST_RETRY;
     loop {
         let params = LogParams {
@@ -232,6 +264,8 @@ fn tag(target: &Target, text: &str, position: &mut Position) -> Option<PodLogLin
         return None;
     }
     Some(PodLogLine {
+        pod_uid: target.uid.clone(),
+        seq: position.take_seq(),
         unix_nanos: nanos,
         level: line::level(message).into(),
         demo_id: target.demo_id.clone(),
@@ -263,5 +297,27 @@ mod tests {
         assert!(position.admit(second + 20));
         assert!(position.admit(second + 30));
         assert_eq!(Position::default().resume(), None);
+    }
+
+    #[test]
+    fn a_follower_started_from_a_saved_position_skips_what_was_written_and_keeps_numbering() {
+        let second = 1_700_000_000_000_000_000_i64;
+        let mut position = Position::from_saved(Some(SavedPosition {
+            last_nanos: second + 20,
+            lines_at_last: 2,
+            next_seq: 7,
+            updated: 0,
+        }));
+        assert_eq!(position.resume().unwrap().as_second(), 1_700_000_000);
+        assert!(!position.admit(second + 10));
+        assert!(!position.admit(second + 20));
+        assert!(!position.admit(second + 20));
+        assert!(
+            position.admit(second + 20),
+            "a third line at the same instant is new"
+        );
+        assert_eq!(position.take_seq(), 7);
+        assert!(position.admit(second + 40));
+        assert_eq!(position.take_seq(), 8);
     }
 }

@@ -27,8 +27,10 @@ use crate::apply::Applier;
 use crate::cluster::ClusterStatus;
 use crate::config::{ControlPlane, Settings};
 use crate::identity::Credentials;
+use crate::logbuffer::{Batch, LogBuffer, LogSettings, Sealed};
+use crate::podlogs::positions::SharedPositions;
 use crate::runner::{Started, TaskEvent, TaskRunner};
-use crate::tasklog::{LogBuffer, LogSettings, TaskLog};
+use crate::tasklog::TaskLog;
 use crate::transport::{self, TransportError};
 use outbox::ResultOutbox;
 
@@ -95,6 +97,13 @@ struct SessionSettings {
     logs: LogSettings,
 }
 
+/// The disk-backed log buffers the agent opened at start, and the pod log positions saved with them.
+pub struct LogBuffers {
+    pub task: LogBuffer<LogBatch>,
+    pub pod: LogBuffer<PodLogBatch>,
+    pub positions: SharedPositions,
+}
+
 /// Owns everything that must survive a reconnect: running tasks, unacknowledged results and log batches.
 pub struct Session {
     settings: SessionSettings,
@@ -109,6 +118,7 @@ pub struct Session {
     outbox: ResultOutbox,
     logs: LogBuffer<LogBatch>,
     pod_logs: LogBuffer<PodLogBatch>,
+    positions: SharedPositions,
     backoff: Backoff,
 }
 
@@ -119,19 +129,18 @@ impl Session {
         cluster: watch::Receiver<ClusterStatus>,
         applier: Arc<Applier>,
         pod_log_lines: mpsc::Receiver<PodLogLine>,
+        buffers: LogBuffers,
     ) -> Self {
         let (event_sender, task_events) = mpsc::unbounded_channel();
         let (log_sender, log_lines) = mpsc::unbounded_channel();
         let cluster_id = credentials.borrow().cluster_id().to_owned();
-        // Batch ids start at the start time in microseconds so they keep growing across agent restarts.
-        let first_batch_id = u64::try_from(Utc::now().timestamp_micros()).unwrap_or_default();
         Self {
             settings: SessionSettings {
                 control_plane: settings.control_plane.clone(),
                 install_ca_pem: settings.install_ca_pem.clone(),
                 max_concurrent_tasks: settings.max_concurrent_tasks,
                 heartbeat_override: settings.heartbeat_override,
-                logs: settings.logs,
+                logs: settings.logs.clone(),
             },
             credentials,
             credentials_live: true,
@@ -148,8 +157,9 @@ impl Session {
             pod_log_lines,
             agent_log: TaskLog::new("", log_sender),
             outbox: ResultOutbox::default(),
-            logs: LogBuffer::new(settings.logs, first_batch_id),
-            pod_logs: LogBuffer::new(settings.logs, first_batch_id),
+            logs: buffers.task,
+            pod_logs: buffers.pod,
+            positions: buffers.positions,
             backoff: Backoff::new(settings.backoff),
         }
     }
@@ -228,12 +238,9 @@ impl Session {
         for result in self.outbox.iter() {
             link.send(Up::Result(result.clone()));
         }
-        for batch in self.logs.unacked() {
-            link.send(Up::Logs(batch.clone()));
-        }
-        for batch in self.pod_logs.unacked() {
-            link.send(Up::PodLogs(batch.clone()));
-        }
+        self.logs.rewind();
+        self.pod_logs.rewind();
+        self.send_log_batches(&link);
         // The call returns once the server sends response headers; a server that never does must not hang us.
         let opened = tokio::time::timeout(
             WELCOME_TIMEOUT,
@@ -285,9 +292,18 @@ impl Session {
                     }
                 },
                 Some(event) = self.task_events.recv() => self.on_task_event(event, Some(&link)),
-                Some(line) = self.log_lines.recv() => self.on_log_line(line, Some(&link)),
-                Some(line) = self.pod_log_lines.recv() => self.on_pod_log_line(line, Some(&link)),
-                _ = flush.tick() => self.flush_logs(Some(&link)),
+                Some(line) = self.log_lines.recv(), if self.logs.accepting() => {
+                    self.on_log_line(line);
+                    self.send_log_batches(&link);
+                }
+                Some(line) = self.pod_log_lines.recv(), if self.pod_logs.accepting() => {
+                    self.on_pod_log_line(line);
+                    self.send_log_batches(&link);
+                }
+                _ = flush.tick() => {
+                    self.flush_logs();
+                    self.send_log_batches(&link);
+                }
                 () = next_tick(&mut heartbeat) => self.send_heartbeat(&link),
                 () = &mut welcome_deadline, if welcomed_at.is_none() => {
                     return (None, Ending::Failed(SessionError::NoWelcome));
@@ -310,9 +326,11 @@ impl Session {
             tokio::select! {
                 () = &mut until => return,
                 Some(event) = self.task_events.recv() => self.on_task_event(event, None),
-                Some(line) = self.log_lines.recv() => self.on_log_line(line, None),
-                Some(line) = self.pod_log_lines.recv() => self.on_pod_log_line(line, None),
-                _ = flush.tick() => self.flush_logs(None),
+                Some(line) = self.log_lines.recv(), if self.logs.accepting() => self.on_log_line(line),
+                Some(line) = self.pod_log_lines.recv(), if self.pod_logs.accepting() => {
+                    self.on_pod_log_line(line);
+                }
+                _ = flush.tick() => self.flush_logs(),
             }
         }
     }
@@ -349,10 +367,11 @@ impl Session {
         info!(
             heartbeat_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
             resent_results = self.outbox.iter().count(),
-            resent_log_batches = self.logs.unacked().count(),
-            dropped_log_batches = self.logs.dropped_batches(),
-            resent_pod_log_batches = self.pod_logs.unacked().count(),
-            dropped_pod_log_batches = self.pod_logs.dropped_batches(),
+            resent_log_batches = self.logs.unacked_batches(),
+            dropped_log_lines = self.logs.dropped_lines(),
+            resent_pod_log_batches = self.pod_logs.unacked_batches(),
+            dropped_pod_log_lines = self.pod_logs.dropped_lines(),
+            pod_log_buffer_bytes = self.pod_logs.disk_bytes(),
             "session established"
         );
         Ok(interval)
@@ -400,6 +419,11 @@ impl Session {
                         "ack for a log batch no longer buffered"
                     );
                 }
+                // The ack may have made room for a batch that waited for disk space.
+                if !self.logs.accepting() {
+                    self.seal_task_logs();
+                }
+                self.send_log_batches(link);
             }
             Some(Down::PodLogAck(ack)) => {
                 if !self.pod_logs.ack(ack.batch_id) {
@@ -408,6 +432,10 @@ impl Session {
                         "ack for a pod log batch no longer buffered"
                     );
                 }
+                if !self.pod_logs.accepting() {
+                    self.seal_pod_logs();
+                }
+                self.send_log_batches(link);
             }
             Some(Down::ResultAck(ack)) => {
                 if !self.outbox.ack(&ack.task_id, &ack.lease_id) {
@@ -447,23 +475,70 @@ impl Session {
         }
     }
 
-    fn on_log_line(&mut self, line: LogLine, link: Option<&Link>) {
-        if let (Some(batch), Some(link)) = (self.logs.push(line), link) {
-            link.send(Up::Logs(batch));
+    fn on_log_line(&mut self, line: LogLine) {
+        let sealed = self.logs.push(line);
+        self.after_task_log_seal(sealed);
+    }
+
+    fn on_pod_log_line(&mut self, line: PodLogLine) {
+        let sealed = self.pod_logs.push(line);
+        self.after_pod_log_seal(sealed);
+    }
+
+    fn flush_logs(&mut self) {
+        self.seal_task_logs();
+        self.seal_pod_logs();
+    }
+
+    fn seal_task_logs(&mut self) {
+        let sealed = self.logs.seal();
+        self.after_task_log_seal(sealed);
+    }
+
+    fn seal_pod_logs(&mut self) {
+        let sealed = self.pod_logs.seal();
+        self.after_pod_log_seal(sealed);
+    }
+
+    fn after_task_log_seal(&mut self, sealed: Sealed<LogBatch>) {
+        if let Sealed::Written { appended, .. } = sealed {
+            self.report_dropped::<LogBatch>(appended.dropped_lines, self.logs.dropped_lines());
         }
     }
 
-    fn on_pod_log_line(&mut self, line: PodLogLine, link: Option<&Link>) {
-        if let (Some(batch), Some(link)) = (self.pod_logs.push(line), link) {
-            link.send(Up::PodLogs(batch));
+    /// A pod batch on disk moves the positions its followers would resume from after a restart.
+    fn after_pod_log_seal(&mut self, sealed: Sealed<PodLogBatch>) {
+        if let Sealed::Written { batch, appended } = sealed {
+            if let Err(err) = self.positions.advance(&batch.lines, Utc::now().timestamp()) {
+                error!(error = %err, "cannot save pod log positions; a restart would read those lines again");
+            }
+            self.report_dropped::<PodLogBatch>(
+                appended.dropped_lines,
+                self.pod_logs.dropped_lines(),
+            );
         }
     }
 
-    fn flush_logs(&mut self, link: Option<&Link>) {
-        if let (Some(batch), Some(link)) = (self.logs.flush(), link) {
+    /// A `logs_dropped` event in the agent's log, which the console shows with the cluster.
+    fn report_dropped<B: Batch>(&self, dropped: u64, dropped_total: u64) {
+        if dropped > 0 {
+            self.agent_log.warn(
+                "logs_dropped: the log buffer was full and its oldest lines were deleted unsent",
+                &[
+                    ("buffer", B::WHAT.to_owned()),
+                    ("lines", dropped.to_string()),
+                    ("lines_total", dropped_total.to_string()),
+                ],
+            );
+        }
+    }
+
+    /// Sends batches from the disk buffers while the window allows.
+    fn send_log_batches(&mut self, link: &Link) {
+        while let Some(batch) = self.logs.next_to_send() {
             link.send(Up::Logs(batch));
         }
-        if let (Some(batch), Some(link)) = (self.pod_logs.flush(), link) {
+        while let Some(batch) = self.pod_logs.next_to_send() {
             link.send(Up::PodLogs(batch));
         }
     }

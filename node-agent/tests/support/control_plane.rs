@@ -20,6 +20,7 @@ use rcgen::{
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
+use tonic::codec::CompressionEncoding;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -254,10 +255,12 @@ impl FakeControlPlane {
             ))
             .client_ca_root(Certificate::from_pem(&ca_pem))
             .client_auth_optional(true);
-        let router = Server::builder()
-            .tls_config(tls)
-            .unwrap()
-            .add_service(AgentServiceServer::new(Service(state.clone())));
+        let router = Server::builder().tls_config(tls).unwrap().add_service(
+            // As the real server: agents send zstd.
+            AgentServiceServer::new(Service(state.clone()))
+                .accept_compressed(CompressionEncoding::Zstd)
+                .send_compressed(CompressionEncoding::Zstd),
+        );
         tokio::spawn(router.serve_with_incoming(TcpListenerStream::new(listener)));
         // The certificate names `localhost`; dialling the IP exercises the agent's --server-name.
         Self {

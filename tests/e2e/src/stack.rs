@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use base64::Engine;
-use harness::{ClickHouse, KubeCluster, Postgres, Process};
+use harness::{ClickHouse, KubeCluster, Postgres, Process, Relay};
 use rand::RngCore;
 use serde_json::{Value, json};
 
@@ -47,6 +47,10 @@ pub struct StackOptions {
     pub otlp_endpoint: Option<String>,
     /// How often the control plane samples the fleet for the console's charts.
     pub fleet_sample_seconds: u32,
+    /// Put a [`Relay`] between the control plane and ClickHouse (`Stack::clickhouse_relay`), to cut it.
+    pub clickhouse_relay: bool,
+    /// Put a [`Relay`] between agents and the control plane's agent port (`Stack::agent_relay`), to cut them off.
+    pub agent_relay: bool,
 }
 
 impl Default for StackOptions {
@@ -68,6 +72,8 @@ impl Default for StackOptions {
             templates_dir: None,
             otlp_endpoint: None,
             fleet_sample_seconds: 60,
+            clickhouse_relay: false,
+            agent_relay: false,
         }
     }
 }
@@ -98,6 +104,10 @@ pub struct Stack {
     pub control_plane: Process,
     /// The stack's own cluster, when it started one.
     pub cluster: Option<KubeCluster>,
+    /// Between the control plane and ClickHouse, when asked for.
+    pub clickhouse_relay: Option<Relay>,
+    /// Between agents and the control plane, when asked for; `agent_endpoint` is its address then.
+    pub agent_relay: Option<Relay>,
     agent_env: Vec<(String, String)>,
     config: Value,
     config_path: PathBuf,
@@ -163,7 +173,22 @@ impl Stack {
         let api_port = options.api_port.unwrap_or_else(harness::free_port);
         let agent_port = harness::free_port();
         let admin_token = format!("efa_{}", random_b64(24).replace(['+', '/', '='], "x"));
-        let agent_endpoint = format!("https://127.0.0.1:{agent_port}");
+        let agent_relay = options
+            .agent_relay
+            .then(|| Relay::start(([127, 0, 0, 1], agent_port).into()))
+            .transpose()?;
+        let agent_endpoint = match &agent_relay {
+            Some(relay) => format!("https://{}", relay.addr()),
+            None => format!("https://127.0.0.1:{agent_port}"),
+        };
+        let clickhouse_relay = options
+            .clickhouse_relay
+            .then(|| Relay::start(([127, 0, 0, 1], clickhouse.http_port()).into()))
+            .transpose()?;
+        let clickhouse_url = match &clickhouse_relay {
+            Some(relay) => format!("http://{}", relay.addr()),
+            None => clickhouse.http_url(),
+        };
         let admin_password = random_b64(18).replace(['+', '/', '='], "x");
         let admin_password_file = dir.join("admin-password");
         write_private(&admin_password_file, &admin_password)?;
@@ -177,7 +202,7 @@ impl Stack {
             "agent_listen": format!("127.0.0.1:{agent_port}"),
             "agent_endpoint": agent_endpoint,
             "database_url": database_url,
-            "clickhouse": {"url": clickhouse.http_url(), "database": clickhouse_database},
+            "clickhouse": {"url": clickhouse_url, "database": clickhouse_database},
             "encryption_key": random_b64(32),
             "task_signing": {"key_file": task_key_file},
             "admin_token": admin_token,
@@ -224,6 +249,8 @@ impl Stack {
             dir,
             control_plane,
             cluster,
+            clickhouse_relay,
+            agent_relay,
             agent_env: options
                 .agent_env
                 .into_iter()

@@ -104,6 +104,10 @@ impl ClickHouse {
         format!("http://127.0.0.1:{}", self.http_port)
     }
 
+    pub fn http_port(&self) -> u16 {
+        self.http_port
+    }
+
     /// Port of the native protocol, e.g. for `clickhouse-client --port` while debugging.
     pub fn tcp_port(&self) -> u16 {
         self.tcp_port

@@ -1,0 +1,166 @@
+//! Where each container's log has been read up to, counting only lines already in the disk buffer: saved after
+//! every pod log batch is written, read when the agent starts, so followers resume without losing or renumbering
+//! a line (lines read but not yet written are read again, with the same sequence numbers).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use agent_protocol::PodLogLine;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Containers not written to for this long are forgotten (their pods are long gone).
+const FORGET_AFTER_SECONDS: i64 = 7 * 24 * 3600;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedPosition {
+    /// The newest timestamp written, and how many lines carried it.
+    pub last_nanos: i64,
+    pub lines_at_last: usize,
+    pub next_seq: u64,
+    /// Unix seconds of the last batch that moved it.
+    pub updated: i64,
+}
+
+#[derive(Debug, Error)]
+#[error("log positions file {path}: {detail}")]
+pub struct PositionsError {
+    path: PathBuf,
+    detail: String,
+}
+
+/// Positions per `<pod uid>/<container>`, shared between the followers (which read them when they start) and the
+/// session (which moves them as batches reach the disk).
+#[derive(Debug, Clone)]
+pub struct SharedPositions {
+    path: PathBuf,
+    map: Arc<Mutex<HashMap<String, SavedPosition>>>,
+}
+
+fn key(pod_uid: &str, container: &str) -> String {
+    format!("{pod_uid}/{container}")
+}
+
+impl SharedPositions {
+    /// Reads the file if there is one; a file that does not parse is an error (starting over would resend, and
+    /// renumber, every line still in the pods' logs).
+    pub fn load(path: &Path) -> Result<Self, PositionsError> {
+        let map = match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| PositionsError {
+                path: path.to_owned(),
+                detail: format!("does not parse ({err}); move it away to start over"),
+            })?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
+            Err(err) => {
+                return Err(PositionsError {
+                    path: path.to_owned(),
+                    detail: err.to_string(),
+                });
+            }
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            map: Arc::new(Mutex::new(map)),
+        })
+    }
+
+    pub fn get(&self, pod_uid: &str, container: &str) -> Option<SavedPosition> {
+        let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(&key(pod_uid, container)).copied()
+    }
+
+    /// Moves the positions past `lines` (just written to disk) and saves the file atomically.
+    pub fn advance(&self, lines: &[PodLogLine], now_seconds: i64) -> Result<(), PositionsError> {
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        for line in lines {
+            let entry = map
+                .entry(key(&line.pod_uid, &line.container))
+                .or_insert(SavedPosition {
+                    last_nanos: line.unix_nanos,
+                    lines_at_last: 0,
+                    next_seq: 0,
+                    updated: now_seconds,
+                });
+            if line.unix_nanos > entry.last_nanos {
+                entry.last_nanos = line.unix_nanos;
+                entry.lines_at_last = 0;
+            }
+            if line.unix_nanos == entry.last_nanos {
+                entry.lines_at_last += 1;
+            }
+            entry.next_seq = entry.next_seq.max(line.seq + 1);
+            entry.updated = now_seconds;
+        }
+        map.retain(|_, saved| now_seconds - saved.updated < FORGET_AFTER_SECONDS);
+        let json = serde_json::to_vec(&*map).expect("positions serialize");
+        drop(map);
+        self.write(&json)
+    }
+
+    fn write(&self, json: &[u8]) -> Result<(), PositionsError> {
+        let error = |err: std::io::Error| PositionsError {
+            path: self.path.clone(),
+            detail: err.to_string(),
+        };
+        let tmp = self.path.with_extension("tmp");
+        let mut file = std::fs::File::create(&tmp).map_err(error)?;
+        file.write_all(json).map_err(error)?;
+        file.sync_data().map_err(error)?;
+        std::fs::rename(&tmp, &self.path).map_err(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(uid: &str, nanos: i64, seq: u64) -> PodLogLine {
+        PodLogLine {
+            pod_uid: uid.into(),
+            container: "app".into(),
+            unix_nanos: nanos,
+            seq,
+            ..PodLogLine::default()
+        }
+    }
+
+    #[test]
+    fn positions_follow_written_lines_and_survive_a_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("positions.json");
+        let positions = SharedPositions::load(&path).unwrap();
+        assert_eq!(positions.get("u1", "app"), None);
+        positions
+            .advance(
+                &[line("u1", 10, 0), line("u1", 20, 1), line("u1", 20, 2)],
+                1_000,
+            )
+            .unwrap();
+        positions.advance(&[line("u2", 5, 0)], 1_000).unwrap();
+
+        let reloaded = SharedPositions::load(&path).unwrap();
+        let u1 = reloaded.get("u1", "app").unwrap();
+        assert_eq!((u1.last_nanos, u1.lines_at_last, u1.next_seq), (20, 2, 3));
+        assert_eq!(reloaded.get("u2", "app").unwrap().next_seq, 1);
+
+        // A week later only what moved stays.
+        reloaded
+            .advance(&[line("u2", 6, 1)], 1_000 + FORGET_AFTER_SECONDS)
+            .unwrap();
+        assert_eq!(reloaded.get("u1", "app"), None);
+    }
+
+    #[test]
+    fn a_damaged_file_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("positions.json");
+        std::fs::write(&path, b"{not json").unwrap();
+        let err = SharedPositions::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("positions.json") && err.contains("does not parse"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,295 @@
+//! Benchmark: pod log lines from simulated containers through the real API server (`pods/log`), the node agent,
+//! the control plane and into ClickHouse, against ClickHouse's own insert rate of the same rows measured in the
+//! same run. Reports lines per second, CPU seconds per hop and bytes on the agent's wire per line.
+//! See docs/benchmarks.md for the method and how to rerun it.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use e2e::api::field;
+use e2e::{Stack, StackOptions, write_container_log};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(
+    about = "Measure pod log throughput from container to ClickHouse against ClickHouse's raw insert rate"
+)]
+struct Args {
+    /// Lines written in all, spread evenly over the pods.
+    #[arg(long, default_value_t = 1_000_000)]
+    lines: u64,
+    /// Demo pods writing at once (one demo each).
+    #[arg(long, default_value_t = 4)]
+    pods: usize,
+    /// Lines per append to a container's log file.
+    #[arg(long, default_value_t = 10_000)]
+    chunk: u64,
+}
+
+/// CPU seconds (user + system) a process and all its descendants have used so far.
+fn cpu_seconds(root: u32) -> f64 {
+    let ticks = 100.0; // USER_HZ on Linux
+    let mut parents: HashMap<u32, u32> = HashMap::new();
+    let mut times: HashMap<u32, f64> = HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let Some(rest) = stat.rsplit_once(") ").map(|(_, rest)| rest) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let (Some(ppid), Some(utime), Some(stime)) = (
+            fields.get(1).and_then(|f| f.parse().ok()),
+            fields.get(11).and_then(|f| f.parse::<f64>().ok()),
+            fields.get(12).and_then(|f| f.parse::<f64>().ok()),
+        ) else {
+            continue;
+        };
+        parents.insert(pid, ppid);
+        times.insert(pid, (utime + stime) / ticks);
+    }
+    times
+        .iter()
+        .filter(|(pid, _)| {
+            let mut at = **pid;
+            loop {
+                if at == root {
+                    return true;
+                }
+                match parents.get(&at) {
+                    Some(&parent) if parent != 0 && parent != at => at = parent,
+                    _ => return false,
+                }
+            }
+        })
+        .map(|(_, seconds)| seconds)
+        .sum()
+}
+
+fn line(pod: usize, n: u64) -> String {
+    format!(
+        "{{\"level\":\"info\",\"msg\":\"GET /v1/models/resnet50:predict 200\",\"latency_ms\":{},\"pod\":{pod},\"request_id\":\"{:016x}\",\"n\":{n}}}",
+        n % 97,
+        n.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    )
+}
+
+async fn clickhouse_count(stack: &Stack, demo_ids: &[String]) -> anyhow::Result<u64> {
+    let ids = demo_ids
+        .iter()
+        .map(|id| format!("'{id}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let count = stack.clickhouse_query(&format!(
+        "SELECT count() FROM {{db}}.demo_logs WHERE demo_id IN ({ids})"
+    ))?;
+    Ok(count.trim().parse()?)
+}
+
+/// ClickHouse's insert rate for `rows` rows shaped like the pipeline's, sent as TSV over HTTP in inserts of
+/// `per_insert` rows one after another, into a table made like `demo_logs`.
+async fn raw_insert_rate(stack: &Stack, rows: &[String], per_insert: usize) -> anyhow::Result<f64> {
+    let table = format!("raw_{per_insert}");
+    stack.clickhouse_query(&format!("CREATE TABLE {{db}}.{table} AS {{db}}.demo_logs"))?;
+    let client = reqwest::Client::new();
+    let url = format!(
+        "{}/?query={}",
+        stack.clickhouse.http_url(),
+        urlencode(&format!(
+            "INSERT INTO {}.{table} FORMAT TabSeparated",
+            stack.clickhouse_database
+        ))
+    );
+    let started = Instant::now();
+    for chunk in rows.chunks(per_insert) {
+        let body = chunk.join("");
+        let response = client.post(&url).body(body).send().await?;
+        if !response.status().is_success() {
+            bail!("raw insert: {}", response.text().await?);
+        }
+    }
+    let elapsed = started.elapsed();
+    let stored: u64 = stack
+        .clickhouse_query(&format!("SELECT count() FROM {{db}}.{table}"))?
+        .trim()
+        .parse()?;
+    if stored != rows.len() as u64 {
+        bail!("raw insert stored {stored} of {} rows", rows.len());
+    }
+    Ok(rows.len() as f64 / elapsed.as_secs_f64())
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    // Process logs stay there for a look afterwards.
+    let dir = std::env::temp_dir().join(format!("log-bench-{}", std::process::id()));
+    println!("process logs in {}", dir.display());
+    let stack = Stack::start(StackOptions {
+        dir: Some(dir),
+        agent_relay: true,
+        ..StackOptions::default().with_templates()
+    })
+    .await?;
+    let (cluster, agent) = stack.connected_cluster("bench").await?;
+    let mut demos = Vec::new();
+    for i in 0..args.pods {
+        let name = format!("bench-{i}");
+        let demo = stack
+            .api
+            .post(
+                "/demos",
+                &json!({"name": name, "template": "static-web", "region": "auto"}),
+            )
+            .await?;
+        demos.push((field(&demo, "id")?, name));
+    }
+    let mut pods = Vec::new();
+    for (id, name) in &demos {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let demo = stack.api.get(&format!("/demos/{id}")).await?;
+            if demo["status"] == "online" {
+                break;
+            }
+            if Instant::now() > deadline || demo["error"].is_string() {
+                bail!("demo {name} did not go online: {demo}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        pods.push((
+            format!("demo-{name}"),
+            stack.first_pod(&format!("demo-{name}"))?,
+        ));
+    }
+    let demo_ids: Vec<String> = demos.iter().map(|(id, _)| id.clone()).collect();
+    let kube_state = stack
+        .cluster
+        .as_ref()
+        .context("the stack runs its own cluster")?
+        .state_dir()
+        .to_path_buf();
+    let kube_pid = stack.cluster.as_ref().map(|c| c.process.pid()).unwrap_or(0);
+    let relay = stack.agent_relay.as_ref().context("the agent relay")?;
+    let per_pod = args.lines / args.pods as u64;
+    let total = per_pod * args.pods as u64;
+
+    let pids = [
+        ("Kubernetes (API server, simulated kubelet)", kube_pid),
+        ("node agent", agent.pid()),
+        ("control plane", stack.control_plane.pid()),
+        ("ClickHouse", stack.clickhouse.pid()),
+        ("load generator (writes the logs)", std::process::id()),
+    ];
+    let cpu_before: Vec<f64> = pids.iter().map(|(_, pid)| cpu_seconds(*pid)).collect();
+    let wire_before = relay.upstream_bytes();
+    let started = Instant::now();
+    for start in (0..per_pod).step_by(args.chunk as usize) {
+        for (index, (namespace, pod)) in pods.iter().enumerate() {
+            let text: String = (start..(start + args.chunk).min(per_pod))
+                .map(|n| line(index, n) + "\n")
+                .collect();
+            write_container_log(&kube_state, namespace, pod, "demo", &text).await?;
+        }
+    }
+    let written = started.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    while clickhouse_count(&stack, &demo_ids).await? < total {
+        if Instant::now() > deadline {
+            bail!("not all lines arrived within 30 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let elapsed = started.elapsed();
+    let wire = relay.upstream_bytes() - wire_before;
+    let cpu: Vec<f64> = pids
+        .iter()
+        .zip(&cpu_before)
+        .map(|((_, pid), before)| cpu_seconds(*pid) - before)
+        .collect();
+    let distinct: u64 = stack
+        .clickhouse_query(&format!(
+            "SELECT uniqExact(cluster_id, pod_uid, container, seq) FROM {{db}}.demo_logs WHERE demo_id IN ({})",
+            demo_ids.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(",")
+        ))?
+        .trim()
+        .parse()?;
+    let rate = total as f64 / elapsed.as_secs_f64();
+
+    // The same rows, straight into ClickHouse.
+    let stored_sample = stack.clickhouse_query(&format!(
+        "SELECT * FROM {{db}}.demo_logs WHERE demo_id = '{}' LIMIT 1 FORMAT TabSeparated",
+        demo_ids[0]
+    ))?;
+    let template: Vec<&str> = stored_sample.trim_end().split('\t').collect();
+    let rows: Vec<String> = (0..total)
+        .map(|n| {
+            let mut row: Vec<String> = template.iter().map(|s| (*s).to_owned()).collect();
+            // Columns: date, ts_nanos, demo_id, cluster_id, region, namespace, pod, container, level, message,
+            // pod_uid, seq.
+            row[1] = (1_700_000_000_000_000_000 + n as i64).to_string();
+            row[9] =
+                line((n % args.pods as u64) as usize, n / args.pods as u64).replace('\\', "\\\\");
+            row[11] = n.to_string();
+            row.join("\t") + "\n"
+        })
+        .collect();
+    let raw_bulk = raw_insert_rate(&stack, &rows, rows.len()).await?;
+    let raw_batched = raw_insert_rate(&stack, &rows, 5_000).await?;
+
+    println!(
+        "cluster {}: {} pods, {total} lines of ~{} bytes",
+        cluster.cluster_id,
+        args.pods,
+        line(0, 0).len()
+    );
+    println!(
+        "written to the container logs in {:.1} s; all in ClickHouse after {:.1} s: {rate:.0} lines/s; {distinct} distinct lines",
+        written.as_secs_f64(),
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "raw ClickHouse insert of the same rows (TSV over HTTP): one insert {raw_bulk:.0} rows/s; 5,000-row inserts {raw_batched:.0} rows/s"
+    );
+    println!(
+        "pipeline / raw: {:.1} % of one bulk insert, {:.1} % of 5,000-row inserts",
+        100.0 * rate / raw_bulk,
+        100.0 * rate / raw_batched
+    );
+    println!(
+        "agent -> control plane on the wire (TLS, zstd): {:.1} bytes per line ({wire} bytes)",
+        wire as f64 / total as f64
+    );
+    let per_10k = |seconds: f64| seconds / elapsed.as_secs_f64() / (rate / 10_000.0);
+    for ((name, _), seconds) in pids.iter().zip(&cpu) {
+        println!(
+            "CPU {name}: {seconds:.1} s, {:.2} cores at that rate, {:.3} cores per 10k lines/s",
+            seconds / elapsed.as_secs_f64(),
+            per_10k(*seconds)
+        );
+    }
+    if distinct != total {
+        bail!("{distinct} distinct lines stored, {total} written");
+    }
+    Ok(())
+}
