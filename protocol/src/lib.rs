@@ -19,6 +19,11 @@ pub const AGENT_ORGANISATION: &str = "edgefleet-agent";
 /// pods with it, and pruning selects by it.
 pub const DEMO_LABEL: &str = "edgefleet.io/demo";
 
+/// With the value [`LOGS_OPT_IN`] on a namespace or a pod: the agent collects the logs of its pods (demo pods are
+/// always collected).
+pub const LOGS_LABEL: &str = "edgefleet.io/logs";
+pub const LOGS_OPT_IN: &str = "enabled";
+
 /// Builds the subject common name that binds an agent certificate to one cluster.
 pub fn agent_common_name(cluster_id: &str) -> String {
     format!("cluster:{cluster_id}")

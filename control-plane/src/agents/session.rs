@@ -501,8 +501,8 @@ impl Session {
         Ok(())
     }
 
-    /// Demo pod lines: tagged with this cluster and its region, kept only for demos placed on this cluster,
-    /// and acknowledged once stored (or when none were kept).
+    /// Pod lines: tagged with this cluster and its region (lines naming a demo kept only for demos placed on
+    /// this cluster), and acknowledged once stored (or when none were kept).
     async fn pod_logs(&mut self, batch: PodLogBatch) -> Result<(), Status> {
         if self.region.is_none() {
             let cluster = self
@@ -516,14 +516,19 @@ impl Session {
         let mut lines = Vec::with_capacity(batch.lines.len());
         let mut refused = 0usize;
         for line in batch.lines {
-            let Ok(demo_id) = Uuid::parse_str(&line.demo_id) else {
-                refused += 1;
-                continue;
+            // A line of a pod that opted in to collection names no demo; one that names a demo must name one
+            // placed here (anyone who can label a pod on this cluster could name another's).
+            let demo_id = if line.demo_id.is_empty() {
+                String::new()
+            } else {
+                match Uuid::parse_str(&line.demo_id) {
+                    Ok(demo_id) if self.runs_demo(demo_id).await? => demo_id.to_string(),
+                    _ => {
+                        refused += 1;
+                        continue;
+                    }
+                }
             };
-            if !self.runs_demo(demo_id).await? {
-                refused += 1;
-                continue;
-            }
             let level = level_name(line.level()).to_string();
             // Agents before line identities: the pod's name and a hash of time and text stand in.
             let (pod_uid, seq) = if line.pod_uid.is_empty() {
@@ -535,7 +540,7 @@ impl Session {
                 (line.pod_uid, line.seq)
             };
             let source = LineSource {
-                demo_id: demo_id.to_string(),
+                demo_id,
                 cluster_id: self.cluster_id().to_string(),
                 region: self.region.clone().unwrap_or_default(),
                 namespace: line.namespace,

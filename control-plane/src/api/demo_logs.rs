@@ -44,6 +44,8 @@ pub struct LogsQuery {
     #[param(min_length = 1, max_length = 500)]
     pub q: Option<String>,
     pub pod: Option<String>,
+    /// One namespace (e.g. one that opted in to log collection, with `cluster_id`).
+    pub namespace: Option<String>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     #[param(minimum = 1, maximum = 5000, default = 200)]
@@ -127,7 +129,8 @@ pub async fn logs(
     answer(state, query, params.follow, Some(id)).await
 }
 
-/// Demo pod logs across demos (same filters, paging and follow mode as /demos/{id}/logs)
+/// Pod logs across demos and clusters, including pods that opted in to collection (same filters, paging and
+/// follow mode as /demos/{id}/logs)
 #[utoipa::path(
     get,
     path = "/logs",
@@ -276,6 +279,7 @@ fn parse(params: &LogsQuery) -> Result<DemoLogQuery, ApiError> {
         min_level,
         text: params.q.clone(),
         pod: params.pod.clone(),
+        namespace: params.namespace.clone(),
         demo_id: None,
         cluster_id: None,
         after,
@@ -330,6 +334,7 @@ mod tests {
             level: Some("loud".into()),
             q: None,
             pod: None,
+            namespace: None,
             cursor: Some("x".into()),
             limit: Some(0),
             follow: false,

@@ -152,7 +152,8 @@ pub struct DemoLogQuery {
     /// Case-insensitive substring of the message.
     pub text: Option<String>,
     pub pod: Option<String>,
-    /// One demo; all demos when absent.
+    pub namespace: Option<String>,
+    /// One demo; all pods (of demos or not) when absent.
     pub demo_id: Option<String>,
     pub cluster_id: Option<String>,
     pub after: Option<DemoLogCursor>,
@@ -457,6 +458,9 @@ impl LogStore {
         if query.pod.is_some() {
             conditions.push("pod = ?".into());
         }
+        if query.namespace.is_some() {
+            conditions.push("namespace = ?".into());
+        }
         if query.after.is_some() {
             // Lexicographic "after" on the sort key, spelled out for ClickHouse 18 (no tuple comparison).
             conditions.push(
@@ -495,6 +499,9 @@ impl LogStore {
         }
         if let Some(pod) = &query.pod {
             select = select.bind(pod.as_str());
+        }
+        if let Some(namespace) = &query.namespace {
+            select = select.bind(namespace.as_str());
         }
         if let Some(after) = &query.after {
             select = select

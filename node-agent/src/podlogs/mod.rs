@@ -1,18 +1,20 @@
-//! Demo pods' logs: watches the pods that carry the demo label, follows the log of each of their containers
-//! (resuming after the stream ends - a container restart, an API server hiccup - without repeating lines),
-//! tags every line with its demo, namespace, pod, container and per-container sequence number, and hands it to the
-//! session for batching. Where each container's log was read up to is saved with every batch written to the
-//! disk buffer, so a restarted agent carries on from there (see `positions`).
+//! Pod logs: watches the pods whose logs are collected - demo pods (labelled `edgefleet.io/demo`), pods labelled
+//! `edgefleet.io/logs=enabled` and every pod of a namespace labelled so - follows the log of each of their
+//! containers (resuming after the stream ends - a container restart, an API server hiccup - without repeating
+//! lines), tags every line with its demo (if any), namespace, pod, container and per-container sequence number,
+//! and hands it to the session for batching. Where each container's log was read up to is saved with every batch
+//! written to the disk buffer, so a restarted agent carries on from there (see `positions`).
 
 pub mod line;
 pub mod positions;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
-use agent_protocol::{DEMO_LABEL, PodLogLine};
+use agent_protocol::{DEMO_LABEL, LOGS_LABEL, LOGS_OPT_IN, PodLogLine};
+use futures::stream::BoxStream;
 use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, LogParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -39,43 +41,135 @@ struct Target {
     demo_id: String,
 }
 
-/// Follows the logs of demo pods until the agent stops.
+/// Follows the logs of the selected pods until the agent stops.
 pub async fn run(
     client: kube::Client,
     lines: mpsc::Sender<PodLogLine>,
     positions: SharedPositions,
 ) {
-    let pods: Api<Pod> = Api::all(client.clone());
-    let config = watcher::Config::default().labels(DEMO_LABEL);
-    let mut events = watcher(pods, config).default_backoff().boxed();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let opt_in = format!("{LOGS_LABEL}={LOGS_OPT_IN}");
+    let mut namespace_events = watcher(namespaces, watcher::Config::default().labels(&opt_in))
+        .default_backoff()
+        .boxed();
+    let mut selection = Selection::default();
+    // Namespaces seen since their watch (re)started.
+    let mut namespaces_relisted: Option<HashSet<String>> = None;
+    // Started once the opted-in namespaces are known, and again whenever they change, so that the relist
+    // starts followers for pods that became selected and stops those that no longer are.
+    let mut pod_events: Option<BoxStream<'static, Result<watcher::Event<Pod>, watcher::Error>>> =
+        None;
     let mut followers: HashMap<Target, AbortHandle> = HashMap::new();
-    // Pods seen since the watch (re)started; at `InitDone` followers of pods not among them are stopped.
+    // Selected pods seen since the pod watch (re)started; at `InitDone` followers of pods not among them stop.
     let mut relisted: Option<HashSet<String>> = None;
     loop {
-        match events.try_next().await {
-            Ok(Some(watcher::Event::Init)) => relisted = Some(HashSet::new()),
-            Ok(Some(watcher::Event::InitApply(pod))) => {
-                if let (Some(seen), Some(uid)) = (relisted.as_mut(), pod.uid()) {
-                    seen.insert(uid);
+        let changed = tokio::select! {
+            event = namespace_events.try_next() => match event {
+                Ok(Some(watcher::Event::Init)) => {
+                    namespaces_relisted = Some(HashSet::new());
+                    false
                 }
-                reconcile(&client, &pod, &mut followers, &lines, &positions);
-            }
-            Ok(Some(watcher::Event::InitDone)) => {
-                if let Some(seen) = relisted.take() {
-                    stop_where(&mut followers, |target| !seen.contains(&target.uid));
+                Ok(Some(watcher::Event::InitApply(namespace))) => {
+                    if let Some(seen) = namespaces_relisted.as_mut() {
+                        seen.insert(namespace.name_any());
+                    }
+                    false
                 }
+                Ok(Some(watcher::Event::InitDone)) => {
+                    let seen = namespaces_relisted.take().unwrap_or_default();
+                    selection.set_namespaces(seen) || pod_events.is_none()
+                }
+                Ok(Some(watcher::Event::Apply(namespace))) => selection.add_namespace(namespace.name_any()),
+                Ok(Some(watcher::Event::Delete(namespace))) => {
+                    selection.remove_namespace(&namespace.name_any())
+                }
+                Ok(None) => return,
+                Err(err) => {
+                    warn!(error = %error_chain(&err), "watching namespaces that opt in to log collection failed; retrying");
+                    false
+                }
+            },
+            event = next_pod_event(&mut pod_events) => {
+                match event {
+                    Ok(Some(watcher::Event::Init)) => relisted = Some(HashSet::new()),
+                    Ok(Some(watcher::Event::InitApply(pod))) => {
+                        if let (Some(seen), Some(uid)) = (relisted.as_mut(), pod.uid()) {
+                            if selection.selects(&pod) {
+                                seen.insert(uid);
+                            }
+                        }
+                        reconcile(&client, &pod, &selection, &mut followers, &lines, &positions);
+                    }
+                    Ok(Some(watcher::Event::InitDone)) => {
+                        if let Some(seen) = relisted.take() {
+                            stop_where(&mut followers, |target| !seen.contains(&target.uid));
+                        }
+                    }
+                    Ok(Some(watcher::Event::Apply(pod))) => {
+                        reconcile(&client, &pod, &selection, &mut followers, &lines, &positions)
+                    }
+                    Ok(Some(watcher::Event::Delete(pod))) => {
+                        let uid = pod.uid().unwrap_or_default();
+                        stop_where(&mut followers, |target| target.uid == uid);
+                    }
+                    Ok(None) => return,
+                    // The backoff wrapper retries; the error is worth a line, not a stop.
+                    Err(err) => warn!(error = %error_chain(&err), "watching pods failed; retrying"),
+                }
+                false
             }
-            Ok(Some(watcher::Event::Apply(pod))) => {
-                reconcile(&client, &pod, &mut followers, &lines, &positions)
-            }
-            Ok(Some(watcher::Event::Delete(pod))) => {
-                let uid = pod.uid().unwrap_or_default();
-                stop_where(&mut followers, |target| target.uid == uid);
-            }
-            Ok(None) => return,
-            // The backoff wrapper retries; the error is worth a line, not a stop.
-            Err(err) => warn!(error = %error_chain(&err), "watching demo pods failed; retrying"),
+        };
+        if changed {
+            info!(namespaces = ?selection.namespaces, "namespaces whose pod logs are collected");
+            let pods: Api<Pod> = Api::all(client.clone());
+            pod_events = Some(
+                watcher(pods, watcher::Config::default())
+                    .default_backoff()
+                    .boxed(),
+            );
         }
+    }
+}
+
+async fn next_pod_event(
+    events: &mut Option<BoxStream<'static, Result<watcher::Event<Pod>, watcher::Error>>>,
+) -> Result<Option<watcher::Event<Pod>>, watcher::Error> {
+    match events {
+        Some(events) => events.try_next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Which pods' logs are collected: demo pods, pods that opt in, and pods of namespaces that opt in.
+#[derive(Debug, Default)]
+struct Selection {
+    namespaces: BTreeSet<String>,
+}
+
+impl Selection {
+    fn selects(&self, pod: &Pod) -> bool {
+        let labels = pod.labels();
+        labels.contains_key(DEMO_LABEL)
+            || labels.get(LOGS_LABEL).is_some_and(|value| value == LOGS_OPT_IN)
+            || pod
+                .namespace()
+                .is_some_and(|namespace| self.namespaces.contains(&namespace))
+    }
+
+    /// Each returns whether the set changed.
+    fn set_namespaces(&mut self, namespaces: HashSet<String>) -> bool {
+        let namespaces: BTreeSet<String> = namespaces.into_iter().collect();
+        let changed = namespaces != self.namespaces;
+        self.namespaces = namespaces;
+        changed
+    }
+
+    fn add_namespace(&mut self, namespace: String) -> bool {
+        self.namespaces.insert(namespace)
+    }
+
+    fn remove_namespace(&mut self, namespace: &str) -> bool {
+        self.namespaces.remove(namespace)
     }
 }
 
@@ -83,11 +177,17 @@ pub async fn run(
 fn reconcile(
     client: &kube::Client,
     pod: &Pod,
+    selection: &Selection,
     followers: &mut HashMap<Target, AbortHandle>,
     lines: &mpsc::Sender<PodLogLine>,
     positions: &SharedPositions,
 ) {
     let Some(uid) = pod.uid() else { return };
+    if !selection.selects(pod) {
+        // No longer selected (a label was removed): stop reading it.
+        stop_where(followers, |target| target.uid == uid);
+        return;
+    }
     if pod.metadata.deletion_timestamp.is_some() {
         // Followers read to the end on their own; nothing new starts for a terminating pod.
         return;
@@ -107,7 +207,7 @@ fn reconcile(
             continue;
         }
         info!(namespace = %target.namespace, pod = %target.pod, container = %target.container,
-              demo = %target.demo_id, "following demo container log");
+              demo = %target.demo_id, "following container log");
         let api: Api<Pod> = Api::namespaced(client.clone(), &target.namespace);
         let start = Position::from_saved(positions.get(&target.uid, &target.container));
         let task = tokio::spawn(follow(api, target.clone(), lines.clone(), start));
@@ -119,8 +219,8 @@ fn stop_where(followers: &mut HashMap<Target, AbortHandle>, stop: impl Fn(&Targe
     followers.retain(|target, follower| {
         let keep = !stop(target);
         if !keep {
-            debug!(namespace = %target.namespace, pod = %target.pod, container = %target.container,
-                   "pod gone; no longer following its log");
+            info!(namespace = %target.namespace, pod = %target.pod, container = %target.container,
+                  "no longer following the container's log (pod gone or no longer selected)");
             follower.abort();
         }
         keep

@@ -340,3 +340,101 @@ async fn every_line_arrives_once_after_the_agent_was_cut_off_for_ten_minutes() {
         "the cut filled the buffer: {buffered}"
     );
 }
+
+/// Messages of `/logs` for one namespace of the cluster.
+async fn namespace_messages(stack: &Stack, cluster_id: &str, namespace: &str) -> Vec<String> {
+    let page: Value = stack
+        .api
+        .get(&format!("/logs?cluster_id={cluster_id}&namespace={namespace}&limit=5000"))
+        .await
+        .unwrap();
+    page["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|line| {
+            assert_eq!(line["demo_id"], "", "not a demo's line: {line}");
+            line["message"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pods_and_namespaces_that_opt_in_by_label_have_their_logs_collected() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let stack = Stack::start(StackOptions {
+        // JSON lines, so the test can read the fields of the agent's own log.
+        agent_env: vec![("EDGEFLEET_LOG_FORMAT".into(), "json".into())],
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let (cluster, agent) = stack.connected_cluster("teams").await.unwrap();
+    let pod = |namespace: &str, name: &str, labels: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {namespace}\n  labels: {{{labels}}}\nspec:\n  containers:\n  - name: app\n    image: busybox\n"
+        )
+    };
+    let objects = [
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n  labels: {edgefleet.io/logs: enabled}\n".to_owned(),
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-b\n".to_owned(),
+        pod("team-a", "api", ""),
+        pod("team-b", "worker", "edgefleet.io/logs: enabled"),
+        pod("team-b", "quiet", "app: quiet"),
+    ];
+    for object in objects {
+        stack
+            .kubectl_with_input(&["apply", "--server-side", "-f", "-"], &object)
+            .unwrap();
+    }
+    let kube_state = stack.cluster.as_ref().unwrap().state_dir().to_path_buf();
+    let write = |namespace: &'static str, pod: &'static str, text: &'static str| {
+        let kube_state = kube_state.clone();
+        async move {
+            write_container_log(&kube_state, namespace, pod, "app", text)
+                .await
+                .unwrap()
+        }
+    };
+    write("team-b", "quiet", "q1 not collected\n").await;
+    write("team-a", "api", "a1 from an opted-in namespace\n").await;
+    write("team-b", "worker", "w1 from an opted-in pod\n").await;
+    let cluster_id = cluster.cluster_id.as_str();
+    harness::wait_until("lines of both opted-in pods", WAIT, Duration::from_millis(250), || async {
+        namespace_messages(&stack, cluster_id, "team-a").await == ["a1 from an opted-in namespace"]
+            && namespace_messages(&stack, cluster_id, "team-b").await == ["w1 from an opted-in pod"]
+    })
+    .await
+    .unwrap();
+    let log = agent.log_text();
+    let followed = |pod: &str| {
+        log.lines()
+            .any(|line| line.contains("following container log") && line.contains(&format!("\"pod\":\"{pod}\"")))
+    };
+    assert!(followed("api") && followed("worker"), "{log}");
+    assert!(!followed("quiet"), "a pod that did not opt in is not followed");
+
+    // The namespace opts out: its pod is no longer followed; the labelled pod still is.
+    stack
+        .kubectl(&["label", "namespace", "team-a", "edgefleet.io/logs-"])
+        .unwrap();
+    harness::wait_until("the agent to stop following team-a/api", WAIT, Duration::from_millis(250), || async {
+        agent
+            .log_text()
+            .lines()
+            .any(|line| line.contains("no longer following") && line.contains("\"pod\":\"api\""))
+    })
+    .await
+    .unwrap();
+    write("team-a", "api", "a2 after opting out\n").await;
+    write("team-b", "worker", "w2 still collected\n").await;
+    harness::wait_until("the second line of the opted-in pod", WAIT, Duration::from_millis(250), || async {
+        namespace_messages(&stack, cluster_id, "team-b").await.len() == 2
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        namespace_messages(&stack, cluster_id, "team-a").await,
+        ["a1 from an opted-in namespace"]
+    );
+}
