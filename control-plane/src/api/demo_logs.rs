@@ -186,25 +186,31 @@ fn tail(
     state: ApiState,
     query: DemoLogQuery,
 ) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>> {
+    // `caught_up`: the last read returned less than a page, so the next one waits for new lines; after a full
+    // page the tail reads on at once, so a busy demo does not leave it behind.
     let stream = futures::stream::unfold(
-        (query, std::collections::VecDeque::<DemoLogRow>::new(), true),
-        move |(mut query, mut pending, first)| {
+        (
+            query,
+            std::collections::VecDeque::<DemoLogRow>::new(),
+            false,
+        ),
+        move |(mut query, mut pending, caught_up)| {
             let state = state.clone();
             async move {
-                let mut first = first;
+                let mut caught_up = caught_up;
                 loop {
                     if let Some(row) = pending.pop_front() {
                         let cursor = encode_cursor(&row.cursor());
                         let data = serde_json::to_string(&view(row)).unwrap_or_default();
                         let event = Event::default().event("line").id(cursor).data(data);
-                        return Some((Ok(event), (query, pending, first)));
+                        return Some((Ok(event), (query, pending, caught_up)));
                     }
-                    if !first {
+                    if caught_up {
                         tokio::time::sleep(TAIL_POLL).await;
                     }
-                    first = false;
                     match state.logs.demo_logs(&query).await {
                         Ok(rows) => {
+                            caught_up = (rows.len() as u64) < query.limit;
                             if let Some(last) = rows.last() {
                                 query.after = Some(last.cursor());
                             }
@@ -213,7 +219,7 @@ fn tail(
                         Err(error) => {
                             tracing::warn!(%error, "live tail cannot read demo logs");
                             let event = Event::default().event("error").data(error.to_string());
-                            return Some((Ok(event), (query, pending, first)));
+                            return Some((Ok(event), (query, pending, true)));
                         }
                     }
                 }

@@ -150,7 +150,9 @@ impl Selection {
     fn selects(&self, pod: &Pod) -> bool {
         let labels = pod.labels();
         labels.contains_key(DEMO_LABEL)
-            || labels.get(LOGS_LABEL).is_some_and(|value| value == LOGS_OPT_IN)
+            || labels
+                .get(LOGS_LABEL)
+                .is_some_and(|value| value == LOGS_OPT_IN)
             || pod
                 .namespace()
                 .is_some_and(|namespace| self.namespaces.contains(&namespace))

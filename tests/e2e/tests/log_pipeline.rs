@@ -314,7 +314,20 @@ async fn every_line_arrives_once_after_the_agent_was_cut_off_for_ten_minutes() {
     )
     .await
     .unwrap();
-    let stored_while_cut = stored(&stack, &demo_id).1;
+    // Batches the control plane received before the cut may still be on their way into ClickHouse.
+    let last_count = std::cell::Cell::new(u64::MAX);
+    harness::wait_until(
+        "what was received before the cut to be stored",
+        WAIT,
+        Duration::from_secs(2),
+        || async {
+            let count = stored(&stack, &demo_id).1;
+            count == last_count.replace(count)
+        },
+    )
+    .await
+    .unwrap();
+    let stored_while_cut = last_count.get();
     tokio::time::sleep(cut_off.saturating_sub(cut_at.elapsed())).await;
     assert_eq!(
         stored(&stack, &demo_id).1,
@@ -345,7 +358,9 @@ async fn every_line_arrives_once_after_the_agent_was_cut_off_for_ten_minutes() {
 async fn namespace_messages(stack: &Stack, cluster_id: &str, namespace: &str) -> Vec<String> {
     let page: Value = stack
         .api
-        .get(&format!("/logs?cluster_id={cluster_id}&namespace={namespace}&limit=5000"))
+        .get(&format!(
+            "/logs?cluster_id={cluster_id}&namespace={namespace}&limit=5000"
+        ))
         .await
         .unwrap();
     page["lines"]
@@ -400,37 +415,55 @@ async fn pods_and_namespaces_that_opt_in_by_label_have_their_logs_collected() {
     write("team-a", "api", "a1 from an opted-in namespace\n").await;
     write("team-b", "worker", "w1 from an opted-in pod\n").await;
     let cluster_id = cluster.cluster_id.as_str();
-    harness::wait_until("lines of both opted-in pods", WAIT, Duration::from_millis(250), || async {
-        namespace_messages(&stack, cluster_id, "team-a").await == ["a1 from an opted-in namespace"]
-            && namespace_messages(&stack, cluster_id, "team-b").await == ["w1 from an opted-in pod"]
-    })
+    harness::wait_until(
+        "lines of both opted-in pods",
+        WAIT,
+        Duration::from_millis(250),
+        || async {
+            namespace_messages(&stack, cluster_id, "team-a").await
+                == ["a1 from an opted-in namespace"]
+                && namespace_messages(&stack, cluster_id, "team-b").await
+                    == ["w1 from an opted-in pod"]
+        },
+    )
     .await
     .unwrap();
     let log = agent.log_text();
     let followed = |pod: &str| {
-        log.lines()
-            .any(|line| line.contains("following container log") && line.contains(&format!("\"pod\":\"{pod}\"")))
+        log.lines().any(|line| {
+            line.contains("following container log") && line.contains(&format!("\"pod\":\"{pod}\""))
+        })
     };
     assert!(followed("api") && followed("worker"), "{log}");
-    assert!(!followed("quiet"), "a pod that did not opt in is not followed");
+    assert!(
+        !followed("quiet"),
+        "a pod that did not opt in is not followed"
+    );
 
     // The namespace opts out: its pod is no longer followed; the labelled pod still is.
     stack
         .kubectl(&["label", "namespace", "team-a", "edgefleet.io/logs-"])
         .unwrap();
-    harness::wait_until("the agent to stop following team-a/api", WAIT, Duration::from_millis(250), || async {
-        agent
-            .log_text()
-            .lines()
-            .any(|line| line.contains("no longer following") && line.contains("\"pod\":\"api\""))
-    })
+    harness::wait_until(
+        "the agent to stop following team-a/api",
+        WAIT,
+        Duration::from_millis(250),
+        || async {
+            agent.log_text().lines().any(|line| {
+                line.contains("no longer following") && line.contains("\"pod\":\"api\"")
+            })
+        },
+    )
     .await
     .unwrap();
     write("team-a", "api", "a2 after opting out\n").await;
     write("team-b", "worker", "w2 still collected\n").await;
-    harness::wait_until("the second line of the opted-in pod", WAIT, Duration::from_millis(250), || async {
-        namespace_messages(&stack, cluster_id, "team-b").await.len() == 2
-    })
+    harness::wait_until(
+        "the second line of the opted-in pod",
+        WAIT,
+        Duration::from_millis(250),
+        || async { namespace_messages(&stack, cluster_id, "team-b").await.len() == 2 },
+    )
     .await
     .unwrap();
     assert_eq!(

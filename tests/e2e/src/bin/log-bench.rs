@@ -28,8 +28,8 @@ struct Args {
     chunk: u64,
 }
 
-/// CPU seconds (user + system) a process and all its descendants have used so far.
-fn cpu_seconds(root: u32) -> f64 {
+/// CPU seconds (user + system) a process, and with `descendants` all processes it started, have used so far.
+fn cpu_seconds(root: u32, descendants: bool) -> f64 {
     let ticks = 100.0; // USER_HZ on Linux
     let mut parents: HashMap<u32, u32> = HashMap::new();
     let mut times: HashMap<u32, f64> = HashMap::new();
@@ -66,6 +66,9 @@ fn cpu_seconds(root: u32) -> f64 {
             loop {
                 if at == root {
                     return true;
+                }
+                if !descendants {
+                    return false;
                 }
                 match parents.get(&at) {
                     Some(&parent) if parent != 0 && parent != at => at = parent,
@@ -194,14 +197,26 @@ async fn main() -> anyhow::Result<()> {
     let per_pod = args.lines / args.pods as u64;
     let total = per_pod * args.pods as u64;
 
+    // Every process here is a child of this one, so only this one is counted without its descendants.
     let pids = [
-        ("Kubernetes (API server, simulated kubelet)", kube_pid),
-        ("node agent", agent.pid()),
-        ("control plane", stack.control_plane.pid()),
-        ("ClickHouse", stack.clickhouse.pid()),
-        ("load generator (writes the logs)", std::process::id()),
+        (
+            "Kubernetes (API server, etcd, simulated kubelet)",
+            kube_pid,
+            true,
+        ),
+        ("node agent", agent.pid(), true),
+        ("control plane", stack.control_plane.pid(), true),
+        ("ClickHouse", stack.clickhouse.pid(), true),
+        (
+            "this process (writes the logs, relays the agent's connection)",
+            std::process::id(),
+            false,
+        ),
     ];
-    let cpu_before: Vec<f64> = pids.iter().map(|(_, pid)| cpu_seconds(*pid)).collect();
+    let cpu_before: Vec<f64> = pids
+        .iter()
+        .map(|(_, pid, descendants)| cpu_seconds(*pid, *descendants))
+        .collect();
     let wire_before = relay.upstream_bytes();
     let started = Instant::now();
     for start in (0..per_pod).step_by(args.chunk as usize) {
@@ -225,7 +240,7 @@ async fn main() -> anyhow::Result<()> {
     let cpu: Vec<f64> = pids
         .iter()
         .zip(&cpu_before)
-        .map(|((_, pid), before)| cpu_seconds(*pid) - before)
+        .map(|((_, pid, descendants), before)| cpu_seconds(*pid, *descendants) - before)
         .collect();
     let distinct: u64 = stack
         .clickhouse_query(&format!(
@@ -281,7 +296,7 @@ async fn main() -> anyhow::Result<()> {
         wire as f64 / total as f64
     );
     let per_10k = |seconds: f64| seconds / elapsed.as_secs_f64() / (rate / 10_000.0);
-    for ((name, _), seconds) in pids.iter().zip(&cpu) {
+    for ((name, _, _), seconds) in pids.iter().zip(&cpu) {
         println!(
             "CPU {name}: {seconds:.1} s, {:.2} cores at that rate, {:.3} cores per 10k lines/s",
             seconds / elapsed.as_secs_f64(),
