@@ -1,12 +1,12 @@
-//! Log delivery against a real ClickHouse: a row the server refuses for its content is kept in
+//! Log storage against a real ClickHouse (18.16): a row the server refuses for its content is kept in
 //! `log_dead_letters` with the reason while the rest of its batch is stored, through the same batching sink the
-//! agent streams use.
+//! agent streams use; retention deletes old rows; a table from before line identities is upgraded in place.
 
 use std::time::Duration;
 
 use clickhouse::Row;
 use control_plane::config::ClickHouseConfig;
-use control_plane::logs::{LogRow, LogSink, LogStore, SinkSettings};
+use control_plane::logs::{DemoLogQuery, LogRow, LogSink, LogStore, SinkSettings};
 use control_plane::metrics::Metrics;
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +31,7 @@ async fn a_refused_row_goes_to_the_dead_letter_table_and_the_rest_of_its_batch_i
         database: database.clone(),
         user: "default".into(),
         password: None,
+        retention: Default::default(),
     })
     .unwrap();
     store.ensure_schema().await.unwrap();
@@ -91,4 +92,100 @@ async fn a_refused_row_goes_to_the_dead_letter_table_and_the_rest_of_its_batch_i
         exported.contains("edgefleet_log_lines_dead_lettered_total 1"),
         "{exported}"
     );
+}
+
+#[tokio::test]
+async fn rows_past_their_retention_are_deleted_and_newer_ones_kept() {
+    let clickhouse = harness::clickhouse();
+    let database = clickhouse.create_database("log_retention");
+    let store = LogStore::new(&ClickHouseConfig {
+        url: clickhouse.http_url(),
+        database: database.clone(),
+        user: "default".into(),
+        password: None,
+        retention: Default::default(),
+    })
+    .unwrap();
+    store.ensure_schema().await.unwrap();
+    // Days since the epoch: 20,000 is 2024-10-04.
+    for (date, message) in [
+        (19_980u16, "old"),
+        (19_999, "last day kept"),
+        (20_005, "new"),
+    ] {
+        clickhouse
+            .query(&format!(
+                "INSERT INTO {database}.task_logs (date, ts_nanos, task_id, message) VALUES ({date}, 1, 't', '{message}')"
+            ))
+            .unwrap();
+    }
+    assert_eq!(store.delete_before("task_logs", 19_999).await.unwrap(), 1);
+    // The deletion is a mutation ClickHouse runs in the background.
+    harness::wait_until(
+        "the old row deleted",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || async {
+            clickhouse
+                .query(&format!(
+                    "SELECT message FROM {database}.task_logs ORDER BY date"
+                ))
+                .unwrap()
+                == "last day kept\nnew\n"
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        store.delete_before("task_logs", 19_999).await.unwrap(),
+        0,
+        "nothing left to delete: no second mutation"
+    );
+}
+
+#[tokio::test]
+async fn a_demo_log_table_from_before_line_identities_gets_them_and_its_rows_stay_readable() {
+    let clickhouse = harness::clickhouse();
+    let database = clickhouse.create_database("log_upgrade");
+    clickhouse
+        .query(&format!(
+            "CREATE TABLE {database}.demo_logs (date Date, ts_nanos Int64, demo_id String, cluster_id String,
+                 region String, namespace String, pod String, container String, level String, message String)
+             ENGINE = MergeTree() PARTITION BY toYYYYMM(date) ORDER BY (demo_id, ts_nanos)"
+        ))
+        .unwrap();
+    for (ts, message) in [(1, "first"), (2, "second"), (2, "second")] {
+        clickhouse
+            .query(&format!(
+                "INSERT INTO {database}.demo_logs VALUES (today(), {ts}, 'd', 'c', 'r', 'ns', 'web-1', 'app', 'info', '{message}')"
+            ))
+            .unwrap();
+    }
+    let store = LogStore::new(&ClickHouseConfig {
+        url: clickhouse.http_url(),
+        database: database.clone(),
+        user: "default".into(),
+        password: None,
+        retention: Default::default(),
+    })
+    .unwrap();
+    store.ensure_schema().await.unwrap();
+    store.ensure_schema().await.unwrap();
+
+    let rows = store
+        .demo_logs(&DemoLogQuery {
+            demo_id: Some("d".into()),
+            limit: 10,
+            ..DemoLogQuery::default()
+        })
+        .await
+        .unwrap();
+    let messages: Vec<&str> = rows.iter().map(|row| row.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        ["first", "second"],
+        "the stored copy is read once"
+    );
+    assert!(rows.iter().all(|row| row.pod_uid == "web-1"), "{rows:?}");
+    assert_ne!(rows[0].seq, rows[1].seq);
 }

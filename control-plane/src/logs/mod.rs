@@ -331,17 +331,25 @@ impl LogStore {
     /// (0: nothing issued).
     pub async fn delete_before(&self, table: &str, day: u16) -> Result<u64, LogStoreError> {
         let db = &self.database;
+        // ClickHouse 18.16 compares a Date only with a Date, so the day goes in as `YYYY-MM-DD`.
+        let day = (chrono::DateTime::UNIX_EPOCH + chrono::Days::new(u64::from(day)))
+            .date_naive()
+            .to_string();
         let rows = self
             .client
-            .query(&format!("SELECT count() FROM {db}.{table} WHERE date < ?"))
-            .bind(day)
+            .query(&format!(
+                "SELECT count() FROM {db}.{table} WHERE date < toDate(?)"
+            ))
+            .bind(&day)
             .fetch_one::<u64>()
             .await
             .map_err(|e| self.err(e))?;
         if rows > 0 {
             self.client
-                .query(&format!("ALTER TABLE {db}.{table} DELETE WHERE date < ?"))
-                .bind(day)
+                .query(&format!(
+                    "ALTER TABLE {db}.{table} DELETE WHERE date < toDate(?)"
+                ))
+                .bind(&day)
                 .execute()
                 .await
                 .map_err(|e| self.err(e))?;
