@@ -22,18 +22,22 @@ impl LogRow for Probe {
     const TABLE: &'static str = "probe";
 }
 
-#[tokio::test]
-async fn a_refused_row_goes_to_the_dead_letter_table_and_the_rest_of_its_batch_is_stored() {
-    let clickhouse = harness::clickhouse();
-    let database = clickhouse.create_database("log_delivery");
-    let store = LogStore::new(&ClickHouseConfig {
+fn store(clickhouse: &harness::ClickHouse, database: &str) -> LogStore {
+    LogStore::new(&ClickHouseConfig {
         url: clickhouse.http_url(),
-        database: database.clone(),
+        database: database.to_owned(),
         user: "default".into(),
         password: None,
         retention: Default::default(),
     })
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_refused_row_goes_to_the_dead_letter_table_and_the_rest_of_its_batch_is_stored() {
+    let clickhouse = harness::clickhouse();
+    let database = clickhouse.create_database("log_delivery");
+    let store = store(clickhouse, &database);
     store.ensure_schema().await.unwrap();
     clickhouse
         .query(&format!(
@@ -98,14 +102,7 @@ async fn a_refused_row_goes_to_the_dead_letter_table_and_the_rest_of_its_batch_i
 async fn rows_past_their_retention_are_deleted_and_newer_ones_kept() {
     let clickhouse = harness::clickhouse();
     let database = clickhouse.create_database("log_retention");
-    let store = LogStore::new(&ClickHouseConfig {
-        url: clickhouse.http_url(),
-        database: database.clone(),
-        user: "default".into(),
-        password: None,
-        retention: Default::default(),
-    })
-    .unwrap();
+    let store = store(clickhouse, &database);
     store.ensure_schema().await.unwrap();
     // Days since the epoch: 20,000 is 2024-10-04.
     for (date, message) in [
@@ -161,14 +158,7 @@ async fn a_demo_log_table_from_before_line_identities_gets_them_and_its_rows_sta
             ))
             .unwrap();
     }
-    let store = LogStore::new(&ClickHouseConfig {
-        url: clickhouse.http_url(),
-        database: database.clone(),
-        user: "default".into(),
-        password: None,
-        retention: Default::default(),
-    })
-    .unwrap();
+    let store = store(clickhouse, &database);
     store.ensure_schema().await.unwrap();
     store.ensure_schema().await.unwrap();
 

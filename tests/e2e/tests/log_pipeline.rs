@@ -170,14 +170,9 @@ fn message(n: u64) -> String {
     format!("level=info msg=\"request served\" line={n:08}")
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn every_line_arrives_once_through_a_clickhouse_outage_and_an_agent_kill() {
-    let _alone = ONE_AT_A_TIME.lock().await;
-    // The figures by default; smaller ones for a quick local run.
-    let rate: u64 = env_or("LOG_PIPELINE_LINES_PER_SECOND", 5_000);
-    let outage = Duration::from_secs(env_or("LOG_PIPELINE_OUTAGE_SECONDS", 60));
-    let stack = Stack::start(StackOptions {
-        clickhouse_relay: true,
+/// Templates for the demo, and agents whose pod log buffer is limited to [`BUFFER_LIMIT`] and blocks when full.
+fn loaded_stack() -> StackOptions {
+    StackOptions {
         agent_env: vec![
             (
                 "EDGEFLEET_LOG_BUFFER_MAX_BYTES".into(),
@@ -186,6 +181,18 @@ async fn every_line_arrives_once_through_a_clickhouse_outage_and_an_agent_kill()
             ("EDGEFLEET_LOG_BUFFER_WHEN_FULL".into(), "block".into()),
         ],
         ..StackOptions::default().with_templates()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_line_arrives_once_through_a_clickhouse_outage_and_an_agent_kill() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    // The figures by default; smaller ones for a quick local run.
+    let rate: u64 = env_or("LOG_PIPELINE_LINES_PER_SECOND", 5_000);
+    let outage = Duration::from_secs(env_or("LOG_PIPELINE_OUTAGE_SECONDS", 60));
+    let stack = Stack::start(StackOptions {
+        clickhouse_relay: true,
+        ..loaded_stack()
     })
     .await
     .unwrap();
@@ -284,14 +291,7 @@ async fn every_line_arrives_once_after_the_agent_was_cut_off_for_ten_minutes() {
     let cut_off = Duration::from_secs(env_or("LOG_PIPELINE_PARTITION_SECONDS", 600));
     let stack = Stack::start(StackOptions {
         agent_relay: true,
-        agent_env: vec![
-            (
-                "EDGEFLEET_LOG_BUFFER_MAX_BYTES".into(),
-                BUFFER_LIMIT.to_string(),
-            ),
-            ("EDGEFLEET_LOG_BUFFER_WHEN_FULL".into(), "block".into()),
-        ],
-        ..StackOptions::default().with_templates()
+        ..loaded_stack()
     })
     .await
     .unwrap();
