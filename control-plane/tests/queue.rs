@@ -2,7 +2,6 @@
 //! expiry and redelivery, completion with a stale lease, cancellation and idempotency. Waits are for conditions
 //! (`harness::wait_until`), never fixed sleeps.
 
-use std::path::Path;
 use std::time::Duration;
 
 use agent_protocol::signing::SigningKey;
@@ -180,7 +179,7 @@ impl Queue {
 
     /// A new demo of the `static-web` template, not placed yet.
     async fn demo(&self, name: &str) -> Demo {
-        let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/templates");
+        let templates = harness::workspace_root().join("images/templates");
         let errors = control_plane::templates::load_all(&self.store, &templates)
             .await
             .unwrap();
@@ -577,7 +576,7 @@ async fn the_typed_domain_migration_keeps_rows_written_before_it_readable() {
         .await
         .unwrap();
     let region = region(&store).await;
-    let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/templates");
+    let templates = harness::workspace_root().join("images/templates");
     control_plane::templates::load_all(&store, &templates)
         .await
         .unwrap();

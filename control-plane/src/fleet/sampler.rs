@@ -22,14 +22,17 @@ impl Sampler {
     pub async fn run(&self) {
         let interval =
             TimeDelta::from_std(self.interval).expect("a sampling interval fits a TimeDelta");
+        let settle = interval.min(TimeDelta::seconds(10));
+        let retention = TimeDelta::from_std(self.retention).unwrap_or(TimeDelta::MAX);
+        let now = Utc::now();
+        let mut start = now.duration_trunc(interval).unwrap_or(now);
         loop {
-            // Sleep past the next boundary, then sample the interval that just ended. The extra wait lets the log
-            // lines written at its end reach ClickHouse (agents batch them for about a second); lines that arrive
-            // later than that (resent after an outage) are not counted in the charts.
-            let now = Utc::now();
-            let start = now.duration_trunc(interval).unwrap_or(now);
+            // Sleep past the interval's end, then sample it. The extra wait lets the log lines written at its end
+            // reach ClickHouse (agents batch them for about a second); lines that arrive later than that (resent
+            // after an outage) are not counted in the charts. The next interval starts where this one ended, not
+            // at the clock after the wait: the wait may reach past it, and that interval would go unsampled.
             let end = start + interval;
-            let settle = interval.min(TimeDelta::seconds(10));
+            let now = Utc::now();
             tokio::time::sleep((end + settle - now).to_std().unwrap_or_default()).await;
             match self.sample(start, end).await {
                 Ok(regions) => tracing::debug!(regions, at = %start, "fleet sampled"),
@@ -37,10 +40,14 @@ impl Sampler {
                     tracing::warn!(%error, "could not sample the fleet for the console's charts")
                 }
             }
-            let before = Utc::now() - TimeDelta::from_std(self.retention).unwrap_or(TimeDelta::MAX);
+            let before = Utc::now()
+                .checked_sub_signed(retention)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC);
             if let Err(error) = self.store.prune_fleet_samples(before).await {
                 tracing::warn!(%error, "could not prune old fleet samples");
             }
+            // After a long stall (a suspended process), intervals already past retention are not worth sampling.
+            start = end.max(before.duration_trunc(interval).unwrap_or(end));
         }
     }
 

@@ -227,7 +227,7 @@ mod tests {
     use serde_json::json;
 
     fn repo() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+        harness::workspace_root()
     }
 
     fn problems(inputs: &StackInputs, variables: Value) -> Vec<String> {

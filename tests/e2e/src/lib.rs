@@ -9,5 +9,5 @@ pub mod stack;
 pub use api::Api;
 pub use stack::{
     AgentState, ClusterHandle, PeerControlPlane, Stack, StackOptions, first_pod, kubectl,
-    repo_root, restart_container, write_container_log,
+    restart_container, write_container_log,
 };

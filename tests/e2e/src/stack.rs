@@ -82,7 +82,7 @@ impl StackOptions {
     /// Loads the repository's image templates (`images/templates`), as demos need.
     pub fn with_templates(self) -> Self {
         Self {
-            templates_dir: Some(repo_root().join("images/templates")),
+            templates_dir: Some(harness::workspace_root().join("images/templates")),
             ..self
         }
     }
@@ -514,14 +514,6 @@ fn merge(target: &mut Value, patch: &Value) {
     }
 }
 
-/// The repository root: where `terraform/` and `modules/` are.
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repository root exists")
-}
-
 /// `IMAGE_PREFIX=PATH` for `kube-cluster --run-image`: the agent's image runs as the workspace's `node-agent`.
 fn agent_run_image() -> anyhow::Result<String> {
     let agent = harness::workspace_bin("node-agent")?;
@@ -534,7 +526,7 @@ async fn provisioning_config(dir: &Path) -> anyhow::Result<Value> {
     // Terraform's environment is cleared, so the cluster learns where the Go binaries are from its arguments.
     let kube_bin_dir = kube_cluster::locate_binaries().await?.dir;
     Ok(json!({
-        "source_dir": repo_root(),
+        "source_dir": harness::workspace_root(),
         "work_dir": dir.join("terraform-work"),
         "timeout_seconds": 300,
         "cancel_grace_seconds": 10,

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use e2e::{Stack, StackOptions, repo_root};
+use e2e::{Stack, StackOptions};
 
 /// Seconds schemathesis may spend in all.
 const BUDGET_SECONDS: &str = "180";
@@ -19,7 +19,7 @@ async fn generated_requests_never_get_a_server_error() {
     // Something for the operations on existing objects to find.
     stack.register_cluster("fuzzed").await.unwrap();
     let installed = Command::new("bash")
-        .arg(repo_root().join("scripts/install-schemathesis.sh"))
+        .arg(harness::workspace_root().join("scripts/install-schemathesis.sh"))
         .output()
         .unwrap();
     assert!(

@@ -31,7 +31,10 @@ impl Root {
     fn new(path_in_repo: &str) -> anyhow::Result<Root> {
         let copy = tempfile::tempdir()?;
         for part in ["modules", "terraform"] {
-            copy_dir(&e2e::repo_root().join(part), &copy.path().join(part))?;
+            copy_dir(
+                &harness::workspace_root().join(part),
+                &copy.path().join(part),
+            )?;
         }
         let cli_config = copy.path().join("mirror.tfrc");
         std::fs::write(

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use e2e::{Stack, StackOptions, first_pod, repo_root, write_container_log};
+use e2e::{Stack, StackOptions, first_pod, write_container_log};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
@@ -162,7 +162,7 @@ impl Browser {
         let png = self.client.screenshot().await.unwrap();
         // The committed pictures are refreshed on request only, so a test run leaves the tree clean.
         let dir: PathBuf = if std::env::var_os("EDGEFLEET_UPDATE_SCREENSHOTS").is_some() {
-            repo_root().join("docs/console")
+            harness::workspace_root().join("docs/console")
         } else {
             harness::test_dir().join("screenshots")
         };
@@ -354,6 +354,8 @@ async fn walk_through_the_console(stack: Arc<Stack>) {
     assert!(url.contains("hello.lab-east-demos"), "{url}");
     let status = browser.text("demo-status").await;
     assert!(status.to_lowercase().contains("online"), "{status}");
+    // Every task of the deploy has finished by now; the charts' samples are checked once they cover this moment.
+    let deploy_finished = chrono::Utc::now();
 
     // The demo's logs: a line its pod writes shows up in the page.
     let demos = stack.api.get("/demos").await.unwrap();
@@ -472,7 +474,7 @@ async fn walk_through_the_console(stack: Arc<Stack>) {
     // The overview: lab-east healthy at a glance, with charts from the control plane's samples, and the samples
     // themselves count what happened in the region (the Terraform and demo tasks, their log lines).
     let samples = harness::wait_until(
-        "three samples of lab-east with its agents connected",
+        "three samples of lab-east with its agents connected, up to after the deploy",
         WAIT,
         Duration::from_millis(500),
         || async {
@@ -483,7 +485,14 @@ async fn walk_through_the_console(stack: Arc<Stack>) {
                 .find(|r| r["code"] == "lab-east")?
                 .clone();
             let samples = region["samples"].as_array()?.clone();
+            let covers_deploy = samples.iter().any(|s| {
+                s["at"]
+                    .as_str()
+                    .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+                    .is_some_and(|at| at >= deploy_finished)
+            });
             (region["health"] == "healthy"
+                && covers_deploy
                 && samples
                     .iter()
                     .filter(|s| s["agents_connected"] == 2)

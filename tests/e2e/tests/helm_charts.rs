@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use e2e::{Stack, StackOptions, repo_root};
+use e2e::{Stack, StackOptions};
 use harness::KubeCluster;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -32,7 +32,7 @@ impl Helm {
         let dir = match std::env::var_os(HELM_BIN_DIR_ENV) {
             Some(dir) => PathBuf::from(dir),
             None => {
-                let script = repo_root().join("scripts/build-helm.sh");
+                let script = harness::workspace_root().join("scripts/build-helm.sh");
                 let output = Command::new("bash")
                     .arg(&script)
                     .stderr(std::process::Stdio::inherit())
@@ -54,7 +54,7 @@ impl Helm {
     fn output(&self, args: &[&str]) -> Output {
         Command::new(&self.bin)
             .args(args)
-            .current_dir(repo_root())
+            .current_dir(harness::workspace_root())
             .output()
             .expect("helm runs")
     }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use e2e::{Stack, StackOptions, repo_root};
+use e2e::{Stack, StackOptions};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -20,7 +20,7 @@ fn copy_dir(from: &Path, to: &Path) {
 #[tokio::test(flavor = "multi_thread")]
 async fn templates_load_versioned_and_bad_ones_are_rejected_by_name() {
     let dir = harness::test_dir().join("templates");
-    let shipped = repo_root().join("images/templates");
+    let shipped = harness::workspace_root().join("images/templates");
     copy_dir(&shipped, &dir);
     let shipped_count = std::fs::read_dir(&shipped)
         .unwrap()

@@ -78,7 +78,7 @@ pub use run_dir::test_dir;
 pub use s3::{S3, s3};
 pub use spawn::{DeathSignal, spawn_tied_to_this_process};
 pub use wait::{Outcome, wait_until};
-pub use workspace::workspace_bin;
+pub use workspace::{workspace_bin, workspace_root};
 
 /// Both servers of this test process, starting whichever is not running yet concurrently (start-up
 /// then takes as long as the slower of the two, about a second).

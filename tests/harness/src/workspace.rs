@@ -1,4 +1,5 @@
-//! Locating the workspace's own binaries (control plane, agent, kube-cluster) in cargo's target directory.
+//! Locating the workspace (its root, its own binaries: control plane, agent, kube-cluster in cargo's target
+//! directory).
 
 use std::path::{Path, PathBuf};
 
@@ -40,4 +41,19 @@ pub fn workspace_bin(name: &str) -> anyhow::Result<PathBuf> {
          (with `--release` if the tests run in release mode)",
         looked_in.join(", ")
     )
+}
+
+/// The workspace's root, where `Cargo.lock` is. Found from the `CARGO_MANIFEST_DIR` cargo sets when it runs a test,
+/// not from the one compiled in: the target directory is shared between clones (CI clones elsewhere), and cargo
+/// reuses a crate compiled in another clone with that clone's path inside. Run outside cargo (a benchmark binary),
+/// the compiled-in path is all there is.
+pub fn workspace_root() -> PathBuf {
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
+        .ancestors()
+        .find(|dir| dir.join("Cargo.lock").is_file())
+        .unwrap_or(&manifest_dir)
+        .to_path_buf()
 }

@@ -229,7 +229,7 @@ pub async fn locate_binaries() -> Result<Binaries, Error> {
     if let Some(dir) = std::env::var_os(BIN_DIR_ENV) {
         return Ok(Binaries { dir: dir.into() });
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/build-kube.sh");
+    let script = harness::workspace_root().join("scripts/build-kube.sh");
     let output = tokio::process::Command::new("bash")
         .arg(&script)
         .stderr(std::process::Stdio::inherit())
