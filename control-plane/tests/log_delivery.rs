@@ -1,12 +1,12 @@
 //! Log storage against a real ClickHouse (18.16): a row the server refuses for its content is kept in
 //! `log_dead_letters` with the reason while the rest of its batch is stored, through the same batching sink the
-//! agent streams use; retention deletes old rows; a table from before line identities is upgraded in place.
+//! agent streams use; retention deletes old rows; a table from before line identities and streams is upgraded in place.
 
 use std::time::Duration;
 
 use clickhouse::Row;
 use control_plane::config::ClickHouseConfig;
-use control_plane::logs::{DemoLogQuery, LogRow, LogSink, LogStore, SinkSettings};
+use control_plane::logs::{DemoLogQuery, LineStream, LogRow, LogSink, LogStore, SinkSettings};
 use control_plane::metrics::Metrics;
 use serde::{Deserialize, Serialize};
 
@@ -178,4 +178,16 @@ async fn a_demo_log_table_from_before_line_identities_gets_them_and_its_rows_sta
     );
     assert!(rows.iter().all(|row| row.pod_uid == "web-1"), "{rows:?}");
     assert_ne!(rows[0].seq, rows[1].seq);
+    // From before streams: every row was a container's.
+    assert!(rows.iter().all(|row| row.stream == "container"), "{rows:?}");
+    let events = store
+        .demo_logs(&DemoLogQuery {
+            demo_id: Some("d".into()),
+            stream: Some(LineStream::Event),
+            limit: 10,
+            ..DemoLogQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(events.is_empty(), "{events:?}");
 }

@@ -14,6 +14,7 @@ use crate::cluster;
 use crate::config::Settings;
 use crate::identity::{self, CredentialStore, Credentials, EnrolError, StoreError};
 use crate::logbuffer::{DiskQueueError, LogBuffer, LogSettings, Recovered, WhenFull};
+use crate::ownlog::{self, OwnLogLines};
 use crate::podlogs;
 use crate::podlogs::positions::{PositionsError, SharedPositions};
 use crate::session::{Backoff, DEFAULT_HEARTBEAT, LogBuffers, Session};
@@ -29,8 +30,13 @@ pub enum AgentError {
     LogPositions(#[from] PositionsError),
 }
 
-/// Runs the agent until the process is stopped; returns only when it cannot start.
-pub async fn run(settings: Settings, client: kube::Client) -> Result<Infallible, AgentError> {
+/// Runs the agent until the process is stopped; returns only when it cannot start. `own_log` (from the binary's
+/// tracing setup) ships the agent's own log with its pods' logs.
+pub async fn run(
+    settings: Settings,
+    client: kube::Client,
+    own_log: Option<OwnLogLines>,
+) -> Result<Infallible, AgentError> {
     transport::install_crypto_provider();
     let buffers = open_log_buffers(&settings.logs)?;
     let store = CredentialStore::new(&settings.state, client.clone());
@@ -57,6 +63,9 @@ pub async fn run(settings: Settings, client: kube::Client) -> Result<Infallible,
         settings.heartbeat_override.unwrap_or(DEFAULT_HEARTBEAT),
     );
     let (pod_log_sender, pod_log_lines) = mpsc::channel(podlogs::LINE_QUEUE);
+    if let Some(own_log) = own_log {
+        tokio::spawn(ownlog::forward(own_log, pod_log_sender.clone()));
+    }
     tokio::spawn(podlogs::run(
         client.clone(),
         pod_log_sender,

@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod identity;
 pub mod logbuffer;
+pub mod ownlog;
 pub mod podlogs;
 pub mod runner;
 pub mod session;

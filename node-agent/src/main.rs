@@ -3,7 +3,8 @@
 use anyhow::Context;
 use clap::Parser;
 use node_agent::config::{Cli, Command, LogFormat, Settings};
-use tracing_subscriber::EnvFilter;
+use node_agent::ownlog;
+use tracing_subscriber::{EnvFilter, Layer};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -18,7 +19,8 @@ async fn main() -> anyhow::Result<()> {
     let settings =
         Settings::load(&args, |key| std::env::var(key).ok()).context("invalid configuration")?;
     // Kept until the process ends: dropping it flushes the spans still buffered.
-    let _telemetry = init_tracing(&settings)?;
+    let (own_log_layer, own_log) = ownlog::channel(ownlog::AgentLogSource::detect());
+    let _telemetry = init_tracing(&settings, own_log_layer)?;
     node_agent::transport::install_crypto_provider();
 
     let kube_config = match &settings.kubeconfig {
@@ -39,7 +41,7 @@ async fn main() -> anyhow::Result<()> {
     let client = kube::Client::try_from(kube_config).context("building the Kubernetes client")?;
 
     tokio::select! {
-        result = node_agent::agent::run(settings, client) => match result? {},
+        result = node_agent::agent::run(settings, client, Some(own_log)) => match result? {},
         signal = shutdown_signal() => {
             signal?;
             tracing::info!("shutting down; leases of running tasks expire and the control plane re-queues them");
@@ -48,7 +50,11 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-fn init_tracing(settings: &Settings) -> anyhow::Result<telemetry::Telemetry> {
+/// Logs to stderr and, through `own_log`, to the control plane (the agent's own log, next to its pods' logs).
+fn init_tracing(
+    settings: &Settings,
+    own_log: ownlog::OwnLogLayer,
+) -> anyhow::Result<telemetry::Telemetry> {
     let filter =
         EnvFilter::try_from_env("EDGEFLEET_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let log = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
@@ -63,8 +69,8 @@ fn init_tracing(settings: &Settings) -> anyhow::Result<telemetry::Telemetry> {
                 .unwrap_or_else(|_| format!("node-agent-{}", std::process::id())),
         });
     let installed = match settings.log_format {
-        LogFormat::Json => telemetry::install(filter, log.json(), otlp.as_ref()),
-        LogFormat::Text => telemetry::install(filter, log, otlp.as_ref()),
+        LogFormat::Json => telemetry::install(filter, log.json().and_then(own_log), otlp.as_ref()),
+        LogFormat::Text => telemetry::install(filter, log.and_then(own_log), otlp.as_ref()),
     };
     installed.context("setting up the log and traces")
 }

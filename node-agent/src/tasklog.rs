@@ -5,6 +5,8 @@ use agent_protocol::{LogLevel, LogLine};
 use chrono::Utc;
 use tokio::sync::mpsc;
 
+use crate::ownlog::TASK_LOG_TARGET;
+
 /// Records log lines for one task (or, with an empty task id, for the agent itself): each line goes to stderr
 /// through tracing and to the control plane through the session's log buffer.
 #[derive(Debug, Clone)]
@@ -39,10 +41,15 @@ impl TaskLog {
             .map(|(key, value)| format!("{key}={value}"))
             .collect::<Vec<_>>()
             .join(" ");
+        // Under their own target, which the agent's own log (`ownlog`) leaves out: these travel with their task.
         match level {
-            LogLevel::Error => tracing::error!(fields = %rendered, "{message}"),
-            LogLevel::Warn => tracing::warn!(fields = %rendered, "{message}"),
-            _ => tracing::info!(fields = %rendered, "{message}"),
+            LogLevel::Error => {
+                tracing::error!(target: TASK_LOG_TARGET, fields = %rendered, "{message}")
+            }
+            LogLevel::Warn => {
+                tracing::warn!(target: TASK_LOG_TARGET, fields = %rendered, "{message}")
+            }
+            _ => tracing::info!(target: TASK_LOG_TARGET, fields = %rendered, "{message}"),
         }
         let line = LogLine {
             unix_nanos: Utc::now().timestamp_nanos_opt().unwrap_or_default(),

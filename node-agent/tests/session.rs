@@ -130,7 +130,11 @@ async fn results_and_log_batches_are_kept_until_acked_and_resent_after_a_reconne
     let mut control_plane = FakeControlPlane::start(Behaviour::default()).await;
     let state = tempfile::tempdir().unwrap();
     let settings = control_plane.agent_settings(state.path(), Some(GOOD_TOKEN));
-    let agent = tokio::spawn(node_agent::agent::run(settings, unreachable_kube_client()));
+    let agent = tokio::spawn(node_agent::agent::run(
+        settings,
+        unreachable_kube_client(),
+        None,
+    ));
 
     let mut session = control_plane.next_session().await;
     let Up::Hello(hello) = session.next().await else {
@@ -260,7 +264,11 @@ async fn running_tasks_survive_a_reconnect_ignore_duplicates_and_can_be_cancelle
     let state = tempfile::tempdir().unwrap();
     let settings = control_plane.agent_settings(state.path(), Some(GOOD_TOKEN));
     // The API server never answers, so the apply stays in flight until it is cancelled.
-    let agent = tokio::spawn(node_agent::agent::run(settings, silent_kube_client().await));
+    let agent = tokio::spawn(node_agent::agent::run(
+        settings,
+        silent_kube_client().await,
+        None,
+    ));
     let manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n";
 
     let mut session = control_plane.next_session().await;
@@ -322,7 +330,11 @@ async fn refused_sessions_are_retried_with_backoff_until_the_server_accepts() {
     .await;
     let state = tempfile::tempdir().unwrap();
     let settings = control_plane.agent_settings(state.path(), Some(GOOD_TOKEN));
-    let agent = tokio::spawn(node_agent::agent::run(settings, unreachable_kube_client()));
+    let agent = tokio::spawn(node_agent::agent::run(
+        settings,
+        unreachable_kube_client(),
+        None,
+    ));
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while control_plane.session_calls() < 4 {
@@ -347,7 +359,11 @@ async fn tasks_whose_signature_does_not_verify_are_refused_by_name_and_never_run
     let mut control_plane = FakeControlPlane::start(Behaviour::default()).await;
     let state = tempfile::tempdir().unwrap();
     let settings = control_plane.agent_settings(state.path(), Some(GOOD_TOKEN));
-    let agent = tokio::spawn(node_agent::agent::run(settings, unreachable_kube_client()));
+    let agent = tokio::spawn(node_agent::agent::run(
+        settings,
+        unreachable_kube_client(),
+        None,
+    ));
     let mut session = control_plane.next_session().await;
     assert!(matches!(session.next().await, Up::Hello(_)));
     session.send(welcome());
@@ -408,7 +424,7 @@ async fn enrolment_errors_are_clear_and_stored_credentials_skip_bootstrap() {
     let state = tempfile::tempdir().unwrap();
 
     let no_token = control_plane.agent_settings(state.path(), None);
-    let err = node_agent::agent::run(no_token, unreachable_kube_client())
+    let err = node_agent::agent::run(no_token, unreachable_kube_client(), None)
         .await
         .unwrap_err()
         .to_string();
@@ -418,7 +434,7 @@ async fn enrolment_errors_are_clear_and_stored_credentials_skip_bootstrap() {
     );
 
     let bad_token = control_plane.agent_settings(state.path(), Some("stolen-token"));
-    let err = node_agent::agent::run(bad_token, unreachable_kube_client())
+    let err = node_agent::agent::run(bad_token, unreachable_kube_client(), None)
         .await
         .unwrap_err()
         .to_string();
@@ -433,14 +449,22 @@ async fn enrolment_errors_are_clear_and_stored_credentials_skip_bootstrap() {
     );
 
     let good = control_plane.agent_settings(state.path(), Some(GOOD_TOKEN));
-    let first = tokio::spawn(node_agent::agent::run(good, unreachable_kube_client()));
+    let first = tokio::spawn(node_agent::agent::run(
+        good,
+        unreachable_kube_client(),
+        None,
+    ));
     let session = control_plane.next_session().await;
     first.abort();
     drop(session);
 
     // Restarted without a token: the stored certificate is still valid, so no bootstrap is needed.
     let restarted = control_plane.agent_settings(state.path(), None);
-    let second = tokio::spawn(node_agent::agent::run(restarted, unreachable_kube_client()));
+    let second = tokio::spawn(node_agent::agent::run(
+        restarted,
+        unreachable_kube_client(),
+        None,
+    ));
     let mut session = control_plane.next_session().await;
     assert!(matches!(session.next().await, Up::Hello(_)));
     second.abort();
@@ -457,7 +481,11 @@ async fn a_certificate_in_its_last_third_is_renewed_and_the_session_reconnects_w
     .await;
     let state = tempfile::tempdir().unwrap();
     let settings = control_plane.agent_settings(state.path(), Some(GOOD_TOKEN));
-    let agent = tokio::spawn(node_agent::agent::run(settings, unreachable_kube_client()));
+    let agent = tokio::spawn(node_agent::agent::run(
+        settings,
+        unreachable_kube_client(),
+        None,
+    ));
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while control_plane.renewals() == 0 {
@@ -511,7 +539,7 @@ async fn an_apply_task_reports_progress_per_object_and_then_its_result() {
     let mut control_plane = FakeControlPlane::start(Behaviour::default()).await;
     let state = tempfile::tempdir().unwrap();
     let settings = control_plane.agent_settings(state.path(), Some(GOOD_TOKEN));
-    let agent = tokio::spawn(node_agent::agent::run(settings, kube_client));
+    let agent = tokio::spawn(node_agent::agent::run(settings, kube_client, None));
 
     let mut session = control_plane.next_session().await;
     session.send(welcome());
@@ -559,7 +587,11 @@ async fn no_more_than_max_concurrent_tasks_run_at_once() {
     let state = tempfile::tempdir().unwrap();
     let settings = control_plane.agent_settings(state.path(), Some(GOOD_TOKEN));
     assert_eq!(settings.max_concurrent_tasks, 2);
-    let agent = tokio::spawn(node_agent::agent::run(settings, silent_kube_client().await));
+    let agent = tokio::spawn(node_agent::agent::run(
+        settings,
+        silent_kube_client().await,
+        None,
+    ));
     let manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n";
 
     let mut session = control_plane.next_session().await;

@@ -530,6 +530,7 @@ impl Session {
                 }
             };
             let level = level_name(line.level()).to_string();
+            let stream = line.stream().into();
             // Agents before line identities: the pod's name and a hash of time and text stand in.
             let (pod_uid, seq) = if line.pod_uid.is_empty() {
                 (
@@ -548,6 +549,7 @@ impl Session {
                 pod_uid,
                 container: line.container,
                 seq,
+                stream,
             };
             lines.push(DemoLogLine::new(
                 line.unix_nanos,

@@ -20,7 +20,7 @@ use super::ApiState;
 use super::auth::Principal;
 use super::error::{ApiError, ErrorBody, Problems};
 use super::query::QueryParams;
-use crate::logs::{DemoLogCursor, DemoLogQuery, DemoLogRow, LEVELS};
+use crate::logs::{DemoLogCursor, DemoLogQuery, DemoLogRow, LEVELS, LineStream, STREAMS};
 
 const DEFAULT_LIMIT: u64 = 200;
 const MAX_LIMIT: u64 = 5000;
@@ -46,6 +46,8 @@ pub struct LogsQuery {
     pub pod: Option<String>,
     /// One namespace (e.g. one that opted in to log collection, with `cluster_id`).
     pub namespace: Option<String>,
+    /// Only containers' output, Kubernetes events, or the agent's own log.
+    pub stream: Option<LineStream>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     #[param(minimum = 1, maximum = 5000, default = 200)]
@@ -84,8 +86,17 @@ pub struct LogLineView {
     pub cluster_id: String,
     pub region: String,
     pub namespace: String,
+    /// The pod; for an event, the object it is about (`Kind/name`).
     pub pod: String,
+    /// Empty for events.
     pub container: String,
+    #[schema(schema_with = stream_schema)]
+    pub stream: String,
+}
+
+/// A line's stream, in the OpenAPI document.
+fn stream_schema() -> Object {
+    super::one_of(STREAMS)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -286,6 +297,7 @@ fn parse(params: &LogsQuery) -> Result<DemoLogQuery, ApiError> {
         text: params.q.clone(),
         pod: params.pod.clone(),
         namespace: params.namespace.clone(),
+        stream: params.stream,
         demo_id: None,
         cluster_id: None,
         after,
@@ -312,6 +324,7 @@ fn view(row: DemoLogRow) -> LogLineView {
         namespace: row.namespace,
         pod: row.pod,
         container: row.container,
+        stream: row.stream,
     }
 }
 
@@ -341,6 +354,7 @@ mod tests {
             q: None,
             pod: None,
             namespace: None,
+            stream: None,
             cursor: Some("x".into()),
             limit: Some(0),
             follow: false,

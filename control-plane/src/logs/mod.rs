@@ -104,6 +104,38 @@ pub struct DemoLogLine {
     /// With the cluster and container, the line's identity: the agent numbers each container's lines.
     pub pod_uid: String,
     pub seq: u64,
+    /// [`LineStream::as_str`].
+    pub stream: String,
+}
+
+/// What a pod log line is: a container's output (stdout and stderr together, as the Kubernetes log API gives
+/// them), a Kubernetes event, or a line of the agent's own log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LineStream {
+    Container,
+    Event,
+    Agent,
+}
+
+impl LineStream {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Container => "container",
+            Self::Event => "event",
+            Self::Agent => "agent",
+        }
+    }
+}
+
+impl From<agent_protocol::LogStream> for LineStream {
+    fn from(stream: agent_protocol::LogStream) -> Self {
+        match stream {
+            agent_protocol::LogStream::Container => Self::Container,
+            agent_protocol::LogStream::Event => Self::Event,
+            agent_protocol::LogStream::Agent => Self::Agent,
+        }
+    }
 }
 
 /// Where a pod log line came from and its number there.
@@ -117,6 +149,7 @@ pub struct LineSource {
     pub pod_uid: String,
     pub container: String,
     pub seq: u64,
+    pub stream: LineStream,
 }
 
 impl DemoLogLine {
@@ -134,9 +167,17 @@ impl DemoLogLine {
             message,
             pod_uid: source.pod_uid,
             seq: source.seq,
+            stream: source.stream.as_str().to_owned(),
         }
     }
 }
+
+/// [`LineStream`]s as stored.
+pub const STREAMS: [&str; 3] = [
+    LineStream::Container.as_str(),
+    LineStream::Event.as_str(),
+    LineStream::Agent.as_str(),
+];
 
 /// Levels from least to most severe; a filter keeps its level and those after it.
 pub const LEVELS: [&str; 4] = ["debug", "info", "warn", "error"];
@@ -153,6 +194,7 @@ pub struct DemoLogQuery {
     pub text: Option<String>,
     pub pod: Option<String>,
     pub namespace: Option<String>,
+    pub stream: Option<LineStream>,
     /// One demo; all pods (of demos or not) when absent.
     pub demo_id: Option<String>,
     pub cluster_id: Option<String>,
@@ -185,6 +227,7 @@ pub struct DemoLogRow {
     pub message: String,
     pub pod_uid: String,
     pub seq: u64,
+    pub stream: String,
 }
 
 impl DemoLogRow {
@@ -276,7 +319,8 @@ impl LogStore {
                     level String,
                     message String,
                     pod_uid String,
-                    seq UInt64
+                    seq UInt64,
+                    stream String
                 ) ENGINE = MergeTree() PARTITION BY toYYYYMM(date) ORDER BY (demo_id, ts_nanos)"
             ),
             // Rows ClickHouse refused for their content (see delivery.rs), as JSON with the reason.
@@ -296,35 +340,42 @@ impl LogStore {
                 .await
                 .map_err(|e| self.err(e))?;
         }
-        self.add_line_identity_to_demo_logs().await
+        self.add_demo_logs_columns().await
     }
 
-    /// Tables made before lines carried an identity get its columns; their rows are identified by pod name and
-    /// a hash of time and text, which still tells resent copies (equal) from distinct lines.
-    async fn add_line_identity_to_demo_logs(&self) -> Result<(), LogStoreError> {
-        let present = self
-            .client
-            .query(
-                "SELECT count() FROM system.columns WHERE database = ? AND table = 'demo_logs' AND name = 'seq'",
-            )
-            .bind(&self.database)
-            .fetch_one::<u64>()
-            .await
-            .map_err(|e| self.err(e))?;
-        if present > 0 {
-            return Ok(());
+    /// Tables made by earlier versions get the columns added since, with defaults for the rows they hold: before
+    /// lines carried an identity, rows are identified by pod name and a hash of time and text (which still tells
+    /// resent copies, equal, from distinct lines); before streams, every line was a container's.
+    async fn add_demo_logs_columns(&self) -> Result<(), LogStoreError> {
+        for (column, additions) in [
+            (
+                "seq",
+                "ADD COLUMN pod_uid String DEFAULT pod, ADD COLUMN seq UInt64 DEFAULT cityHash64(ts_nanos, message)",
+            ),
+            ("stream", "ADD COLUMN stream String DEFAULT 'container'"),
+        ] {
+            let present = self
+                .client
+                .query(
+                    "SELECT count() FROM system.columns WHERE database = ? AND table = 'demo_logs' AND name = ?",
+                )
+                .bind(&self.database)
+                .bind(column)
+                .fetch_one::<u64>()
+                .await
+                .map_err(|e| self.err(e))?;
+            if present > 0 {
+                continue;
+            }
+            let statement = format!("ALTER TABLE {}.demo_logs {additions}", self.database);
+            match self.client.query(&statement).execute().await {
+                Ok(()) => {}
+                // Another replica added them first.
+                Err(error) if error.to_string().contains("already exists") => {}
+                Err(error) => return Err(self.err(error)),
+            }
         }
-        let statement = format!(
-            "ALTER TABLE {}.demo_logs ADD COLUMN pod_uid String DEFAULT pod,
-                 ADD COLUMN seq UInt64 DEFAULT cityHash64(ts_nanos, message)",
-            self.database
-        );
-        match self.client.query(&statement).execute().await {
-            Ok(()) => Ok(()),
-            // Another replica added them first.
-            Err(error) if error.to_string().contains("already exists") => Ok(()),
-            Err(error) => Err(self.err(error)),
-        }
+        Ok(())
     }
 
     /// Starts deleting rows of `table` dated before `day` (days since the epoch); returns how many there are
@@ -469,6 +520,9 @@ impl LogStore {
         if query.namespace.is_some() {
             conditions.push("namespace = ?".into());
         }
+        if query.stream.is_some() {
+            conditions.push("stream = ?".into());
+        }
         if query.after.is_some() {
             // Lexicographic "after" on the sort key, spelled out for ClickHouse 18 (no tuple comparison).
             conditions.push(
@@ -478,7 +532,8 @@ impl LogStore {
             );
         }
         let sql = format!(
-            "SELECT ts_nanos, demo_id, cluster_id, region, namespace, pod, container, level, message, pod_uid, seq
+            "SELECT ts_nanos, demo_id, cluster_id, region, namespace, pod, container, level, message, pod_uid, seq,
+                    stream
              FROM {}.demo_logs WHERE {}
              ORDER BY ts_nanos, cluster_id, pod_uid, container, seq
              LIMIT 1 BY cluster_id, pod_uid, container, seq
@@ -510,6 +565,9 @@ impl LogStore {
         }
         if let Some(namespace) = &query.namespace {
             select = select.bind(namespace.as_str());
+        }
+        if let Some(stream) = query.stream {
+            select = select.bind(stream.as_str());
         }
         if let Some(after) = &query.after {
             select = select

@@ -1,20 +1,22 @@
 //! Pod logs: watches the pods whose logs are collected - demo pods (labelled `edgefleet.io/demo`), pods labelled
-//! `edgefleet.io/logs=enabled` and every pod of a namespace labelled so - follows the log of each of their
+//! `edgefleet.io/logs=enabled` and every pod of a namespace labelled either way - follows the log of each of their
 //! containers (resuming after the stream ends - a container restart, an API server hiccup - without repeating
 //! lines), tags every line with its demo (if any), namespace, pod, container and per-container sequence number,
-//! and hands it to the session for batching. Where each container's log was read up to is saved with every batch
-//! written to the disk buffer, so a restarted agent carries on from there (see `positions`).
+//! and hands it to the session for batching. The Kubernetes events of those namespaces (and of opted-in pods) go
+//! the same way (see `events`). Where each container's log was read up to is saved with every batch written to the
+//! disk buffer, so a restarted agent carries on from there (see `positions`).
 
+pub mod events;
 pub mod line;
 pub mod positions;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use agent_protocol::{DEMO_LABEL, LOGS_LABEL, LOGS_OPT_IN, PodLogLine};
+use agent_protocol::{DEMO_LABEL, LOGS_LABEL, LOGS_OPT_IN, LogStream, PodLogLine};
 use futures::stream::BoxStream;
 use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, LogParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -23,6 +25,7 @@ use tokio::task::AbortHandle;
 use tracing::{debug, info, warn};
 
 use crate::error::error_chain;
+use events::EventsSent;
 use positions::{SavedPosition, SharedPositions};
 
 /// Lines waiting for the session; when full, followers stop reading (the kubelet keeps the rest).
@@ -41,37 +44,45 @@ struct Target {
     demo_id: String,
 }
 
-/// Follows the logs of the selected pods until the agent stops.
+type WatchEvents<K> = Option<BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>>;
+
+/// Follows the logs and events of the selected pods and namespaces until the agent stops.
 pub async fn run(
     client: kube::Client,
     lines: mpsc::Sender<PodLogLine>,
     positions: SharedPositions,
 ) {
+    // Every namespace (there are few): opted-in and demo namespaces are told apart by their labels, which a
+    // single label selector cannot do.
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let opt_in = format!("{LOGS_LABEL}={LOGS_OPT_IN}");
-    let mut namespace_events = watcher(namespaces, watcher::Config::default().labels(&opt_in))
+    let mut namespace_events = watcher(namespaces, watcher::Config::default())
         .default_backoff()
         .boxed();
     let mut selection = Selection::default();
-    // Namespaces seen since their watch (re)started.
-    let mut namespaces_relisted: Option<HashSet<String>> = None;
-    // Started once the opted-in namespaces are known, and again whenever they change, so that the relist
-    // starts followers for pods that became selected and stops those that no longer are.
-    let mut pod_events: Option<BoxStream<'static, Result<watcher::Event<Pod>, watcher::Error>>> =
-        None;
+    // Selected namespaces seen since their watch (re)started.
+    let mut namespaces_relisted: Option<BTreeMap<String, String>> = None;
+    // Started once the selected namespaces are known, and again whenever they change, so that the relist
+    // starts followers for pods that became selected and stops those that no longer are (and picks up the
+    // events of a namespace that became selected).
+    let mut pod_events: WatchEvents<Pod> = None;
+    let mut kube_events: WatchEvents<Event> = None;
     let mut followers: HashMap<Target, AbortHandle> = HashMap::new();
     // Selected pods seen since the pod watch (re)started; at `InitDone` followers of pods not among them stop.
     let mut relisted: Option<HashSet<String>> = None;
+    let mut events_sent = EventsSent::default();
+    let mut events_relisted: Option<HashSet<String>> = None;
     loop {
         let changed = tokio::select! {
             event = namespace_events.try_next() => match event {
                 Ok(Some(watcher::Event::Init)) => {
-                    namespaces_relisted = Some(HashSet::new());
+                    namespaces_relisted = Some(BTreeMap::new());
                     false
                 }
                 Ok(Some(watcher::Event::InitApply(namespace))) => {
-                    if let Some(seen) = namespaces_relisted.as_mut() {
-                        seen.insert(namespace.name_any());
+                    if let (Some(seen), Some(demo_id)) =
+                        (namespaces_relisted.as_mut(), collected_namespace(&namespace))
+                    {
+                        seen.insert(namespace.name_any(), demo_id);
                     }
                     false
                 }
@@ -79,24 +90,24 @@ pub async fn run(
                     let seen = namespaces_relisted.take().unwrap_or_default();
                     selection.set_namespaces(seen) || pod_events.is_none()
                 }
-                Ok(Some(watcher::Event::Apply(namespace))) => selection.add_namespace(namespace.name_any()),
+                Ok(Some(watcher::Event::Apply(namespace))) => selection.update_namespace(&namespace),
                 Ok(Some(watcher::Event::Delete(namespace))) => {
                     selection.remove_namespace(&namespace.name_any())
                 }
                 Ok(None) => return,
                 Err(err) => {
-                    warn!(error = %error_chain(&err), "watching namespaces that opt in to log collection failed; retrying");
+                    warn!(error = %error_chain(&err), "watching namespaces for log collection failed; retrying");
                     false
                 }
             },
-            event = next_pod_event(&mut pod_events) => {
+            event = next_watch_event(&mut pod_events) => {
                 match event {
                     Ok(Some(watcher::Event::Init)) => relisted = Some(HashSet::new()),
                     Ok(Some(watcher::Event::InitApply(pod))) => {
-                        if let (Some(seen), Some(uid)) = (relisted.as_mut(), pod.uid()) {
-                            if selection.selects(&pod) {
-                                seen.insert(uid);
-                            }
+                        if let (Some(seen), Some(uid)) = (relisted.as_mut(), pod.uid())
+                            && selection.selects(&pod)
+                        {
+                            seen.insert(uid);
                         }
                         reconcile(&client, &pod, &selection, &mut followers, &lines, &positions);
                     }
@@ -118,12 +129,63 @@ pub async fn run(
                 }
                 false
             }
+            event = next_watch_event(&mut kube_events) => {
+                let occurred = match event {
+                    Ok(Some(watcher::Event::Init)) => {
+                        events_relisted = Some(HashSet::new());
+                        None
+                    }
+                    Ok(Some(watcher::Event::InitApply(event))) => {
+                        if let (Some(seen), Some(uid)) = (events_relisted.as_mut(), event.uid()) {
+                            seen.insert(uid);
+                        }
+                        Some(event)
+                    }
+                    Ok(Some(watcher::Event::InitDone)) => {
+                        if let Some(listed) = events_relisted.take() {
+                            events_sent.retain(&listed);
+                        }
+                        None
+                    }
+                    Ok(Some(watcher::Event::Apply(event))) => Some(event),
+                    Ok(Some(watcher::Event::Delete(event))) => {
+                        events_sent.forget(&event);
+                        None
+                    }
+                    Ok(None) => return,
+                    Err(err) => {
+                        warn!(error = %error_chain(&err), "watching Kubernetes events failed; retrying");
+                        None
+                    }
+                };
+                let line = occurred.and_then(|event| {
+                    let demo_id = selection.event_demo(&event, &followers)?;
+                    let saved = event
+                        .uid()
+                        .and_then(|uid| positions.get(&uid, ""))
+                        .map(|saved| saved.next_seq);
+                    events_sent.line(&event, saved, &demo_id)
+                });
+                if let Some(line) = line
+                    && lines.send(line).await.is_err()
+                {
+                    return;
+                }
+                false
+            }
         };
         if changed {
-            info!(namespaces = ?selection.namespaces, "namespaces whose pod logs are collected");
+            info!(namespaces = ?selection.namespaces.keys().collect::<Vec<_>>(),
+                  "namespaces whose pod logs and events are collected");
             let pods: Api<Pod> = Api::all(client.clone());
             pod_events = Some(
                 watcher(pods, watcher::Config::default())
+                    .default_backoff()
+                    .boxed(),
+            );
+            let events: Api<Event> = Api::all(client.clone());
+            kube_events = Some(
+                watcher(events, watcher::Config::default())
                     .default_backoff()
                     .boxed(),
             );
@@ -131,19 +193,30 @@ pub async fn run(
     }
 }
 
-async fn next_pod_event(
-    events: &mut Option<BoxStream<'static, Result<watcher::Event<Pod>, watcher::Error>>>,
-) -> Result<Option<watcher::Event<Pod>>, watcher::Error> {
+async fn next_watch_event<K>(
+    events: &mut WatchEvents<K>,
+) -> Result<Option<watcher::Event<K>>, watcher::Error> {
     match events {
         Some(events) => events.try_next().await,
         None => std::future::pending().await,
     }
 }
 
-/// Which pods' logs are collected: demo pods, pods that opt in, and pods of namespaces that opt in.
+/// Whether a namespace's pods and events are collected, and for which demo (empty: none): demo namespaces and
+/// namespaces that opt in.
+fn collected_namespace(namespace: &Namespace) -> Option<String> {
+    let labels = namespace.labels();
+    if let Some(demo_id) = labels.get(DEMO_LABEL) {
+        return Some(demo_id.clone());
+    }
+    (labels.get(LOGS_LABEL).map(String::as_str) == Some(LOGS_OPT_IN)).then(String::new)
+}
+
+/// Which pods' logs are collected: demo pods, pods that opt in, and pods of the collected namespaces.
 #[derive(Debug, Default)]
 struct Selection {
-    namespaces: BTreeSet<String>,
+    /// Collected namespaces, with the demo each belongs to (empty: none).
+    namespaces: BTreeMap<String, String>,
 }
 
 impl Selection {
@@ -155,23 +228,58 @@ impl Selection {
                 .is_some_and(|value| value == LOGS_OPT_IN)
             || pod
                 .namespace()
-                .is_some_and(|namespace| self.namespaces.contains(&namespace))
+                .is_some_and(|namespace| self.namespaces.contains_key(&namespace))
     }
 
-    /// Each returns whether the set changed.
-    fn set_namespaces(&mut self, namespaces: HashSet<String>) -> bool {
-        let namespaces: BTreeSet<String> = namespaces.into_iter().collect();
+    /// The demo of a selected pod (empty: none): its own label, else its namespace's.
+    fn demo_of(&self, pod: &Pod) -> String {
+        pod.labels()
+            .get(DEMO_LABEL)
+            .or_else(|| {
+                pod.namespace()
+                    .and_then(|namespace| self.namespaces.get(&namespace))
+            })
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Whether an event is collected (it is in a collected namespace, or about a followed pod), and for which
+    /// demo.
+    fn event_demo(
+        &self,
+        event: &Event,
+        followers: &HashMap<Target, AbortHandle>,
+    ) -> Option<String> {
+        if let Some(demo_id) = event
+            .namespace()
+            .and_then(|namespace| self.namespaces.get(&namespace))
+        {
+            return Some(demo_id.clone());
+        }
+        let uid = event.involved_object.uid.as_deref()?;
+        followers
+            .keys()
+            .find(|target| target.uid == uid)
+            .map(|target| target.demo_id.clone())
+    }
+
+    /// Each returns whether the selection changed.
+    fn set_namespaces(&mut self, namespaces: BTreeMap<String, String>) -> bool {
         let changed = namespaces != self.namespaces;
         self.namespaces = namespaces;
         changed
     }
 
-    fn add_namespace(&mut self, namespace: String) -> bool {
-        self.namespaces.insert(namespace)
+    fn update_namespace(&mut self, namespace: &Namespace) -> bool {
+        let name = namespace.name_any();
+        match collected_namespace(namespace) {
+            Some(demo_id) => self.namespaces.insert(name, demo_id.clone()) != Some(demo_id),
+            None => self.namespaces.remove(&name).is_some(),
+        }
     }
 
     fn remove_namespace(&mut self, namespace: &str) -> bool {
-        self.namespaces.remove(namespace)
+        self.namespaces.remove(namespace).is_some()
     }
 }
 
@@ -195,7 +303,7 @@ fn reconcile(
         return;
     }
     let namespace = pod.namespace().unwrap_or_default();
-    let demo_id = pod.labels().get(DEMO_LABEL).cloned().unwrap_or_default();
+    let demo_id = selection.demo_of(pod);
     let containers = pod.spec.iter().flat_map(|spec| spec.containers.iter());
     for container in containers {
         let target = Target {
@@ -375,6 +483,7 @@ fn tag(target: &Target, text: &str, position: &mut Position) -> Option<PodLogLin
         pod: target.pod.clone(),
         container: target.container.clone(),
         message: line::bounded(message),
+        stream: LogStream::Container.into(),
     })
 }
 

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use agent_protocol::PodLogLine;
+use agent_protocol::{LogStream, PodLogLine};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -74,7 +74,11 @@ impl SharedPositions {
     /// Moves the positions past `lines` (just written to disk) and saves the file atomically.
     pub fn advance(&self, lines: &[PodLogLine], now_seconds: i64) -> Result<(), PositionsError> {
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        for line in lines {
+        // The agent's own lines never resume: a new process numbers its lines under a new instance id.
+        for line in lines
+            .iter()
+            .filter(|line| line.stream() != LogStream::Agent)
+        {
             let entry = map
                 .entry(key(&line.pod_uid, &line.container))
                 .or_insert(SavedPosition {

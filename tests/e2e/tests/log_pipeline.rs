@@ -354,24 +354,35 @@ async fn every_line_arrives_once_after_the_agent_was_cut_off_for_ten_minutes() {
     );
 }
 
-/// Messages of `/logs` for one namespace of the cluster.
-async fn namespace_messages(stack: &Stack, cluster_id: &str, namespace: &str) -> Vec<String> {
+/// Lines of `/logs` of one stream of the cluster, with a filter such as `&namespace=team-a`.
+async fn stream_lines(stack: &Stack, cluster_id: &str, stream: &str, filter: &str) -> Vec<Value> {
     let page: Value = stack
         .api
         .get(&format!(
-            "/logs?cluster_id={cluster_id}&namespace={namespace}&limit=5000"
+            "/logs?cluster_id={cluster_id}&stream={stream}{filter}&limit=5000"
         ))
         .await
         .unwrap();
-    page["lines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|line| {
-            assert_eq!(line["demo_id"], "", "not a demo's line: {line}");
-            line["message"].as_str().unwrap().to_owned()
-        })
-        .collect()
+    let lines = page["lines"].as_array().unwrap().clone();
+    for line in &lines {
+        assert_eq!(line["demo_id"], "", "not a demo's line: {line}");
+        assert_eq!(line["stream"], stream, "{line}");
+    }
+    lines
+}
+
+/// Messages of the containers of one namespace of the cluster.
+async fn namespace_messages(stack: &Stack, cluster_id: &str, namespace: &str) -> Vec<String> {
+    stream_lines(
+        stack,
+        cluster_id,
+        "container",
+        &format!("&namespace={namespace}"),
+    )
+    .await
+    .iter()
+    .map(|line| line["message"].as_str().unwrap().to_owned())
+    .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -439,6 +450,69 @@ async fn pods_and_namespaces_that_opt_in_by_label_have_their_logs_collected() {
         !followed("quiet"),
         "a pod that did not opt in is not followed"
     );
+
+    // The Kubernetes events of the opted-in namespace: the real scheduler's for its pod.
+    let events = harness::wait_until(
+        "the scheduler's event for team-a/api",
+        WAIT,
+        Duration::from_millis(250),
+        || async {
+            let events = stream_lines(&stack, cluster_id, "event", "&namespace=team-a").await;
+            events
+                .iter()
+                .any(|event| {
+                    event["pod"] == "Pod/api"
+                        && event["message"].as_str().is_some_and(|m| {
+                            m.starts_with("Scheduled: Successfully assigned team-a/api")
+                        })
+                })
+                .then_some(events)
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        events.iter().all(|event| event["container"] == ""),
+        "{events:?}"
+    );
+    // Nothing of the pod that did not opt in, in a namespace that did not either.
+    let team_b_events = stream_lines(&stack, cluster_id, "event", "&namespace=team-b").await;
+    assert!(
+        team_b_events
+            .iter()
+            .all(|event| event["pod"] != "Pod/quiet"),
+        "{team_b_events:?}"
+    );
+
+    // The agent's own log: what it wrote to stderr, less its task log lines, as lines of its own stream.
+    let agent_lines = harness::wait_until(
+        "the agent's own lines",
+        WAIT,
+        Duration::from_millis(250),
+        || async {
+            let lines = stream_lines(&stack, cluster_id, "agent", "").await;
+            lines
+                .iter()
+                .any(|line| {
+                    line["message"].as_str().is_some_and(|m| {
+                        m.starts_with("following container log") && m.contains("pod=api")
+                    })
+                })
+                .then_some(lines)
+        },
+    )
+    .await
+    .unwrap();
+    let starting = agent_lines
+        .iter()
+        .find(|line| {
+            line["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("node agent ") && m.contains(" starting"))
+        })
+        .unwrap_or_else(|| panic!("no start line among {agent_lines:?}"));
+    assert_eq!(starting["level"], "info", "{starting}");
+    assert_eq!(starting["container"], "node-agent", "{starting}");
 
     // The namespace opts out: its pod is no longer followed; the labelled pod still is.
     stack
