@@ -16,6 +16,7 @@ use crate::identity::{self, CredentialStore, Credentials, EnrolError, StoreError
 use crate::logbuffer::{DiskQueueError, LogBuffer, LogSettings, Recovered, WhenFull};
 use crate::ownlog::{self, OwnLogLines};
 use crate::podlogs;
+use crate::podlogs::configured::ConfiguredSelection;
 use crate::podlogs::positions::{PositionsError, SharedPositions};
 use crate::session::{Backoff, DEFAULT_HEARTBEAT, LogBuffers, Session};
 use crate::transport;
@@ -70,6 +71,7 @@ pub async fn run(
         client.clone(),
         pod_log_sender,
         buffers.positions.clone(),
+        buffers.selection.subscribe(),
     ));
     let applier = Arc::new(Applier::new(client, settings.policy.clone()));
     let session = Session::new(
@@ -100,6 +102,7 @@ fn open_log_buffers(settings: &LogSettings) -> Result<LogBuffers, AgentError> {
         task,
         pod,
         positions,
+        selection: ConfiguredSelection::load(&settings.buffer_dir.join("log-selection.pb")),
     })
 }
 

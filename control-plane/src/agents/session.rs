@@ -95,6 +95,7 @@ pub(super) async fn open(
         demos: HashSet::new(),
         demos_loaded_at: None,
         opened: std::time::Instant::now(),
+        log_selection_sent: None,
     };
     tokio::spawn(session.run(inbound, signals).instrument(span));
     Ok(Response::new(ReceiverStream::new(rx)))
@@ -124,6 +125,8 @@ struct Session {
     demos_loaded_at: Option<std::time::Instant>,
     /// Ping nonces count microseconds from here.
     opened: std::time::Instant,
+    /// What this stream last told the agent to collect; sent again only when it changes.
+    log_selection_sent: Option<crate::domain::LogSelection>,
 }
 
 impl Session {
@@ -363,14 +366,16 @@ impl Session {
             kubernetes_reachable: beat.kubernetes_reachable,
             kubernetes_error: Some(beat.kubernetes_error.clone()).filter(|e| !e.is_empty()),
         };
-        let live = self
+        let selection = self
             .service
             .store
             .record_heartbeat(self.cluster_id(), self.session_id, &record)
             .await
-            .map_err(|e| internal("recording a heartbeat", e))?;
-        if !live {
-            return Err(Status::permission_denied("the cluster was deleted"));
+            .map_err(|e| internal("recording a heartbeat", e))?
+            .ok_or_else(|| Status::permission_denied("the cluster was deleted"))?;
+        if self.log_selection_sent.as_ref() != Some(&selection) {
+            self.send(Down::LogSelection((&selection).into())).await?;
+            self.log_selection_sent = Some(selection);
         }
         let leases: Vec<(Uuid, Uuid)> = beat
             .running

@@ -15,7 +15,7 @@ use super::json::JsonBody;
 use crate::agents::install::{self, InstallBundle, InstallInputs};
 use crate::crypto::{BOOTSTRAP_TOKEN_PREFIX, OneTimeSecret};
 use crate::domain::taskspec::{FieldProblem, TaskSpec};
-use crate::domain::{ClusterRole, Provisioning};
+use crate::domain::{ClusterRole, LogSelection, Provisioning};
 use crate::provisioner;
 use crate::store::{Cluster, NewCluster, NewTask, SessionRow, StoreError, Task, TaskInsert};
 
@@ -452,6 +452,44 @@ pub async fn delete(
     state.store.delete_cluster(id, None).await?;
     tracing::info!(cluster_id = %id, by = %principal.label(), "cluster deleted; agent revoked");
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Set which namespaces' pod logs and Kubernetes events the cluster's agent collects (operator)
+///
+/// Besides demo namespaces and pods or namespaces labelled `edgefleet.io/logs=enabled`, which are always
+/// collected. The agent gets the new selection after its next heartbeat, and keeps it across restarts.
+#[utoipa::path(
+    put,
+    path = "/clusters/{id}/log-selection",
+    operation_id = "set_cluster_log_selection",
+    params(("id" = Uuid, Path, description = "The cluster")),
+    request_body = LogSelection,
+    responses(
+        (status = 200, description = "The cluster, with its new selection", body = Cluster),
+        (status = 403, description = "The caller is not an operator", body = ErrorBody),
+        (status = 404, description = "No such cluster", body = ErrorBody),
+        (status = 422, description = "A namespace name is invalid, or there are too many", body = ErrorBody),
+    )
+)]
+pub async fn set_log_selection(
+    State(state): State<ApiState>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+    JsonBody(selection): JsonBody<LogSelection>,
+) -> Result<Json<Cluster>, ApiError> {
+    principal.require(Role::Operator, "choose which logs clusters collect")?;
+    if let Some(problem) = selection.problem() {
+        return Err(ApiError::validation(vec![FieldProblem {
+            field: "namespaces".into(),
+            message: problem,
+        }]));
+    }
+    if !state.store.set_log_selection(id, &selection).await? {
+        return Err(ApiError::not_found(format!("cluster {id} not found")));
+    }
+    tracing::info!(cluster_id = %id, by = %principal.label(), all_namespaces = selection.all_namespaces,
+                   namespaces = selection.namespaces.len(), "log selection set");
+    Ok(Json(state.store.cluster(id).await?))
 }
 
 #[derive(Deserialize, Default, ToSchema)]

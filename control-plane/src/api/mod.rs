@@ -117,6 +117,7 @@ fn authenticated_operations() -> Vec<UtoipaMethodRouter<ApiState>> {
         routes!(clusters::get, clusters::delete),
         routes!(clusters::create_bootstrap_token),
         routes!(clusters::revoke_agent),
+        routes!(clusters::set_log_selection),
         routes!(clusters::provision),
         routes!(clusters::plan),
         routes!(clusters::drift_check),

@@ -110,7 +110,9 @@ pub mod region;
 pub mod task;
 pub mod taskspec;
 
-pub use cluster::{ClusterRole, ClusterStatus, DriftStatus, Provisioning};
+pub use cluster::{
+    ClusterRole, ClusterStatus, DriftStatus, LogSelection, NamespaceName, Provisioning,
+};
 pub use demo::{DemoConfig, DemoEnd, DemoStatus, RequestedRegion, StepName, StepState};
 pub use region::RegionHealth;
 pub use task::{ObjectOutcome, TaskKind, TaskState};

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use sqlx::AssertSqlSafe;
 
 use super::{Store, StoreError, unique_violation};
-use crate::domain::{ClusterRole, ClusterStatus, DriftStatus, Provisioning};
+use crate::domain::{ClusterRole, ClusterStatus, DriftStatus, LogSelection, Provisioning};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Cluster {
@@ -27,6 +27,9 @@ pub struct Cluster {
     /// Result of the last drift check of a provisioned cluster.
     pub drift_status: Option<DriftStatus>,
     pub drift_checked_at: Option<DateTime<Utc>>,
+    /// Namespaces whose pod logs and events the agent collects besides demo and opted-in ones.
+    #[sqlx(flatten)]
+    pub log_selection: LogSelection,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
@@ -71,7 +74,7 @@ pub struct Heartbeat {
 const SELECT: &str = "SELECT k.id, k.region_id, r.code AS region_code, k.name, k.role, k.status, k.status_message,
         k.provisioning, k.api_endpoint, k.external_ip, k.agent_version, k.kubernetes_version, k.node_count,
         k.kubernetes_reachable, k.kubernetes_error, k.last_heartbeat_at, k.agent_rtt_ms, k.created_at, k.updated_at, k.deleted_at,
-        k.drift_status, k.drift_checked_at,
+        k.drift_status, k.drift_checked_at, k.log_all_namespaces, k.log_namespaces,
         EXISTS (SELECT 1 FROM agent_sessions s WHERE s.cluster_id = k.id AND s.disconnected_at IS NULL
                 AND s.last_seen_at > now() - make_interval(secs => $1)) AS agent_connected,
         (SELECT max(c.not_after) FROM agent_certificates c WHERE c.cluster_id = k.id AND c.revoked_at IS NULL)
@@ -198,14 +201,33 @@ impl Store {
         Ok(())
     }
 
+    /// Sets which namespaces the cluster's agent collects logs and events of; false when there is no such cluster.
+    pub async fn set_log_selection(
+        &self,
+        cluster_id: Uuid,
+        selection: &LogSelection,
+    ) -> Result<bool, StoreError> {
+        let namespaces: Vec<&str> = selection.namespaces.iter().map(|n| n.as_str()).collect();
+        let updated = sqlx::query(
+            "UPDATE clusters SET log_all_namespaces = $2, log_namespaces = $3, updated_at = now()
+             WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(cluster_id)
+        .bind(selection.all_namespaces)
+        .bind(&namespaces)
+        .execute(self.pool())
+        .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
     /// Records a heartbeat: the cluster becomes `ready` (or `degraded` when the agent cannot reach its API).
-    /// Returns false when the cluster has been deleted.
+    /// Returns the cluster's log selection (for the agent), or `None` when the cluster has been deleted.
     pub async fn record_heartbeat(
         &self,
         cluster_id: Uuid,
         session_id: Uuid,
         beat: &Heartbeat,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<LogSelection>, StoreError> {
         let message = if beat.kubernetes_reachable {
             "agent connected".to_string()
         } else {
@@ -223,13 +245,14 @@ impl Store {
         let status = ClusterStatus::Ready
             .after_heartbeat(beat.kubernetes_reachable)
             .expect("a ready cluster heeds heartbeats");
-        let updated = sqlx::query(
+        let selection: Option<LogSelection> = sqlx::query_as(
             "UPDATE clusters SET agent_version = $2, kubernetes_version = $3, node_count = $4,
                     kubernetes_reachable = $5, kubernetes_error = $6, last_heartbeat_at = now(),
                     status = CASE WHEN status = ANY($9) THEN $7 ELSE status END,
                     status_message = CASE WHEN status = ANY($9) THEN $8 ELSE status_message END,
                     updated_at = now()
-             WHERE id = $1 AND deleted_at IS NULL",
+             WHERE id = $1 AND deleted_at IS NULL
+             RETURNING log_all_namespaces, log_namespaces",
         )
         .bind(cluster_id)
         .bind(&beat.agent_version)
@@ -240,9 +263,9 @@ impl Store {
         .bind(status)
         .bind(message)
         .bind(&heeded)
-        .execute(self.pool())
+        .fetch_optional(self.pool())
         .await?;
         self.touch_session(session_id).await?;
-        Ok(updated.rows_affected() == 1)
+        Ok(selection)
     }
 }

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{AgentStatus, Cluster, Demo, Region};
 use crate::domain::{
-    ClusterRole, ClusterStatus, DemoConfig, DemoStatus, Provisioning, RequestedRegion,
+    ClusterRole, ClusterStatus, DemoConfig, DemoStatus, LogSelection, Provisioning, RequestedRegion,
 };
 
 pub fn region(code: &str, enabled: bool) -> Region {
@@ -49,6 +49,7 @@ pub fn cluster(name: &str, region: &Region, status: ClusterStatus, connected: bo
         },
         drift_status: None,
         drift_checked_at: None,
+        log_selection: LogSelection::default(),
         created_at: Utc::now(),
         updated_at: Utc::now(),
         deleted_at: None,

@@ -6,6 +6,7 @@
 //! the same way (see `events`). Where each container's log was read up to is saved with every batch written to the
 //! disk buffer, so a restarted agent carries on from there (see `positions`).
 
+pub mod configured;
 pub mod events;
 pub mod line;
 pub mod positions;
@@ -13,14 +14,14 @@ pub mod positions;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use agent_protocol::{DEMO_LABEL, LOGS_LABEL, LOGS_OPT_IN, LogStream, PodLogLine};
+use agent_protocol::{DEMO_LABEL, LOGS_LABEL, LOGS_OPT_IN, LogSelection, LogStream, PodLogLine};
 use futures::stream::BoxStream;
 use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, LogParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 use tracing::{debug, info, warn};
 
@@ -46,11 +47,13 @@ struct Target {
 
 type WatchEvents<K> = Option<BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>>;
 
-/// Follows the logs and events of the selected pods and namespaces until the agent stops.
+/// Follows the logs and events of the selected pods and namespaces until the agent stops; `configured` is the
+/// control plane's selection (see `configured`).
 pub async fn run(
     client: kube::Client,
     lines: mpsc::Sender<PodLogLine>,
     positions: SharedPositions,
+    mut configured: watch::Receiver<LogSelection>,
 ) {
     // Every namespace (there are few): opted-in and demo namespaces are told apart by their labels, which a
     // single label selector cannot do.
@@ -58,7 +61,10 @@ pub async fn run(
     let mut namespace_events = watcher(namespaces, watcher::Config::default())
         .default_backoff()
         .boxed();
-    let mut selection = Selection::default();
+    let mut selection = Selection {
+        configured: configured.borrow_and_update().clone(),
+        ..Selection::default()
+    };
     // Selected namespaces seen since their watch (re)started.
     let mut namespaces_relisted: Option<BTreeMap<String, String>> = None;
     // Started once the selected namespaces are known, and again whenever they change, so that the relist
@@ -73,6 +79,13 @@ pub async fn run(
     let mut events_relisted: Option<HashSet<String>> = None;
     loop {
         let changed = tokio::select! {
+            Ok(()) = configured.changed() => {
+                let set = configured.borrow_and_update().clone();
+                let changed = set != selection.configured;
+                selection.configured = set;
+                // Not before the namespaces are known: their first listing starts the watches.
+                changed && pod_events.is_some()
+            }
             event = namespace_events.try_next() => match event {
                 Ok(Some(watcher::Event::Init)) => {
                     namespaces_relisted = Some(BTreeMap::new());
@@ -175,7 +188,9 @@ pub async fn run(
             }
         };
         if changed {
-            info!(namespaces = ?selection.namespaces.keys().collect::<Vec<_>>(),
+            info!(labelled = ?selection.namespaces.keys().collect::<Vec<_>>(),
+                  configured = ?selection.configured.namespaces,
+                  all_namespaces = selection.configured.all_namespaces,
                   "namespaces whose pod logs and events are collected");
             let pods: Api<Pod> = Api::all(client.clone());
             pod_events = Some(
@@ -212,11 +227,14 @@ fn collected_namespace(namespace: &Namespace) -> Option<String> {
     (labels.get(LOGS_LABEL).map(String::as_str) == Some(LOGS_OPT_IN)).then(String::new)
 }
 
-/// Which pods' logs are collected: demo pods, pods that opt in, and pods of the collected namespaces.
+/// Which pods' logs are collected: demo pods, pods that opt in, and pods of the collected namespaces (labelled,
+/// or chosen by the control plane).
 #[derive(Debug, Default)]
 struct Selection {
-    /// Collected namespaces, with the demo each belongs to (empty: none).
+    /// Namespaces collected for their labels, with the demo each belongs to (empty: none).
     namespaces: BTreeMap<String, String>,
+    /// The control plane's choice.
+    configured: LogSelection,
 }
 
 impl Selection {
@@ -228,7 +246,17 @@ impl Selection {
                 .is_some_and(|value| value == LOGS_OPT_IN)
             || pod
                 .namespace()
-                .is_some_and(|namespace| self.namespaces.contains_key(&namespace))
+                .is_some_and(|namespace| self.collects_namespace(&namespace))
+    }
+
+    fn collects_namespace(&self, namespace: &str) -> bool {
+        self.namespaces.contains_key(namespace)
+            || self.configured.all_namespaces
+            || self
+                .configured
+                .namespaces
+                .iter()
+                .any(|chosen| chosen == namespace)
     }
 
     /// The demo of a selected pod (empty: none): its own label, else its namespace's.
@@ -250,11 +278,10 @@ impl Selection {
         event: &Event,
         followers: &HashMap<Target, AbortHandle>,
     ) -> Option<String> {
-        if let Some(demo_id) = event
-            .namespace()
-            .and_then(|namespace| self.namespaces.get(&namespace))
+        if let Some(namespace) = event.namespace()
+            && self.collects_namespace(&namespace)
         {
-            return Some(demo_id.clone());
+            return Some(self.namespaces.get(&namespace).cloned().unwrap_or_default());
         }
         let uid = event.involved_object.uid.as_deref()?;
         followers

@@ -28,6 +28,7 @@ use crate::cluster::ClusterStatus;
 use crate::config::{ControlPlane, Settings};
 use crate::identity::Credentials;
 use crate::logbuffer::{Batch, LogBuffer, LogSettings, Sealed};
+use crate::podlogs::configured::ConfiguredSelection;
 use crate::podlogs::positions::SharedPositions;
 use crate::runner::{Started, TaskEvent, TaskRunner};
 use crate::tasklog::TaskLog;
@@ -102,6 +103,8 @@ pub struct LogBuffers {
     pub task: LogBuffer<LogBatch>,
     pub pod: LogBuffer<PodLogBatch>,
     pub positions: SharedPositions,
+    /// What the control plane chose to collect, saved with them.
+    pub selection: ConfiguredSelection,
 }
 
 /// Owns everything that must survive a reconnect: running tasks, unacknowledged results and log batches.
@@ -119,6 +122,7 @@ pub struct Session {
     logs: LogBuffer<LogBatch>,
     pod_logs: LogBuffer<PodLogBatch>,
     positions: SharedPositions,
+    log_selection: ConfiguredSelection,
     backoff: Backoff,
 }
 
@@ -160,6 +164,7 @@ impl Session {
             logs: buffers.task,
             pod_logs: buffers.pod,
             positions: buffers.positions,
+            log_selection: buffers.selection,
             backoff: Backoff::new(settings.backoff),
         }
     }
@@ -443,6 +448,7 @@ impl Session {
                 }
             }
             Some(Down::Ping(ping)) => link.send(Up::Pong(Pong { nonce: ping.nonce })),
+            Some(Down::LogSelection(selection)) => self.log_selection.set(selection),
             Some(Down::Welcome(_)) => debug!("repeated Welcome ignored"),
             None => debug!("empty control message ignored"),
         }
@@ -591,6 +597,7 @@ fn message_name(message: Option<&Down>) -> &'static str {
         Some(Down::ResultAck(_)) => "ResultAck",
         Some(Down::PodLogAck(_)) => "PodLogBatchAck",
         Some(Down::Ping(_)) => "Ping",
+        Some(Down::LogSelection(_)) => "LogSelection",
         None => "an empty message",
     }
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use e2e::api::field;
 use e2e::stack::AgentState;
 use e2e::{Stack, StackOptions, write_container_log};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -386,7 +387,7 @@ async fn namespace_messages(stack: &Stack, cluster_id: &str, namespace: &str) ->
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn pods_and_namespaces_that_opt_in_by_label_have_their_logs_collected() {
+async fn collection_follows_labels_and_the_control_planes_choice_with_events_and_the_agents_own_log() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let stack = Stack::start(StackOptions {
         // JSON lines, so the test can read the fields of the agent's own log.
@@ -544,4 +545,71 @@ async fn pods_and_namespaces_that_opt_in_by_label_have_their_logs_collected() {
         namespace_messages(&stack, cluster_id, "team-a").await,
         ["a1 from an opted-in namespace"]
     );
+
+    // The control plane chooses namespaces for the cluster, labels or not. A bad name is refused by name.
+    let selection_path = format!("/clusters/{cluster_id}/log-selection");
+    let (status, refused) = stack
+        .api
+        .call(
+            Method::PUT,
+            &selection_path,
+            Some(&json!({"namespaces": ["team-b", "Team_C"]})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert!(refused.to_string().contains("namespaces[1]"), "{refused}");
+    let updated = stack
+        .api
+        .ok(
+            Method::PUT,
+            &selection_path,
+            Some(&json!({"namespaces": ["team-b", "team-b"]})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        updated["log_selection"],
+        json!({"all_namespaces": false, "namespaces": ["team-b"]})
+    );
+    // All of team-b now: its other pod is followed from the start of its log.
+    write(
+        "team-b",
+        "quiet",
+        "q2 collected: the control plane chose team-b\n",
+    )
+    .await;
+    harness::wait_until(
+        "the pod of the chosen namespace",
+        WAIT,
+        Duration::from_millis(250),
+        || async {
+            let messages = namespace_messages(&stack, cluster_id, "team-b").await;
+            messages.contains(&"q1 not collected".to_owned())
+                && messages.contains(&"q2 collected: the control plane chose team-b".to_owned())
+        },
+    )
+    .await
+    .unwrap();
+    // Every namespace: team-a, no longer labelled, is collected again, from where its follower stopped.
+    stack
+        .api
+        .ok(
+            Method::PUT,
+            &selection_path,
+            Some(&json!({"all_namespaces": true})),
+        )
+        .await
+        .unwrap();
+    harness::wait_until(
+        "team-a's line written while it was not collected",
+        WAIT,
+        Duration::from_millis(250),
+        || async {
+            namespace_messages(&stack, cluster_id, "team-a").await
+                == ["a1 from an opted-in namespace", "a2 after opting out"]
+        },
+    )
+    .await
+    .unwrap();
 }
