@@ -59,7 +59,7 @@ async fn a_refused_row_goes_to_the_dead_letter_table_and_the_rest_of_its_batch_i
             },
         })
         .collect();
-    let stored = sink.submit(rows).await;
+    let stored = sink.submit(uuid::Uuid::new_v4(), rows).await;
     tokio::time::timeout(Duration::from_secs(30), stored)
         .await
         .expect("the sink answers")
@@ -96,6 +96,71 @@ async fn a_refused_row_goes_to_the_dead_letter_table_and_the_rest_of_its_batch_i
         exported.contains("edgefleet_log_lines_dead_lettered_total 1"),
         "{exported}"
     );
+}
+
+#[tokio::test]
+async fn a_cluster_flooding_the_writer_does_not_hold_back_another_clusters_lines() {
+    let clickhouse = harness::clickhouse();
+    let database = clickhouse.create_database("log_fairness");
+    let store = store(clickhouse, &database);
+    store.ensure_schema().await.unwrap();
+    clickhouse
+        .query(&format!(
+            "CREATE TABLE {database}.probe (n UInt32, message String) ENGINE = MergeTree() ORDER BY n"
+        ))
+        .unwrap();
+    let sink = LogSink::start(
+        store,
+        SinkSettings {
+            max_lines: 10_000,
+            ..SinkSettings::default()
+        },
+        Metrics::new(),
+    );
+    let rows = |from: u32, count: u32| -> Vec<Probe> {
+        (from..from + count)
+            .map(|n| Probe {
+                n,
+                message: format!("line {n}"),
+            })
+            .collect()
+    };
+    // 40 submissions of 5,000 lines (20 inserts' worth) from one cluster, then one line from another.
+    let flood = uuid::Uuid::new_v4();
+    let mut flooded = Vec::new();
+    for i in 0..40 {
+        flooded.push(sink.submit(flood, rows(i * 5_000, 5_000)).await);
+    }
+    let quiet = sink.submit(uuid::Uuid::new_v4(), rows(1_000_000, 1)).await;
+    tokio::time::timeout(Duration::from_secs(60), quiet)
+        .await
+        .expect("the quiet cluster's line is stored")
+        .unwrap()
+        .unwrap();
+    let mut still_waiting = Vec::new();
+    for mut answer in flooded {
+        match answer.try_recv() {
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => still_waiting.push(answer),
+            done => done.unwrap().unwrap(),
+        }
+    }
+    // In turn, the quiet line goes into the first or second insert: at least 36 of the flood's are still queued.
+    assert!(
+        still_waiting.len() >= 36,
+        "only {} of the flood's submissions were still waiting",
+        still_waiting.len()
+    );
+    for answer in still_waiting {
+        tokio::time::timeout(Duration::from_secs(120), answer)
+            .await
+            .expect("the flood is stored too")
+            .unwrap()
+            .unwrap();
+    }
+    let count = clickhouse
+        .query(&format!("SELECT count() FROM {database}.probe"))
+        .unwrap();
+    assert_eq!(count.trim(), "200001");
 }
 
 #[tokio::test]

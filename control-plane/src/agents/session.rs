@@ -606,10 +606,11 @@ impl Session {
         const FIRST_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
         const MAX_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
         let tx = self.tx.clone();
+        let cluster_id = self.cluster_id();
         tokio::spawn(async move {
             let mut retry = FIRST_RETRY;
             loop {
-                let stored = sink.submit(lines.clone()).await;
+                let stored = sink.submit(cluster_id, lines.clone()).await;
                 match stored.await {
                     Ok(Ok(())) => {
                         let _ = tx.send(Ok(ControlMessage { msg: Some(ack) })).await;

@@ -387,7 +387,8 @@ async fn namespace_messages(stack: &Stack, cluster_id: &str, namespace: &str) ->
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn collection_follows_labels_and_the_control_planes_choice_with_events_and_the_agents_own_log() {
+async fn collection_follows_labels_and_the_control_planes_choice_with_events_and_the_agents_own_log()
+ {
     let _alone = ONE_AT_A_TIME.lock().await;
     let stack = Stack::start(StackOptions {
         // JSON lines, so the test can read the fields of the agent's own log.
