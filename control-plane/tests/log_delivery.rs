@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clickhouse::Row;
 use control_plane::config::ClickHouseConfig;
-use control_plane::logs::{DemoLogQuery, LineStream, LogRow, LogSink, LogStore, SinkSettings};
+use control_plane::logs::{
+    DemoLogQuery, LineStream, LogRow, LogSink, LogStore, SinkSettings, TaskLogLine,
+};
 use control_plane::metrics::Metrics;
 use serde::{Deserialize, Serialize};
 
@@ -164,6 +166,61 @@ async fn a_cluster_flooding_the_writer_does_not_hold_back_another_clusters_lines
 }
 
 #[tokio::test]
+async fn a_task_log_line_stored_twice_is_read_once_by_its_identity() {
+    let clickhouse = harness::clickhouse();
+    let database = clickhouse.create_database("task_log_identity");
+    let store = store(clickhouse, &database);
+    store.ensure_schema().await.unwrap();
+    let line = |n: u64, source_id: &str, message: &str| {
+        TaskLogLine::new(
+            1_700_000_000_000_000_000 + i64::try_from(n % 2).unwrap(),
+            "c-1".into(),
+            "t-1".into(),
+            "info".into(),
+            message.into(),
+            "{}".into(),
+            "agent",
+        )
+        .identified(source_id.into(), n)
+    };
+    // An agent's batch resent after a lost ack; two lines of different processes with the same number; and an old
+    // agent's (no identity) two distinct lines, one of them resent.
+    let batch = vec![line(0, "agent-a", "applied"), line(1, "agent-a", "ready")];
+    let rows: Vec<TaskLogLine> = batch
+        .iter()
+        .chain(&batch)
+        .cloned()
+        .chain([
+            line(0, "agent-b", "after a restart"),
+            line(7, "", "old agent: first"),
+            line(7, "", "old agent: second"),
+            line(7, "", "old agent: second"),
+        ])
+        .collect();
+    store.deliver(&rows, 1).await.unwrap();
+    let read: Vec<String> = store
+        .task_logs("c-1", "t-1", i64::MIN, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|line| line.message)
+        .collect();
+    let mut sorted = read.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        [
+            "after a restart",
+            "applied",
+            "old agent: first",
+            "old agent: second",
+            "ready"
+        ],
+        "each line once: {read:?}"
+    );
+}
+
+#[tokio::test]
 async fn rows_past_their_retention_are_deleted_and_newer_ones_kept() {
     let clickhouse = harness::clickhouse();
     let database = clickhouse.create_database("log_retention");
@@ -206,7 +263,7 @@ async fn rows_past_their_retention_are_deleted_and_newer_ones_kept() {
 }
 
 #[tokio::test]
-async fn a_demo_log_table_from_before_line_identities_gets_them_and_its_rows_stay_readable() {
+async fn log_tables_from_before_line_identities_get_them_and_their_rows_stay_readable() {
     let clickhouse = harness::clickhouse();
     let database = clickhouse.create_database("log_upgrade");
     clickhouse
@@ -223,9 +280,30 @@ async fn a_demo_log_table_from_before_line_identities_gets_them_and_its_rows_sta
             ))
             .unwrap();
     }
+    clickhouse
+        .query(&format!(
+            "CREATE TABLE {database}.task_logs (date Date, ts_nanos Int64, cluster_id String, task_id String,
+                 level String, message String, fields String, source String)
+             ENGINE = MergeTree() PARTITION BY toYYYYMM(date) ORDER BY (task_id, ts_nanos)"
+        ))
+        .unwrap();
+    for _ in 0..2 {
+        clickhouse
+            .query(&format!(
+                "INSERT INTO {database}.task_logs VALUES (today(), 5, 'c', 't', 'info', 'applied', '{{}}', 'agent')"
+            ))
+            .unwrap();
+    }
     let store = store(clickhouse, &database);
     store.ensure_schema().await.unwrap();
     store.ensure_schema().await.unwrap();
+    let task_lines = store.task_logs("c", "t", i64::MIN, 10).await.unwrap();
+    assert_eq!(
+        task_lines.len(),
+        1,
+        "the stored copy is read once: {task_lines:?}"
+    );
+    assert_eq!(task_lines[0].source_id, "");
 
     let rows = store
         .demo_logs(&DemoLogQuery {

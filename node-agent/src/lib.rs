@@ -15,5 +15,15 @@ pub mod session;
 pub mod tasklog;
 pub mod transport;
 
+/// This agent process's id. The lines it numbers (its own log, its task log) carry it, so a restarted agent's
+/// numbers never collide with an earlier run's.
+pub fn instance_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let started = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        format!("agent-{}-{started}", std::process::id())
+    })
+}
+
 /// The agent's version, reported in `Hello`, heartbeats and `Bootstrap`.
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");

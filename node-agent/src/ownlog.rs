@@ -1,5 +1,5 @@
 //! The agent's own log, shipped like a pod's (stream `agent`): a tracing layer copies every event the log filter
-//! lets through into a bounded queue - except task log lines, which travel with their task (`tasklog`) - and
+//! lets through into a bounded queue - except the lines of a task, which travel with it (`tasklog`) - and
 //! `forward` numbers them and hands them to the pod log pipeline, so they share its disk buffer and
 //! acknowledgements. The layer never blocks the code that logs: when the queue is full it drops lines and says how
 //! many in the next line it gets through.
@@ -16,7 +16,7 @@ use tracing_subscriber::layer::Context;
 
 use crate::podlogs::line;
 
-/// The tracing target of task log lines (`tasklog::TaskLog`), which the layer leaves out.
+/// The tracing target of task log lines (`tasklog::TaskLog`); the layer leaves out those with a `task_id`.
 pub const TASK_LOG_TARGET: &str = "task_log";
 
 /// Lines the layer may hold before the pipeline takes them.
@@ -40,11 +40,10 @@ impl AgentLogSource {
                 .map(|namespace| namespace.trim().to_owned())
                 .unwrap_or_default();
         let pod = std::env::var("HOSTNAME").unwrap_or_else(|_| "node-agent".into());
-        let started = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
         Self {
             namespace,
             pod,
-            instance: format!("agent-{}-{started}", std::process::id()),
+            instance: crate::instance_id().to_owned(),
         }
     }
 }
@@ -84,11 +83,11 @@ pub fn channel(source: AgentLogSource) -> (OwnLogLayer, OwnLogLines) {
 impl<S: Subscriber> Layer<S> for OwnLogLayer {
     fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
         let metadata = event.metadata();
-        if metadata.target() == TASK_LOG_TARGET {
-            return;
-        }
         let mut rendered = Rendered::default();
         event.record(&mut rendered);
+        if metadata.target() == TASK_LOG_TARGET && !rendered.task_id.is_empty() {
+            return;
+        }
         let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
         let dropped = self.dropped.swap(0, Ordering::Relaxed);
         if dropped > 0 {
@@ -129,6 +128,8 @@ fn level_of(level: Level) -> LogLevel {
 struct Rendered {
     message: String,
     fields: String,
+    /// Of a task log line; empty for the agent's lifecycle lines.
+    task_id: String,
 }
 
 impl Rendered {
@@ -140,6 +141,8 @@ impl Rendered {
     fn push(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
             self.message.push_str(value);
+        } else if field.name() == "task_id" {
+            self.task_id.push_str(value);
         } else if value.is_empty()
             || value.contains(|c: char| c.is_whitespace() || c == '"' || c == '=')
         {
@@ -198,12 +201,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn events_become_numbered_agent_lines_and_task_log_lines_are_left_out() {
+    async fn events_become_numbered_agent_lines_and_a_tasks_lines_are_left_out() {
         let (layer, lines) = channel(source());
         let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, || {
             tracing::warn!(attempt = 3, reason = "tls handshake", "reconnecting");
-            tracing::info!(target: TASK_LOG_TARGET, "applied 3 objects");
+            tracing::info!(target: TASK_LOG_TARGET, task_id = "t-1", "applied 3 objects");
+            tracing::warn!(target: TASK_LOG_TARGET, task_id = "", fields = "lines=3", "logs_dropped");
             tracing::error!("gave up");
         });
         let (sender, mut received) = mpsc::channel(8);
@@ -224,10 +228,16 @@ mod tests {
             ("edgefleet-system", "edgefleet-agent-0", "node-agent")
         );
         assert_eq!((first.pod_uid.as_str(), first.seq), ("agent-1-2", 0));
+        // A lifecycle line of the task log (no task id) is the agent's own; a task's line is not.
         let second = received.recv().await.unwrap();
         assert_eq!(
             (second.message.as_str(), second.seq),
-            ("gave up target=node_agent::ownlog::tests", 1)
+            ("logs_dropped fields=lines=3 target=task_log", 1)
+        );
+        let third = received.recv().await.unwrap();
+        assert_eq!(
+            (third.message.as_str(), third.seq),
+            ("gave up target=node_agent::ownlog::tests", 2)
         );
         // The layer (and its queue's sender) went with the subscriber: nothing else comes.
         assert!(received.recv().await.is_none());

@@ -41,15 +41,17 @@ impl TaskLog {
             .map(|(key, value)| format!("{key}={value}"))
             .collect::<Vec<_>>()
             .join(" ");
-        // Under their own target, which the agent's own log (`ownlog`) leaves out: these travel with their task.
+        // Under their own target with the task id, by which the agent's own log (`ownlog`) leaves out the lines
+        // of a task (they travel with it) and keeps the agent's lifecycle lines (no task id).
+        let task_id = self.task_id.as_str();
         match level {
             LogLevel::Error => {
-                tracing::error!(target: TASK_LOG_TARGET, fields = %rendered, "{message}")
+                tracing::error!(target: TASK_LOG_TARGET, task_id, fields = %rendered, "{message}")
             }
             LogLevel::Warn => {
-                tracing::warn!(target: TASK_LOG_TARGET, fields = %rendered, "{message}")
+                tracing::warn!(target: TASK_LOG_TARGET, task_id, fields = %rendered, "{message}")
             }
-            _ => tracing::info!(target: TASK_LOG_TARGET, fields = %rendered, "{message}"),
+            _ => tracing::info!(target: TASK_LOG_TARGET, task_id, fields = %rendered, "{message}"),
         }
         let line = LogLine {
             unix_nanos: Utc::now().timestamp_nanos_opt().unwrap_or_default(),
@@ -60,6 +62,8 @@ impl TaskLog {
                 .iter()
                 .map(|(key, value)| ((*key).to_owned(), value.clone()))
                 .collect(),
+            // Numbered by the session, in the order lines enter its buffer.
+            ..LogLine::default()
         };
         // The receiver only goes away when the agent shuts down; the line is on stderr either way.
         let _ = self.sink.send(line);

@@ -11,7 +11,6 @@ use agent_protocol::{
     TaskResult, TaskSignature, Welcome,
 };
 use chrono::Utc;
-use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -497,6 +496,7 @@ impl Session {
                     fields,
                     "agent",
                 )
+                .identified(line.source_id, line.seq)
             })
             .collect();
         let ack = Down::LogAck(LogBatchAck {
@@ -540,7 +540,7 @@ impl Session {
             let (pod_uid, seq) = if line.pod_uid.is_empty() {
                 (
                     line.pod.clone(),
-                    content_seq(line.unix_nanos, &line.message),
+                    crate::logs::content_seq(line.unix_nanos, &line.message),
                 )
             } else {
                 (line.pod_uid, line.seq)
@@ -629,19 +629,6 @@ impl Session {
             }
         });
     }
-}
-
-/// A stable number for a line that came without one: the same time and text give the same number.
-fn content_seq(unix_nanos: i64, message: &str) -> u64 {
-    let digest = Sha256::new()
-        .chain_update(unix_nanos.to_le_bytes())
-        .chain_update(message.as_bytes())
-        .finalize();
-    u64::from_le_bytes(
-        digest[..8]
-            .try_into()
-            .expect("a SHA-256 digest has 8 bytes"),
-    )
 }
 
 fn ids(task_id: &str, lease_id: &str) -> Option<(Uuid, Uuid)> {

@@ -62,6 +62,12 @@ pub struct TaskLogLine {
     pub fields: String,
     /// Who wrote the line: `agent` or `control-plane`.
     pub source: String,
+    /// With the cluster, the line's identity: the agent process (or `outbox` for the control plane's own lines)
+    /// and its number there. Lines queued in the outbox before identities have none yet.
+    #[serde(default)]
+    pub source_id: String,
+    #[serde(default)]
+    pub seq: u64,
 }
 
 impl TaskLogLine {
@@ -83,8 +89,36 @@ impl TaskLogLine {
             message,
             fields,
             source: source.to_string(),
+            source_id: String::new(),
+            seq: 0,
         }
     }
+
+    /// The line as the `seq`th of `source_id`; without a source (an agent before line identities), a hash of time
+    /// and text stands in, which still tells resent copies (equal) from distinct lines.
+    pub fn identified(mut self, source_id: String, seq: u64) -> Self {
+        if source_id.is_empty() {
+            self.seq = content_seq(self.ts_nanos, &self.message);
+        } else {
+            self.source_id = source_id;
+            self.seq = seq;
+        }
+        self
+    }
+}
+
+/// A stable number for a line that came without one: the same time and text give the same number.
+pub fn content_seq(unix_nanos: i64, message: &str) -> u64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(unix_nanos.to_le_bytes())
+        .chain_update(message.as_bytes())
+        .finalize();
+    u64::from_le_bytes(
+        digest[..8]
+            .try_into()
+            .expect("a SHA-256 digest has 8 bytes"),
+    )
 }
 
 /// One line a demo's container wrote, tagged with where it ran.
@@ -303,7 +337,9 @@ impl LogStore {
                     level String,
                     message String,
                     fields String,
-                    source String
+                    source String,
+                    source_id String,
+                    seq UInt64
                 ) ENGINE = MergeTree() PARTITION BY toYYYYMM(date) ORDER BY (task_id, ts_nanos)"
             ),
             format!(
@@ -340,26 +376,42 @@ impl LogStore {
                 .await
                 .map_err(|e| self.err(e))?;
         }
-        self.add_demo_logs_columns().await
+        self.add_missing_columns(
+            "task_logs",
+            &[(
+                "seq",
+                "ADD COLUMN source_id String DEFAULT '', ADD COLUMN seq UInt64 DEFAULT cityHash64(ts_nanos, message)",
+            )],
+        )
+        .await?;
+        self.add_missing_columns(
+            "demo_logs",
+            &[
+                (
+                    "seq",
+                    "ADD COLUMN pod_uid String DEFAULT pod, ADD COLUMN seq UInt64 DEFAULT cityHash64(ts_nanos, message)",
+                ),
+                ("stream", "ADD COLUMN stream String DEFAULT 'container'"),
+            ],
+        )
+        .await
     }
 
-    /// Tables made by earlier versions get the columns added since, with defaults for the rows they hold: before
-    /// lines carried an identity, rows are identified by pod name and a hash of time and text (which still tells
-    /// resent copies, equal, from distinct lines); before streams, every line was a container's.
-    async fn add_demo_logs_columns(&self) -> Result<(), LogStoreError> {
-        for (column, additions) in [
-            (
-                "seq",
-                "ADD COLUMN pod_uid String DEFAULT pod, ADD COLUMN seq UInt64 DEFAULT cityHash64(ts_nanos, message)",
-            ),
-            ("stream", "ADD COLUMN stream String DEFAULT 'container'"),
-        ] {
+    /// Tables made by earlier versions get the columns added since (`additions` runs when `column` is missing),
+    /// with defaults for the rows they hold: before lines carried an identity, rows are identified by a hash of
+    /// time and text (which still tells resent copies, equal, from distinct lines); before streams, every pod log
+    /// line was a container's.
+    async fn add_missing_columns(
+        &self,
+        table: &str,
+        additions: &[(&str, &str)],
+    ) -> Result<(), LogStoreError> {
+        for (column, additions) in additions {
             let present = self
                 .client
-                .query(
-                    "SELECT count() FROM system.columns WHERE database = ? AND table = 'demo_logs' AND name = ?",
-                )
+                .query("SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?")
                 .bind(&self.database)
+                .bind(table)
                 .bind(column)
                 .fetch_one::<u64>()
                 .await
@@ -367,7 +419,7 @@ impl LogStore {
             if present > 0 {
                 continue;
             }
-            let statement = format!("ALTER TABLE {}.demo_logs {additions}", self.database);
+            let statement = format!("ALTER TABLE {}.{table} {additions}", self.database);
             match self.client.query(&statement).execute().await {
                 Ok(()) => {}
                 // Another replica added them first.
@@ -441,7 +493,8 @@ impl LogStore {
         limit: u64,
     ) -> Result<Vec<TaskLogLine>, LogStoreError> {
         let sql = format!(
-            "SELECT ?fields FROM {}.task_logs WHERE task_id = ? AND cluster_id = ? AND ts_nanos > ? ORDER BY ts_nanos LIMIT ?",
+            "SELECT ?fields FROM {}.task_logs WHERE task_id = ? AND cluster_id = ? AND ts_nanos > ?
+             ORDER BY ts_nanos, source_id, seq LIMIT 1 BY source_id, seq LIMIT ?",
             self.database
         );
         self.client

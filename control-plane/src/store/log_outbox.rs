@@ -6,6 +6,9 @@ use sqlx::{Postgres, Transaction};
 use super::{Store, StoreError};
 use crate::logs::TaskLogLine;
 
+/// The source id of the control plane's own task log lines (numbered by their outbox row).
+const OUTBOX_SOURCE: &str = "outbox";
+
 /// Lines taken from the outbox, locked until [`OutboxBatch::delivered`] deletes them; dropping the batch
 /// leaves them for the next attempt (of this or another replica).
 pub struct OutboxBatch {
@@ -53,7 +56,14 @@ impl Store {
         if rows.is_empty() {
             return Ok(None);
         }
-        let (ids, lines) = rows.into_iter().map(|(id, line)| (id, line.0)).unzip();
+        // The row's id numbers the line, so one stored again (taken twice: see `run`) reads once.
+        let (ids, lines) = rows
+            .into_iter()
+            .map(|(id, line)| {
+                let seq = u64::try_from(id).unwrap_or_default();
+                (id, line.0.identified(OUTBOX_SOURCE.to_owned(), seq))
+            })
+            .unzip();
         Ok(Some(OutboxBatch { tx, ids, lines }))
     }
 }

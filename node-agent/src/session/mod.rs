@@ -118,6 +118,8 @@ pub struct Session {
     log_lines: mpsc::UnboundedReceiver<LogLine>,
     pod_log_lines: mpsc::Receiver<PodLogLine>,
     agent_log: TaskLog,
+    /// The number of the next task log line this process buffers.
+    next_task_log_seq: u64,
     outbox: ResultOutbox,
     logs: LogBuffer<LogBatch>,
     pod_logs: LogBuffer<PodLogBatch>,
@@ -160,6 +162,7 @@ impl Session {
             log_lines,
             pod_log_lines,
             agent_log: TaskLog::new("", log_sender),
+            next_task_log_seq: 0,
             outbox: ResultOutbox::default(),
             logs: buffers.task,
             pod_logs: buffers.pod,
@@ -481,7 +484,11 @@ impl Session {
         }
     }
 
-    fn on_log_line(&mut self, line: LogLine) {
+    /// Numbers the line as it enters the buffer: the one place every task log line passes, in order.
+    fn on_log_line(&mut self, mut line: LogLine) {
+        line.source_id = crate::instance_id().to_owned();
+        line.seq = self.next_task_log_seq;
+        self.next_task_log_seq += 1;
         let sealed = self.logs.push(line);
         self.after_task_log_seal(sealed);
     }

@@ -416,6 +416,57 @@ async fn walk_through_the_console(stack: Arc<Stack>) {
         "{cluster_status}"
     );
 
+    // Log collection: an invalid namespace is refused by name in the form; a valid choice is saved and shown.
+    browser.find("log-selection-form").await;
+    browser
+        .fill("log-selection-form", "namespaces", "kube-system, Bad_Name")
+        .await;
+    browser.click("log-selection-save").await;
+    browser
+        .wait_for(
+            &format!("{} .form-errors *", testid("log-selection-form")),
+            "the refused namespace",
+        )
+        .await;
+    let refused = browser.text("log-selection-form").await;
+    assert!(refused.contains("namespaces[1]"), "{refused}");
+    browser
+        .fill("log-selection-form", "namespaces", "kube-system")
+        .await;
+    browser.click("log-selection-save").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while browser.text("log-selection").await != "kube-system" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the saved selection is not shown"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let demos_cluster = stack.api.get("/clusters").await.unwrap();
+    let saved = demos_cluster
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "lab-east-demos")
+        .unwrap()["log_selection"]
+        .clone();
+    assert_eq!(
+        saved,
+        json!({"all_namespaces": false, "namespaces": ["kube-system"]})
+    );
+    browser.screenshot("cluster-log-selection").await;
+    // The cluster's logs, preset from its page: the agent's own log is among them, marked as such.
+    browser.click("cluster-logs-link").await;
+    browser.find("logs-filters").await;
+    browser.select("logs-filters", "stream", "agent").await;
+    browser.click("logs-search").await;
+    browser
+        .wait_for(&testid("log-stream"), "an agent line in the results")
+        .await;
+    let results = browser.text("logs-results").await;
+    assert!(results.contains("following container log"), "{results}");
+    browser.screenshot("logs-agent").await;
+
     // Provisioning by hand: register a cluster to be built with Terraform, plan it, see the plan in the
     // confirmation, provision it, and watch it become ready.
     browser.nav("clusters").await;

@@ -2,7 +2,8 @@
 //! second) while
 //! - ClickHouse is cut off from the control plane for a minute and the agent is killed with `kill -9` and started
 //!   again;
-//! - the agent is cut off from the control plane for ten minutes.
+//! - the agent is cut off from the control plane for ten minutes;
+//! - the agent is cut off with a small buffer that drops its oldest lines when full.
 //!
 //! Afterwards ClickHouse holds every line exactly once in query results (by count, by content and by
 //! per-container sequence number), and the agent's disk buffer never grew past its limit. The two tests take the
@@ -352,6 +353,148 @@ async fn every_line_arrives_once_after_the_agent_was_cut_off_for_ten_minutes() {
     assert!(
         buffered > BUFFER_LIMIT / 2,
         "the cut filled the buffer: {buffered}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_drop_oldest_a_cut_off_agent_keeps_the_newest_lines_and_says_how_many_it_dropped() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    const LIMIT: u64 = 512 * 1024;
+    const LINES: u64 = 40_000;
+    let stack = Stack::start(StackOptions {
+        agent_relay: true,
+        agent_env: vec![
+            ("EDGEFLEET_LOG_BUFFER_MAX_BYTES".into(), LIMIT.to_string()),
+            (
+                "EDGEFLEET_LOG_BUFFER_WHEN_FULL".into(),
+                "drop-oldest".into(),
+            ),
+        ],
+        ..StackOptions::default().with_templates()
+    })
+    .await
+    .unwrap();
+    let (cluster, agent) = stack.connected_cluster("lossy").await.unwrap();
+    let (demo_id, pod) = deploy_demo(&stack, "lossy").await;
+    let relay = stack.agent_relay.as_ref().unwrap();
+    relay.cut();
+    let cluster_path = format!("/clusters/{}", cluster.cluster_id);
+    harness::wait_until(
+        "the API to say the agent is disconnected",
+        WAIT,
+        Duration::from_millis(500),
+        || async { stack.api.get(&cluster_path).await.unwrap()["agent"]["connected"] == false },
+    )
+    .await
+    .unwrap();
+    // About 1.8 MB of lines while cut off: several times the buffer.
+    let text: String = (0..LINES).map(|n| format!("{}\n", message(n))).collect();
+    let kube_state = stack.cluster.as_ref().unwrap().state_dir().to_path_buf();
+    write_container_log(&kube_state, "demo-lossy", &pod, "demo", &text)
+        .await
+        .unwrap();
+    // Every line was read and written to the buffer (the positions say so) before the link comes back.
+    let positions = stack
+        .dir
+        .join("agent-lossy/log-buffer/pod-log-positions.json");
+    harness::wait_until(
+        "the agent to have buffered every line",
+        WAIT,
+        Duration::from_millis(250),
+        || async {
+            let saved: Value = std::fs::read(&positions)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok())?;
+            saved
+                .as_object()?
+                .values()
+                .any(|p| p["next_seq"] == LINES)
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        segment_bytes(&stack.dir.join("agent-lossy/log-buffer/pod-logs")) <= LIMIT,
+        "the buffer stays within its limit by dropping"
+    );
+    relay.heal();
+    stack
+        .wait_agent_connected(&cluster.cluster_id, Duration::from_secs(120))
+        .await
+        .unwrap();
+    let last = message(LINES - 1);
+    let lines_of_the_write = || {
+        let row = stack
+            .clickhouse_query(&format!(
+                "SELECT min(message), max(message), uniqExact(message) FROM {{db}}.demo_logs \
+                 WHERE demo_id = '{demo_id}' AND stream = 'container' AND message LIKE 'level=info%' FORMAT TSV"
+            ))
+            .unwrap();
+        let fields: Vec<String> = row.trim_end().split('\t').map(str::to_owned).collect();
+        (
+            fields[0].clone(),
+            fields[1].clone(),
+            fields[2].parse::<u64>().unwrap(),
+        )
+    };
+    harness::wait_until(
+        "the newest line stored",
+        WAIT,
+        Duration::from_millis(500),
+        || async { lines_of_the_write().1 == last },
+    )
+    .await
+    .unwrap();
+    // What is left is the newest lines without a gap: the oldest segments went, whole.
+    let (first, _, count) = lines_of_the_write();
+    let first_kept: u64 = first.rsplit('=').next().unwrap().parse().unwrap();
+    assert!(first_kept > 0, "some lines were dropped");
+    assert_eq!(
+        count,
+        LINES - first_kept,
+        "a gapless run of the newest lines"
+    );
+    // The agent said how many it dropped, on its stderr and in its own log, which reaches the console's log search.
+    let dropped_total = agent
+        .log_text()
+        .lines()
+        .filter(|line| line.contains("logs_dropped"))
+        .filter_map(|line| {
+            let total = line.split("lines_total=").nth(1)?;
+            total
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .max()
+        .expect("a logs_dropped line on the agent's stderr");
+    // Dropped segments may also have held the agent's own lines, so the total is at least the lines missing.
+    assert!(
+        dropped_total >= first_kept,
+        "{dropped_total} dropped, {first_kept} container lines missing"
+    );
+    harness::wait_until(
+        "the logs_dropped line in the agent's own log",
+        WAIT,
+        Duration::from_millis(500),
+        || async {
+            let page = stack
+                .api
+                .get(&format!(
+                    "/logs?cluster_id={}&stream=agent&q=logs_dropped&level=warn",
+                    cluster.cluster_id
+                ))
+                .await
+                .unwrap();
+            !page["lines"].as_array().unwrap().is_empty()
+        },
+    )
+    .await
+    .unwrap();
+    eprintln!(
+        "{LINES} lines written while cut off; kept {count}, the newest; the agent reported {dropped_total} dropped"
     );
 }
 

@@ -97,11 +97,13 @@ export async function pageCluster(ctx, page, [id]) {
   const actions = h('div', { class: 'page-toolbar' });
   const trackers = h('div', { class: 'trackers' });
   const sessions = h('div');
+  // Drawn once and after a save, not on the periodic reload, so an edit in progress is not wiped.
+  const logCollection = h('div');
   const tasks = h('div');
   let cluster = null;
   let lastPlan = null;
   let regions = new Map();
-  page.append(head, actions, trackers, info, sessions, tasks);
+  page.append(head, actions, trackers, info, logCollection, sessions, tasks);
 
   const loadCluster = async () => {
     cluster = await api('GET', `/clusters/${enc(id)}`);
@@ -148,6 +150,32 @@ export async function pageCluster(ctx, page, [id]) {
       { label: t('clusters.lastSeen'), cell: (s) => timeEl(s.last_seen_at) },
       { label: t('clusters.disconnectedAt'), cell: (s) => (s.disconnected_at ? timeEl(s.disconnected_at) : badge('connected')) },
     ], c.sessions || [])));
+  };
+
+  const drawLogSelection = () => {
+    const sel = cluster.log_selection || { all_namespaces: false, namespaces: [] };
+    const chosen = sel.all_namespaces ? t('clusters.logsAll')
+      : sel.namespaces.length ? sel.namespaces.join(', ') : t('clusters.logsLabelsOnly');
+    const body = [
+      h('p', { class: 'muted small' }, t('clusters.logsHint')),
+      props([[t('clusters.logsChosen'), h('span', { 'data-testid': 'log-selection' }, chosen)]]),
+      h('p', null, link(`#/logs${qs({ cluster_id: id })}`, t('clusters.viewLogs'), { 'data-testid': 'cluster-logs-link' })),
+    ];
+    if (can('operator')) {
+      const all = h('input', { type: 'checkbox', name: 'all_namespaces', checked: sel.all_namespaces, 'data-testid': 'log-selection-all' });
+      const names = input('namespaces', { value: sel.namespaces.join(', '), placeholder: 'shop, payments', 'data-testid': 'log-selection-namespaces' });
+      body.push(form({ 'data-testid': 'log-selection-form' }, [
+        field(t('clusters.logsNamespaces'), names, { hint: t('clusters.logsNamespacesHint') }),
+        h('label', { class: 'check' }, all, h('span', null, t('clusters.logsAllField'))),
+        h('div', { class: 'form-actions' }, h('button', { type: 'submit', class: 'btn', 'data-testid': 'log-selection-save' }, t('common.save'))),
+      ], async () => {
+        const namespaces = names.value.split(/[\s,]+/).filter(Boolean);
+        cluster = { ...cluster, ...(await api('PUT', `/clusters/${enc(id)}/log-selection`, { all_namespaces: all.checked, namespaces })) };
+        toast(t('clusters.logsSaved'));
+        drawLogSelection();
+      }));
+    }
+    put(logCollection, card(t('clusters.logs'), body, { testid: 'cluster-log-selection' }));
   };
 
   const track = (task, title, after) => {
@@ -211,6 +239,7 @@ export async function pageCluster(ctx, page, [id]) {
     const [regs] = await getAll(['/regions']);
     regions = byId(regs);
     await loadCluster();
+    drawLogSelection();
   } catch (err) {
     put(head, pageHead(t('nav.clusters')), errorBlock(err, route));
     return;

@@ -1,4 +1,5 @@
-// Logs across demos.
+// Logs across demos and clusters: containers' output, Kubernetes events and the agents' own logs. The page's hash
+// query (`#/logs?cluster_id=...&stream=agent`) presets the filters.
 
 import { t } from '../i18n.js';
 import { enc, fmtTime, h, localInputToRfc3339, put, qs } from '../dom.js';
@@ -7,7 +8,9 @@ import { button, card, dash, levelBadge, link, pageHead } from '../ui.js';
 import { field, form, formValues, input, select } from '../forms.js';
 import { byId, clusterLink, getAll } from './shared.js';
 
-export async function pageLogs(ctx, page) {
+const STREAMS = ['container', 'event', 'agent'];
+
+export async function pageLogs(ctx, page, _params, query) {
   const [demos, clusters] = await getAll(['/demos', '/clusters']);
   const demoMap = byId(demos);
   const clusterMap = byId(clusters);
@@ -25,7 +28,9 @@ export async function pageLogs(ctx, page) {
     h('td', null, levelBadge(l.level)),
     h('td', null, l.demo_id ? link(`#/demos/${enc(l.demo_id)}`, demoMap.get(l.demo_id) ? demoMap.get(l.demo_id).name : l.demo_id.slice(0, 8)) : dash()),
     h('td', null, l.cluster_id ? clusterLink(l.cluster_id, clusterMap) : dash(), l.region ? h('span', { class: 'muted small' }, ` · ${l.region}`) : null),
-    h('td', { class: 'mono small' }, [l.pod, l.container].filter(Boolean).join('/') || t('common.none')),
+    h('td', { class: 'mono small' }, l.namespace ? h('span', { class: 'muted' }, `${l.namespace}/`) : null,
+      [l.pod, l.container].filter(Boolean).join('/') || t('common.none'),
+      l.stream && l.stream !== 'container' ? h('span', { class: 'badge', 'data-testid': 'log-stream' }, t(`logs.stream.${l.stream}`)) : null),
     h('td', { class: 'log-msg' }, String(l.message ?? '')));
   const add = (lines) => {
     for (const l of lines) tbody.append(row(l));
@@ -39,12 +44,16 @@ export async function pageLogs(ctx, page) {
     field(t('common.level'), select('level', [['', t('logs.anyLevel')], ...['debug', 'info', 'warn', 'error'].map((l) => [l, t(`level.${l}`)])])),
     field(t('common.text'), input('q', { type: 'search', maxlength: 500 })),
     field(t('logs.demo'), select('demo_id', [['', t('logs.anyDemo')], ...demos.map((d) => [d.id, d.name])])),
+    field(t('logs.cluster'), select('cluster_id', [['', t('logs.anyCluster')], ...clusters.map((c) => [c.id, c.name])], { 'data-testid': 'logs-cluster' })),
+    field(t('logs.namespace'), input('namespace', { maxlength: 63, 'data-testid': 'logs-namespace' })),
+    field(t('logs.streamField'), select('stream', [['', t('logs.anyStream')], ...STREAMS.map((s) => [s, t(`logs.stream.${s}`)])], { 'data-testid': 'logs-stream' })),
     h('div', { class: 'form-actions' }, h('button', { type: 'submit', class: 'btn btn-primary', 'data-testid': 'logs-search' }, t('common.search')),
       h('label', { class: 'check' }, live, h('span', null, t('logs.live')))),
   ], async () => { live.checked ? startTail() : await runQuery(false); });
   const params = () => {
     const v = formValues(filters);
-    return { since: localInputToRfc3339(v.since), until: localInputToRfc3339(v.until), level: v.level, q: v.q, demo_id: v.demo_id };
+    return { since: localInputToRfc3339(v.since), until: localInputToRfc3339(v.until), level: v.level, q: v.q, demo_id: v.demo_id,
+      cluster_id: v.cluster_id, namespace: v.namespace, stream: v.stream };
   };
   const reset = () => { gen++; if (es) es.close(); es = null; cursor = null; count = 0; put(tbody); more.hidden = true; status.textContent = ''; };
   const runQuery = async (append) => {
@@ -71,6 +80,9 @@ export async function pageLogs(ctx, page) {
     });
     es.onopen = () => { if (my === gen) status.textContent = `${t('logs.liveOn')} ${t('logs.count', { n: count })}`; };
   };
+  for (const name of ['cluster_id', 'namespace', 'stream', 'demo_id']) {
+    if (query && query.get(name)) filters.elements[name].value = query.get(name);
+  }
   live.addEventListener('change', () => filters.requestSubmit());
   page.append(pageHead(t('logs.title')), card(null, filters, { class: 'filters-card' }),
     card(null, [
