@@ -105,7 +105,12 @@ impl TryFrom<String> for NamespaceName {
         if super::names::is_dns_label(&name) {
             Ok(Self(name))
         } else {
-            Err(format!("a namespace name {}", super::names::DNS_LABEL_RULE))
+            // The value is user input headed for an error body: quoted and kept short.
+            let shown: String = name.chars().take(64).collect();
+            Err(format!(
+                "{shown:?} is not a namespace name: it {}",
+                super::names::DNS_LABEL_RULE
+            ))
         }
     }
 }
