@@ -65,6 +65,7 @@ mod s3;
 mod server;
 mod spawn;
 mod wait;
+mod wan;
 mod workspace;
 
 pub use aws::{EmulatedAws, MOTO_PROXY_ENV, aws};
@@ -78,6 +79,7 @@ pub use run_dir::test_dir;
 pub use s3::{S3, s3};
 pub use spawn::{DeathSignal, spawn_tied_to_this_process};
 pub use wait::{Outcome, wait_until};
+pub use wan::{LinkProfile, LinkStats, PacketCounts, Region, Wan};
 pub use workspace::{workspace_bin, workspace_root};
 
 /// Both servers of this test process, starting whichever is not running yet concurrently (start-up
