@@ -19,12 +19,15 @@ use uuid::Uuid;
 use super::{LogRow, LogStore};
 use crate::metrics::Metrics;
 
-/// Batching settings: a batch is written when it holds `max_lines` or when `max_delay` has passed since its
-/// first line, whichever comes first.
+/// Batching settings: a batch is written when it holds `max_lines`, when `max_delay` has passed since its first
+/// line, or when nothing more arrived for `max_idle`, whichever comes first.
 #[derive(Debug, Clone)]
 pub struct SinkSettings {
     pub max_lines: usize,
     pub max_delay: Duration,
+    /// Agents hold back batches until theirs are acknowledged (their window), so when submissions stop coming the
+    /// batch is as full as it will get: waiting out `max_delay` would only stall every stream.
+    pub max_idle: Duration,
     /// Lines waiting for the writer across all clusters; past it, clusters with lines waiting wait to submit.
     pub max_pending_lines: usize,
     /// Tries while ClickHouse is unavailable; rows it refuses are not retried (see `LogStore::deliver`).
@@ -37,6 +40,7 @@ impl Default for SinkSettings {
             // Large inserts make few parts for ClickHouse to merge; at low volume `max_delay` sends sooner.
             max_lines: 50_000,
             max_delay: Duration::from_millis(200),
+            max_idle: Duration::from_millis(10),
             max_pending_lines: 200_000,
             insert_attempts: 3,
         }
@@ -194,8 +198,8 @@ async fn run_writer<R: LogRow>(
     }
 }
 
-/// Waits for a first submission, then takes submissions in turn until the batch is full or `max_delay` has
-/// passed since the first.
+/// Waits for a first submission, then takes submissions in turn until the batch is full, `max_delay` has passed
+/// since the first, or none arrived for `max_idle`.
 async fn next_batch<R>(shared: &Shared<R>, settings: &SinkSettings) -> Vec<Submission<R>> {
     let mut batch = Vec::new();
     let mut line_count = 0;
@@ -224,7 +228,8 @@ async fn next_batch<R>(shared: &Shared<R>, settings: &SinkSettings) -> Vec<Submi
                 continue;
             }
             Some(deadline) => {
-                if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                let wait_until = deadline.min(tokio::time::Instant::now() + settings.max_idle);
+                if tokio::time::timeout_at(wait_until, arrived).await.is_err() {
                     return batch;
                 }
             }

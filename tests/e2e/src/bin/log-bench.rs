@@ -95,7 +95,7 @@ async fn clickhouse_count(stack: &Stack, demo_ids: &[String]) -> anyhow::Result<
         .collect::<Vec<_>>()
         .join(",");
     let count = stack.clickhouse_query(&format!(
-        "SELECT count() FROM {{db}}.demo_logs WHERE demo_id IN ({ids})"
+        "SELECT count() FROM {{db}}.demo_logs WHERE demo_id IN ({ids}) AND stream = 'container'"
     ))?;
     Ok(count.trim().parse()?)
 }
@@ -244,8 +244,13 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let distinct: u64 = stack
         .clickhouse_query(&format!(
-            "SELECT uniqExact(cluster_id, pod_uid, container, seq) FROM {{db}}.demo_logs WHERE demo_id IN ({})",
-            demo_ids.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(",")
+            "SELECT uniqExact(cluster_id, pod_uid, container, seq) FROM {{db}}.demo_logs \
+             WHERE demo_id IN ({}) AND stream = 'container'",
+            demo_ids
+                .iter()
+                .map(|id| format!("'{id}'"))
+                .collect::<Vec<_>>()
+                .join(",")
         ))?
         .trim()
         .parse()?;
@@ -253,7 +258,7 @@ async fn main() -> anyhow::Result<()> {
 
     // The same rows, straight into ClickHouse.
     let stored_sample = stack.clickhouse_query(&format!(
-        "SELECT * FROM {{db}}.demo_logs WHERE demo_id = '{}' LIMIT 1 FORMAT TabSeparated",
+        "SELECT * FROM {{db}}.demo_logs WHERE demo_id = '{}' AND stream = 'container' LIMIT 1 FORMAT TabSeparated",
         demo_ids[0]
     ))?;
     let template: Vec<&str> = stored_sample.trim_end().split('\t').collect();
