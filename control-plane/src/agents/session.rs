@@ -2,6 +2,7 @@
 //! reports, renews leases on heartbeats, and stores log batches before acknowledging them.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use agent_protocol::agent_message::Msg as Up;
 use agent_protocol::control_message::Msg as Down;
@@ -94,6 +95,7 @@ pub(super) async fn open(
         demos: HashSet::new(),
         demos_loaded_at: None,
         opened: std::time::Instant::now(),
+        last_heartbeat: std::time::Instant::now(),
         log_selection_sent: None,
     };
     tokio::spawn(session.run(inbound, signals).instrument(span));
@@ -124,6 +126,8 @@ struct Session {
     demos_loaded_at: Option<std::time::Instant>,
     /// Ping nonces count microseconds from here.
     opened: std::time::Instant,
+    /// When the agent's last heartbeat arrived (the stream's opening until the first).
+    last_heartbeat: std::time::Instant,
     /// What this stream last told the agent to collect; sent again only when it changes.
     log_selection_sent: Option<crate::domain::LogSelection>,
 }
@@ -186,7 +190,11 @@ impl Session {
         certificate_check.tick().await;
         loop {
             let step = tokio::select! {
-                _ = certificate_check.tick() => self.check_certificate().await,
+                // A revoked certificate is the more telling reason when both apply.
+                _ = certificate_check.tick() => match self.check_certificate().await {
+                    Ok(()) => self.check_heartbeats(),
+                    Err(status) => Err(status),
+                },
                 message = inbound.message() => match message {
                     Ok(Some(message)) => self.handle(message).await,
                     Ok(None) => return End::AgentClosed,
@@ -211,6 +219,20 @@ impl Session {
         }
     }
 
+    /// A stream whose heartbeats stopped (a partitioned link stalls TCP rather than closing it) is closed as the
+    /// API stops counting its agent as connected, so that no task is leased into it from then on: they wait,
+    /// pending, for a live stream. Heartbeats are timed here when they arrive, before the session row records
+    /// them, so this never counts a stream live that the API calls disconnected.
+    fn check_heartbeats(&self) -> Result<(), Status> {
+        let silent = self.last_heartbeat.elapsed();
+        if silent > Duration::from_secs_f64(self.service.store.agent_stale_after_secs()) {
+            return Err(Status::unavailable(format!(
+                "no heartbeat from the agent for {silent:?}; closing its stream"
+            )));
+        }
+        Ok(())
+    }
+
     async fn check_certificate(&self) -> Result<(), Status> {
         let refusal = self
             .service
@@ -233,6 +255,7 @@ impl Session {
 
     /// Leases as many pending tasks as the agent has room for and sends them.
     async fn deliver(&mut self) -> Result<(), Status> {
+        self.check_heartbeats()?;
         let room = self.max_concurrent.saturating_sub(self.in_flight.len());
         if room == 0 {
             return Ok(());
@@ -358,6 +381,7 @@ impl Session {
     }
 
     async fn heartbeat(&mut self, beat: Heartbeat) -> Result<(), Status> {
+        self.last_heartbeat = std::time::Instant::now();
         let record = store::Heartbeat {
             agent_version: beat.agent_version.clone(),
             kubernetes_version: beat.kubernetes_version.clone(),

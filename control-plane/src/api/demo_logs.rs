@@ -47,6 +47,7 @@ pub struct LogsQuery {
     /// One namespace (e.g. one that opted in to log collection, with `cluster_id`).
     pub namespace: Option<String>,
     /// Only containers' output, Kubernetes events, or the agent's own log.
+    #[param(inline)]
     pub stream: Option<LineStream>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,

@@ -50,6 +50,9 @@ pub struct AgentStatus {
     /// Round trip to the agent over its stream (Ping/Pong), smoothed; none before the first measurement.
     #[sqlx(rename = "agent_rtt_ms")]
     pub rtt_ms: Option<f64>,
+    /// While the agent is not connected: when it was last heard from (its last heartbeat), so how long the
+    /// cluster has been offline; none while connected or before its first heartbeat.
+    pub offline_since: Option<DateTime<Utc>>,
     /// Expiry of the newest unrevoked certificate issued to this cluster's agent.
     pub certificate_expires_at: Option<DateTime<Utc>>,
 }
@@ -74,12 +77,13 @@ pub struct Heartbeat {
 const SELECT: &str = "SELECT k.id, k.region_id, r.code AS region_code, k.name, k.role, k.status, k.status_message,
         k.provisioning, k.api_endpoint, k.external_ip, k.agent_version, k.kubernetes_version, k.node_count,
         k.kubernetes_reachable, k.kubernetes_error, k.last_heartbeat_at, k.agent_rtt_ms, k.created_at, k.updated_at, k.deleted_at,
-        k.drift_status, k.drift_checked_at, k.log_all_namespaces, k.log_namespaces,
-        EXISTS (SELECT 1 FROM agent_sessions s WHERE s.cluster_id = k.id AND s.disconnected_at IS NULL
-                AND s.last_seen_at > now() - make_interval(secs => $1)) AS agent_connected,
+        k.drift_status, k.drift_checked_at, k.log_all_namespaces, k.log_namespaces, a.agent_connected,
+        CASE WHEN a.agent_connected THEN NULL ELSE k.last_heartbeat_at END AS offline_since,
         (SELECT max(c.not_after) FROM agent_certificates c WHERE c.cluster_id = k.id AND c.revoked_at IS NULL)
             AS certificate_expires_at
-    FROM clusters k JOIN regions r ON r.id = k.region_id";
+    FROM clusters k JOIN regions r ON r.id = k.region_id
+    CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM agent_sessions s WHERE s.cluster_id = k.id
+        AND s.disconnected_at IS NULL AND s.last_seen_at > now() - make_interval(secs => $1)) AS agent_connected) a";
 
 impl Store {
     /// Folds one round-trip measurement into the cluster's smoothed value (weight 1/4, as TCP's SRTT uses 1/8:

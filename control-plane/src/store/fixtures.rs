@@ -45,6 +45,7 @@ pub fn cluster(name: &str, region: &Region, status: ClusterStatus, connected: bo
             kubernetes_error: None,
             last_heartbeat_at: Some(Utc::now()),
             rtt_ms: None,
+            offline_since: None,
             certificate_expires_at: None,
         },
         drift_status: None,

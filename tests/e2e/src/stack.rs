@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use base64::Engine;
-use harness::{ClickHouse, KubeCluster, Postgres, Process, Relay};
+use harness::{ClickHouse, KubeCluster, LinkProfile, Postgres, Process, Region, Relay, Wan};
 use rand::RngCore;
 use serde_json::{Value, json};
 
@@ -51,6 +51,9 @@ pub struct StackOptions {
     pub clickhouse_relay: bool,
     /// Put a [`Relay`] between agents and the control plane's agent port (`Stack::agent_relay`), to cut them off.
     pub agent_relay: bool,
+    /// Run agents in a region (a network namespace, `Stack::region`) whose link to the control plane has this
+    /// latency, jitter and loss; the cluster's API server stays local to the region.
+    pub wan_region: Option<LinkProfile>,
 }
 
 impl Default for StackOptions {
@@ -74,6 +77,7 @@ impl Default for StackOptions {
             fleet_sample_seconds: 60,
             clickhouse_relay: false,
             agent_relay: false,
+            wan_region: None,
         }
     }
 }
@@ -108,6 +112,10 @@ pub struct Stack {
     pub clickhouse_relay: Option<Relay>,
     /// Between agents and the control plane, when asked for; `agent_endpoint` is its address then.
     pub agent_relay: Option<Relay>,
+    /// With `StackOptions::wan_region`: the emulated WAN, holding the region [`Stack::region`].
+    pub wan: Option<Wan>,
+    /// Relays that make the region's own services (its API server) local to it; they live with the stack.
+    _region_services: Vec<Relay>,
     agent_env: Vec<(String, String)>,
     config: Value,
     config_path: PathBuf,
@@ -177,9 +185,38 @@ impl Stack {
             .agent_relay
             .then(|| Relay::start(([127, 0, 0, 1], agent_port).into()))
             .transpose()?;
-        let agent_endpoint = match &agent_relay {
-            Some(relay) => format!("https://{}", relay.addr()),
-            None => format!("https://127.0.0.1:{agent_port}"),
+        let wan = options
+            .wan_region
+            .map(|profile| -> anyhow::Result<Wan> {
+                anyhow::ensure!(
+                    agent_relay.is_none(),
+                    "wan_region and agent_relay both stand between agents and the control plane; choose one"
+                );
+                let mut wan = Wan::new()?;
+                wan.add_region(REGION, profile)?;
+                Ok(wan)
+            })
+            .transpose()?;
+        let region = wan.as_ref().and_then(|wan| wan.region(REGION));
+        let (agent_listen, agent_endpoint) = match (&agent_relay, region) {
+            (Some(relay), _) => (
+                format!("127.0.0.1:{agent_port}"),
+                format!("https://{}", relay.addr()),
+            ),
+            // Agents in the region reach the host only over the link.
+            (None, Some(region)) => (
+                format!("0.0.0.0:{agent_port}"),
+                format!("https://{}:{agent_port}", region.host_addr()),
+            ),
+            (None, None) => (
+                format!("127.0.0.1:{agent_port}"),
+                format!("https://127.0.0.1:{agent_port}"),
+            ),
+        };
+        // The cluster's API server is the region's own: reachable there without crossing the link.
+        let region_services = match region {
+            Some(region) => vec![region.local_port(api_server_port(&kubeconfig)?)?],
+            None => Vec::new(),
         };
         let clickhouse_relay = options
             .clickhouse_relay
@@ -199,7 +236,7 @@ impl Stack {
         )?;
         let config = json!({
             "api_listen": format!("127.0.0.1:{api_port}"),
-            "agent_listen": format!("127.0.0.1:{agent_port}"),
+            "agent_listen": agent_listen,
             "agent_endpoint": agent_endpoint,
             "database_url": database_url,
             "clickhouse": {"url": clickhouse_url, "database": clickhouse_database},
@@ -251,6 +288,8 @@ impl Stack {
             cluster,
             clickhouse_relay,
             agent_relay,
+            wan,
+            _region_services: region_services,
             agent_env: options
                 .agent_env
                 .into_iter()
@@ -397,7 +436,11 @@ impl Stack {
         let token_file = self.dir.join(format!("{name}-token"));
         std::fs::write(&ca_file, ca_pem)?;
         write_private(&token_file, token)?;
-        let mut command = Command::new(harness::workspace_bin("node-agent")?);
+        let agent = harness::workspace_bin("node-agent")?;
+        let mut command = match self.region() {
+            Some(region) => region.command(agent),
+            None => Command::new(agent),
+        };
         command
             .arg("run")
             .arg("--control-plane")
@@ -457,6 +500,11 @@ impl Stack {
         bail!("task {task_id} did not finish within {timeout:?}; last seen: {last}")
     }
 
+    /// The region agents run in, with `StackOptions::wan_region`.
+    pub fn region(&self) -> Option<&Region> {
+        self.wan.as_ref().and_then(|wan| wan.region(REGION))
+    }
+
     /// Polls the API until the cluster's agent is connected and has sent a heartbeat.
     pub async fn wait_agent_connected(
         &self,
@@ -512,6 +560,24 @@ fn merge(target: &mut Value, patch: &Value) {
         }
         (target, patch) => *target = patch.clone(),
     }
+}
+
+/// The name of the region `StackOptions::wan_region` makes.
+const REGION: &str = "far";
+
+/// The loopback port of the API server a kubeconfig points at.
+fn api_server_port(kubeconfig: &Path) -> anyhow::Result<u16> {
+    let text = std::fs::read_to_string(kubeconfig)
+        .with_context(|| format!("read {}", kubeconfig.display()))?;
+    text.lines()
+        .find_map(|line| line.trim().strip_prefix("server:"))
+        .and_then(|url| {
+            url.trim()
+                .trim_matches('"')
+                .strip_prefix("https://127.0.0.1:")
+        })
+        .and_then(|port| port.parse().ok())
+        .with_context(|| format!("{} names no API server on 127.0.0.1", kubeconfig.display()))
 }
 
 /// `IMAGE_PREFIX=PATH` for `kube-cluster --run-image`: the agent's image runs as the workspace's `node-agent`.

@@ -344,7 +344,8 @@ async fn the_cli_logs_in_applies_deploys_and_says_what_went_wrong() {
         "{found}"
     );
     let mut tail = cli.spawn(&["demos", "logs", "hello-cli", "-f", "-o", "json"]);
-    let first = tail.next_line().await;
+    // The demo's Kubernetes events (its ReplicaSet creating the pod...) are older than what its container wrote.
+    let first = tail.line_containing(r#""stream":"container""#).await;
     assert!(
         first.contains("INFO: serving"),
         "stored lines come first: {first}"

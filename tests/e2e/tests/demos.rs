@@ -629,10 +629,11 @@ async fn write_pod_log(stack: &Stack, namespace: &str, pod: &str, lines: &str) {
         .unwrap();
 }
 
+/// The demo's container lines (its Kubernetes events are checked apart).
 async fn demo_logs(stack: &Stack, id: &str, query: &str) -> Value {
     stack
         .api
-        .get(&format!("/demos/{id}/logs?{query}"))
+        .get(&format!("/demos/{id}/logs?stream=container&{query}"))
         .await
         .unwrap()
 }
@@ -700,7 +701,7 @@ async fn demo_pod_logs_reach_clickhouse_tagged_and_come_back_filtered_paged_and_
     assert_eq!(line["container"], "demo");
     let stored = stack
         .clickhouse_query(&format!(
-            "SELECT level, region, namespace, container FROM {{db}}.demo_logs WHERE demo_id = '{id}' ORDER BY ts_nanos FORMAT TSV"
+            "SELECT level, region, namespace, container FROM {{db}}.demo_logs WHERE demo_id = '{id}' AND stream = 'container' ORDER BY ts_nanos FORMAT TSV"
         ))
         .unwrap();
     assert_eq!(
@@ -716,6 +717,21 @@ async fn demo_pod_logs_reach_clickhouse_tagged_and_come_back_filtered_paged_and_
             .lines()
             .all(|l| l.ends_with("logs-region\tdemo-chatty\tdemo")),
         "{stored}"
+    );
+    // The demo's Kubernetes events are its lines too: the real scheduler placing its pod.
+    let events = stack
+        .api
+        .get(&format!("/demos/{id}/logs?stream=event"))
+        .await
+        .unwrap();
+    assert!(
+        events["lines"].as_array().unwrap().iter().any(|event| {
+            event["pod"] == format!("Pod/{pod}")
+                && event["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("Scheduled: "))
+        }),
+        "{events}"
     );
 
     // Filters: level (and above), text, time range.
@@ -754,7 +770,7 @@ async fn demo_pod_logs_reach_clickhouse_tagged_and_come_back_filtered_paged_and_
     assert_eq!(messages(&all)[4], "after restart");
     let count = stack
         .clickhouse_query(&format!(
-            "SELECT count() FROM {{db}}.demo_logs WHERE demo_id = '{id}'"
+            "SELECT count() FROM {{db}}.demo_logs WHERE demo_id = '{id}' AND stream = 'container'"
         ))
         .unwrap();
     assert_eq!(count.trim(), "5", "no line stored twice");
@@ -769,7 +785,7 @@ async fn demo_pod_logs_reach_clickhouse_tagged_and_come_back_filtered_paged_and_
     use futures::StreamExt;
     let response = reqwest::Client::new()
         .get(format!(
-            "{}/demos/{id}/logs?follow=true&level=info",
+            "{}/demos/{id}/logs?follow=true&level=info&stream=container",
             stack.api.base()
         ))
         .bearer_auth(&stack.admin_token)

@@ -76,7 +76,7 @@ fn stored(stack: &Stack, demo_id: &str) -> (u64, u64, u64) {
     let row = stack
         .clickhouse_query(&format!(
             "SELECT count(), uniqExact(cluster_id, pod_uid, container, seq), uniqExact(message) \
-             FROM {{db}}.demo_logs WHERE demo_id = '{demo_id}' FORMAT TSV"
+             FROM {{db}}.demo_logs WHERE demo_id = '{demo_id}' AND stream = 'container' FORMAT TSV"
         ))
         .unwrap();
     let numbers: Vec<u64> = row.split_whitespace().map(|n| n.parse().unwrap()).collect();
@@ -160,7 +160,8 @@ impl Load {
         // Sequence numbers run 0..written with no hole: nothing was renumbered after a restart.
         let range = stack
             .clickhouse_query(&format!(
-                "SELECT min(seq), max(seq), uniqExact(pod_uid) FROM {{db}}.demo_logs WHERE demo_id = '{demo_id}' FORMAT TSV"
+                "SELECT min(seq), max(seq), uniqExact(pod_uid) FROM {{db}}.demo_logs \
+                 WHERE demo_id = '{demo_id}' AND stream = 'container' FORMAT TSV"
             ))
             .unwrap();
         assert_eq!(range.trim(), format!("0\t{}\t1", written - 1), "{range}");
@@ -270,7 +271,7 @@ async fn every_line_arrives_once_through_a_clickhouse_outage_and_an_agent_kill()
         };
         let page: Value = stack
             .api
-            .get(&format!("/demos/{demo_id}/logs?{query}"))
+            .get(&format!("/demos/{demo_id}/logs?stream=container&{query}"))
             .await
             .unwrap();
         for line in page["lines"].as_array().unwrap() {

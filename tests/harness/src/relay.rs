@@ -34,7 +34,12 @@ pub struct Relay {
 impl Relay {
     /// Listens on a free loopback port and relays every connection to `target`.
     pub fn start(target: SocketAddr) -> io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+        Self::start_on(TcpListener::bind("127.0.0.1:0")?, target)
+    }
+
+    /// Relays every connection `listener` accepts to `target`. The listener may belong to another network
+    /// namespace than the connections to `target` (see `Region::local_port`).
+    pub fn start_on(listener: TcpListener, target: SocketAddr) -> io::Result<Self> {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::default());
         let accepting = shared.clone();

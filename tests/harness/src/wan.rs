@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, TcpListener};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
@@ -26,6 +26,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
+
+use crate::Relay;
 
 /// The region's end of its link, inside its own namespace.
 const REGION_INTERFACE: &str = "wan0";
@@ -262,6 +264,18 @@ impl Region {
         command
     }
 
+    /// Makes the host's loopback port `port` reachable inside the region at `127.0.0.1:port` without crossing
+    /// the emulated link: what a region's own services, run on the host by the test (its cluster's API server),
+    /// are to processes in the region. Lives as long as the returned relay.
+    pub fn local_port(&self, port: u16) -> anyhow::Result<Relay> {
+        let listener = in_namespace(self.namespace(), move || {
+            TcpListener::bind((Ipv4Addr::LOCALHOST, port))
+        })
+        .with_context(|| format!("listen on 127.0.0.1:{port} in region {}", self.name))?;
+        Relay::start_on(listener, (Ipv4Addr::LOCALHOST, port).into())
+            .with_context(|| format!("relay 127.0.0.1:{port} into region {}", self.name))
+    }
+
     pub fn stats(&self) -> LinkStats {
         let [to_region, to_host] = &self.link.counts;
         LinkStats {
@@ -335,24 +349,32 @@ fn open_host_tun() -> anyhow::Result<(u8, File)> {
     bail!("all 256 WAN links of this host (interfaces efwan0 to efwan255) are in use")
 }
 
-/// Creates the TUN device `interface` inside `namespace`. A TUN device lives in the namespace of the
-/// thread that opened `/dev/net/tun`, so a short-lived thread enters the namespace and opens it; the
-/// file works from any thread afterwards, and the caller's thread stays in the host namespace.
+/// Creates the TUN device `interface` inside `namespace`.
 fn open_tun_in_namespace(namespace: &str, interface: &str) -> anyhow::Result<File> {
-    let path = format!("/var/run/netns/{namespace}");
     let interface = interface.to_owned();
-    let opener = thread::spawn(move || -> io::Result<File> {
+    in_namespace(namespace, move || open_tun(&interface))
+        .with_context(|| format!("create TUN device {REGION_INTERFACE} in namespace {namespace}"))
+}
+
+/// Runs `create` inside `namespace` and returns what it made. TUN devices and sockets belong to the namespace
+/// of the thread that created them, so a short-lived thread enters the namespace and creates it; the file or
+/// socket works from any thread afterwards, and the caller's thread stays in the host namespace.
+fn in_namespace<T: Send + 'static>(
+    namespace: &str,
+    create: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let path = format!("/var/run/netns/{namespace}");
+    let creator = thread::spawn(move || -> io::Result<T> {
         let namespace = File::open(&path)?;
         // SAFETY: setns only reads the file descriptor, which is open.
         if unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        open_tun(&interface)
+        create()
     });
-    opener
+    Ok(creator
         .join()
-        .map_err(|_| anyhow::anyhow!("the thread creating the TUN device panicked"))?
-        .with_context(|| format!("create TUN device {REGION_INTERFACE} in namespace {namespace}"))
+        .map_err(|_| anyhow::anyhow!("a thread working in namespace {namespace} panicked"))??)
 }
 
 /// A non-blocking TUN device without packet information (each read or write is one bare IP packet),

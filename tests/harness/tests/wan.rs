@@ -189,6 +189,42 @@ fn is_gone(pid: u32) -> bool {
 const LATENCY: Duration = Duration::from_millis(50);
 
 #[test]
+fn a_local_port_reaches_the_host_from_the_region_without_crossing_the_link() -> anyhow::Result<()> {
+    let mut wan = Wan::new()?;
+    let region = wan.add_region(
+        "local",
+        LinkProfile {
+            latency: LATENCY,
+            ..LinkProfile::lan()
+        },
+    )?;
+    let server = echo_server(Ipv4Addr::LOCALHOST)?;
+    let _local = region.local_port(server.port())?;
+    let before = region.stats();
+    let line = client(region, server, &["rtt"])?;
+    let median: f64 = line
+        .strip_prefix("median_ms ")
+        .and_then(|ms| ms.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("unexpected client output {line:?}"))?;
+    assert!(
+        median < 20.0,
+        "a local service answers at once: {median} ms"
+    );
+    assert_eq!(
+        region.stats().since(&before),
+        harness::LinkStats::default(),
+        "nothing went over the link"
+    );
+    // Partitioned from the host, the region keeps its local services.
+    region.partition();
+    assert_eq!(
+        client(region, server, &["connect", "2"])?,
+        "connected echo hello"
+    );
+    Ok(())
+}
+
+#[test]
 fn a_link_delays_drops_and_partitions_tcp_and_its_wan_leaves_nothing_behind() -> anyhow::Result<()>
 {
     let mut wan = Wan::new()?;

@@ -231,6 +231,7 @@ export const TEXT = {
   'clusters.k8sReachable': ['Kubernetes API reachable', 'Kubernetes API 可达'],
   'clusters.k8sError': ['Kubernetes error', 'Kubernetes 错误'],
   'clusters.sessions': ['Agent sessions', '代理会话'],
+  'clusters.offlineSince': ['Offline since', '离线起始'],
   'clusters.logs': ['Log collection', '日志采集'],
   'clusters.logsHint': ['Demo namespaces and pods or namespaces labelled edgefleet.io/logs=enabled are always collected, with their Kubernetes events and the agent\'s own log.', '演示应用的命名空间，以及带 edgefleet.io/logs=enabled 标签的 Pod 或命名空间，总会采集，连同其 Kubernetes 事件和代理自身的日志。'],
   'clusters.logsChosen': ['Also collected', '另外采集'],

@@ -135,6 +135,7 @@ export async function pageCluster(ctx, page, [id]) {
       card(t('clusters.agent'), props([
         [t('common.status'), agentBadge(a)],
         [t('clusters.heartbeat'), a.last_heartbeat_at ? timeEl(a.last_heartbeat_at) : null],
+        a.offline_since ? [t('clusters.offlineSince'), h('span', { class: 'text-bad', 'data-testid': 'cluster-offline-since' }, timeEl(a.offline_since))] : null,
         [t('clusters.agentVersion'), a.version],
         [t('clusters.k8sVersion'), a.kubernetes_version],
         [t('clusters.nodes'), a.node_count != null ? String(a.node_count) : null],
