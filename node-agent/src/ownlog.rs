@@ -232,7 +232,7 @@ mod tests {
         let second = received.recv().await.unwrap();
         assert_eq!(
             (second.message.as_str(), second.seq),
-            ("logs_dropped fields=lines=3 target=task_log", 1)
+            (r#"logs_dropped fields="lines=3" target=task_log"#, 1)
         );
         let third = received.recv().await.unwrap();
         assert_eq!(
