@@ -73,7 +73,7 @@ pub use clickhouse::{ClickHouse, clickhouse};
 pub use kube::KubeCluster;
 pub use ports::free_port;
 pub use postgres::{Postgres, postgres};
-pub use process::{LinePattern, Process};
+pub use process::{LinePattern, Process, process_is_gone};
 pub use relay::Relay;
 pub use run_dir::test_dir;
 pub use s3::{S3, s3};

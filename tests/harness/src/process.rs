@@ -370,3 +370,14 @@ impl From<&Regex> for LinePattern {
         LinePattern::Regex(regex.clone())
     }
 }
+
+/// True once `pid` is gone or a zombie (the reaper of orphans may take a moment): for tests that check a process
+/// was cleaned up.
+pub fn process_is_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z')),
+    }
+}

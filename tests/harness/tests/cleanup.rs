@@ -12,16 +12,6 @@ use regex::Regex;
 
 const CHILD_MODE: &str = "HARNESS_CLEANUP_TEST_CHILD";
 
-/// True once `pid` is gone or a zombie (the reaper of orphans may take a moment).
-fn is_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z')),
-    }
-}
-
 fn child_test(test_name: &str, mode: &str) -> anyhow::Result<harness::Process> {
     let mut command = Command::new(std::env::current_exe()?);
     command
@@ -60,7 +50,12 @@ async fn kill_9_of_the_test_process_stops_everything_and_removes_the_run_dir() -
 {
     let mut child = child_test("child_starts_everything_then_idles", "idle")?;
     let report = child_report(&mut child).await?;
-    assert!(report.pids.iter().all(|&pid| !is_gone(pid)));
+    assert!(
+        report
+            .pids
+            .iter()
+            .all(|&pid| !harness::process_is_gone(pid))
+    );
     assert!(report.run_dir.join("postgres/data").is_dir());
 
     child.kill_9()?;
@@ -68,7 +63,7 @@ async fn kill_9_of_the_test_process_stops_everything_and_removes_the_run_dir() -
         "servers and processes to die with the test process",
         Duration::from_secs(10),
         Duration::from_millis(20),
-        || async { report.pids.iter().all(|&pid| is_gone(pid)) },
+        || async { report.pids.iter().all(|&pid| harness::process_is_gone(pid)) },
     )
     .await?;
     harness::wait_until(
@@ -93,7 +88,7 @@ async fn after_a_panic_the_logs_stay_and_the_data_goes() -> anyhow::Result<()> {
         "servers and processes to die with the test process",
         Duration::from_secs(10),
         Duration::from_millis(20),
-        || async { report.pids.iter().all(|&pid| is_gone(pid)) },
+        || async { report.pids.iter().all(|&pid| harness::process_is_gone(pid)) },
     )
     .await?;
     harness::wait_until(

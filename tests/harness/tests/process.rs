@@ -13,16 +13,6 @@ fn shell(script: &str) -> Command {
     command
 }
 
-/// True once `pid` is gone or a zombie (the reaper of orphans may take a moment).
-fn is_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z')),
-    }
-}
-
 #[tokio::test]
 async fn output_is_captured_in_memory_and_in_a_log_file() -> anyhow::Result<()> {
     let mut process = harness::Process::spawn(
@@ -116,15 +106,18 @@ async fn dropping_a_process_kills_it_and_its_children() -> anyhow::Result<()> {
         .await?;
     let child: u32 = line.trim_start_matches("child ").parse()?;
     let parent = process.pid();
-    assert!(!is_gone(parent) && !is_gone(child));
+    assert!(!harness::process_is_gone(parent) && !harness::process_is_gone(child));
 
     drop(process);
-    assert!(is_gone(parent), "the process is killed and reaped on drop");
+    assert!(
+        harness::process_is_gone(parent),
+        "the process is killed and reaped on drop"
+    );
     harness::wait_until(
         "the background child to die with its process group",
         Duration::from_secs(5),
         Duration::from_millis(20),
-        || async { is_gone(child) },
+        || async { harness::process_is_gone(child) },
     )
     .await?;
     Ok(())

@@ -176,16 +176,6 @@ fn interface_index(interface: &str) -> Option<String> {
         .map(|index| index.trim().to_owned())
 }
 
-/// True once `pid` is gone or a zombie.
-fn is_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z')),
-    }
-}
-
 const LATENCY: Duration = Duration::from_millis(50);
 
 #[test]
@@ -341,7 +331,7 @@ async fn kill_9_of_the_test_process_removes_its_regions() -> anyhow::Result<()> 
     let (namespace, interface, interface_index_before) = (&captures[1], &captures[2], &captures[3]);
     let sleeper: u32 = captures[4].parse()?;
     assert!(namespace_exists(namespace));
-    assert!(!is_gone(sleeper));
+    assert!(!harness::process_is_gone(sleeper));
 
     child.kill_9()?;
     harness::wait_until(
@@ -351,7 +341,7 @@ async fn kill_9_of_the_test_process_removes_its_regions() -> anyhow::Result<()> 
         || async {
             !namespace_exists(namespace)
                 && interface_index(interface).as_deref() != Some(interface_index_before)
-                && is_gone(sleeper)
+                && harness::process_is_gone(sleeper)
         },
     )
     .await?;
