@@ -167,6 +167,7 @@ pub async fn start(
         AgentSettings {
             certificate_ttl: Duration::from_secs(config.agents.certificate_ttl_seconds),
             renewal_overlap: Duration::from_secs(config.agents.renewal_overlap_seconds),
+            recovery_grace: Duration::from_secs(config.agents.recovery_grace_seconds),
             heartbeat_interval: Duration::from_secs(u64::from(
                 config.agents.heartbeat_interval_seconds,
             )),

@@ -236,6 +236,9 @@ pub struct AgentConfig {
     pub bootstrap_token_ttl_seconds: u64,
     /// How long a certificate stays valid after the agent renewed it, for streams still open with it.
     pub renewal_overlap_seconds: u64,
+    /// How long after its certificate expired an agent may still get a new one by proving it holds the expired
+    /// certificate's key (`Recover`), instead of needing a new bootstrap token; 0 turns recovery off.
+    pub recovery_grace_seconds: u64,
     /// Container image of the agent, used in install manifests.
     pub image: String,
 }
@@ -247,6 +250,7 @@ impl Default for AgentConfig {
             certificate_ttl_seconds: 24 * 3600,
             bootstrap_token_ttl_seconds: 3600,
             renewal_overlap_seconds: 300,
+            recovery_grace_seconds: 30 * 24 * 3600,
             image: format!("ghcr.io/edgefleet/node-agent:{}", env!("CARGO_PKG_VERSION")),
         }
     }

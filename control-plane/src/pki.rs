@@ -1,14 +1,19 @@
 //! The agent certificate authority: created once, stored sealed in PostgreSQL, signs agent CSRs and the
 //! agent service's own TLS certificate.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData,
+    SanType, SerialNumber,
 };
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
 use time::OffsetDateTime;
 use uuid::Uuid;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -34,6 +39,10 @@ pub enum PkiError {
     InvalidCsr(String),
     #[error("client certificate is not an agent certificate: {0}")]
     NotAnAgentCertificate(String),
+    #[error("the certificate cannot be recovered: {0}")]
+    NotRecoverable(String),
+    #[error("the CA certificate cannot verify agent certificates: {0}")]
+    CaUnusable(String),
     #[error("cannot generate or sign a certificate: {0}")]
     Rcgen(#[from] rcgen::Error),
     #[error(transparent)]
@@ -62,6 +71,8 @@ pub struct AgentIdentity {
 pub struct AgentCa {
     issuer: Issuer<'static, KeyPair>,
     ca_pem: String,
+    /// Checks agent certificates outside a TLS handshake (recovery of an expired one), as the handshake would.
+    verifier: Arc<dyn ClientCertVerifier>,
 }
 
 impl AgentCa {
@@ -95,10 +106,26 @@ impl AgentCa {
         let key_pem = std::str::from_utf8(&key_pem)
             .map_err(|_| PkiError::InvalidCsr("stored CA key is not UTF-8".into()))?;
         let key = KeyPair::from_pem(key_pem)?;
+        Self::with_key(ca_pem, key)
+    }
+
+    fn with_key(ca_pem: &str, key: KeyPair) -> Result<Self, PkiError> {
         let issuer = Issuer::from_ca_cert_pem(ca_pem, key)?;
+        let unusable = |reason: String| PkiError::CaUnusable(reason);
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from(first_certificate_der(ca_pem)?))
+            .map_err(|e| unusable(e.to_string()))?;
+        let verifier = WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .map_err(|e| unusable(e.to_string()))?;
         Ok(Self {
             issuer,
             ca_pem: ca_pem.to_string(),
+            verifier,
         })
     }
 
@@ -169,6 +196,68 @@ impl AgentCa {
             not_after: to_chrono(params.not_after),
         })
     }
+}
+
+impl AgentCa {
+    /// Checks an expired agent certificate presented for recovery together with the CSR that is to replace it:
+    /// the certificate was issued by this CA (verified as of the last second of its validity, as a TLS handshake
+    /// then would have), it expired no longer than `grace` before `now`, and the CSR, whose self-signature proves
+    /// possession of its key, is for the certificate's own key. Returns the certificate's identity; whether it
+    /// was revoked is for the caller to ask the store.
+    pub fn recoverable_identity(
+        &self,
+        certificate_pem: &str,
+        csr_pem: &str,
+        grace: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<AgentIdentity, PkiError> {
+        if grace.is_zero() {
+            return Err(PkiError::NotRecoverable(
+                "recovery is turned off on this control plane (agents.recovery_grace_seconds is 0)"
+                    .into(),
+            ));
+        }
+        let der = first_certificate_der(certificate_pem)?;
+        let identity = agent_identity(&der)?;
+        let last_valid_second = u64::try_from(identity.not_after.timestamp() - 1).unwrap_or(0);
+        self.verifier
+            .verify_client_cert(
+                &CertificateDer::from(der.as_slice()),
+                &[],
+                UnixTime::since_unix_epoch(Duration::from_secs(last_valid_second)),
+            )
+            .map_err(|e| {
+                PkiError::NotRecoverable(format!(
+                    "not an agent certificate of this control plane: {e}"
+                ))
+            })?;
+        let grace_chrono = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+        if now > identity.not_after + grace_chrono {
+            return Err(PkiError::NotRecoverable(format!(
+                "it expired at {}, more than the grace period of {} s ago; the agent needs a new bootstrap token",
+                identity.not_after.to_rfc3339(),
+                grace.as_secs()
+            )));
+        }
+        let requested = parse_csr(csr_pem)?;
+        let (_, cert) = X509Certificate::from_der(&der)
+            .map_err(|e| PkiError::NotAnAgentCertificate(format!("unparsable: {e}")))?;
+        if cert.public_key().subject_public_key.data.as_ref() != requested.public_key.der_bytes() {
+            return Err(PkiError::NotRecoverable(
+                "the CSR is not for the expired certificate's key".into(),
+            ));
+        }
+        Ok(identity)
+    }
+}
+
+/// The DER of the first certificate in a PEM text.
+fn first_certificate_der(pem: &str) -> Result<Vec<u8>, PkiError> {
+    x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes())
+        .filter_map(Result::ok)
+        .find(|block| block.label == "CERTIFICATE")
+        .map(|block| block.contents)
+        .ok_or_else(|| PkiError::NotAnAgentCertificate("no PEM CERTIFICATE block".into()))
 }
 
 /// Parses a CSR and verifies its self-signature (proof that the caller holds the private key).
@@ -246,11 +335,62 @@ mod tests {
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
         let cert = params.self_signed(&key).unwrap();
-        let ca_pem = cert.pem();
-        AgentCa {
-            issuer: Issuer::from_ca_cert_pem(&ca_pem, key).unwrap(),
-            ca_pem,
-        }
+        AgentCa::with_key(&cert.pem(), key).unwrap()
+    }
+
+    #[test]
+    fn an_expired_certificate_is_recovered_only_with_its_key_within_the_grace_period() {
+        const HOUR: Duration = Duration::from_secs(3600);
+        let ca = test_ca();
+        let key = KeyPair::generate().unwrap();
+        let csr_for = |key: &KeyPair| {
+            CertificateParams::new(Vec::<String>::new())
+                .unwrap()
+                .serialize_request(key)
+                .unwrap()
+                .pem()
+                .unwrap()
+        };
+        let cluster = Uuid::new_v4();
+        let issued = ca.sign_agent_csr(&csr_for(&key), cluster, HOUR).unwrap();
+        let an_hour_after_expiry = issued.not_after + chrono::Duration::hours(1);
+
+        let identity = ca
+            .recoverable_identity(&issued.pem, &csr_for(&key), 2 * HOUR, an_hour_after_expiry)
+            .unwrap();
+        assert_eq!(
+            (identity.cluster_id, identity.serial),
+            (cluster, issued.serial.clone())
+        );
+
+        let refusal = |result: Result<AgentIdentity, PkiError>| match result {
+            Err(PkiError::NotRecoverable(reason)) => reason,
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        let late =
+            ca.recoverable_identity(&issued.pem, &csr_for(&key), HOUR / 2, an_hour_after_expiry);
+        assert!(refusal(late).contains("more than the grace period"));
+        let other_key = KeyPair::generate().unwrap();
+        let stolen = ca.recoverable_identity(
+            &issued.pem,
+            &csr_for(&other_key),
+            2 * HOUR,
+            an_hour_after_expiry,
+        );
+        assert!(refusal(stolen).contains("not for the expired certificate's key"));
+        let foreign = test_ca()
+            .sign_agent_csr(&csr_for(&key), cluster, HOUR)
+            .unwrap();
+        let forged =
+            ca.recoverable_identity(&foreign.pem, &csr_for(&key), 2 * HOUR, an_hour_after_expiry);
+        assert!(refusal(forged).contains("not an agent certificate of this control plane"));
+        let off = ca.recoverable_identity(
+            &issued.pem,
+            &csr_for(&key),
+            Duration::ZERO,
+            an_hour_after_expiry,
+        );
+        assert!(refusal(off).contains("turned off"));
     }
 
     #[test]

@@ -288,6 +288,12 @@ async fn an_expired_lease_is_redelivered_and_the_old_holders_report_is_dropped()
     let [(_, old_lease, 1)] = q.lease(1, Duration::from_millis(300)).await[..] else {
         panic!("first attempt leased")
     };
+    assert!(
+        q.store
+            .mark_running(q.cluster_id, id, old_lease)
+            .await
+            .unwrap()
+    );
     q.expire(id).await;
     assert_eq!(q.state(id).await, TaskState::Pending);
     let [(_, new_lease, 2)] = q.lease(1, Duration::from_secs(60)).await[..] else {
@@ -311,7 +317,15 @@ async fn an_expired_lease_is_redelivered_and_the_old_holders_report_is_dropped()
 async fn an_expired_lease_with_no_attempts_left_fails_the_task_saying_why() {
     let q = queue("queue_expiry_final").await;
     let id = q.insert(apply("a"), 1).await;
-    assert_eq!(q.lease(1, Duration::from_millis(300)).await.len(), 1);
+    let [(_, lease_id, 1)] = q.lease(1, Duration::from_millis(300)).await[..] else {
+        panic!("leased")
+    };
+    assert!(
+        q.store
+            .mark_running(q.cluster_id, id, lease_id)
+            .await
+            .unwrap()
+    );
     q.expire(id).await;
     let task = q.store.task(id).await.unwrap();
     assert_eq!(task.state, TaskState::Failed);
@@ -321,6 +335,40 @@ async fn an_expired_lease_with_no_attempts_left_fails_the_task_saying_why() {
     );
     assert!(task.finished_at.is_some());
     assert!(q.lease(1, Duration::from_secs(60)).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_delivery_never_acknowledged_is_redelivered_without_using_up_an_attempt() {
+    let q = queue("queue_unacknowledged").await;
+    let id = q.insert(apply("a"), 1).await;
+    for _ in 0..3 {
+        let [(_, _, 1)] = q.lease(1, Duration::from_millis(300)).await[..] else {
+            panic!("delivered again as attempt 1")
+        };
+        q.expire(id).await;
+        assert_eq!(q.state(id).await, TaskState::Pending);
+    }
+    assert_eq!(q.store.task(id).await.unwrap().attempts, 0);
+    let events = q.store.task_events(id).await.unwrap();
+    assert!(
+        events.iter().any(|event| event
+            .message
+            .contains("was not acknowledged within the lease")),
+        "{events:?}"
+    );
+    let [(_, lease_id, 1)] = q.lease(1, Duration::from_secs(60)).await[..] else {
+        panic!("leased once more")
+    };
+    assert!(
+        q.store
+            .mark_running(q.cluster_id, id, lease_id)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        q.complete(id, lease_id, true, false).await,
+        Some(TaskState::Succeeded)
+    );
 }
 
 #[tokio::test]

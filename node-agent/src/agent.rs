@@ -124,8 +124,9 @@ fn report_recovered(what: &str, recovered: &Recovered) {
     }
 }
 
-/// Uses the stored credentials while their certificate is valid; otherwise bootstraps with the token. Transient
-/// failures (store or control plane unreachable) are retried with backoff; the rest stop the agent.
+/// Uses the stored credentials while their certificate is valid; recovers an expired one with its key; otherwise
+/// bootstraps with the token. Transient failures (store or control plane unreachable) are retried with backoff;
+/// the rest stop the agent.
 async fn ensure_credentials(
     settings: &Settings,
     store: &CredentialStore,
@@ -153,8 +154,30 @@ async fn load_or_bootstrap(
     settings: &Settings,
     store: &CredentialStore,
 ) -> Result<Credentials, EnrolError> {
+    let now = Utc::now();
     match store.load().await {
-        Ok(Some(stored)) if stored.is_valid_at(Utc::now()) => return Ok(stored),
+        Ok(Some(stored)) if stored.is_valid_at(now) => return Ok(stored),
+        Ok(Some(stored)) if stored.not_after() <= now => {
+            info!(
+                cluster = stored.cluster_id(),
+                not_after = %stored.not_after(),
+                "stored certificate has expired; recovering it with its key"
+            );
+            match identity::recover(&settings.control_plane, &stored).await {
+                Ok(recovered) => {
+                    info!(not_after = %recovered.not_after(), "certificate recovered");
+                    // The key is unchanged, so a restart before the next save can recover again.
+                    if let Err(err) = store.save(&recovered).await {
+                        error!(error = %err, "could not store the recovered credentials");
+                    }
+                    return Ok(recovered);
+                }
+                Err(err) if err.is_retryable() => return Err(err),
+                Err(err) => {
+                    warn!(error = %err, "the expired certificate was not recovered; bootstrapping")
+                }
+            }
+        }
         Ok(Some(stored)) => info!(
             cluster = stored.cluster_id(),
             not_after = %stored.not_after(),

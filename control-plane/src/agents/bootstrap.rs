@@ -1,6 +1,9 @@
-//! `Bootstrap` (one-time token + CSR -> client certificate) and `Renew` (certificate -> new certificate).
+//! `Bootstrap` (one-time token + CSR -> client certificate), `Renew` (certificate -> new certificate) and
+//! `Recover` (expired certificate + CSR for its key -> new certificate).
 
-use agent_protocol::{BootstrapRequest, BootstrapResponse, RenewRequest, RenewResponse};
+use agent_protocol::{
+    BootstrapRequest, BootstrapResponse, RecoverRequest, RenewRequest, RenewResponse,
+};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -8,7 +11,7 @@ use super::AgentGrpc;
 use super::identity::internal;
 use crate::crypto::{BOOTSTRAP_TOKEN_PREFIX, sha256_hex};
 use crate::pki::{IssuedCertificate, PkiError};
-use crate::store::{BootstrapRedemption, NewCertificate};
+use crate::store::{BootstrapRedemption, Issuance, NewCertificate};
 
 pub(super) async fn bootstrap(
     service: &AgentGrpc,
@@ -58,7 +61,7 @@ pub(super) async fn bootstrap(
             return Err(status);
         }
     };
-    let issued = issue(service, &request.csr_pem, cluster_id, None).await?;
+    let issued = issue(service, &request.csr_pem, cluster_id, Issuance::Bootstrap).await?;
     tracing::info!(%cluster_id, serial = %issued.serial, agent_version = %request.agent_version, "agent bootstrapped");
     Ok(Response::new(BootstrapResponse {
         certificate_pem: issued.pem,
@@ -76,13 +79,11 @@ pub(super) async fn renew(
     let identity = service.authenticate(&request).await?;
     let request = request.into_inner();
     crate::pki::check_csr(&request.csr_pem).map_err(csr_status)?;
-    let issued = issue(
-        service,
-        &request.csr_pem,
-        identity.cluster_id,
-        Some(&identity.serial),
-    )
-    .await?;
+    let renewal = Issuance::Renewal {
+        from: &identity.serial,
+        overlap: service.settings.renewal_overlap,
+    };
+    let issued = issue(service, &request.csr_pem, identity.cluster_id, renewal).await?;
     tracing::info!(cluster_id = %identity.cluster_id, serial = %issued.serial, previous = %identity.serial,
                    "agent certificate renewed; the previous one is revoked after the overlap");
     Ok(Response::new(RenewResponse {
@@ -92,12 +93,48 @@ pub(super) async fn renew(
     }))
 }
 
-/// Signs and records a certificate; `renewed_from` is the serial of the certificate a renewal replaces.
+pub(super) async fn recover(
+    service: &AgentGrpc,
+    request: Request<RecoverRequest>,
+) -> Result<Response<RenewResponse>, Status> {
+    let request = request.into_inner();
+    super::check_agent_version(&request.agent_version)?;
+    let identity = service
+        .ca
+        .recoverable_identity(
+            &request.expired_certificate_pem,
+            &request.csr_pem,
+            service.settings.recovery_grace,
+            chrono::Utc::now(),
+        )
+        .map_err(|error| {
+            service.metrics.reject("recovery_refused");
+            match error {
+                PkiError::InvalidCsr(_) => Status::invalid_argument(error.to_string()),
+                other => Status::permission_denied(other.to_string()),
+            }
+        })?;
+    service.check_standing(&identity).await?;
+    let recovery = Issuance::Recovery {
+        from: &identity.serial,
+    };
+    let issued = issue(service, &request.csr_pem, identity.cluster_id, recovery).await?;
+    tracing::warn!(cluster_id = %identity.cluster_id, serial = %issued.serial, expired = %identity.serial,
+                   expired_at = %identity.not_after, agent_version = %request.agent_version,
+                   "expired agent certificate recovered with its key; the expired one is revoked");
+    Ok(Response::new(RenewResponse {
+        certificate_pem: issued.pem,
+        not_after_unix: issued.not_after.timestamp(),
+        task_keys: Some(service.settings.task_keys.clone()),
+    }))
+}
+
+/// Signs and records a certificate.
 async fn issue(
     service: &AgentGrpc,
     csr_pem: &str,
     cluster_id: Uuid,
-    renewed_from: Option<&str>,
+    issuance: Issuance<'_>,
 ) -> Result<IssuedCertificate, Status> {
     let issued = service
         .ca
@@ -105,21 +142,12 @@ async fn issue(
         .map_err(csr_status)?;
     let record = NewCertificate {
         serial: &issued.serial,
-        via: if renewed_from.is_some() {
-            "renewal"
-        } else {
-            "bootstrap"
-        },
         not_before: issued.not_before,
         not_after: issued.not_after,
     };
     service
         .store
-        .record_certificate(
-            cluster_id,
-            &record,
-            renewed_from.map(|serial| (serial, service.settings.renewal_overlap)),
-        )
+        .record_certificate(cluster_id, &record, issuance)
         .await
         .map_err(|e| internal("recording the certificate", e))?;
     service.metrics.certificates_issued.inc();

@@ -24,6 +24,12 @@ impl AgentGrpc {
             self.metrics.reject("not_an_agent_certificate");
             Status::permission_denied(e.to_string())
         })?;
+        self.check_standing(&identity).await?;
+        Ok(identity)
+    }
+
+    /// Refuses a certificate that was revoked, not issued to its cluster, or whose cluster was deleted.
+    pub(super) async fn check_standing(&self, identity: &AgentIdentity) -> Result<(), Status> {
         let refusal = self
             .store
             .certificate_refusal(identity.cluster_id, &identity.serial)
@@ -33,7 +39,7 @@ impl AgentGrpc {
             self.metrics.reject("revoked");
             return Err(Status::permission_denied(reason));
         }
-        Ok(identity)
+        Ok(())
     }
 }
 

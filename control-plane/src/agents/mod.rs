@@ -1,4 +1,4 @@
-//! The agent gRPC service: bootstrap and renewal of agent certificates, and the long-lived task session.
+//! The agent gRPC service: bootstrap, renewal and recovery of agent certificates, and the long-lived task session.
 
 mod bootstrap;
 mod dispatch;
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use agent_protocol::agent_service_server::{AgentService, AgentServiceServer};
 use agent_protocol::{
-    AgentMessage, BootstrapRequest, BootstrapResponse, RenewRequest, RenewResponse,
+    AgentMessage, BootstrapRequest, BootstrapResponse, RecoverRequest, RenewRequest, RenewResponse,
 };
 use tonic::codec::CompressionEncoding;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
@@ -43,6 +43,8 @@ pub struct AgentSettings {
     pub certificate_ttl: Duration,
     /// How long a renewed certificate keeps working, for streams still open with it.
     pub renewal_overlap: Duration,
+    /// How long after expiry a certificate may still be recovered with its key; zero turns recovery off.
+    pub recovery_grace: Duration,
     pub heartbeat_interval: Duration,
     pub lease: Duration,
     /// How long a new stream may take to send its Hello.
@@ -121,6 +123,13 @@ impl AgentService for AgentGrpc {
         request: Request<RenewRequest>,
     ) -> Result<Response<RenewResponse>, Status> {
         bootstrap::renew(self, request).await
+    }
+
+    async fn recover(
+        &self,
+        request: Request<RecoverRequest>,
+    ) -> Result<Response<RenewResponse>, Status> {
+        bootstrap::recover(self, request).await
     }
 
     type SessionStream = session::ControlStream;

@@ -27,7 +27,7 @@ pub struct ErrorBody<'a> {
 #[derive(Serialize, ToSchema)]
 struct Inner<'a> {
     /// Stable machine-readable code: validation_failed, invalid_json, body_unreadable, unsupported_media_type,
-    /// unauthenticated, forbidden, csrf, rate_limited, not_found, conflict, internal.
+    /// unauthenticated, forbidden, csrf, rate_limited, not_found, conflict, database_unavailable, internal.
     code: &'a str,
     message: &'a str,
     /// For validation_failed: each field that is wrong, and why.
@@ -83,6 +83,16 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::NotFound { what, id } => Self::not_found(format!("{what} {id} not found")),
             StoreError::Conflict(message) => Self::new(StatusCode::CONFLICT, "conflict", message),
+            // PostgreSQL restarting or out of reach is the database's state, not a bug: say so, and that a
+            // retry may succeed, instead of a 500.
+            other if other.is_transient() => {
+                tracing::warn!(error = %other, "request failed: database unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database_unavailable",
+                    "the database is not reachable right now; retry shortly",
+                )
+            }
             other => Self::internal(other),
         }
     }

@@ -27,6 +27,14 @@ pub enum AttemptEnd {
     LeaseExpired,
 }
 
+/// What an expired lease does to a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseExpiry {
+    pub next: TaskState,
+    /// Whether the expired lease used up one of the task's attempts.
+    pub attempt_counts: bool,
+}
+
 impl TaskState {
     pub fn is_final(self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
@@ -78,6 +86,22 @@ impl TaskState {
             Ok(next)
         } else {
             Err(self.refuse(next))
+        }
+    }
+
+    /// Where an expired lease leaves the task. A delivery the runner never acknowledged (the task is still
+    /// `leased`) may never have arrived, which on a lossy link is common, so it is redelivered without using up
+    /// an attempt; once the runner said it started, the attempt counts.
+    pub fn expire_lease(self, attempts_left: bool) -> Result<LeaseExpiry, InvalidTransition> {
+        match self {
+            Self::Leased => Ok(LeaseExpiry {
+                next: Self::Pending,
+                attempt_counts: false,
+            }),
+            other => Ok(LeaseExpiry {
+                next: other.end_attempt(AttemptEnd::LeaseExpired, attempts_left)?,
+                attempt_counts: true,
+            }),
         }
     }
 
@@ -182,6 +206,35 @@ mod tests {
             TaskState::Leased.end_attempt(AttemptEnd::LeaseExpired, false),
             Ok(TaskState::Failed)
         );
+    }
+
+    #[test]
+    fn a_delivery_never_acknowledged_is_redelivered_without_using_up_attempts() {
+        for attempts_left in [true, false] {
+            assert_eq!(
+                TaskState::Leased.expire_lease(attempts_left),
+                Ok(LeaseExpiry {
+                    next: TaskState::Pending,
+                    attempt_counts: false
+                })
+            );
+        }
+        assert_eq!(
+            TaskState::Running.expire_lease(true),
+            Ok(LeaseExpiry {
+                next: TaskState::Pending,
+                attempt_counts: true
+            })
+        );
+        assert_eq!(
+            TaskState::Running.expire_lease(false),
+            Ok(LeaseExpiry {
+                next: TaskState::Failed,
+                attempt_counts: true
+            })
+        );
+        assert!(TaskState::Pending.expire_lease(true).is_err());
+        assert!(TaskState::Succeeded.expire_lease(true).is_err());
     }
 
     #[test]

@@ -20,10 +20,42 @@ pub struct AgentCertificateRow {
 /// A certificate just signed, to record.
 pub struct NewCertificate<'a> {
     pub serial: &'a str,
-    /// `bootstrap` or `renewal`.
-    pub via: &'a str,
     pub not_before: DateTime<Utc>,
     pub not_after: DateTime<Utc>,
+}
+
+/// How a certificate came to be issued, and which one it replaces.
+#[derive(Debug, Clone, Copy)]
+pub enum Issuance<'a> {
+    /// For a one-time bootstrap token.
+    Bootstrap,
+    /// For the holder of a valid certificate (serial `from`), which stays valid for `overlap` so that streams
+    /// still open with it keep working.
+    Renewal {
+        from: &'a str,
+        overlap: std::time::Duration,
+    },
+    /// For the holder of an expired certificate's key (serial `from`), which is revoked at once.
+    Recovery { from: &'a str },
+}
+
+impl<'a> Issuance<'a> {
+    fn via(self) -> &'static str {
+        match self {
+            Self::Bootstrap => "bootstrap",
+            Self::Renewal { .. } => "renewal",
+            Self::Recovery { .. } => "recovery",
+        }
+    }
+
+    /// The certificate replaced, and how long it stays valid.
+    fn replaces(self) -> Option<(&'a str, std::time::Duration)> {
+        match self {
+            Self::Bootstrap => None,
+            Self::Renewal { from, overlap } => Some((from, overlap)),
+            Self::Recovery { from } => Some((from, std::time::Duration::ZERO)),
+        }
+    }
 }
 
 impl Store {
@@ -50,17 +82,18 @@ impl Store {
         Ok(())
     }
 
-    /// Records a certificate. For a renewal (`renewed_from`), in the same transaction: the certificate it
-    /// replaces is revoked once `overlap` has passed, and any certificate renewed earlier from that same one
-    /// is revoked now, so a stolen certificate and its owner cannot both keep a lineage.
+    /// Records a certificate. When it replaces one (renewal, recovery), in the same transaction: the replaced
+    /// certificate is revoked once its overlap has passed, and any certificate issued earlier in place of that
+    /// same one is revoked now, so a stolen certificate and its owner cannot both keep a lineage.
     pub async fn record_certificate(
         &self,
         cluster_id: Uuid,
         issued: &NewCertificate<'_>,
-        renewed_from: Option<(&str, std::time::Duration)>,
+        issuance: Issuance<'_>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
-        if let Some((previous, overlap)) = renewed_from {
+        let replaces = issuance.replaces();
+        if let Some((previous, overlap)) = replaces {
             sqlx::query(
                 "UPDATE agent_certificates SET revoked_at = now()
                  WHERE renewed_from = $1 AND (revoked_at IS NULL OR revoked_at > now())",
@@ -84,10 +117,10 @@ impl Store {
         )
         .bind(issued.serial)
         .bind(cluster_id)
-        .bind(issued.via)
+        .bind(issuance.via())
         .bind(issued.not_before)
         .bind(issued.not_after)
-        .bind(renewed_from.map(|(previous, _)| previous))
+        .bind(replaces.map(|(previous, _)| previous))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

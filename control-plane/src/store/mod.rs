@@ -19,7 +19,7 @@ mod tokens;
 mod users;
 
 pub use audit::{AuditEntry, AuditFilter, NewAuditEntry};
-pub use certificates::{AgentCertificateRow, NewCertificate};
+pub use certificates::{AgentCertificateRow, Issuance, NewCertificate};
 pub use clouds::{CloudAccount, NewCloudAccount};
 pub use clusters::{AgentStatus, Cluster, Heartbeat, NewCluster};
 pub use demos::{Demo, DemoChange, DemoInsert, DemoStep, DemoVersion, NewDemo};
@@ -120,7 +120,9 @@ impl Store {
     ) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(std::time::Duration::from_secs(10))
+            // While PostgreSQL is down every request waits this long for a connection before it is answered
+            // 503; a short wait keeps the API responsive (and clients retrying) through a restart.
+            .acquire_timeout(std::time::Duration::from_secs(3))
             .connect(url)
             .await?;
         Ok(Self {

@@ -11,6 +11,8 @@ use super::{Store, StoreError};
 pub struct SessionRow {
     pub id: Uuid,
     pub cluster_id: Uuid,
+    /// The control-plane process (`instance_name`) that holds or held the stream.
+    pub instance: String,
     pub agent_version: String,
     pub peer_addr: Option<String>,
     pub connected_at: DateTime<Utc>,
@@ -91,7 +93,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<SessionRow>, StoreError> {
         Ok(sqlx::query_as::<_, SessionRow>(
-            "SELECT id, cluster_id, agent_version, peer_addr, connected_at, last_seen_at, disconnected_at
+            "SELECT id, cluster_id, instance, agent_version, peer_addr, connected_at, last_seen_at, disconnected_at
              FROM agent_sessions WHERE cluster_id = $1 ORDER BY connected_at DESC LIMIT $2",
         )
         .bind(cluster_id)

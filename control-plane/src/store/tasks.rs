@@ -13,7 +13,7 @@ use uuid::Uuid;
 use sqlx::AssertSqlSafe;
 
 use super::{Store, StoreError, channels};
-use crate::domain::task::AttemptEnd;
+use crate::domain::task::{AttemptEnd, LeaseExpiry};
 use crate::domain::taskspec::TaskSpec;
 use crate::domain::{ObjectOutcome, TaskKind, TaskState};
 
@@ -521,10 +521,21 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         for (task_id, cluster_id, state, attempts, attempts_left) in &expired {
-            let next = state
-                .end_attempt(AttemptEnd::LeaseExpired, *attempts_left)
+            let LeaseExpiry {
+                next,
+                attempt_counts,
+            } = state
+                .expire_lease(*attempts_left)
                 .expect("only leased tasks are selected");
-            let (error, message) = if next == TaskState::Pending {
+            let (error, message) = if !attempt_counts {
+                (
+                    None,
+                    format!(
+                        "delivery of attempt {attempts} was not acknowledged within the lease; \
+                         redelivered without using up an attempt"
+                    ),
+                )
+            } else if next == TaskState::Pending {
                 (
                     None,
                     format!(
@@ -544,6 +555,7 @@ impl Store {
             sqlx::query(
                 "UPDATE tasks SET state = $2, error = coalesce($3, error),
                      finished_at = CASE WHEN $4 THEN now() END,
+                     attempts = CASE WHEN $5 THEN attempts ELSE attempts - 1 END,
                      lease_id = NULL, lease_session_id = NULL, lease_expires_at = NULL, updated_at = now()
                  WHERE id = $1",
             )
@@ -551,6 +563,7 @@ impl Store {
             .bind(next)
             .bind(error)
             .bind(next.is_final())
+            .bind(attempt_counts)
             .execute(&mut *tx)
             .await?;
             add_event(&mut tx, *task_id, next.as_str(), &message).await?;

@@ -1,9 +1,10 @@
-//! Enrolment with the control plane: the one-time `Bootstrap` and the periodic `Renew` of the client certificate.
+//! Enrolment with the control plane: the one-time `Bootstrap`, the periodic `Renew` of the client certificate,
+//! and its `Recover` after it expired.
 
 use std::time::Duration;
 
 use agent_protocol::signing::PinnedKeys;
-use agent_protocol::{BootstrapRequest, RenewRequest};
+use agent_protocol::{BootstrapRequest, RecoverRequest, RenewRequest, RenewResponse};
 use chrono::Utc;
 use thiserror::Error;
 use tokio::sync::watch;
@@ -28,9 +29,11 @@ pub enum EnrolError {
     #[error("the control plane rejected the bootstrap token ({code:?}): {message}")]
     TokenRejected { code: tonic::Code, message: String },
     #[error(
-        "the control plane refused to renew the certificate of cluster {cluster_id} ({code:?}): {message}"
+        "the control plane refused to {action} the certificate of cluster {cluster_id} ({code:?}): {message}"
     )]
     RenewRejected {
+        /// `renew` or `recover`.
+        action: &'static str,
         cluster_id: String,
         code: tonic::Code,
         message: String,
@@ -152,8 +155,47 @@ pub async fn renew(
     )
     .await
     .map_err(|_| EnrolError::Timeout { call })?
-    .map_err(|status| match status.code() {
-        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => EnrolError::RenewRejected {
+    .map_err(|status| refusal("renew", current, call, &status))?
+    .into_inner();
+    replaced_credentials(call, current, request, response)
+}
+
+/// Gets a new certificate for the key of an expired one, over server-authenticated TLS (the expired certificate
+/// would fail a mutual handshake), trusting the CA stored at bootstrap. The control plane accepts it within its
+/// grace period, unless the certificate was revoked or the cluster deleted.
+pub async fn recover(
+    control_plane: &ControlPlane,
+    expired: &Credentials,
+) -> Result<Credentials, EnrolError> {
+    let request = KeyRequest::reusing(expired).map_err(EnrolError::KeyGeneration)?;
+    let mut client = transport::connect_pinned(control_plane, expired.ca_pem()).await?;
+    let call = "Recover";
+    let response = tokio::time::timeout(
+        RPC_TIMEOUT,
+        client.recover(RecoverRequest {
+            expired_certificate_pem: expired.cert_pem().to_owned(),
+            csr_pem: request.csr_pem().to_owned(),
+            agent_version: crate::AGENT_VERSION.to_owned(),
+        }),
+    )
+    .await
+    .map_err(|_| EnrolError::Timeout { call })?
+    .map_err(|status| refusal("recover", expired, call, &status))?
+    .into_inner();
+    replaced_credentials(call, expired, request, response)
+}
+
+fn refusal(
+    action: &'static str,
+    current: &Credentials,
+    call: &'static str,
+    status: &tonic::Status,
+) -> EnrolError {
+    match status.code() {
+        tonic::Code::Unauthenticated
+        | tonic::Code::PermissionDenied
+        | tonic::Code::InvalidArgument => EnrolError::RenewRejected {
+            action,
             cluster_id: current.cluster_id().to_owned(),
             code: status.code(),
             message: status.message().to_owned(),
@@ -163,10 +205,18 @@ pub async fn renew(
             code,
             message: status.message().to_owned(),
         },
-    })?
-    .into_inner();
+    }
+}
+
+/// The credentials a renewal or recovery returned, in place of `current`.
+fn replaced_credentials(
+    call: &'static str,
+    current: &Credentials,
+    request: KeyRequest,
+    response: RenewResponse,
+) -> Result<Credentials, EnrolError> {
     // A new key set is pinned only when a key this agent already trusts signed it; otherwise the certificate is
-    // still renewed and the pinned keys stay, so tasks signed with them keep running.
+    // still replaced and the pinned keys stay, so tasks signed with them keep running.
     let task_keys = match current.task_keys().update(response.task_keys.as_ref()) {
         Ok(updated) => {
             if &updated != current.task_keys() {
@@ -175,29 +225,30 @@ pub async fn renew(
             updated
         }
         Err(error) => {
-            error!(%error, pinned = ?current.task_keys(), "refused the task-signing keys sent with the renewed certificate");
+            error!(%error, pinned = ?current.task_keys(), "refused the task-signing keys sent with the new certificate");
             current.task_keys().clone()
         }
     };
-    let renewed = request
+    let replaced = request
         .into_credentials(
             response.certificate_pem,
             current.ca_pem().to_owned(),
             task_keys,
         )
         .map_err(|source| EnrolError::BadCertificate { call, source })?;
-    if renewed.cluster_id() != current.cluster_id() {
+    if replaced.cluster_id() != current.cluster_id() {
         return Err(EnrolError::ClusterMismatch {
             call,
             reported: current.cluster_id().to_owned(),
-            in_certificate: renewed.cluster_id().to_owned(),
+            in_certificate: replaced.cluster_id().to_owned(),
         });
     }
-    Ok(renewed)
+    Ok(replaced)
 }
 
-/// Checks the certificate at start and every `check_every`; when renewal is due, renews, stores the new
-/// credentials and publishes them (the session reconnects with them).
+/// Checks the certificate at start and every `check_every`; when renewal is due, renews (or, once the
+/// certificate has expired, as after a long partition, recovers it with its key), stores the new credentials and
+/// publishes them (the session reconnects with them).
 pub async fn renewal_loop(
     control_plane: ControlPlane,
     install_ca_pem: Option<String>,
@@ -215,8 +266,13 @@ pub async fn renewal_loop(
             continue;
         }
         let span = info_span!("renew_certificate", cluster = current.cluster_id(), not_after = %current.not_after());
+        let expired = !current.is_valid_at(now);
         let attempt = async {
-            let renewed = renew(&control_plane, &current, install_ca_pem.as_deref()).await?;
+            let renewed = if expired {
+                recover(&control_plane, &current).await?
+            } else {
+                renew(&control_plane, &current, install_ca_pem.as_deref()).await?
+            };
             // Store before use: if storing fails the old certificate stays in use and the next check retries.
             store.save(&renewed).await?;
             Ok::<_, EnrolError>(renewed)
@@ -226,12 +282,13 @@ pub async fn renewal_loop(
                 span.in_scope(|| info!(not_after = %renewed.not_after(), "client certificate renewed; reconnecting"));
                 credentials.send_replace(renewed);
             }
-            Err(err) if !current.is_valid_at(now) => span.in_scope(|| {
+            Err(err) if expired && !err.is_retryable() => span.in_scope(|| {
                 error!(
                     error = %err,
-                    "client certificate has expired and cannot be renewed; the agent needs a new bootstrap token"
+                    "client certificate has expired and the control plane refused to recover it; the agent needs a new bootstrap token"
                 )
             }),
+            Err(err) if expired => span.in_scope(|| warn!(error = %err, "expired client certificate not recovered yet; retrying at the next check")),
             Err(err) => span.in_scope(|| warn!(error = %err, "certificate renewal failed; retrying at the next check")),
         }
     }

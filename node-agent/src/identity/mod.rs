@@ -3,7 +3,7 @@
 mod enrol;
 mod store;
 
-pub use enrol::{EnrolError, bootstrap, renew, renewal_loop};
+pub use enrol::{EnrolError, bootstrap, recover, renew, renewal_loop};
 pub use store::{CredentialStore, StoreError};
 
 use std::fmt;
@@ -173,6 +173,17 @@ impl KeyRequest {
     pub fn generate(cluster_id: Option<&str>) -> Result<Self, IdentityError> {
         let key =
             KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(IdentityError::Generate)?;
+        Self::for_key(key, cluster_id)
+    }
+
+    /// A CSR for the key the agent already has, to recover its expired certificate: the CSR's signature proves
+    /// the agent holds the key the certificate was issued for.
+    pub fn reusing(credentials: &Credentials) -> Result<Self, IdentityError> {
+        let key = KeyPair::from_pem(credentials.key_pem()).map_err(IdentityError::InvalidKey)?;
+        Self::for_key(key, Some(credentials.cluster_id()))
+    }
+
+    fn for_key(key: KeyPair, cluster_id: Option<&str>) -> Result<Self, IdentityError> {
         let mut params =
             CertificateParams::new(Vec::<String>::new()).map_err(IdentityError::Generate)?;
         let mut subject = DistinguishedName::new();

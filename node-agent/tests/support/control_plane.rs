@@ -11,7 +11,8 @@ use agent_protocol::agent_message::Msg as Up;
 use agent_protocol::agent_service_server::{AgentService, AgentServiceServer};
 use agent_protocol::signing::{SigningKey, sign_key_set};
 use agent_protocol::{
-    AgentMessage, BootstrapRequest, BootstrapResponse, ControlMessage, RenewRequest, RenewResponse,
+    AgentMessage, BootstrapRequest, BootstrapResponse, ControlMessage, RecoverRequest,
+    RenewRequest, RenewResponse,
 };
 use node_agent::config::{ENV_BOOTSTRAP_TOKEN, ENV_CA_PEM, RunArgs, Settings};
 use rcgen::{
@@ -180,6 +181,16 @@ impl AgentService for Service {
             not_after_unix,
             task_keys: Some(task_keys),
         }))
+    }
+
+    /// Recovery is tested against the real control plane (tests/e2e); these tests never let a certificate expire.
+    async fn recover(
+        &self,
+        _request: Request<RecoverRequest>,
+    ) -> Result<Response<RenewResponse>, Status> {
+        Err(Status::unimplemented(
+            "the session tests' control plane does not recover certificates",
+        ))
     }
 
     type SessionStream = UnboundedReceiverStream<Result<ControlMessage, Status>>;

@@ -7,7 +7,8 @@ use agent_protocol::agent_message::Msg as Up;
 use agent_protocol::agent_service_client::AgentServiceClient;
 use agent_protocol::control_message::Msg as Down;
 use agent_protocol::{
-    AgentMessage, BootstrapRequest, BootstrapResponse, ControlMessage, Hello, Pong, RenewRequest,
+    AgentMessage, BootstrapRequest, BootstrapResponse, ControlMessage, Hello, Pong, RecoverRequest,
+    RenewRequest,
 };
 use anyhow::Context;
 use rcgen::{CertificateParams, KeyPair};
@@ -95,6 +96,37 @@ pub async fn renew(
     Ok(Credentials {
         cert_pem: response.certificate_pem,
         key_pem: key.serialize_pem(),
+        response: credentials.response.clone(),
+    })
+}
+
+/// Recovers the expired certificate of `credentials` over server-authenticated TLS, with a CSR signed by
+/// `key_pem` (the certificate's own key, unless the test plays a thief).
+pub async fn recover(
+    endpoint: &str,
+    ca_pem: &str,
+    credentials: &Credentials,
+    key_pem: &str,
+) -> Result<Credentials, tonic::Status> {
+    let channel = channel(endpoint, ca_pem, None)
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let key = KeyPair::from_pem(key_pem).map_err(|e| tonic::Status::internal(e.to_string()))?;
+    let csr_pem = CertificateParams::new(Vec::<String>::new())
+        .and_then(|params| params.serialize_request(&key))
+        .and_then(|csr| csr.pem())
+        .map_err(|e| tonic::Status::internal(e.to_string()))?;
+    let response = AgentServiceClient::new(channel)
+        .recover(RecoverRequest {
+            expired_certificate_pem: credentials.cert_pem.clone(),
+            csr_pem,
+            agent_version: "raw-agent".into(),
+        })
+        .await?
+        .into_inner();
+    Ok(Credentials {
+        cert_pem: response.certificate_pem,
+        key_pem: key_pem.to_owned(),
         response: credentials.response.clone(),
     })
 }

@@ -2,6 +2,7 @@
 //! the real control plane with simulated nodes; or a given kubeconfig), the control plane, and agents bootstrapped
 //! through the real token flow.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -23,6 +24,8 @@ pub struct StackOptions {
     pub certificate_ttl_seconds: u64,
     /// How long a renewed certificate keeps working.
     pub renewal_overlap_seconds: u64,
+    /// How long after expiry an agent may recover its certificate with its key.
+    pub recovery_grace_seconds: u64,
     /// Delay before simulated containers run and are ready.
     pub ready_delay_ms: u64,
     /// Use this cluster instead of starting one.
@@ -64,6 +67,7 @@ impl Default for StackOptions {
             poll_interval_ms: 500,
             certificate_ttl_seconds: 24 * 3600,
             renewal_overlap_seconds: 300,
+            recovery_grace_seconds: 30 * 24 * 3600,
             ready_delay_ms: 300,
             kubeconfig: None,
             cluster: true,
@@ -126,6 +130,8 @@ pub struct PeerControlPlane {
     pub process: Process,
     pub api: Api,
     pub agent_endpoint: String,
+    /// Where its agent port listens, for a balancer in front of several replicas.
+    pub agent_addr: SocketAddr,
 }
 
 /// Where an agent keeps its key and certificate.
@@ -236,6 +242,7 @@ impl Stack {
         )?;
         let config = json!({
             "api_listen": format!("127.0.0.1:{api_port}"),
+            "instance_name": "control-plane-1",
             "agent_listen": agent_listen,
             "agent_endpoint": agent_endpoint,
             "database_url": database_url,
@@ -246,7 +253,8 @@ impl Stack {
             "tasks": {"lease_seconds": options.lease_seconds, "poll_interval_ms": options.poll_interval_ms},
             "agents": {"heartbeat_interval_seconds": options.heartbeat_seconds,
                        "certificate_ttl_seconds": options.certificate_ttl_seconds,
-                       "renewal_overlap_seconds": options.renewal_overlap_seconds},
+                       "renewal_overlap_seconds": options.renewal_overlap_seconds,
+                       "recovery_grace_seconds": options.recovery_grace_seconds},
             // Plain HTTP on loopback: a Secure cookie would not come back.
             "console": {"secure_cookies": false, "admin_password_file": admin_password_file,
                         "sample_interval_seconds": options.fleet_sample_seconds},
@@ -308,7 +316,8 @@ impl Stack {
     pub async fn start_peer_control_plane(&self, name: &str) -> anyhow::Result<PeerControlPlane> {
         let api_port = harness::free_port();
         let agent_port = harness::free_port();
-        let agent_endpoint = format!("https://127.0.0.1:{agent_port}");
+        let agent_addr = SocketAddr::from(([127, 0, 0, 1], agent_port));
+        let agent_endpoint = format!("https://{agent_addr}");
         let mut config = self.config.clone();
         config["api_listen"] = json!(format!("127.0.0.1:{api_port}"));
         config["agent_listen"] = json!(format!("127.0.0.1:{agent_port}"));
@@ -323,6 +332,7 @@ impl Stack {
                 self.admin_token.clone(),
             ),
             agent_endpoint,
+            agent_addr,
         })
     }
 
@@ -462,7 +472,6 @@ impl Stack {
         Process::spawn(name, command)
     }
 
-    /// Polls a task until it reaches a final state.
     /// Destroys a provisioned cluster (`DELETE /clusters/{id}` must answer 202 with the destroy task) and returns
     /// that task once it finished.
     pub async fn destroy_cluster(
@@ -484,6 +493,7 @@ impl Stack {
         self.wait_task(&field(&task, "id")?, timeout).await
     }
 
+    /// Polls a task until it reaches a final state.
     pub async fn wait_task(&self, task_id: &str, timeout: Duration) -> anyhow::Result<Value> {
         let mut last = Value::Null;
         let deadline = tokio::time::Instant::now() + timeout;

@@ -247,3 +247,104 @@ async fn agent_renews_its_certificate_before_expiry_and_keeps_working() {
         .unwrap();
     assert_eq!(done["state"], "succeeded", "{done}");
 }
+
+/// The agent is killed with `SIGKILL` while it applies a task of 300 objects, and started again from its state
+/// directory. Invariants: the task ends succeeded; every object is there; no object is applied twice in effect:
+/// exactly the objects that existed when the agent died come back `unchanged` from the second attempt, and the
+/// rest `applied`.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_killed_in_the_middle_of_a_multi_object_apply_finishes_it_once() {
+    const OBJECTS: usize = 300;
+    let stack = Stack::start(StackOptions::default()).await.unwrap();
+    let (cluster, mut agent) = stack.connected_cluster("killed").await.unwrap();
+    let manifest: String = (0..OBJECTS)
+        .map(|n| {
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: many-{n}\n  namespace: default\n  labels:\n    \
+                 edgefleet.test/set: many\ndata:\n  n: \"{n}\"\n---\n"
+            )
+        })
+        .collect();
+    let task = stack
+        .api
+        .post(
+            &format!("/clusters/{}/tasks", cluster.cluster_id),
+            &json!({"kind": "apply", "manifest": manifest}),
+        )
+        .await
+        .unwrap();
+    let task_id = field(&task, "id").unwrap();
+    let applied_so_far = || -> anyhow::Result<usize> {
+        let names = stack.kubectl(&[
+            "get",
+            "configmaps",
+            "-n",
+            "default",
+            "-l",
+            "edgefleet.test/set=many",
+            "-o",
+            "name",
+        ])?;
+        Ok(names.lines().count())
+    };
+    harness::wait_until(
+        "the apply to be part way through",
+        WAIT,
+        Duration::from_millis(20),
+        || async { applied_so_far().is_ok_and(|n| n > 0) },
+    )
+    .await
+    .unwrap();
+    agent.kill_9().unwrap();
+    // A request the agent sent just before it died may still be finishing in the API server.
+    let mut last = usize::MAX;
+    let existed = harness::wait_until(
+        "the count of objects to settle",
+        WAIT,
+        Duration::from_millis(200),
+        || {
+            let now = applied_so_far().unwrap();
+            let settled = (now == last).then_some(now);
+            last = now;
+            async move { settled }
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        existed < OBJECTS,
+        "the agent finished all {OBJECTS} objects before it was killed; nothing was tested"
+    );
+
+    let _agent = stack
+        .start_agent(
+            "agent-killed-again",
+            &cluster.cluster_id,
+            AgentState::Dir(&stack.dir.join("agent-killed")),
+        )
+        .await
+        .unwrap();
+    let done = stack.wait_task(&task_id, WAIT).await.unwrap();
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(applied_so_far().unwrap(), OBJECTS);
+    let outcomes = |outcome: &str| {
+        done["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|object| object["outcome"] == outcome)
+            .count()
+    };
+    assert_eq!(
+        (outcomes("unchanged"), outcomes("applied")),
+        (existed, OBJECTS - existed),
+        "objects the first attempt applied are unchanged by the second, the rest applied once"
+    );
+    eprintln!(
+        "killed with {existed} of {OBJECTS} objects applied; the second attempt ({} in all) left {} unchanged \
+         and applied {}",
+        done["attempts"],
+        outcomes("unchanged"),
+        outcomes("applied")
+    );
+}

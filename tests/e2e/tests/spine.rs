@@ -482,6 +482,97 @@ async fn session_with(
     }
 }
 
+/// An agent whose certificate expired (cut off for longer than its lifetime) gets a new one without a bootstrap
+/// token by proving it holds the expired certificate's key, within the grace period only; the expired certificate
+/// is revoked by the recovery, and a thief with the certificate but not the key is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_certificate_recovers_only_with_its_key_within_the_grace_period() {
+    const GRACE_SECONDS: i64 = 10;
+    let stack = Stack::start(StackOptions {
+        cluster: false,
+        certificate_ttl_seconds: 30,
+        recovery_grace_seconds: GRACE_SECONDS as u64,
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let endpoint = stack.agent_endpoint.clone();
+    let mut agents = Vec::new();
+    let mut ca = String::new();
+    for name in ["recovers", "too-late"] {
+        let cluster = stack.register_cluster(name).await.unwrap();
+        let bundle = stack.bootstrap_token(&cluster.cluster_id).await.unwrap();
+        ca = field(&bundle["install"], "ca_pem").unwrap();
+        let credentials = raw_agent::bootstrap(&endpoint, &ca, &field(&bundle, "token").unwrap())
+            .await
+            .unwrap();
+        agents.push(credentials);
+    }
+    let expired_at = |credentials: &raw_agent::Credentials| {
+        chrono::DateTime::from_timestamp(credentials.response.not_after_unix, 0).unwrap()
+    };
+    harness::wait_until(
+        "the certificates to expire",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || async { chrono::Utc::now() > expired_at(&agents[0]) + chrono::Duration::seconds(1) },
+    )
+    .await
+    .unwrap();
+    assert!(
+        session_with(&stack, &ca, &agents[0]).await.is_err(),
+        "an expired certificate opens no session"
+    );
+
+    let (thief_key, _) = raw_agent::key_and_csr().unwrap();
+    let stolen = raw_agent::recover(&endpoint, &ca, &agents[0], &thief_key.serialize_pem())
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(stolen.code(), tonic::Code::PermissionDenied, "{stolen:?}");
+    assert!(
+        stolen
+            .message()
+            .contains("not for the expired certificate's key"),
+        "{stolen:?}"
+    );
+
+    let recovered = raw_agent::recover(&endpoint, &ca, &agents[0], &agents[0].key_pem)
+        .await
+        .unwrap();
+    session_with(&stack, &ca, &recovered).await.unwrap();
+    let replayed = raw_agent::recover(&endpoint, &ca, &agents[0], &agents[0].key_pem)
+        .await
+        .err()
+        .unwrap();
+    assert!(replayed.message().contains("revoked"), "{replayed:?}");
+    let issued_via = stack
+        .postgres_query("SELECT issued_via FROM agent_certificates ORDER BY issued_at")
+        .unwrap();
+    assert_eq!(
+        issued_via.split_whitespace().collect::<Vec<_>>(),
+        ["bootstrap", "bootstrap", "recovery"]
+    );
+
+    harness::wait_until(
+        "the grace period to pass",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || async {
+            chrono::Utc::now()
+                > expired_at(&agents[1]) + chrono::Duration::seconds(GRACE_SECONDS + 1)
+        },
+    )
+    .await
+    .unwrap();
+    let late = raw_agent::recover(&endpoint, &ca, &agents[1], &agents[1].key_pem)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(late.code(), tonic::Code::PermissionDenied, "{late:?}");
+    assert!(late.message().contains("grace period"), "{late:?}");
+}
+
 /// Renewing revokes the certificate it replaces once the overlap has passed (closing a stream still open with
 /// it), a second renewal from the same certificate revokes the first one's result at once, and an admin can
 /// revoke a cluster's agent without deleting the cluster.

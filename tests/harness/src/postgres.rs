@@ -4,8 +4,8 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
@@ -21,9 +21,11 @@ const SUPERUSER: &str = "postgres";
 #[derive(Debug)]
 pub struct Postgres {
     port: u16,
-    pid: u32,
+    /// Changes when a test restarts the server.
+    pid: AtomicU32,
     bin_dir: PathBuf,
     dir: PathBuf,
+    account: Option<ServiceAccount>,
     databases_created: AtomicU64,
 }
 
@@ -47,43 +49,15 @@ impl Postgres {
         let bin_dir = find_bin_dir()?;
         let account = ServiceAccount::for_server("postgres")?;
         let dir = server_dir("postgres", account)?;
-        let data_dir = dir.join("data");
-        init_cluster(&bin_dir, &data_dir, &dir, account)?;
-
+        init_cluster(&bin_dir, &dir.join("data"), &dir, account)?;
         let port = free_port();
-        let mut command = Command::new(bin_dir.join("postgres"));
-        command
-            .arg("-D")
-            .arg(&data_dir)
-            .args(["-p", &port.to_string()])
-            // The socket goes into our own directory: the system's /var/run/postgresql may not exist.
-            .arg("-k")
-            .arg(&dir)
-            .args(["-c", "listen_addresses=127.0.0.1"])
-            // Durability is pointless for throwaway data and slows every commit down.
-            .args(["-c", "fsync=off"])
-            .args(["-c", "synchronous_commit=off"])
-            .args(["-c", "full_page_writes=off"])
-            // Many tests in one process each open a connection pool.
-            .args(["-c", "max_connections=300"])
-            .current_dir(&dir);
-        let pg_isready = bin_dir.join("pg_isready");
-        let pid = Launch {
-            label: "PostgreSQL",
-            command,
-            account,
-            // Immediate shutdown: the postmaster stops its backends and exits at once.
-            death_signal: libc::SIGQUIT,
-            output_log: dir.join("server.log"),
-            other_logs: Vec::new(),
-        }
-        .start(|| accepts_connections(&pg_isready, port))?;
-
+        let pid = launch(&bin_dir, &dir, port, account)?;
         let postgres = Postgres {
             port,
-            pid,
+            pid: AtomicU32::new(pid),
             bin_dir,
             dir,
+            account,
             databases_created: AtomicU64::new(0),
         };
         eprintln!(
@@ -93,6 +67,50 @@ impl Postgres {
             postgres.log_path().display()
         );
         Ok(postgres)
+    }
+
+    /// Makes every commit wait for its WAL to be written, from now on and in every open session, as on a
+    /// production server: by default the harness lets commits return before that (`synchronous_commit = off`),
+    /// which a crash turns into lost commits that clients were told had succeeded. Call it before
+    /// [`Postgres::crash`]. (`fsync` stays off: the WAL survives a crash of PostgreSQL, not of the machine.)
+    pub fn durable_commits(&self) -> anyhow::Result<()> {
+        self.query(
+            &self.admin_url(),
+            "ALTER SYSTEM SET synchronous_commit = on",
+        )?;
+        self.query(&self.admin_url(), "SELECT pg_reload_conf()")?;
+        Ok(())
+    }
+
+    /// Stops the server at once, as a crash would (immediate shutdown: every connection is cut and the next
+    /// start runs crash recovery), and returns when it no longer accepts connections. For tests of a database
+    /// outage; every test of this process shares the server, so such tests get a test binary of their own.
+    pub fn crash(&self) -> anyhow::Result<()> {
+        let pid = self.pid();
+        // SAFETY: kill(2) with a pid this process started.
+        if unsafe { libc::kill(pid as libc::pid_t, libc::SIGQUIT) } != 0 {
+            bail!(
+                "signal PostgreSQL ({pid}): {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        let pg_isready = self.bin_dir.join("pg_isready");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !crate::process_is_gone(pid) || accepts_connections(&pg_isready, self.port) {
+            if Instant::now() > deadline {
+                bail!("PostgreSQL ({pid}) did not stop within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// Starts the server again after [`Postgres::crash`], on the same port and data, and returns when it
+    /// accepts connections.
+    pub fn start_again(&self) -> anyhow::Result<()> {
+        let pid = launch(&self.bin_dir, &self.dir, self.port, self.account)?;
+        self.pid.store(pid, Ordering::SeqCst);
+        Ok(())
     }
 
     /// URL of the `postgres` database as the superuser, e.g. `postgres://postgres@127.0.0.1:41234/postgres`.
@@ -141,7 +159,7 @@ impl Postgres {
 
     /// The postmaster's process id, for tests that inject a database failure.
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.pid.load(Ordering::SeqCst)
     }
 
     /// The server's log (stdout and stderr of the postmaster).
@@ -152,6 +170,43 @@ impl Postgres {
     fn url(&self, database: &str) -> String {
         format!("postgres://{SUPERUSER}@127.0.0.1:{}/{database}", self.port)
     }
+}
+
+/// Starts the postmaster on `port` with the data in `<dir>/data` and returns its pid once it accepts
+/// connections.
+fn launch(
+    bin_dir: &Path,
+    dir: &Path,
+    port: u16,
+    account: Option<ServiceAccount>,
+) -> anyhow::Result<u32> {
+    let mut command = Command::new(bin_dir.join("postgres"));
+    command
+        .arg("-D")
+        .arg(dir.join("data"))
+        .args(["-p", &port.to_string()])
+        // The socket goes into our own directory: the system's /var/run/postgresql may not exist.
+        .arg("-k")
+        .arg(dir)
+        .args(["-c", "listen_addresses=127.0.0.1"])
+        // Durability is pointless for throwaway data and slows every commit down. (synchronous_commit=off is
+        // in postgresql.conf instead, where `durable_commits` can override it.)
+        .args(["-c", "fsync=off"])
+        .args(["-c", "full_page_writes=off"])
+        // Many tests in one process each open a connection pool.
+        .args(["-c", "max_connections=300"])
+        .current_dir(dir);
+    let pg_isready = bin_dir.join("pg_isready");
+    Launch {
+        label: "PostgreSQL",
+        command,
+        account,
+        // Immediate shutdown: the postmaster stops its backends and exits at once.
+        death_signal: libc::SIGQUIT,
+        output_log: dir.join("server.log"),
+        other_logs: Vec::new(),
+    }
+    .start(|| accepts_connections(&pg_isready, port))
 }
 
 /// Where `initdb` and `postgres` are: `pg_config --bindir`, else the newest Debian/Ubuntu
@@ -222,6 +277,12 @@ fn init_cluster(
     if !status.success() {
         bail!("initdb failed ({status}):\n{}", file_tail(&log_path, 40));
     }
+    let conf = data_dir.join("postgresql.conf");
+    let mut settings = fs::OpenOptions::new()
+        .append(true)
+        .open(&conf)
+        .with_context(|| format!("open {}", conf.display()))?;
+    std::io::Write::write_all(&mut settings, b"\nsynchronous_commit = off\n")?;
     Ok(())
 }
 

@@ -4,6 +4,10 @@
 //! While cut, open connections are shut down and new ones are accepted and closed at once, as a server that
 //! crashed and came back on the same port would look to the client. Bytes are copied by plain threads, so the
 //! relay does not depend on the test's async runtime.
+//!
+//! With more than one target ([`Relay::add_target`]) it is a least-connections TCP load balancer, as in front of
+//! several control-plane replicas: each new connection goes to the target holding the fewest that accepts it, so
+//! a dead target is skipped.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -15,8 +19,10 @@ use std::thread;
 #[derive(Debug, Default)]
 struct Shared {
     cut: AtomicBool,
-    /// Both sides of every open connection by id, to shut them down on a cut.
-    open: Mutex<HashMap<u64, [TcpStream; 2]>>,
+    /// Where connections go, each with the number of open connections it holds.
+    targets: Mutex<Vec<(SocketAddr, usize)>>,
+    /// Both sides of every open connection by id, with the index of its target, to shut them down on a cut.
+    open: Mutex<HashMap<u64, ([TcpStream; 2], usize)>>,
     next_id: AtomicU64,
     /// Bytes copied client -> server and server -> client.
     upstream_bytes: AtomicU64,
@@ -27,7 +33,6 @@ struct Shared {
 #[derive(Debug)]
 pub struct Relay {
     addr: SocketAddr,
-    target: SocketAddr,
     shared: Arc<Shared>,
 }
 
@@ -41,16 +46,25 @@ impl Relay {
     /// namespace than the connections to `target` (see `Region::local_port`).
     pub fn start_on(listener: TcpListener, target: SocketAddr) -> io::Result<Self> {
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            targets: Mutex::new(vec![(target, 0)]),
+            ..Shared::default()
+        });
         let accepting = shared.clone();
         thread::Builder::new()
             .name(format!("relay-{}", addr.port()))
-            .spawn(move || accept_loop(&listener, target, &accepting))?;
-        Ok(Self {
-            addr,
-            target,
-            shared,
-        })
+            .spawn(move || accept_loop(&listener, &accepting))?;
+        Ok(Self { addr, shared })
+    }
+
+    /// Spreads new connections over `target` too (least connections first).
+    pub fn add_target(&self, target: SocketAddr) {
+        lock(&self.shared.targets).push((target, 0));
+    }
+
+    /// Open connections per target, in the order the targets were added.
+    pub fn connections_per_target(&self) -> Vec<(SocketAddr, usize)> {
+        lock(&self.shared.targets).clone()
     }
 
     /// Where clients connect, e.g. `127.0.0.1:40123`.
@@ -58,19 +72,17 @@ impl Relay {
         self.addr
     }
 
+    /// The first target.
     pub fn target(&self) -> SocketAddr {
-        self.target
+        lock(&self.shared.targets)[0].0
     }
 
     /// Closes every open connection and refuses new ones until [`Relay::heal`].
     pub fn cut(&self) {
         self.shared.cut.store(true, Ordering::SeqCst);
-        let mut open = self
-            .shared
-            .open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        for (_, streams) in open.drain() {
+        let drained: Vec<_> = lock(&self.shared.open).drain().collect();
+        for (_, (streams, target)) in drained {
+            self.shared.release(target);
             for stream in streams {
                 let _ = stream.shutdown(Shutdown::Both);
             }
@@ -92,27 +104,30 @@ impl Relay {
     }
 }
 
-fn accept_loop(listener: &TcpListener, target: SocketAddr, shared: &Arc<Shared>) {
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
     for client in listener.incoming() {
         let Ok(client) = client else { continue };
         if shared.cut.load(Ordering::SeqCst) {
             let _ = client.shutdown(Shutdown::Both);
             continue;
         }
-        let Ok(server) = TcpStream::connect(target) else {
+        let Some((server, target)) = shared.connect() else {
             let _ = client.shutdown(Shutdown::Both);
             continue;
         };
         let _ = client.set_nodelay(true);
         let _ = server.set_nodelay(true);
-        let (Ok(client_copy), Ok(server_copy)) = (client.try_clone(), server.try_clone()) else {
+        let (Ok(client_copy), Ok(server_copy), Ok(a), Ok(b)) = (
+            client.try_clone(),
+            server.try_clone(),
+            client.try_clone(),
+            server.try_clone(),
+        ) else {
+            shared.release(target);
             continue;
         };
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        if let (Ok(a), Ok(b)) = (client.try_clone(), server.try_clone()) {
-            let mut open = shared.open.lock().unwrap_or_else(PoisonError::into_inner);
-            open.insert(id, [a, b]);
-        }
+        lock(&shared.open).insert(id, ([a, b], target));
         let up = shared.clone();
         thread::spawn(move || {
             copy(client, server, &up.upstream_bytes);
@@ -127,10 +142,37 @@ fn accept_loop(listener: &TcpListener, target: SocketAddr, shared: &Arc<Shared>)
 }
 
 impl Shared {
-    fn forget(&self, id: u64) {
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        open.remove(&id);
+    /// Connects to the target with the fewest open connections that accepts, counting the new one.
+    fn connect(&self) -> Option<(TcpStream, usize)> {
+        let mut order: Vec<(usize, SocketAddr, usize)> = lock(&self.targets)
+            .iter()
+            .enumerate()
+            .map(|(index, (addr, open))| (*open, *addr, index))
+            .collect();
+        order.sort_unstable();
+        order.into_iter().find_map(|(_, addr, index)| {
+            let server = TcpStream::connect(addr).ok()?;
+            lock(&self.targets)[index].1 += 1;
+            Some((server, index))
+        })
     }
+
+    fn release(&self, target: usize) {
+        let mut targets = lock(&self.targets);
+        targets[target].1 = targets[target].1.saturating_sub(1);
+    }
+
+    /// Called by both copy threads of a connection; the first one releases it.
+    fn forget(&self, id: u64) {
+        let removed = lock(&self.open).remove(&id);
+        if let Some((_, target)) = removed {
+            self.release(target);
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn copy(mut from: TcpStream, mut to: TcpStream, counter: &AtomicU64) {
@@ -200,5 +242,41 @@ mod tests {
         relay.heal();
         let mut after = TcpStream::connect(relay.addr()).unwrap();
         assert_eq!(round_trip(&mut after, b"again").unwrap(), b"again");
+    }
+
+    #[test]
+    fn connections_spread_over_targets_and_skip_a_dead_one() {
+        let relay = Relay::start(echo_server()).unwrap();
+        let dead = TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead_addr = dead.local_addr().unwrap();
+        drop(dead);
+        relay.add_target(dead_addr);
+        relay.add_target(echo_server());
+        let mut clients: Vec<TcpStream> = (0..4)
+            .map(|_| TcpStream::connect(relay.addr()).unwrap())
+            .collect();
+        for client in &mut clients {
+            assert_eq!(round_trip(client, b"hi").unwrap(), b"hi");
+        }
+        let open: Vec<usize> = relay
+            .connections_per_target()
+            .iter()
+            .map(|(_, open)| *open)
+            .collect();
+        assert_eq!(open, [2, 0, 2]);
+        drop(clients);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while relay
+            .connections_per_target()
+            .iter()
+            .any(|(_, open)| *open > 0)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "closed connections are released: {:?}",
+                relay.connections_per_target()
+            );
+            thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 }
