@@ -12,6 +12,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 use crate::apply::Applier;
 use crate::cluster;
 use crate::config::Settings;
+use crate::desired::{self, DesiredState};
 use crate::identity::{self, CredentialStore, Credentials, EnrolError, StoreError};
 use crate::logbuffer::{DiskQueueError, LogBuffer, LogSettings, Recovered, WhenFull};
 use crate::ownlog::{self, OwnLogLines};
@@ -74,14 +75,25 @@ pub async fn run(
         buffers.selection.subscribe(),
     ));
     let applier = Arc::new(Applier::new(client, settings.policy.clone()));
+    let desired = Arc::new(DesiredState::load(
+        &settings.logs.buffer_dir.join("desired-state.json"),
+    ));
     let session = Session::new(
         &settings,
         credentials,
         cluster,
-        applier,
+        applier.clone(),
+        desired.clone(),
         pod_log_lines,
         buffers,
     );
+    tokio::spawn(desired::offline::keep_while_offline(
+        applier,
+        desired,
+        session.online(),
+        settings.offline_check_interval,
+        session.offline_reporter(),
+    ));
     Ok(session.run().await)
 }
 

@@ -31,6 +31,7 @@ pub const IN_CLUSTER_LOG_BUFFER_DIR: &str = "/var/lib/edgefleet/log-buffer";
 const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_millis(500);
 const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30);
 const DEFAULT_RENEW_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+const DEFAULT_OFFLINE_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -159,6 +160,11 @@ pub struct RunArgs {
     #[arg(long, env = "EDGEFLEET_RENEW_CHECK_INTERVAL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub renew_check_interval: Option<String>,
+    /// While the control plane is out of reach, how often the objects applied by tasks are checked and kept as
+    /// applied (between `1s` and `1h`; default `10s`).
+    #[arg(long, env = "EDGEFLEET_OFFLINE_CHECK_INTERVAL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offline_check_interval: Option<String>,
     /// An OTLP/HTTP collector beside the agent (`http://host:4318`) to export traces to; none by default.
     #[arg(long, env = "EDGEFLEET_OTLP_ENDPOINT")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -211,6 +217,8 @@ struct Merged {
     backoff_max: Option<Duration>,
     #[serde(default, with = "config_loader::duration")]
     renew_check_interval: Option<Duration>,
+    #[serde(default, with = "config_loader::duration")]
+    offline_check_interval: Option<Duration>,
     otlp_endpoint: Option<String>,
     protected_namespaces: Option<Vec<String>>,
     allow_kinds: Option<Vec<String>>,
@@ -255,6 +263,8 @@ pub struct Settings {
     pub logs: LogSettings,
     pub backoff: BackoffSettings,
     pub renew_check_interval: Duration,
+    /// How often kept objects are checked while the control plane is out of reach (edge autonomy).
+    pub offline_check_interval: Duration,
     /// The apply policy every task is checked against before anything is applied.
     pub policy: ApplyPolicy,
     /// Where traces go (`<endpoint>/v1/traces`); none when unset.
@@ -427,6 +437,15 @@ impl Settings {
                 reason: "must be greater than 0 and at most 60s".into(),
             });
         }
+        let offline_check_interval = merged
+            .offline_check_interval
+            .unwrap_or(DEFAULT_OFFLINE_CHECK_INTERVAL);
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&offline_check_interval) {
+            return Err(ConfigError::Invalid {
+                key: "offline_check_interval",
+                reason: "must be between 1s and 1h".into(),
+            });
+        }
 
         let extra_kinds = merged
             .allow_kinds
@@ -466,6 +485,7 @@ impl Settings {
             logs,
             backoff,
             renew_check_interval,
+            offline_check_interval,
             policy,
             otlp_endpoint: merged.otlp_endpoint,
         })

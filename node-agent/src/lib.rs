@@ -5,6 +5,7 @@ pub mod agent;
 pub mod apply;
 pub mod cluster;
 pub mod config;
+pub mod desired;
 pub mod error;
 pub mod identity;
 pub mod logbuffer;

@@ -11,6 +11,7 @@ use tokio::task::AbortHandle;
 use tracing::{Instrument, Span, info_span};
 
 use crate::apply::{Applier, ApplyFailure};
+use crate::desired::DesiredState;
 use crate::tasklog::TaskLog;
 
 /// What a running task reports back to the session.
@@ -42,6 +43,7 @@ struct Running {
 /// Tracks the tasks in flight, keyed by task id.
 pub struct TaskRunner {
     applier: Arc<Applier>,
+    desired: Arc<DesiredState>,
     slots: Arc<Semaphore>,
     running: HashMap<String, Running>,
     events: mpsc::UnboundedSender<TaskEvent>,
@@ -52,6 +54,7 @@ pub struct TaskRunner {
 impl TaskRunner {
     pub fn new(
         applier: Arc<Applier>,
+        desired: Arc<DesiredState>,
         max_concurrent_tasks: u32,
         events: mpsc::UnboundedSender<TaskEvent>,
         log_sink: mpsc::UnboundedSender<LogLine>,
@@ -59,6 +62,7 @@ impl TaskRunner {
     ) -> Self {
         Self {
             applier,
+            desired,
             slots: Arc::new(Semaphore::new(max_concurrent_tasks as usize)),
             running: HashMap::new(),
             events,
@@ -98,6 +102,7 @@ impl TaskRunner {
         }
         let worker = Worker {
             applier: self.applier.clone(),
+            desired: self.desired.clone(),
             events: self.events.clone(),
             log: TaskLog::new(assignment.task_id.clone(), self.log_sink.clone()),
             task_id: assignment.task_id.clone(),
@@ -178,6 +183,8 @@ impl TaskRunner {
 /// One run of one task.
 struct Worker {
     applier: Arc<Applier>,
+    /// Where what a successful task applied is kept, for the agent to keep it so while offline.
+    desired: Arc<DesiredState>,
     events: mpsc::UnboundedSender<TaskEvent>,
     log: TaskLog,
     task_id: String,
@@ -212,17 +219,26 @@ impl Worker {
         };
         let outcome = match self.task_keys.open(&assignment, &self.cluster_id) {
             Err(refused) => Err((format!("refused: {refused}"), false, Vec::new())),
-            Ok(Spec::Apply(spec)) => self
-                .applier
-                .apply(&spec, &self.log, &progress)
-                .await
-                .map_err(failed),
+            Ok(Spec::Apply(spec)) => {
+                let applied = self.applier.apply(&spec, &self.log, &progress).await;
+                if let Ok(objects) = &applied {
+                    self.desired
+                        .record(&self.task_id, spec.tier(), &spec.manifest_yaml, objects);
+                }
+                applied.map_err(failed)
+            }
             Ok(Spec::Delete(delete)) => match &delete.objects {
-                Some(set) => self
-                    .applier
-                    .prune(set, delete.tier(), &[], &self.log, &progress)
-                    .await
-                    .map_err(failed),
+                Some(set) => {
+                    let deleted = self
+                        .applier
+                        .prune(set, delete.tier(), &[], &self.log, &progress)
+                        .await;
+                    if let Ok(objects) = &deleted {
+                        self.desired
+                            .record(&self.task_id, delete.tier(), "", objects);
+                    }
+                    deleted.map_err(failed)
+                }
                 None => Err((
                     "the delete task names no objects".to_owned(),
                     false,

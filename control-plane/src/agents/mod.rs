@@ -4,6 +4,7 @@ mod bootstrap;
 mod dispatch;
 mod identity;
 pub mod install;
+mod offline;
 mod session;
 
 use std::sync::Arc;

@@ -8,8 +8,8 @@ use agent_protocol::agent_message::Msg as Up;
 use agent_protocol::control_message::Msg as Down;
 use agent_protocol::{
     AgentMessage, ControlMessage, Heartbeat, LogBatch, LogBatchAck, LogLevel, ObjectOutcome,
-    ObjectResult, Ping, PodLogBatch, PodLogBatchAck, Pong, ResultAck, TaskAssignment, TaskCancel,
-    TaskResult, TaskSignature, Welcome,
+    ObjectResult, OfflineReport, OfflineReportAck, Ping, PodLogBatch, PodLogBatchAck, Pong,
+    ResultAck, TaskAssignment, TaskCancel, TaskResult, TaskSignature, Welcome,
 };
 use chrono::Utc;
 use tokio::sync::{broadcast, mpsc};
@@ -377,7 +377,27 @@ impl Session {
             Up::Logs(batch) => self.logs(batch).await,
             Up::PodLogs(batch) => self.pod_logs(batch).await,
             Up::Pong(pong) => self.pong(pong).await,
+            Up::OfflineReport(report) => self.offline_report(report).await,
         }
+    }
+
+    /// Records what the agent did while offline (once per report id) and acknowledges it.
+    async fn offline_report(&mut self, report: OfflineReport) -> Result<(), Status> {
+        let report = super::offline::check_report(report).map_err(Status::invalid_argument)?;
+        self.service
+            .store
+            .record_offline_report(self.cluster_id(), &report)
+            .await
+            .map_err(|e| internal("recording an offline report", e))?;
+        tracing::info!(
+            report_id = %report.id,
+            offline_seconds = (report.back_at - report.offline_since).num_seconds(),
+            checks = report.checks,
+            corrections = report.corrections.len() as i64 + i64::from(report.corrections_not_listed),
+            "agent reported what it kept while offline"
+        );
+        self.send(Down::OfflineReportAck(OfflineReportAck { id: report.id }))
+            .await
     }
 
     async fn heartbeat(&mut self, beat: Heartbeat) -> Result<(), Status> {

@@ -17,7 +17,9 @@ use crate::crypto::{BOOTSTRAP_TOKEN_PREFIX, OneTimeSecret};
 use crate::domain::taskspec::{FieldProblem, TaskSpec};
 use crate::domain::{ClusterRole, LogSelection, Provisioning};
 use crate::provisioner;
-use crate::store::{Cluster, NewCluster, NewTask, SessionRow, StoreError, Task, TaskInsert};
+use crate::store::{
+    Cluster, NewCluster, NewTask, OfflineReport, SessionRow, StoreError, Task, TaskInsert,
+};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -364,6 +366,8 @@ pub struct ClusterDetail {
     pub cluster: Cluster,
     /// The most recent agent sessions, newest first.
     pub sessions: Vec<SessionRow>,
+    /// What the agent did during its latest periods without the control plane (edge autonomy), newest first.
+    pub offline_reports: Vec<OfflineReport>,
 }
 
 /// Get a cluster with its recent agent sessions
@@ -384,7 +388,12 @@ pub async fn get(
 ) -> Result<Json<ClusterDetail>, ApiError> {
     let cluster = state.store.cluster(id).await?;
     let sessions = state.store.sessions(id, 10).await?;
-    Ok(Json(ClusterDetail { cluster, sessions }))
+    let offline_reports = state.store.offline_reports(id, 10).await?;
+    Ok(Json(ClusterDetail {
+        cluster,
+        sessions,
+        offline_reports,
+    }))
 }
 
 /// Revoke the cluster's agent certificates and unused bootstrap tokens, keeping the cluster (admin)

@@ -1,6 +1,7 @@
 //! Runs an apply task: parse the manifest, server-side apply each object in order, then wait for Deployments.
 
 mod discovery;
+mod keep;
 pub mod manifest;
 mod prune;
 mod readiness;
@@ -18,6 +19,7 @@ use tracing::Instrument;
 use crate::error::error_chain;
 use crate::tasklog::TaskLog;
 use discovery::DiscoveryCache;
+pub use keep::Kept;
 use manifest::{Document, DocumentRef, ManifestError};
 
 /// The field manager of every server-side apply, so ownership of the fields is visible in `managedFields`.

@@ -13,8 +13,8 @@ use std::time::Duration;
 use agent_protocol::agent_message::Msg as Up;
 use agent_protocol::control_message::Msg as Down;
 use agent_protocol::{
-    AgentMessage, ControlMessage, Heartbeat, Hello, LogBatch, LogLine, PodLogBatch, PodLogLine,
-    Pong, TaskAccepted, TaskLease, TaskResult, Welcome,
+    AgentMessage, ControlMessage, Heartbeat, Hello, LogBatch, LogLine, OfflineReport, PodLogBatch,
+    PodLogLine, Pong, TaskAccepted, TaskLease, TaskResult, Welcome,
 };
 use chrono::Utc;
 use thiserror::Error;
@@ -26,6 +26,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use crate::apply::Applier;
 use crate::cluster::ClusterStatus;
 use crate::config::{ControlPlane, Settings};
+use crate::desired::DesiredState;
 use crate::identity::Credentials;
 use crate::logbuffer::{Batch, LogBuffer, LogSettings, Sealed};
 use crate::podlogs::configured::ConfiguredSelection;
@@ -56,6 +57,10 @@ pub enum SessionError {
     Stream { code: tonic::Code, message: String },
     #[error("the control plane closed the stream")]
     Closed,
+    #[error(
+        "nothing from the control plane for {0:?} (three heartbeat intervals); the link is presumed down"
+    )]
+    Silent(Duration),
 }
 
 impl SessionError {
@@ -126,6 +131,12 @@ pub struct Session {
     positions: SharedPositions,
     log_selection: ConfiguredSelection,
     backoff: Backoff,
+    /// Whether a stream is established, for what the agent does while offline.
+    online: watch::Sender<bool>,
+    /// Reports of what the agent did while offline, from `desired::offline`; kept until acknowledged.
+    offline_reports: mpsc::UnboundedReceiver<OfflineReport>,
+    offline_reporter: mpsc::UnboundedSender<OfflineReport>,
+    unacknowledged_reports: Vec<OfflineReport>,
 }
 
 impl Session {
@@ -134,10 +145,12 @@ impl Session {
         credentials: watch::Receiver<Credentials>,
         cluster: watch::Receiver<ClusterStatus>,
         applier: Arc<Applier>,
+        desired: Arc<DesiredState>,
         pod_log_lines: mpsc::Receiver<PodLogLine>,
         buffers: LogBuffers,
     ) -> Self {
         let (event_sender, task_events) = mpsc::unbounded_channel();
+        let (offline_reporter, offline_reports) = mpsc::unbounded_channel();
         let (log_sender, log_lines) = mpsc::unbounded_channel();
         let cluster_id = credentials.borrow().cluster_id().to_owned();
         Self {
@@ -153,6 +166,7 @@ impl Session {
             cluster,
             runner: TaskRunner::new(
                 applier,
+                desired,
                 settings.max_concurrent_tasks,
                 event_sender,
                 log_sender.clone(),
@@ -169,7 +183,21 @@ impl Session {
             positions: buffers.positions,
             log_selection: buffers.selection,
             backoff: Backoff::new(settings.backoff),
+            online: watch::channel(false).0,
+            offline_reports,
+            offline_reporter,
+            unacknowledged_reports: Vec::new(),
         }
+    }
+
+    /// True while a stream with the control plane is established.
+    pub fn online(&self) -> watch::Receiver<bool> {
+        self.online.subscribe()
+    }
+
+    /// Where reports of what the agent did while offline go, to be sent once a stream is up.
+    pub fn offline_reporter(&self) -> mpsc::UnboundedSender<OfflineReport> {
+        self.offline_reporter.clone()
     }
 
     /// Keeps a session open for as long as the agent runs.
@@ -186,6 +214,7 @@ impl Session {
                 .serve(credentials, previous_end.as_deref())
                 .instrument(span.clone())
                 .await;
+            self.online.send_replace(false);
             if welcomed_at.is_some() {
                 previous_end = None;
             }
@@ -271,6 +300,11 @@ impl Session {
         tokio::pin!(welcome_deadline);
         let mut welcomed_at: Option<Instant> = None;
         let mut heartbeat: Option<Interval> = None;
+        // A partition stalls TCP instead of closing it; the control plane answers every heartbeat with a Ping, so
+        // once it has pinged, three intervals without a message mean the link is down.
+        let mut last_heard = Instant::now();
+        let mut pinged = false;
+        let mut silence_limit = Duration::MAX;
         let mut flush = flush_timer(&self.settings.logs);
         loop {
             tokio::select! {
@@ -283,6 +317,11 @@ impl Session {
                             };
                             welcomed_at = Some(Instant::now());
                             heartbeat = Some(heartbeat_timer(interval));
+                            silence_limit = 3 * interval;
+                            self.online.send_replace(true);
+                            for report in &self.unacknowledged_reports {
+                                link.send(Up::OfflineReport(report.clone()));
+                            }
                             if let Some(previous_end) = &previous_end {
                                 self.agent_log.info(
                                     "session with the control plane re-established",
@@ -290,8 +329,10 @@ impl Session {
                                 );
                             }
                         } else {
+                            pinged |= matches!(message.msg, Some(Down::Ping(_)));
                             self.on_control(message, &link);
                         }
+                        last_heard = Instant::now();
                     }
                     Ok(None) => return (welcomed_at, Ending::Failed(SessionError::Closed)),
                     Err(status) => {
@@ -312,7 +353,16 @@ impl Session {
                     self.flush_logs();
                     self.send_log_batches(&link);
                 }
-                () = next_tick(&mut heartbeat) => self.send_heartbeat(&link),
+                () = next_tick(&mut heartbeat) => {
+                    if pinged && last_heard.elapsed() > silence_limit {
+                        return (welcomed_at, Ending::Failed(SessionError::Silent(last_heard.elapsed())));
+                    }
+                    self.send_heartbeat(&link);
+                }
+                Some(report) = self.offline_reports.recv() => {
+                    link.send(Up::OfflineReport(report.clone()));
+                    self.unacknowledged_reports.push(report);
+                }
                 () = &mut welcome_deadline, if welcomed_at.is_none() => {
                     return (None, Ending::Failed(SessionError::NoWelcome));
                 }
@@ -339,6 +389,7 @@ impl Session {
                     self.on_pod_log_line(line);
                 }
                 _ = flush.tick() => self.flush_logs(),
+                Some(report) = self.offline_reports.recv() => self.unacknowledged_reports.push(report),
             }
         }
     }
@@ -451,6 +502,10 @@ impl Session {
                 }
             }
             Some(Down::Ping(ping)) => link.send(Up::Pong(Pong { nonce: ping.nonce })),
+            Some(Down::OfflineReportAck(ack)) => {
+                self.unacknowledged_reports
+                    .retain(|report| report.id != ack.id);
+            }
             Some(Down::LogSelection(selection)) => self.log_selection.set(selection),
             Some(Down::Welcome(_)) => debug!("repeated Welcome ignored"),
             None => debug!("empty control message ignored"),
@@ -605,6 +660,7 @@ fn message_name(message: Option<&Down>) -> &'static str {
         Some(Down::PodLogAck(_)) => "PodLogBatchAck",
         Some(Down::Ping(_)) => "Ping",
         Some(Down::LogSelection(_)) => "LogSelection",
+        Some(Down::OfflineReportAck(_)) => "OfflineReportAck",
         None => "an empty message",
     }
 }

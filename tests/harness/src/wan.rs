@@ -180,6 +180,8 @@ impl Region {
         ip(&format!(
             "addr add {host_addr} peer {region_addr} dev {host_interface}"
         ))?;
+        disable_ipv6(&host_interface)?;
+        in_namespace(ns, || disable_ipv6(REGION_INTERFACE))?;
         ip(&format!("link set dev {host_interface} mtu {MTU} up"))?;
         ip(&format!("-n {ns} link set dev lo up"))?;
         ip(&format!(
@@ -375,6 +377,19 @@ fn in_namespace<T: Send + 'static>(
     Ok(creator
         .join()
         .map_err(|_| anyhow::anyhow!("a thread working in namespace {namespace} panicked"))??)
+}
+
+/// No IPv6 on a link's interface: the kernel would send router solicitations and MLD reports over it for a few
+/// seconds after it comes up, stray packets that a test counting what crossed the link would see (it did, in CI).
+fn disable_ipv6(interface: &str) -> io::Result<()> {
+    match std::fs::write(
+        format!("/proc/sys/net/ipv6/conf/{interface}/disable_ipv6"),
+        "1",
+    ) {
+        // A kernel without IPv6 sends none of it.
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        written => written,
+    }
 }
 
 /// A non-blocking TUN device without packet information (each read or write is one bare IP packet),

@@ -144,7 +144,24 @@ export async function pageCluster(ctx, page, [id]) {
         [t('clusters.rtt'), a.rtt_ms != null ? `${Number(a.rtt_ms).toFixed(1)} ms` : null],
         [t('clusters.certExpiry'), a.certificate_expires_at ? timeEl(a.certificate_expires_at) : null],
       ])));
-    put(sessions, card(t('clusters.sessions'), table([
+    const reports = c.offline_reports || [];
+    const corrections = reports.flatMap((r) => r.corrections.map((x) => ({ ...x, report: r })));
+    put(sessions, reports.length ? card(t('clusters.offlineReports'), h('div', { 'data-testid': 'cluster-offline-reports' },
+      h('p', { class: 'muted' }, t('clusters.offlineReportsHint')),
+      table([
+        { label: t('clusters.offlineSince'), cell: (r) => timeEl(r.offline_since) },
+        { label: t('clusters.backAt'), cell: (r) => timeEl(r.back_at) },
+        { label: t('clusters.offlineChecks'), cell: (r) => `${r.checks} × ${r.objects}` },
+        { label: t('clusters.offlineCorrections'), cell: (r) => String(r.corrections.length + r.corrections_not_listed) },
+      ], reports),
+      corrections.length ? table([
+        { label: t('common.time'), cell: (x) => timeEl(x.at) },
+        { label: t('clusters.offlineAction'), cell: (x) => badge(x.action) },
+        { label: t('clusters.offlineObject'), cell: (x) => h('code', null, `${x.kind} ${x.namespace ? `${x.namespace}/` : ''}${x.name}`) },
+        { label: t('clusters.offlineDetail'), cell: (x) => orDash(x.detail) },
+      ], corrections) : '')) : '',
+    card(t('clusters.sessions'), table([
+      { label: t('clusters.instance'), cell: (s) => h('code', null, s.instance) },
       { label: t('clusters.agentVersion'), cell: (s) => orDash(s.agent_version) },
       { label: t('clusters.peer'), cell: (s) => orDash(s.peer_addr) },
       { label: t('clusters.connectedAt'), cell: (s) => timeEl(s.connected_at) },
