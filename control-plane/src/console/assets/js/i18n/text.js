@@ -100,6 +100,8 @@ export const TEXT = {
   'status.planned': ['planned', '已规划'],
   'status.destroying': ['destroying', '销毁中'],
   'status.failed': ['failed', '失败'],
+  'status.recreated': ['recreated', '已重建'],
+  'status.reverted': ['reverted', '已还原'],
   'status.degraded': ['degraded', '降级'],
   'status.offline': ['offline', '离线'],
   'status.closed': ['closed', '已关闭'],
