@@ -93,6 +93,7 @@ pub async fn run(
         session.online(),
         settings.offline_check_interval,
         session.offline_reporter(),
+        session.offline_journal(),
     ));
     Ok(session.run().await)
 }

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod config;
 pub mod desired;
 pub mod error;
+pub mod files;
 pub mod identity;
 pub mod logbuffer;
 pub mod ownlog;

@@ -147,14 +147,11 @@ impl DesiredState {
         objects.values().cloned().collect()
     }
 
-    /// Written to a temporary file and renamed over the old one, so a crash leaves one or the other.
     fn save(&self, objects: &BTreeMap<ObjectKey, KeptObject>) {
         let kept: Vec<&KeptObject> = objects.values().collect();
-        let temporary = self.path.with_extension("json.tmp");
         let written = serde_json::to_vec(&kept)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| std::fs::write(&temporary, bytes))
-            .and_then(|()| std::fs::rename(&temporary, &self.path));
+            .and_then(|bytes| crate::files::replace(&self.path, &bytes));
         if let Err(error) = written {
             warn!(path = %self.path.display(), %error, "cannot save the kept desired state");
         }

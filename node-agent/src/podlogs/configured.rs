@@ -56,10 +56,7 @@ impl ConfiguredSelection {
     }
 
     fn save(&self, selection: &LogSelection) -> std::io::Result<()> {
-        let tmp = self.path.with_extension("tmp");
-        std::fs::write(&tmp, selection.encode_to_vec())?;
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, &self.path)
+        crate::files::replace(&self.path, &selection.encode_to_vec())
     }
 }
 

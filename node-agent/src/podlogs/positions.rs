@@ -3,7 +3,6 @@
 //! a line (lines read but not yet written are read again, with the same sequence numbers).
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -108,11 +107,7 @@ impl SharedPositions {
             path: self.path.clone(),
             detail: err.to_string(),
         };
-        let tmp = self.path.with_extension("tmp");
-        let mut file = std::fs::File::create(&tmp).map_err(error)?;
-        file.write_all(json).map_err(error)?;
-        file.sync_data().map_err(error)?;
-        std::fs::rename(&tmp, &self.path).map_err(error)
+        crate::files::replace(&self.path, json).map_err(error)
     }
 }
 

@@ -27,6 +27,7 @@ use crate::apply::Applier;
 use crate::cluster::ClusterStatus;
 use crate::config::{ControlPlane, Settings};
 use crate::desired::DesiredState;
+use crate::desired::offline::OfflineJournal;
 use crate::identity::Credentials;
 use crate::logbuffer::{Batch, LogBuffer, LogSettings, Sealed};
 use crate::podlogs::configured::ConfiguredSelection;
@@ -137,6 +138,8 @@ pub struct Session {
     offline_reports: mpsc::UnboundedReceiver<OfflineReport>,
     offline_reporter: mpsc::UnboundedSender<OfflineReport>,
     unacknowledged_reports: Vec<OfflineReport>,
+    /// Where reports wait on disk until acknowledged (see `desired::offline`).
+    offline_journal: OfflineJournal,
 }
 
 impl Session {
@@ -187,6 +190,7 @@ impl Session {
             offline_reports,
             offline_reporter,
             unacknowledged_reports: Vec::new(),
+            offline_journal: OfflineJournal::new(settings.logs.buffer_dir.join("offline-reports")),
         }
     }
 
@@ -198,6 +202,11 @@ impl Session {
     /// Where reports of what the agent did while offline go, to be sent once a stream is up.
     pub fn offline_reporter(&self) -> mpsc::UnboundedSender<OfflineReport> {
         self.offline_reporter.clone()
+    }
+
+    /// Where those reports are kept on disk until the control plane acknowledges them.
+    pub fn offline_journal(&self) -> OfflineJournal {
+        self.offline_journal.clone()
     }
 
     /// Keeps a session open for as long as the agent runs.
@@ -505,6 +514,7 @@ impl Session {
             Some(Down::OfflineReportAck(ack)) => {
                 self.unacknowledged_reports
                     .retain(|report| report.id != ack.id);
+                self.offline_journal.remove(&ack.id);
             }
             Some(Down::LogSelection(selection)) => self.log_selection.set(selection),
             Some(Down::Welcome(_)) => debug!("repeated Welcome ignored"),

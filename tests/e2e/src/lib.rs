@@ -12,3 +12,12 @@ pub use stack::{
     AgentState, ClusterHandle, PeerControlPlane, Stack, StackOptions, first_pod, kubectl,
     restart_container, write_container_log,
 };
+
+/// The value of environment variable `name`, or `default` when it is unset or does not parse: tests take their
+/// figures from the issue by default and smaller ones for a quick local run.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

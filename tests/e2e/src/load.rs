@@ -1,21 +1,27 @@
-//! A steady load of tasks for the fault tests: one Deployment rolled through numbered versions, one task per
-//! version, each submitted when the previous one finished. Submissions carry an idempotency key and are retried
-//! with the same key until the API takes them, as a careful client does through an outage.
+//! Steady loads for the fault tests.
 //!
-//! Because versions are applied one after another and each changes the pod template, the Deployment's
-//! `metadata.generation` counts the versions that took effect: a version applied twice, or one never applied,
-//! shows as a generation that differs from the number of versions.
+//! [`RollingLoad`]: one Deployment rolled through numbered versions, one task per version, each submitted when the
+//! previous one finished. Submissions carry an idempotency key and are retried with the same key until the API
+//! takes them, as a careful client does through an outage. Because versions are applied one after another and
+//! each changes the pod template, the Deployment's `metadata.generation` counts the versions that took effect: a
+//! version applied twice, or one never applied, shows as a generation that differs from the number of versions.
+//!
+//! [`LogLoad`]: a container printing numbered lines at a steady rate. Every line carries its number in its text,
+//! so ClickHouse's rows show whether each line arrived once: by identity (cluster, pod, container, sequence
+//! number) and by text, with sequence numbers running 0..n without a hole.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-use crate::Stack;
+use anyhow::Context;
+
 use crate::api::Api;
+use crate::{Stack, write_container_log};
 
 const POLL: Duration = Duration::from_millis(100);
 /// How long one version may take, retries through the fault included.
@@ -29,6 +35,16 @@ pub struct LoadReport {
     pub unexpected_answers: Vec<String>,
     /// 503 answers: the API saying the database is unavailable, which a client retries.
     pub unavailable_answers: usize,
+}
+
+impl LoadReport {
+    /// Delivery attempts the versions' tasks used, all together.
+    pub fn attempts(&self) -> i64 {
+        self.tasks
+            .iter()
+            .map(|task| task["attempts"].as_i64().unwrap_or(0))
+            .sum()
+    }
 }
 
 pub struct RollingLoad {
@@ -94,6 +110,13 @@ impl RollingLoad {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Waits until `more` versions beyond those done now have ended. After a fault, `wait_for_more(2, ..)` shows
+    /// tasks flowing again: the version in flight when it ended may have started during it, the next one did not.
+    pub async fn wait_for_more(&self, more: usize, timeout: Duration) -> anyhow::Result<()> {
+        self.wait_for_versions(self.versions_done() + more, timeout)
+            .await
     }
 
     /// Stops after the version in flight and checks the invariants: at least one version ran, every version's
@@ -207,5 +230,206 @@ async fn until_answered(
             "{method} {path} was not answered within {VERSION_TIMEOUT:?}"
         );
         tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The label that opts a pod into log collection (see node-agent's `podlogs`).
+const COLLECT_LOGS: &str = "edgefleet.io/logs: enabled";
+
+/// The text of line `n` of a [`LogLoad`]: logfmt, as many services print, with the number zero-padded so that
+/// lines sort by it.
+pub fn log_message(n: u64) -> String {
+    format!("level=info msg=\"request served\" line={n:08}")
+}
+
+/// Rows of one container's log in ClickHouse for one cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredLines {
+    /// Rows, resent copies included.
+    pub rows: u64,
+    /// Distinct lines by identity: pod uid, container, sequence number.
+    pub distinct: u64,
+    /// Distinct line texts.
+    pub texts: u64,
+}
+
+/// What a [`LogLoad`] wrote and how long its lines took to be stored after the writer stopped.
+#[derive(Debug, Clone, Copy)]
+pub struct LogReport {
+    pub written: u64,
+    /// Rows stored over every cluster checked, resent copies included.
+    pub rows: u64,
+    pub drained: Duration,
+}
+
+/// One container's log, as ClickHouse's rows name it.
+#[derive(Debug, Clone)]
+pub struct LogSource {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+}
+
+impl LogSource {
+    /// This container's lines that ClickHouse holds for the cluster.
+    pub fn stored(&self, stack: &Stack, cluster_id: &str) -> anyhow::Result<StoredLines> {
+        let row = stack.clickhouse_query(&format!(
+            "SELECT count(), uniqExact(pod_uid, container, seq), uniqExact(message) FROM {{db}}.demo_logs \
+             WHERE {} FORMAT TSV",
+            self.filter(cluster_id)
+        ))?;
+        let numbers: Vec<u64> = row
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("ClickHouse answered {row:?}"))?;
+        let [rows, distinct, texts] = numbers[..] else {
+            anyhow::bail!("ClickHouse answered {row:?}");
+        };
+        Ok(StoredLines {
+            rows,
+            distinct,
+            texts,
+        })
+    }
+
+    /// The WHERE clause of this container's printed lines for the cluster.
+    fn filter(&self, cluster_id: &str) -> String {
+        format!(
+            "cluster_id = '{cluster_id}' AND namespace = '{}' AND pod = '{}' AND container = '{}' \
+             AND stream = 'container'",
+            self.namespace, self.pod, self.container
+        )
+    }
+}
+
+/// A container printing numbered lines ([`log_message`]) at a steady rate, in 100 ms chunks, until `finish`.
+pub struct LogLoad {
+    source: LogSource,
+    stop: tokio::sync::watch::Sender<bool>,
+    written: Arc<AtomicU64>,
+    writer: JoinHandle<anyhow::Result<u64>>,
+}
+
+impl LogLoad {
+    /// Creates pod `name` in namespace `default`, labelled so that agents collect its logs, and starts its
+    /// container `app` printing `lines_per_second` lines. Every agent watching the stack's cluster ships them.
+    pub async fn start_pod(
+        stack: &Stack,
+        name: &str,
+        lines_per_second: u64,
+    ) -> anyhow::Result<Self> {
+        let pod = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: default\n  labels:\n    \
+             {COLLECT_LOGS}\nspec:\n  containers:\n    - name: app\n      image: registry.example/logger:1\n"
+        );
+        stack.kubectl_with_input(&["apply", "-f", "-"], &pod)?;
+        Self::start(stack, "default", name, "app", lines_per_second)
+    }
+
+    /// Starts printing `lines_per_second` lines into the log of an existing container of the stack's cluster.
+    pub fn start(
+        stack: &Stack,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        lines_per_second: u64,
+    ) -> anyhow::Result<Self> {
+        let kube_state = stack
+            .cluster
+            .as_ref()
+            .context("a log load needs the stack's own cluster")?
+            .state_dir()
+            .to_path_buf();
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let written = Arc::new(AtomicU64::new(0));
+        let counted = written.clone();
+        let source = LogSource {
+            namespace: namespace.to_owned(),
+            pod: pod.to_owned(),
+            container: container.to_owned(),
+        };
+        let target = source.clone();
+        let writer = tokio::spawn(async move {
+            let LogSource {
+                namespace,
+                pod,
+                container,
+            } = target;
+            let chunk = (lines_per_second / 10).max(1);
+            let mut next = 0u64;
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            while !*stopped.borrow_and_update() {
+                tick.tick().await;
+                let text: String = (next..next + chunk)
+                    .map(|n| format!("{}\n", log_message(n)))
+                    .collect();
+                write_container_log(&kube_state, &namespace, &pod, &container, &text).await?;
+                next += chunk;
+                counted.store(next, Ordering::SeqCst);
+            }
+            Ok(next)
+        });
+        Ok(Self {
+            source,
+            stop,
+            written,
+            writer,
+        })
+    }
+
+    pub fn source(&self) -> &LogSource {
+        &self.source
+    }
+
+    /// Lines written so far.
+    pub fn lines_written(&self) -> u64 {
+        self.written.load(Ordering::SeqCst)
+    }
+
+    /// Stops writing, waits (up to `timeout`) until ClickHouse holds every line for each of `cluster_ids`, and
+    /// checks the invariants for each: every line once by identity and by text (copies of a resent batch are
+    /// allowed as rows, never as distinct lines), sequence numbers 0..n without a hole from one container start.
+    pub async fn finish(
+        self,
+        stack: &Stack,
+        cluster_ids: &[&str],
+        timeout: Duration,
+    ) -> anyhow::Result<LogReport> {
+        self.stop.send_replace(true);
+        let written = self.writer.await??;
+        anyhow::ensure!(written > 0, "the log load wrote no line");
+        let stopped = Instant::now();
+        let mut rows = 0;
+        for cluster_id in cluster_ids {
+            let what = format!(
+                "the {written} lines of {}/{} in ClickHouse for cluster {cluster_id}",
+                self.source.namespace, self.source.pod
+            );
+            let stored =
+                harness::wait_until(&what, timeout, Duration::from_millis(250), || async {
+                    let stored = self.source.stored(stack, cluster_id).ok()?;
+                    (stored.distinct >= written).then_some(stored)
+                })
+                .await?;
+            anyhow::ensure!(
+                stored.distinct == written && stored.texts == written,
+                "cluster {cluster_id}: {written} lines written, {stored:?} stored: lines invented"
+            );
+            let range = stack.clickhouse_query(&format!(
+                "SELECT min(seq), max(seq), uniqExact(pod_uid) FROM {{db}}.demo_logs WHERE {} FORMAT TSV",
+                self.source.filter(cluster_id)
+            ))?;
+            anyhow::ensure!(
+                range.trim() == format!("0\t{}\t1", written - 1),
+                "cluster {cluster_id}: sequence numbers (min, max, pods) {range:?} for {written} lines"
+            );
+            rows += stored.rows;
+        }
+        Ok(LogReport {
+            written,
+            rows,
+            drained: stopped.elapsed(),
+        })
     }
 }

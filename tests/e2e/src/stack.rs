@@ -533,6 +533,26 @@ impl Stack {
         bail!("agent of cluster {cluster_id} did not connect within {timeout:?}; last seen: {last}")
     }
 
+    /// Polls the API until it says the cluster's agent is disconnected, as during a partition.
+    pub async fn wait_agent_disconnected(
+        &self,
+        cluster_id: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let mut last = Value::Null;
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            last = self.api.get(&format!("/clusters/{cluster_id}")).await?;
+            if last["agent"]["connected"] == json!(false) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!(
+            "the API still says cluster {cluster_id}'s agent is connected after {timeout:?}: {last}"
+        )
+    }
+
     /// Runs `kubectl` against the stack's cluster and returns stdout; fails with stderr.
     pub fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
         kubectl(&self.kubeconfig, args, None)

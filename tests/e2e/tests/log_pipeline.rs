@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use e2e::api::field;
+use e2e::load::{LogLoad, log_message};
 use e2e::stack::AgentState;
-use e2e::{Stack, StackOptions, write_container_log};
+use e2e::{Stack, StackOptions, env_or, write_container_log};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -23,13 +24,6 @@ const WAIT: Duration = Duration::from_secs(120);
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// The agent's pod log buffer limit in this test: far less than a minute of the stream, so `block` engages.
 const BUFFER_LIMIT: u64 = 8 * 1024 * 1024;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 async fn deploy_demo(stack: &Stack, name: &str) -> (String, String) {
     let demo = stack
@@ -71,48 +65,26 @@ fn segment_bytes(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Rows of the demo in ClickHouse: all stored copies, and distinct lines by identity and by text.
-fn stored(stack: &Stack, demo_id: &str) -> (u64, u64, u64) {
-    let row = stack
-        .clickhouse_query(&format!(
-            "SELECT count(), uniqExact(cluster_id, pod_uid, container, seq), uniqExact(message) \
-             FROM {{db}}.demo_logs WHERE demo_id = '{demo_id}' AND stream = 'container' FORMAT TSV"
-        ))
-        .unwrap();
-    let numbers: Vec<u64> = row.split_whitespace().map(|n| n.parse().unwrap()).collect();
-    (numbers[0], numbers[1], numbers[2])
-}
-
-/// A demo container writing `rate` numbered lines a second (in 100 ms chunks), and a sampler of the agent's
-/// pod log buffer size on disk, both until `finish`.
+/// A demo container printing a steady stream of lines ([`LogLoad`]), and a sampler of the agent's pod log
+/// buffer size on disk, both until `finish`.
 struct Load {
+    lines: LogLoad,
+    cluster_id: String,
     stop: tokio::sync::watch::Sender<bool>,
-    writer: tokio::task::JoinHandle<u64>,
     largest_buffer: tokio::task::JoinHandle<u64>,
 }
 
 impl Load {
-    fn start(stack: &Stack, namespace: &str, pod: &str, rate: u64, buffer_dir: PathBuf) -> Self {
+    fn start(
+        stack: &Stack,
+        cluster_id: &str,
+        namespace: &str,
+        pod: &str,
+        rate: u64,
+        buffer_dir: PathBuf,
+    ) -> Self {
+        let lines = LogLoad::start(stack, namespace, pod, "demo", rate).unwrap();
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
-        let kube_state = stack.cluster.as_ref().unwrap().state_dir().to_path_buf();
-        let (namespace, pod) = (namespace.to_owned(), pod.to_owned());
-        let writer = tokio::spawn(async move {
-            let chunk = rate / 10;
-            let mut written = 0u64;
-            let mut tick = tokio::time::interval(Duration::from_millis(100));
-            while !*stopped.borrow_and_update() {
-                tick.tick().await;
-                let text: String = (written..written + chunk)
-                    .map(|n| format!("{}\n", message(n)))
-                    .collect();
-                write_container_log(&kube_state, &namespace, &pod, "demo", &text)
-                    .await
-                    .unwrap();
-                written += chunk;
-            }
-            written
-        });
-        let mut stopped = stop.subscribe();
         let largest_buffer = tokio::spawn(async move {
             let mut largest = 0;
             while !*stopped.borrow_and_update() {
@@ -122,55 +94,47 @@ impl Load {
             largest
         });
         Self {
+            lines,
+            cluster_id: cluster_id.to_owned(),
             stop,
-            writer,
             largest_buffer,
         }
     }
 
-    /// Stops writing, waits until every line is in ClickHouse and checks the invariants: each line once by
-    /// identity and by text, sequence numbers 0..n without a hole, the buffer within its limit. Returns how
-    /// many lines were written.
-    async fn finish(self, stack: &Stack, demo_id: &str) -> u64 {
-        self.stop.send(true).unwrap();
-        let written = self.writer.await.unwrap();
+    /// Distinct lines stored so far.
+    fn stored(&self, stack: &Stack) -> u64 {
+        self.lines
+            .source()
+            .stored(stack, &self.cluster_id)
+            .unwrap()
+            .distinct
+    }
+
+    /// Stops writing, waits until every line is in ClickHouse, checks the load's invariants (each line once,
+    /// sequence numbers without a hole) and that the buffer stayed within its limit. Returns how many lines
+    /// were written.
+    async fn finish(self, stack: &Stack) -> u64 {
+        let report = self
+            .lines
+            .finish(stack, &[&self.cluster_id], Duration::from_secs(900))
+            .await
+            .unwrap();
+        self.stop.send_replace(true);
         let largest = self.largest_buffer.await.unwrap();
-        let drained = Instant::now();
-        harness::wait_until(
-            "every written line in ClickHouse",
-            Duration::from_secs(900),
-            Duration::from_millis(500),
-            || async { stored(stack, demo_id).1 >= written },
-        )
-        .await
-        .unwrap();
-        let (rows, distinct, texts) = stored(stack, demo_id);
         eprintln!(
-            "{written} lines written; {rows} rows stored ({} resent copies), {distinct} distinct; \
-             drained {:?} after the writer stopped; largest buffer {largest} bytes",
-            rows - distinct,
-            drained.elapsed()
+            "{} lines written; {} rows stored ({} resent copies); drained {:?} after the writer stopped; \
+             largest buffer {largest} bytes",
+            report.written,
+            report.rows,
+            report.rows - report.written,
+            report.drained
         );
-        assert_eq!(distinct, written, "no line lost, none invented");
-        assert_eq!(texts, written, "every line's text is there");
         assert!(
             largest <= BUFFER_LIMIT,
             "the buffer stayed within its limit: {largest} > {BUFFER_LIMIT}"
         );
-        // Sequence numbers run 0..written with no hole: nothing was renumbered after a restart.
-        let range = stack
-            .clickhouse_query(&format!(
-                "SELECT min(seq), max(seq), uniqExact(pod_uid) FROM {{db}}.demo_logs \
-                 WHERE demo_id = '{demo_id}' AND stream = 'container' FORMAT TSV"
-            ))
-            .unwrap();
-        assert_eq!(range.trim(), format!("0\t{}\t1", written - 1), "{range}");
-        written
+        report.written
     }
-}
-
-fn message(n: u64) -> String {
-    format!("level=info msg=\"request served\" line={n:08}")
 }
 
 /// Templates for the demo, and agents whose pod log buffer is limited to [`BUFFER_LIMIT`] and blocks when full.
@@ -205,9 +169,16 @@ async fn every_line_arrives_once_through_a_clickhouse_outage_and_an_agent_kill()
     let buffer_dir = state_dir.join("log-buffer/pod-logs");
     let relay = stack.clickhouse_relay.as_ref().unwrap();
 
-    let load = Load::start(&stack, "demo-steady", &pod, rate, buffer_dir.clone());
+    let load = Load::start(
+        &stack,
+        &cluster.cluster_id,
+        "demo-steady",
+        &pod,
+        rate,
+        buffer_dir.clone(),
+    );
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let before_outage = stored(&stack, &demo_id).1;
+    let before_outage = load.stored(&stack);
     assert!(before_outage > 0, "lines flow before the outage");
     relay.cut();
     let cut_at = Instant::now();
@@ -241,7 +212,8 @@ async fn every_line_arrives_once_through_a_clickhouse_outage_and_an_agent_kill()
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let written = load.finish(&stack, &demo_id).await;
+    let source = load.lines.source().clone();
+    let written = load.finish(&stack).await;
     assert!(
         buffered_during_outage > 0,
         "the outage filled the buffer: {buffered_during_outage}"
@@ -254,7 +226,8 @@ async fn every_line_arrives_once_through_a_clickhouse_outage_and_an_agent_kill()
             "INSERT INTO {{db}}.demo_logs SELECT * FROM {{db}}.demo_logs WHERE demo_id = '{demo_id}' AND seq % 7 = 0"
         ))
         .unwrap();
-    let (rows, distinct, _) = stored(&stack, &demo_id);
+    let stored = source.stored(&stack, &cluster.cluster_id).unwrap();
+    let (rows, distinct) = (stored.rows, stored.distinct);
     assert!(
         rows > distinct,
         "copies are stored: {rows} rows, {distinct} lines"
@@ -276,7 +249,7 @@ async fn every_line_arrives_once_through_a_clickhouse_outage_and_an_agent_kill()
             .unwrap();
         for line in page["lines"].as_array().unwrap() {
             let message = line["message"].as_str().unwrap();
-            assert_eq!(message, self::message(expected), "line {expected} in order");
+            assert_eq!(message, log_message(expected), "line {expected} in order");
             expected += 1;
         }
         match page["next_cursor"].as_str() {
@@ -299,24 +272,26 @@ async fn every_line_arrives_once_after_the_agent_was_cut_off_for_ten_minutes() {
     .await
     .unwrap();
     let (cluster, _agent) = stack.connected_cluster("remote").await.unwrap();
-    let (demo_id, pod) = deploy_demo(&stack, "remote").await;
+    let (_, pod) = deploy_demo(&stack, "remote").await;
     let buffer_dir = stack.dir.join("agent-remote/log-buffer/pod-logs");
     let relay = stack.agent_relay.as_ref().unwrap();
 
-    let load = Load::start(&stack, "demo-remote", &pod, rate, buffer_dir.clone());
+    let load = Load::start(
+        &stack,
+        &cluster.cluster_id,
+        "demo-remote",
+        &pod,
+        rate,
+        buffer_dir.clone(),
+    );
     tokio::time::sleep(Duration::from_secs(10)).await;
-    assert!(stored(&stack, &demo_id).1 > 0, "lines flow before the cut");
+    assert!(load.stored(&stack) > 0, "lines flow before the cut");
     relay.cut();
     let cut_at = Instant::now();
-    let cluster_path = format!("/clusters/{}", cluster.cluster_id);
-    harness::wait_until(
-        "the API to say the agent is disconnected",
-        WAIT,
-        Duration::from_millis(500),
-        || async { stack.api.get(&cluster_path).await.unwrap()["agent"]["connected"] == false },
-    )
-    .await
-    .unwrap();
+    stack
+        .wait_agent_disconnected(&cluster.cluster_id, WAIT)
+        .await
+        .unwrap();
     // Batches the control plane received before the cut may still be on their way into ClickHouse.
     let last_count = std::cell::Cell::new(u64::MAX);
     harness::wait_until(
@@ -324,7 +299,7 @@ async fn every_line_arrives_once_after_the_agent_was_cut_off_for_ten_minutes() {
         WAIT,
         Duration::from_secs(2),
         || async {
-            let count = stored(&stack, &demo_id).1;
+            let count = load.stored(&stack);
             count == last_count.replace(count)
         },
     )
@@ -333,7 +308,7 @@ async fn every_line_arrives_once_after_the_agent_was_cut_off_for_ten_minutes() {
     let stored_while_cut = last_count.get();
     tokio::time::sleep(cut_off.saturating_sub(cut_at.elapsed())).await;
     assert_eq!(
-        stored(&stack, &demo_id).1,
+        load.stored(&stack),
         stored_while_cut,
         "nothing arrives through a cut link"
     );
@@ -350,7 +325,7 @@ async fn every_line_arrives_once_after_the_agent_was_cut_off_for_ten_minutes() {
         healed.elapsed()
     );
     tokio::time::sleep(Duration::from_secs(10)).await;
-    load.finish(&stack, &demo_id).await;
+    load.finish(&stack).await;
     assert!(
         buffered > BUFFER_LIMIT / 2,
         "the cut filled the buffer: {buffered}"
@@ -379,17 +354,14 @@ async fn with_drop_oldest_a_cut_off_agent_keeps_the_newest_lines_and_says_how_ma
     let (demo_id, pod) = deploy_demo(&stack, "lossy").await;
     let relay = stack.agent_relay.as_ref().unwrap();
     relay.cut();
-    let cluster_path = format!("/clusters/{}", cluster.cluster_id);
-    harness::wait_until(
-        "the API to say the agent is disconnected",
-        WAIT,
-        Duration::from_millis(500),
-        || async { stack.api.get(&cluster_path).await.unwrap()["agent"]["connected"] == false },
-    )
-    .await
-    .unwrap();
+    stack
+        .wait_agent_disconnected(&cluster.cluster_id, WAIT)
+        .await
+        .unwrap();
     // About 1.8 MB of lines while cut off: several times the buffer.
-    let text: String = (0..LINES).map(|n| format!("{}\n", message(n))).collect();
+    let text: String = (0..LINES)
+        .map(|n| format!("{}\n", log_message(n)))
+        .collect();
     let kube_state = stack.cluster.as_ref().unwrap().state_dir().to_path_buf();
     write_container_log(&kube_state, "demo-lossy", &pod, "demo", &text)
         .await
@@ -424,7 +396,7 @@ async fn with_drop_oldest_a_cut_off_agent_keeps_the_newest_lines_and_says_how_ma
         .wait_agent_connected(&cluster.cluster_id, Duration::from_secs(120))
         .await
         .unwrap();
-    let last = message(LINES - 1);
+    let last = log_message(LINES - 1);
     let lines_of_the_write = || {
         let row = stack
             .clickhouse_query(&format!(

@@ -1,19 +1,21 @@
-//! PostgreSQL crashes (immediate shutdown) and comes back under a steady load of tasks. A test binary of its own:
-//! it takes down the PostgreSQL server every test of its process shares.
+//! PostgreSQL crashes (immediate shutdown) and comes back under a steady load of tasks and log lines. A test binary
+//! of its own: it takes down the PostgreSQL server every test of its process shares.
 //!
 //! Invariants checked: while the database is down the API answers every request within a few seconds with 503
 //! `database_unavailable`, never a 500; the control plane and the agent come back by themselves; every task
-//! the load submitted (retrying with its idempotency key) ends succeeded, once in effect.
+//! the load submitted (retrying with its idempotency key) ends succeeded, once in effect; every log line printed
+//! meanwhile is in ClickHouse once.
 
 use std::time::{Duration, Instant};
 
-use e2e::load::RollingLoad;
+use e2e::load::{LogLoad, RollingLoad};
 use e2e::{Stack, StackOptions};
 use reqwest::{Method, StatusCode};
 
 const WAIT: Duration = Duration::from_secs(120);
 /// How long PostgreSQL stays down.
 const DOWN: Duration = Duration::from_secs(10);
+const LINES_PER_SECOND: u64 = 1_000;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_postgres_restart_costs_no_task_and_the_api_says_what_is_wrong_meanwhile() {
@@ -23,6 +25,9 @@ async fn a_postgres_restart_costs_no_task_and_the_api_says_what_is_wrong_meanwhi
     let cluster_id = cluster.cluster_id.as_str();
     let cluster_path = format!("/clusters/{cluster_id}");
     let load = RollingLoad::start(&stack.api, cluster_id, "roll-pg");
+    let logs = LogLoad::start_pod(&stack, "pg-logger", LINES_PER_SECOND)
+        .await
+        .unwrap();
     load.wait_for_versions(3, WAIT).await.unwrap();
 
     let postgres = stack.postgres;
@@ -73,11 +78,9 @@ async fn a_postgres_restart_costs_no_task_and_the_api_says_what_is_wrong_meanwhi
     let api_back = restarted.elapsed();
     stack.wait_agent_connected(cluster_id, WAIT).await.unwrap();
     let agent_back = restarted.elapsed();
-    // The version in flight may have been waiting out the outage; the one after it was submitted after.
-    load.wait_for_versions(load.versions_done() + 2, WAIT)
-        .await
-        .unwrap();
+    load.wait_for_more(2, WAIT).await.unwrap();
     let tasks_back = restarted.elapsed();
+    let lines = logs.finish(&stack, &[cluster_id], WAIT).await.unwrap();
 
     let report = load.finish(&stack).await.unwrap();
     assert!(
@@ -88,9 +91,12 @@ async fn a_postgres_restart_costs_no_task_and_the_api_says_what_is_wrong_meanwhi
     eprintln!(
         "PostgreSQL down {DOWN:?}: {} API answers meanwhile, all 503 database_unavailable, slowest {slowest:?}; \
          after the restart: API answering in {api_back:?}, agent connected in {agent_back:?}, tasks flowing in \
-         {tasks_back:?}; {} versions rolled, {} 503s retried by the load",
+         {tasks_back:?}; {} versions rolled, {} 503s retried by the load; {} log lines printed, all stored once \
+         {:?} after the printing stopped",
         answers.len(),
         report.tasks.len(),
-        report.unavailable_answers
+        report.unavailable_answers,
+        lines.written,
+        lines.drained
     );
 }

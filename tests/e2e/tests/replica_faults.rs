@@ -3,16 +3,19 @@
 //!
 //! Invariants checked: the killed replica's agents reconnect to the survivor by themselves; every task of the
 //! load on each cluster ends succeeded and takes effect once (the load's Deployment generation); no API answer
-//! of the survivor is an error.
+//! of the survivor is an error; every line of a steady log load is in ClickHouse once for each cluster (the three
+//! agents watch the same Kubernetes cluster, so each ships every line: batches the killed replica took but never
+//! acknowledged go again to the survivor).
 
 use std::time::{Duration, Instant};
 
 use e2e::Api;
-use e2e::load::RollingLoad;
+use e2e::load::{LogLoad, RollingLoad};
 use e2e::{Stack, StackOptions};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(120);
+const LINES_PER_SECOND: u64 = 1_000;
 
 /// The instance holding the cluster's open agent stream, once it has one.
 async fn stream_holder(api: &Api, cluster_id: &str) -> Option<String> {
@@ -78,6 +81,9 @@ async fn a_replica_killed_under_load_hands_its_agents_to_the_survivor() {
             )
         })
         .collect();
+    let logs = LogLoad::start_pod(&stack, "replica-logger", LINES_PER_SECOND)
+        .await
+        .unwrap();
     for load in &loads {
         load.wait_for_versions(2, WAIT).await.unwrap();
     }
@@ -109,9 +115,7 @@ async fn a_replica_killed_under_load_hands_its_agents_to_the_survivor() {
     }
     assert!(!moved.is_empty(), "the victim held no agent: {holders:?}");
     for load in &loads {
-        load.wait_for_versions(load.versions_done() + 2, WAIT)
-            .await
-            .unwrap();
+        load.wait_for_more(2, WAIT).await.unwrap();
     }
     let flowing = killed.elapsed();
 
@@ -125,14 +129,17 @@ async fn a_replica_killed_under_load_hands_its_agents_to_the_survivor() {
             report.unexpected_answers
         );
         versions += report.tasks.len();
-        attempts += report
-            .tasks
-            .iter()
-            .map(|task| task["attempts"].as_i64().unwrap_or(0))
-            .sum::<i64>();
+        attempts += report.attempts();
     }
+    let cluster_ids: Vec<&str> = clusters
+        .iter()
+        .map(|(cluster, _)| cluster.cluster_id.as_str())
+        .collect();
+    let lines = logs.finish(&stack, &cluster_ids, WAIT).await.unwrap();
     eprintln!(
         "killed {victim} holding {holders:?}: agents back on the survivor {moved:?} after the kill; every load \
-         flowing {flowing:?} after it; {versions} versions in all, {attempts} attempts"
+         flowing {flowing:?} after it; {versions} versions in all, {attempts} attempts; {} log lines printed, \
+         each stored once per cluster {:?} after the printing stopped ({} rows over the three)",
+        lines.written, lines.drained, lines.rows
     );
 }

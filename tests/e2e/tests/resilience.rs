@@ -8,6 +8,7 @@ use agent_protocol::agent_message::Msg as Up;
 use agent_protocol::control_message::Msg as Down;
 use agent_protocol::{TaskAccepted, TaskResult};
 use e2e::api::field;
+use e2e::load::LogLoad;
 use e2e::raw_agent::{self, RawSession, open_session};
 use e2e::{AgentState, Stack, StackOptions};
 use serde_json::json;
@@ -249,14 +250,17 @@ async fn agent_renews_its_certificate_before_expiry_and_keeps_working() {
 }
 
 /// The agent is killed with `SIGKILL` while it applies a task of 300 objects, and started again from its state
-/// directory. Invariants: the task ends succeeded; every object is there; no object is applied twice in effect:
-/// exactly the objects that existed when the agent died come back `unchanged` from the second attempt, and the
-/// rest `applied`.
+/// directory, while a pod's logs stream at 1,000 lines a second. Invariants: the task ends succeeded; every object
+/// is there; no object is applied twice in effect: exactly the objects that existed when the agent died come back
+/// `unchanged` from the second attempt, and the rest `applied`; every log line is in ClickHouse once.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_agent_killed_in_the_middle_of_a_multi_object_apply_finishes_it_once() {
     const OBJECTS: usize = 300;
     let stack = Stack::start(StackOptions::default()).await.unwrap();
     let (cluster, mut agent) = stack.connected_cluster("killed").await.unwrap();
+    let logs = LogLoad::start_pod(&stack, "killed-logger", 1_000)
+        .await
+        .unwrap();
     let manifest: String = (0..OBJECTS)
         .map(|n| {
             format!(
@@ -340,11 +344,18 @@ async fn an_agent_killed_in_the_middle_of_a_multi_object_apply_finishes_it_once(
         (existed, OBJECTS - existed),
         "objects the first attempt applied are unchanged by the second, the rest applied once"
     );
+    let lines = logs
+        .finish(&stack, &[&cluster.cluster_id], WAIT)
+        .await
+        .unwrap();
     eprintln!(
         "killed with {existed} of {OBJECTS} objects applied; the second attempt ({} in all) left {} unchanged \
-         and applied {}",
+         and applied {}; {} log lines printed, all stored once {:?} after the printing stopped ({} rows)",
         done["attempts"],
         outcomes("unchanged"),
-        outcomes("applied")
+        outcomes("applied"),
+        lines.written,
+        lines.drained,
+        lines.rows
     );
 }

@@ -1,19 +1,24 @@
 //! A region far from its control plane, over an emulated WAN (`harness::Wan`: the agent runs in its own network
 //! namespace, its cluster's API server stays local to it): 80 ms +/- 10 ms each way with 0.5 % packet loss, then
-//! a partition of the region, under a steady stream of tasks. Invariants checked: the measured round trip shows
-//! the link; every task ends succeeded, once, with its object in the cluster; during the partition the API says
-//! the agent is disconnected and tasks submitted meanwhile stay pending (no progress it has not seen); after the
-//! partition the agent is back by itself.
+//! a partition of the region, under a steady stream of tasks and of log lines. Invariants checked: the measured
+//! round trip shows the link; every task ends succeeded, once, with its object in the cluster; during the
+//! partition the API says the agent is disconnected and tasks submitted meanwhile stay pending (no progress it has
+//! not seen); after the partition the agent is back by itself; every log line printed is in ClickHouse once.
 
 use std::time::{Duration, Instant};
 
 use e2e::api::field;
-use e2e::load::RollingLoad;
-use e2e::{Stack, StackOptions};
+use e2e::load::{LogLoad, RollingLoad};
+use e2e::stack::AgentState;
+use e2e::{Stack, StackOptions, env_or};
 use harness::LinkProfile;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(120);
+/// The steady log load in the region: a busy pod's worth, through the 80 ms link.
+const LINES_PER_SECOND: u64 = 500;
+/// How long the lines printed through a fault may take to reach ClickHouse once it is over.
+const LOG_DRAIN: Duration = Duration::from_secs(300);
 
 fn far() -> LinkProfile {
     LinkProfile {
@@ -46,12 +51,7 @@ async fn task_state(stack: &Stack, task_id: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_far_region_works_through_loss_and_comes_back_by_itself_after_a_partition() {
-    let partition_for = Duration::from_secs(
-        std::env::var("WAN_PARTITION_SECONDS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(60),
-    );
+    let partition_for = Duration::from_secs(env_or("WAN_PARTITION_SECONDS", 60));
     let stack = Stack::start(StackOptions {
         wan_region: Some(far()),
         ..StackOptions::default()
@@ -76,7 +76,10 @@ async fn a_far_region_works_through_loss_and_comes_back_by_itself_after_a_partit
     .unwrap();
     assert!((140.0..400.0).contains(&rtt), "round trip {rtt} ms");
 
-    // A steady stream of tasks through the lossy link.
+    // A steady stream of tasks and log lines through the lossy link.
+    let logs = LogLoad::start_pod(&stack, "far-logger", LINES_PER_SECOND)
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for n in 0..10 {
         tasks.push(submit(&stack, cluster_id, n).await);
@@ -90,14 +93,10 @@ async fn a_far_region_works_through_loss_and_comes_back_by_itself_after_a_partit
     let region = stack.region().unwrap();
     region.partition();
     let cut_at = Instant::now();
-    harness::wait_until(
-        "the API to say the agent is disconnected",
-        WAIT,
-        Duration::from_millis(250),
-        || async { stack.api.get(&cluster_path).await.unwrap()["agent"]["connected"] == false },
-    )
-    .await
-    .unwrap();
+    stack
+        .wait_agent_disconnected(cluster_id, WAIT)
+        .await
+        .unwrap();
     let noticed = cut_at.elapsed();
     let mut during = Vec::new();
     for n in 10..15 {
@@ -142,24 +141,22 @@ async fn a_far_region_works_through_loss_and_comes_back_by_itself_after_a_partit
             .unwrap();
         assert_eq!(data.trim(), n.to_string());
     }
+    let lines = logs.finish(&stack, &[cluster_id], LOG_DRAIN).await.unwrap();
     let stats = region.stats();
     eprintln!(
         "round trip {rtt:.1} ms; partition noticed after {noticed:?}; agent back {back:?} after healing; \
-         link: {stats:?}"
+         {} log lines printed, all stored once {:?} after the printing stopped ({} rows); link: {stats:?}",
+        lines.written, lines.drained, lines.rows
     );
 }
 
-/// 30 % of the packets on the region's link lost in each direction for a minute, under a steady load of tasks.
-/// Invariants: every task of the load succeeds and takes effect once (the load's Deployment generation), and
-/// after the loss ends tasks flow again with no human action.
+/// 30 % of the packets on the region's link lost in each direction for a minute, under a steady load of tasks and
+/// log lines. Invariants: every task of the load succeeds and takes effect once (the load's Deployment
+/// generation), after the loss ends tasks flow again with no human action, and every log line printed is in
+/// ClickHouse once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_minute_of_heavy_loss_loses_nothing_and_the_agent_recovers_by_itself() {
-    let loss_for = Duration::from_secs(
-        std::env::var("WAN_LOSS_SECONDS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(60),
-    );
+    let loss_for = Duration::from_secs(env_or("WAN_LOSS_SECONDS", 60));
     let stack = Stack::start(StackOptions {
         wan_region: Some(far()),
         // The default lease: heartbeats that renew it cross the lossy link too.
@@ -169,24 +166,39 @@ async fn a_minute_of_heavy_loss_loses_nothing_and_the_agent_recovers_by_itself()
     .await
     .unwrap();
     let (cluster, _agent) = stack.connected_cluster("lossy").await.unwrap();
-    let load = RollingLoad::start(&stack.api, &cluster.cluster_id, "roll-lossy");
+    let cluster_id = cluster.cluster_id.as_str();
+    let load = RollingLoad::start(&stack.api, cluster_id, "roll-lossy");
+    let logs = LogLoad::start_pod(&stack, "lossy-logger", LINES_PER_SECOND)
+        .await
+        .unwrap();
     load.wait_for_versions(3, WAIT).await.unwrap();
 
     let region = stack.region().unwrap();
     let before = region.stats();
+    let streams_opened = || -> u64 {
+        stack
+            .postgres_query(&format!(
+                "SELECT count(*) FROM agent_sessions WHERE cluster_id = '{cluster_id}'"
+            ))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let streams_before = streams_opened();
     region.set_profile(LinkProfile { loss: 0.3, ..far() });
-    let lossy_since = Instant::now();
     let versions_at_start = load.versions_done();
     tokio::time::sleep(loss_for).await;
     let during = load.versions_done() - versions_at_start;
     let lossy = region.stats().since(&before);
+    let streams_during = streams_opened() - streams_before;
+    let printed_by_then = logs.lines_written();
+    let stored_by_then = logs.source().stored(&stack, cluster_id).unwrap().distinct;
     region.set_profile(far());
     let healed = Instant::now();
-    // The version in flight when the loss ended may have started during it; the next one starts after.
-    load.wait_for_versions(load.versions_done() + 2, WAIT)
-        .await
-        .unwrap();
+    load.wait_for_more(2, WAIT).await.unwrap();
     let flowing_after = healed.elapsed();
+    let lines = logs.finish(&stack, &[cluster_id], LOG_DRAIN).await.unwrap();
 
     let report = load.finish(&stack).await.unwrap();
     assert!(
@@ -195,22 +207,22 @@ async fn a_minute_of_heavy_loss_loses_nothing_and_the_agent_recovers_by_itself()
         report.unexpected_answers
     );
     // Not asserted: a lease can run out honestly when the link holds a result back longer than the lease.
-    let attempts_used: i64 = report
-        .tasks
-        .iter()
-        .map(|task| task["attempts"].as_i64().unwrap_or(0))
-        .sum();
     eprintln!(
-        "{loss_for:?} of 30 % loss ({:?} after it started): {during} versions finished during it; link: \
-         {lossy:?}; tasks flowing again {flowing_after:?} after it ended; {} versions in all, {attempts_used} attempts",
-        lossy_since.elapsed(),
-        report.tasks.len()
+        "{loss_for:?} of 30 % loss: {during} versions finished during it, the agent opened {streams_during} new \
+         streams; link: {lossy:?}; tasks flowing again {flowing_after:?} after it ended; {} versions in all, {} \
+         attempts; {stored_by_then} of {printed_by_then} log lines stored when the loss ended, all {} once {:?} \
+         after the printing stopped",
+        report.tasks.len(),
+        report.attempts(),
+        lines.written,
+        lines.drained
     );
 }
 
 /// The region is partitioned for longer than the agent's certificate lifetime (30 s here). Invariants: after the
 /// link returns the agent is back with no human action and no new bootstrap token (its token is spent): it
-/// recovers its expired certificate with its key; a task submitted during the partition is applied once.
+/// recovers its expired certificate with its key; a task submitted during the partition is applied once; every log
+/// line printed through it is in ClickHouse once.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_agent_cut_off_past_its_certificate_lifetime_recovers_without_a_new_token() {
     let stack = Stack::start(StackOptions {
@@ -233,6 +245,9 @@ async fn an_agent_cut_off_past_its_certificate_lifetime_recovers_without_a_new_t
         chrono::DateTime::from_timestamp(text.trim().parse().unwrap(), 0).unwrap()
     };
 
+    let logs = LogLoad::start_pod(&stack, "expiring-logger", LINES_PER_SECOND)
+        .await
+        .unwrap();
     let region = stack.region().unwrap();
     region.partition();
     let task = submit(&stack, cluster_id, 100).await;
@@ -269,16 +284,20 @@ async fn an_agent_cut_off_past_its_certificate_lifetime_recovers_without_a_new_t
     let done = stack.wait_task(&task, WAIT).await.unwrap();
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(done["attempts"], 1, "{done}");
+    let lines = logs.finish(&stack, &[cluster_id], LOG_DRAIN).await.unwrap();
     eprintln!(
         "certificate expired {expires} during the partition; agent back {back:?} after the link returned, \
-         with a recovered certificate"
+         with a recovered certificate; {} log lines printed, all stored once {:?} after the printing stopped",
+        lines.written, lines.drained
     );
 }
 
-/// Edge autonomy: while the region is partitioned, objects its tasks applied are deleted and changed by hand.
+/// Edge autonomy: while the region is partitioned, objects its tasks applied are deleted and changed by hand, and
+/// the agent is killed (`kill -9`) and started again, still cut off, before the object is deleted once more.
 /// Invariants: the agent, on its own, recreates the deleted object and takes back the field it applied (a field it
-/// never set, added by hand, stays), within a few check intervals (1 s here); once the link is back it reports
-/// exactly those two corrections, which the API shows on the cluster.
+/// never set, added by hand, stays), within a few check intervals (1 s here), before and after its restart; once
+/// the link is back it reports the whole period in one report with exactly those three corrections (the first
+/// two made by the killed process), which the API shows on the cluster.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_partitioned_agent_keeps_what_it_applied_and_reports_what_it_corrected() {
     let stack = Stack::start(StackOptions {
@@ -288,7 +307,7 @@ async fn a_partitioned_agent_keeps_what_it_applied_and_reports_what_it_corrected
     })
     .await
     .unwrap();
-    let (cluster, _agent) = stack.connected_cluster("autonomous").await.unwrap();
+    let (cluster, mut agent) = stack.connected_cluster("autonomous").await.unwrap();
     let cluster_id = cluster.cluster_id.as_str();
     let cluster_path = format!("/clusters/{cluster_id}");
     let manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kept-settings\n  namespace: default\n\
@@ -304,14 +323,10 @@ async fn a_partitioned_agent_keeps_what_it_applied_and_reports_what_it_corrected
 
     let region = stack.region().unwrap();
     region.partition();
-    harness::wait_until(
-        "the API to say the agent is disconnected",
-        WAIT,
-        Duration::from_millis(250),
-        || async { stack.api.get(&cluster_path).await.unwrap()["agent"]["connected"] == false },
-    )
-    .await
-    .unwrap();
+    stack
+        .wait_agent_disconnected(cluster_id, WAIT)
+        .await
+        .unwrap();
     stack
         .kubectl(&["delete", "configmap", "kept-settings", "-n", "default"])
         .unwrap();
@@ -337,20 +352,23 @@ async fn a_partitioned_agent_keeps_what_it_applied_and_reports_what_it_corrected
         .unwrap();
     let changed = Instant::now();
     let kept = |args: &[&str]| stack.kubectl(args).map(|out| out.trim().to_owned());
+    let settings_mode = || {
+        kept(&[
+            "get",
+            "configmap",
+            "kept-settings",
+            "-n",
+            "default",
+            "-o",
+            "jsonpath={.data.mode}",
+        ])
+    };
     harness::wait_until(
         "the agent to restore both objects while cut off",
         WAIT,
         Duration::from_millis(100),
         || async {
-            let mode = kept(&[
-                "get",
-                "configmap",
-                "kept-settings",
-                "-n",
-                "default",
-                "-o",
-                "jsonpath={.data.mode}",
-            ]);
+            let mode = settings_mode();
             let replicas = kept(&[
                 "get",
                 "deployment",
@@ -388,6 +406,30 @@ async fn a_partitioned_agent_keeps_what_it_applied_and_reports_what_it_corrected
         false,
         "restored by the agent alone, not through the control plane"
     );
+
+    // The edge box restarts while still cut off; the restarted agent keeps the objects and the period's record.
+    agent.kill_9().unwrap();
+    let _agent = stack
+        .start_agent(
+            "agent-autonomous-again",
+            cluster_id,
+            AgentState::Dir(&stack.dir.join("agent-autonomous")),
+        )
+        .await
+        .unwrap();
+    stack
+        .kubectl(&["delete", "configmap", "kept-settings", "-n", "default"])
+        .unwrap();
+    let deleted_again = Instant::now();
+    harness::wait_until(
+        "the restarted agent to restore the object while cut off",
+        WAIT,
+        Duration::from_millis(100),
+        || async { settings_mode().is_ok_and(|mode| mode == "steady") },
+    )
+    .await
+    .unwrap();
+    let restored_after_restart = deleted_again.elapsed();
 
     region.heal();
     let healed = Instant::now();
@@ -429,6 +471,11 @@ async fn a_partitioned_agent_keeps_what_it_applied_and_reports_what_it_corrected
                 String::new()
             ),
             (
+                "recreated".into(),
+                "ConfigMap/kept-settings".into(),
+                String::new()
+            ),
+            (
                 "reverted".into(),
                 "Deployment/kept-web".into(),
                 "spec.replicas".into()
@@ -437,9 +484,17 @@ async fn a_partitioned_agent_keeps_what_it_applied_and_reports_what_it_corrected
         "{report}"
     );
     assert_eq!(report["objects"], 2, "{report}");
-    assert!(report["checks"].as_i64().unwrap() >= 1, "{report}");
+    assert!(report["checks"].as_i64().unwrap() >= 2, "{report}");
+    // The restarted agent resent nothing the first process had not: one period, one report.
+    let detail: Value = stack.api.get(&cluster_path).await.unwrap();
+    assert_eq!(
+        detail["offline_reports"].as_array().unwrap().len(),
+        1,
+        "{detail}"
+    );
     eprintln!(
-        "objects changed by hand during the partition restored {restored:?} after the change (1 s checks); \
-         the report in the API {reported:?} after the link returned: {report}"
+        "objects changed by hand during the partition restored {restored:?} after the change (1 s checks), \
+         {restored_after_restart:?} after a deletion following the agent's restart; the report in the API \
+         {reported:?} after the link returned: {report}"
     );
 }
