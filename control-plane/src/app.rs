@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::agents::handshakes::{self, HandshakeLimits};
 use crate::agents::{AgentGrpc, AgentSettings, Dispatcher};
 use crate::api::{self, ApiState};
 use crate::config::{Config, ConfigError, ConsoleConfig};
@@ -204,17 +204,21 @@ pub async fn start(
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
+    let agent_connections = handshakes::incoming(
+        agent_listener,
+        Arc::new(tls),
+        HandshakeLimits {
+            max_in_progress: config.agents.max_concurrent_handshakes,
+            timeout: Duration::from_secs(config.agents.handshake_timeout_seconds),
+        },
+        metrics.clone(),
+    );
     let grpc_server = tonic::transport::Server::builder()
-        .tls_config(tls)?
         // Detects agents that vanished without closing their connection (e.g. a killed node).
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .tcp_keepalive(Some(Duration::from_secs(30)))
         .add_service(grpc.into_server())
-        .serve_with_incoming_shutdown(
-            TcpListenerStream::new(agent_listener),
-            wait_stop(stop_rx.clone()),
-        );
+        .serve_with_incoming_shutdown(agent_connections, wait_stop(stop_rx.clone()));
 
     let closing_store = store.clone();
     let router = api::router(ApiState {

@@ -239,6 +239,11 @@ pub struct AgentConfig {
     /// How long after its certificate expired an agent may still get a new one by proving it holds the expired
     /// certificate's key (`Recover`), instead of needing a new bootstrap token; 0 turns recovery off.
     pub recovery_grace_seconds: u64,
+    /// TLS handshakes on the agent port at once; further connections wait in the listen backlog. Bounds what a
+    /// reconnect storm (every agent of a restarted replica) or connections that never finish a handshake cost.
+    pub max_concurrent_handshakes: usize,
+    /// A handshake not finished within this long is dropped, freeing its place.
+    pub handshake_timeout_seconds: u64,
     /// Container image of the agent, used in install manifests.
     pub image: String,
 }
@@ -251,6 +256,8 @@ impl Default for AgentConfig {
             bootstrap_token_ttl_seconds: 3600,
             renewal_overlap_seconds: 300,
             recovery_grace_seconds: 30 * 24 * 3600,
+            max_concurrent_handshakes: 64,
+            handshake_timeout_seconds: 10,
             image: format!("ghcr.io/edgefleet/node-agent:{}", env!("CARGO_PKG_VERSION")),
         }
     }
@@ -563,6 +570,18 @@ impl Config {
                 "must be shorter than tasks.lease_seconds, or leases expire between heartbeats",
             ));
         }
+        if self.agents.max_concurrent_handshakes == 0 {
+            return Err(invalid(
+                "agents.max_concurrent_handshakes",
+                "must be at least 1",
+            ));
+        }
+        if !(1..=300).contains(&self.agents.handshake_timeout_seconds) {
+            return Err(invalid(
+                "agents.handshake_timeout_seconds",
+                "must be between 1 and 300",
+            ));
+        }
         if self.agents.certificate_ttl_seconds < 30 {
             return Err(invalid(
                 "agents.certificate_ttl_seconds",
@@ -768,6 +787,31 @@ mod tests {
         ));
         let err = Config::load(None, env).unwrap_err().to_string();
         assert!(err.contains("agents.heartbeat_interval_seconds"), "{err}");
+    }
+
+    #[test]
+    fn handshake_limits_must_let_agents_in() {
+        for (key, value) in [
+            ("MAX_CONCURRENT_HANDSHAKES", "0"),
+            ("HANDSHAKE_TIMEOUT_SECONDS", "0"),
+            ("HANDSHAKE_TIMEOUT_SECONDS", "3600"),
+        ] {
+            let mut env = minimal_env();
+            env.push((format!("EDGEFLEET_CP_AGENTS__{key}"), value.into()));
+            let err = Config::load(None, env).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("agents.{}", key.to_lowercase())),
+                "{err}"
+            );
+        }
+        let mut env = minimal_env();
+        env.push((
+            "EDGEFLEET_CP_AGENTS__MAX_CONCURRENT_HANDSHAKES".into(),
+            "8".into(),
+        ));
+        let config = Config::load(None, env).unwrap();
+        assert_eq!(config.agents.max_concurrent_handshakes, 8);
+        assert_eq!(config.agents.handshake_timeout_seconds, 10);
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub struct Metrics {
     pub log_insert_failures: Counter,
     pub log_lines_dead_lettered: Counter,
     pub agent_rejections: Family<RejectionLabel, Counter>,
+    /// TLS handshakes on the agent port running now (bounded by `agents.max_concurrent_handshakes`).
+    pub agent_handshakes_in_progress: Gauge,
+    /// TLS handshakes on the agent port that failed, by reason (`timeout`, `tls`).
+    pub agent_handshake_failures: Family<RejectionLabel, Counter>,
     pub certificates_issued: Counter,
     /// Terraform tasks finished by this process, by kind and outcome (succeeded, failed, retrying, cancelled).
     pub terraform_runs: Family<RunLabel, Counter>,
@@ -62,6 +66,8 @@ impl Metrics {
         let log_insert_failures = Counter::default();
         let log_lines_dead_lettered = Counter::default();
         let agent_rejections = Family::<RejectionLabel, Counter>::default();
+        let agent_handshakes_in_progress = Gauge::default();
+        let agent_handshake_failures = Family::<RejectionLabel, Counter>::default();
         let certificates_issued = Counter::default();
         let terraform_runs = Family::<RunLabel, Counter>::default();
         let terraform_runs_active = Gauge::default();
@@ -107,6 +113,16 @@ impl Metrics {
             agent_rejections.clone(),
         );
         registry.register(
+            "agent_handshakes_in_progress",
+            "TLS handshakes on the agent port running now",
+            agent_handshakes_in_progress.clone(),
+        );
+        registry.register(
+            "agent_handshake_failures",
+            "TLS handshakes on the agent port that failed or timed out, by reason",
+            agent_handshake_failures.clone(),
+        );
+        registry.register(
             "certificates_issued",
             "Agent client certificates issued",
             certificates_issued.clone(),
@@ -136,6 +152,8 @@ impl Metrics {
             log_insert_failures,
             log_lines_dead_lettered,
             agent_rejections,
+            agent_handshakes_in_progress,
+            agent_handshake_failures,
             certificates_issued,
             terraform_runs,
             terraform_runs_active,

@@ -11,7 +11,8 @@ use rcgen::{
     DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData,
     SanType, SerialNumber,
 };
-use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 use time::OffsetDateTime;
@@ -134,7 +135,40 @@ impl AgentCa {
     }
 
     /// A fresh serving certificate for the agent gRPC endpoint; returns (certificate chain PEM, key PEM).
-    pub fn issue_server_certificate(&self, names: &[String]) -> Result<(String, String), PkiError> {
+    /// TLS for the agent port: a serving certificate for `names`, and client certificates verified against this
+    /// CA when presented. They are optional at the TLS layer only because `Bootstrap` and `Recover` are called
+    /// without a valid one; every other call refuses a connection without one. HTTP/2 only, as gRPC needs.
+    pub fn agent_port_tls(&self, names: &[String]) -> Result<rustls::ServerConfig, PkiError> {
+        let unusable = |reason: String| PkiError::CaUnusable(reason);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from(first_certificate_der(&self.ca_pem)?))
+            .map_err(|e| unusable(e.to_string()))?;
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| unusable(e.to_string()))?;
+        let (chain_pem, key_pem) = self.issue_server_certificate(names)?;
+        let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| unusable(e.to_string()))?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+            .map_err(|e| unusable(e.to_string()))?;
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .and_then(|builder| {
+                builder
+                    .with_client_cert_verifier(verifier)
+                    .with_single_cert(chain, key)
+            })
+            .map_err(|e| unusable(e.to_string()))?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(config)
+    }
+
+    fn issue_server_certificate(&self, names: &[String]) -> Result<(String, String), PkiError> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.distinguished_name = name("edgefleet control plane");
@@ -325,23 +359,27 @@ fn to_chrono(t: OffsetDateTime) -> DateTime<Utc> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn test_ca() -> AgentCa {
+impl AgentCa {
+    /// A fresh CA held in memory only.
+    pub(crate) fn for_tests() -> Self {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::default();
         params.distinguished_name = name("test CA");
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
         let cert = params.self_signed(&key).unwrap();
-        AgentCa::with_key(&cert.pem(), key).unwrap()
+        Self::with_key(&cert.pem(), key).unwrap()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[test]
     fn an_expired_certificate_is_recovered_only_with_its_key_within_the_grace_period() {
         const HOUR: Duration = Duration::from_secs(3600);
-        let ca = test_ca();
+        let ca = AgentCa::for_tests();
         let key = KeyPair::generate().unwrap();
         let csr_for = |key: &KeyPair| {
             CertificateParams::new(Vec::<String>::new())
@@ -378,7 +416,7 @@ mod tests {
             an_hour_after_expiry,
         );
         assert!(refusal(stolen).contains("not for the expired certificate's key"));
-        let foreign = test_ca()
+        let foreign = AgentCa::for_tests()
             .sign_agent_csr(&csr_for(&key), cluster, HOUR)
             .unwrap();
         let forged =
@@ -395,7 +433,7 @@ mod tests {
 
     #[test]
     fn csr_identity_is_replaced_by_the_bound_cluster() {
-        let ca = test_ca();
+        let ca = AgentCa::for_tests();
         let agent_key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(vec!["evil.example".to_string()]).unwrap();
         params.distinguished_name = name("cluster:00000000-0000-0000-0000-000000000001");
@@ -427,7 +465,7 @@ mod tests {
 
     #[test]
     fn garbage_csr_is_refused_with_a_reason() {
-        let err = test_ca()
+        let err = AgentCa::for_tests()
             .sign_agent_csr("not a csr", Uuid::new_v4(), Duration::from_secs(60))
             .unwrap_err();
         assert!(matches!(err, PkiError::InvalidCsr(_)), "{err}");
@@ -435,7 +473,7 @@ mod tests {
 
     #[test]
     fn server_certificate_chain_ends_with_the_ca() {
-        let ca = test_ca();
+        let ca = AgentCa::for_tests();
         let (chain, key) = ca
             .issue_server_certificate(&["localhost".into(), "127.0.0.1".into()])
             .unwrap();

@@ -2,6 +2,7 @@
 
 mod bootstrap;
 mod dispatch;
+pub mod handshakes;
 mod identity;
 pub mod install;
 mod offline;
@@ -15,7 +16,6 @@ use agent_protocol::{
     AgentMessage, BootstrapRequest, BootstrapResponse, RecoverRequest, RenewRequest, RenewResponse,
 };
 use tonic::codec::CompressionEncoding;
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
 pub use dispatch::Dispatcher;
@@ -95,18 +95,12 @@ impl AgentGrpc {
             .send_compressed(CompressionEncoding::Zstd)
     }
 
-    /// TLS for the agent port: our serving certificate, and client certificates verified against the agent CA
-    /// when presented. They are optional at the TLS layer only because `Bootstrap` is called before the agent
-    /// has one; every other call refuses a connection without one.
+    /// TLS for the agent port (see [`AgentCa::agent_port_tls`]).
     pub fn tls_config(
         &self,
         tls_names: &[String],
-    ) -> Result<ServerTlsConfig, crate::pki::PkiError> {
-        let (chain, key) = self.ca.issue_server_certificate(tls_names)?;
-        Ok(ServerTlsConfig::new()
-            .identity(Identity::from_pem(chain, key))
-            .client_ca_root(Certificate::from_pem(self.ca.ca_pem()))
-            .client_auth_optional(true))
+    ) -> Result<rustls::ServerConfig, crate::pki::PkiError> {
+        self.ca.agent_port_tls(tls_names)
     }
 }
 
