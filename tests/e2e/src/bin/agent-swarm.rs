@@ -1,25 +1,30 @@
-//! Benchmark: many simulated agents (one mTLS stream each, all in this process) connected to one control
-//! plane. Measures task-created -> agent-received -> result-recorded latency and the control plane's memory.
-//! See docs/benchmarks.md for the method and how to rerun it.
+//! Benchmark: many simulated agents (one mTLS stream each, all in this process) connected to one or several
+//! control-plane replicas. Measures task-created -> agent-received -> result-recorded latency, throughput against
+//! the same PostgreSQL's batched SQL ceiling (pgbench, same run), the control plane's memory per agent, and
+//! optionally a replica killed under load or a reconnect storm. See docs/benchmarks.md for the method.
 
 use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use agent_protocol::agent_message::Msg as Up;
 use agent_protocol::control_message::Msg as Down;
-use agent_protocol::{TaskAccepted, TaskResult};
+use agent_protocol::{Heartbeat, TaskAccepted, TaskResult};
 use anyhow::Context;
 use clap::Parser;
 use e2e::api::field;
-use e2e::raw_agent::{self, open_session};
-use e2e::{Stack, StackOptions};
+use e2e::raw_agent::{self, Credentials, RawSession, open_session};
+use e2e::{Api, PeerControlPlane, Stack, StackOptions};
 use futures::stream::{self, StreamExt};
+use node_agent::config::BackoffSettings;
+use node_agent::session::Backoff;
 use serde_json::json;
 
 #[derive(Parser)]
 #[command(
-    about = "Connect N simulated agents to one control plane and measure task delivery latency"
+    about = "Connect N simulated agents to control-plane replicas and measure task delivery, memory and recovery"
 )]
 struct Args {
     /// Simulated agents (one cluster each).
@@ -31,6 +36,19 @@ struct Args {
     /// Task submissions in flight at once.
     #[arg(long, default_value_t = 16)]
     submit_concurrency: usize,
+    /// Control-plane replicas on the one database; agents reach them through a least-connections TCP balancer.
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
+    /// Kill (SIGKILL) the last replica once half the tasks are recorded; needs two replicas or more.
+    #[arg(long)]
+    kill_one: bool,
+    /// After the tasks, restart the first replica (SIGTERM, start again) and measure how long every agent
+    /// takes to be back and the API's latency meanwhile.
+    #[arg(long)]
+    storm: bool,
+    /// Seconds each pgbench floor runs; 0 skips the floors.
+    #[arg(long, default_value_t = 5)]
+    floor_seconds: u64,
 }
 
 /// When a task was created, received by its agent, and its result acknowledged by the control plane.
@@ -46,7 +64,23 @@ struct Timings {
     tasks: HashMap<String, TaskTimes>,
 }
 
+impl Timings {
+    fn recorded(&self) -> usize {
+        self.tasks
+            .values()
+            .filter(|t| t.created.is_some() && t.recorded.is_some())
+            .count()
+    }
+}
+
 type Shared = Arc<Mutex<Timings>>;
+
+/// Streams open now (Welcome received, not yet broken) and how many were opened again after a break.
+#[derive(Default)]
+struct Fleet {
+    connected: AtomicUsize,
+    reconnects: AtomicUsize,
+}
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -69,20 +103,106 @@ fn rss_kib(pid: u32, field_name: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user + system) process `pid` has used; `with_children` adds those of its children it waited
+/// for and of its children still running (PostgreSQL's backends are the postmaster's children; this process's
+/// children are the stack's servers, counted on their own).
+fn cpu_seconds(pid: u32, with_children: bool) -> f64 {
+    let fields = |stat: &str| -> Option<(u32, u64)> {
+        // The command name is in parentheses and may hold spaces: fields are counted after its end.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let parent = fields.get(1)?.parse().ok()?;
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        // utime, stime, cutime, cstime: fields 14-17 of proc(5), 11-14 here.
+        let waited = if with_children {
+            ticks(13) + ticks(14)
+        } else {
+            0
+        };
+        Some((parent, ticks(11) + ticks(12) + waited))
+    };
+    let mut ticks = 0;
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.filter_map(Result::ok) {
+            let Some(other) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Some((parent, used)) = std::fs::read_to_string(entry.path().join("stat"))
+                .ok()
+                .and_then(|stat| fields(&stat))
+            else {
+                continue;
+            };
+            if other == pid || (with_children && parent == pid) {
+                ticks += used;
+            }
+        }
+    }
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+    ticks as f64 / per_second as f64
+}
+
+/// Raises this process's open-file limit to its hard limit (10,000 agents need more than the usual 1,024
+/// soft limit); processes it starts inherit it. Returns the limit now in force.
+fn raise_open_file_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        }
+    }
+    limit.rlim_cur
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let stack = Stack::start(StackOptions {
+    anyhow::ensure!(args.replicas >= 1, "--replicas must be at least 1");
+    anyhow::ensure!(
+        !args.kill_one || args.replicas >= 2,
+        "--kill-one needs --replicas 2 or more"
+    );
+    let open_files = raise_open_file_limit();
+    eprintln!("open-file limit {open_files}");
+    let mut stack = Stack::start(StackOptions {
         lease_seconds: 30,
         heartbeat_seconds: 10,
         poll_interval_ms: 2000,
         // The simulated agents speak the protocol only; no cluster is needed.
         cluster: false,
+        agent_relay: args.replicas > 1,
         ..StackOptions::default()
     })
     .await?;
-    let cp_pid = stack.control_plane.pid();
-    let rss_idle = rss_kib(cp_pid, "VmRSS:");
+    let mut peers: Vec<PeerControlPlane> = Vec::new();
+    for n in 2..=args.replicas {
+        let peer = stack
+            .start_peer_control_plane(&format!("control-plane-{n}"))
+            .await?;
+        if let Some(relay) = &stack.agent_relay {
+            relay.add_target(peer.agent_addr);
+        }
+        peers.push(peer);
+    }
+    let mut pids = vec![stack.control_plane.pid()];
+    pids.extend(peers.iter().map(|peer| peer.process.pid()));
+    let rss_idle: Vec<u64> = pids.iter().map(|pid| rss_kib(*pid, "VmRSS:")).collect();
 
     let cloud = stack
         .api
@@ -99,6 +219,7 @@ async fn main() -> anyhow::Result<()> {
 
     let connect_started = Instant::now();
     let timings: Shared = Arc::default();
+    let fleet = Arc::new(Fleet::default());
     let endpoint = stack.agent_endpoint.clone();
     let clusters: Vec<String> = stream::iter(0..args.agents)
         .map(|i| {
@@ -106,6 +227,7 @@ async fn main() -> anyhow::Result<()> {
             let region_id = region_id.clone();
             let endpoint = endpoint.clone();
             let timings = timings.clone();
+            let fleet = fleet.clone();
             async move {
                 let cluster = api
                     .post(
@@ -121,16 +243,12 @@ async fn main() -> anyhow::Result<()> {
                     )
                     .await?;
                 let ca = field(&bundle["install"], "ca_pem")?;
-                let creds = raw_agent::bootstrap(&endpoint, &ca, &field(&bundle, "token")?).await?;
-                let channel =
-                    raw_agent::channel(&endpoint, &ca, Some((&creds.cert_pem, &creds.key_pem)))
-                        .await?;
-                let mut session = open_session(channel, 8).await?;
-                match session.next(Duration::from_secs(30)).await??.msg {
-                    Some(Down::Welcome(_)) => {}
-                    other => anyhow::bail!("expected Welcome, got {other:?}"),
-                }
-                tokio::spawn(simulate_agent(session, timings));
+                let token = field(&bundle, "token")?;
+                // Through the balancer a connection is sometimes refused while a replica is busy; an agent
+                // would retry, and so does the setup (a token is spent only by a Bootstrap that got through).
+                let creds = retry(|| raw_agent::bootstrap(&endpoint, &ca, &token)).await?;
+                let session = retry(|| connect(&endpoint, &ca, &creds)).await?;
+                tokio::spawn(keep_connected(endpoint, ca, creds, session, timings, fleet));
                 Ok::<_, anyhow::Error>(cluster_id)
             }
         })
@@ -140,13 +258,189 @@ async fn main() -> anyhow::Result<()> {
         .into_iter()
         .collect::<Result<_, _>>()?;
     let connect_secs = connect_started.elapsed().as_secs_f64();
-    let rss_connected = rss_kib(cp_pid, "VmRSS:");
+    let rss_connected: Vec<u64> = pids.iter().map(|pid| rss_kib(*pid, "VmRSS:")).collect();
     eprintln!("{} agents connected in {connect_secs:.1} s", clusters.len());
+    if let Some(relay) = &stack.agent_relay {
+        eprintln!("streams per replica: {:?}", relay.connections_per_target());
+    }
 
+    let commits = || -> anyhow::Result<f64> {
+        Ok(stack
+            .postgres_query(
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+            )?
+            .trim()
+            .parse()?)
+    };
+    let postgres_pid = stack.postgres.pid();
+    // The control-plane replicas first, then PostgreSQL, then this process.
+    let cpu = |pids: &[u32]| -> Vec<f64> {
+        let mut used: Vec<f64> = pids.iter().map(|pid| cpu_seconds(*pid, false)).collect();
+        used.push(cpu_seconds(postgres_pid, true));
+        used.push(cpu_seconds(std::process::id(), false));
+        used
+    };
+    let commits_before = commits()?;
+    let cpu_before = cpu(&pids);
     let run_started = Instant::now();
-    let submitted: Vec<anyhow::Result<()>> = stream::iter(0..args.tasks)
+    let submitting = tokio::spawn(submit_all(
+        stack.api.clone(),
+        clusters.clone(),
+        args.tasks,
+        args.submit_concurrency,
+        timings.clone(),
+    ));
+    let mut killed = None;
+    if args.kill_one {
+        wait_for(&format!("{} tasks recorded", args.tasks / 2), || {
+            timings.lock().unwrap().recorded() >= args.tasks / 2
+        })
+        .await?;
+        let victim = peers.last_mut().expect("--kill-one has a peer");
+        victim.process.kill_9()?;
+        let at = Instant::now();
+        eprintln!("killed the last replica (pid {})", victim.process.pid());
+        wait_for("every agent back", || {
+            fleet.connected.load(Ordering::SeqCst) >= args.agents
+        })
+        .await?;
+        killed = Some((at, at.elapsed()));
+    }
+    submitting.await??;
+    wait_for(&format!("all {} tasks recorded", args.tasks), || {
+        timings.lock().unwrap().recorded() >= args.tasks
+    })
+    .await?;
+    let run_secs = run_started.elapsed().as_secs_f64();
+    let cpu_after = cpu(&pids);
+    let commits_per_task = (commits()? - commits_before) / args.tasks as f64;
+    let rss_peak: Vec<u64> = pids.iter().map(|pid| rss_kib(*pid, "VmHWM:")).collect();
+    let states = stack.postgres_query(
+        "SELECT state || ':' || count(*) || ':' || sum(attempts) FROM tasks GROUP BY state ORDER BY state",
+    )?;
+
+    let (mut received, mut recorded) = (Vec::new(), Vec::new());
+    for times in timings.lock().unwrap().tasks.values() {
+        let (Some(created), Some(got), Some(acked)) =
+            (times.created, times.received, times.recorded)
+        else {
+            continue;
+        };
+        let ms = |later: SystemTime| {
+            later
+                .duration_since(created)
+                .unwrap_or_default()
+                .as_secs_f64()
+                * 1000.0
+        };
+        received.push(ms(got));
+        recorded.push(ms(acked));
+    }
+    received.sort_by(f64::total_cmp);
+    recorded.sort_by(f64::total_cmp);
+    let tasks_per_second = args.tasks as f64 / run_secs;
+    let mib = |kib: &[u64]| {
+        kib.iter()
+            .map(|k| format!("{:.0}", *k as f64 / 1024.0))
+            .collect::<Vec<_>>()
+            .join("+")
+    };
+    let per_agent_kib = (rss_connected.iter().sum::<u64>() as f64
+        - rss_idle.iter().sum::<u64>() as f64)
+        / args.agents as f64;
+    println!(
+        "| agents | replicas | tasks | connect all (s) | created->received p50 / p99 (ms) | created->recorded p50 / p99 (ms) | tasks/s | CP RSS idle / connected / peak (MiB) | KiB per agent |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {} | {} | {} | {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {:.0} | {} / {} / {} | {:.0} |",
+        args.agents,
+        args.replicas,
+        received.len(),
+        connect_secs,
+        percentile(&received, 50.0),
+        percentile(&received, 99.0),
+        percentile(&recorded, 50.0),
+        percentile(&recorded, 99.0),
+        tasks_per_second,
+        mib(&rss_idle),
+        mib(&rss_connected),
+        mib(&rss_peak),
+        per_agent_kib,
+    );
+    println!(
+        "task states (state:count:attempts): {}",
+        states.split_whitespace().collect::<Vec<_>>().join(" ")
+    );
+    // A killed replica's CPU is gone with it: only processes alive at the end are counted.
+    let cores = |range: std::ops::Range<usize>| -> f64 {
+        range
+            .filter(|i| cpu_after[*i] > 0.0)
+            .map(|i| cpu_after[i] - cpu_before[i])
+            .sum::<f64>()
+            / run_secs
+    };
+    let replicas = pids.len();
+    println!(
+        "CPU during the tasks (cores of 2): control plane {:.2}, PostgreSQL {:.2}, agent-swarm (agents, API client, \
+         balancer) {:.2}; PostgreSQL commits per task {commits_per_task:.1} (heartbeats included)",
+        cores(0..replicas),
+        cores(replicas..replicas + 1),
+        cores(replicas + 1..replicas + 2)
+    );
+    println!(
+        "streams opened again after a break: {}",
+        fleet.reconnects.load(Ordering::SeqCst)
+    );
+    if let Some((_, back)) = killed {
+        println!("replica killed: every agent back {back:.1?} after the kill");
+    }
+
+    if args.storm {
+        storm(&mut stack, &fleet, args.agents).await?;
+    }
+    if args.floor_seconds > 0 {
+        floors(&stack, args.floor_seconds, tasks_per_second)?;
+    }
+    Ok(())
+}
+
+/// Up to five attempts, a second apart.
+async fn retry<T, E, F>(attempt: impl Fn() -> F) -> anyhow::Result<T>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+    E: Into<anyhow::Error>,
+{
+    let mut tries = 0;
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(error) if tries >= 4 => return Err(error.into()),
+            Err(_) => tries += 1,
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn wait_for(what: &str, done: impl Fn() -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !done() {
+        anyhow::ensure!(Instant::now() < deadline, "{what}: not within 600 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+async fn submit_all(
+    api: Api,
+    clusters: Vec<String>,
+    tasks: usize,
+    concurrency: usize,
+    timings: Shared,
+) -> anyhow::Result<()> {
+    let submitted: Vec<anyhow::Result<()>> = stream::iter(0..tasks)
         .map(|i| {
-            let api = stack.api.clone();
+            let api = api.clone();
             let cluster_id = clusters[i % clusters.len()].clone();
             let timings = timings.clone();
             async move {
@@ -171,88 +465,86 @@ async fn main() -> anyhow::Result<()> {
                 Ok(())
             }
         })
-        .buffer_unordered(args.submit_concurrency)
+        .buffer_unordered(concurrency)
         .collect()
         .await;
-    for result in submitted {
-        result?;
-    }
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let done = timings
-            .lock()
-            .unwrap()
-            .tasks
-            .values()
-            .filter(|t| t.created.is_some() && t.recorded.is_some())
-            .count();
-        if done >= args.tasks {
-            break;
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "only {done} of {} tasks completed",
-            args.tasks
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let run_secs = run_started.elapsed().as_secs_f64();
-    let rss_peak = rss_kib(cp_pid, "VmHWM:");
-
-    let (mut received, mut recorded) = (Vec::new(), Vec::new());
-    for times in timings.lock().unwrap().tasks.values() {
-        let (Some(created), Some(got), Some(acked)) =
-            (times.created, times.received, times.recorded)
-        else {
-            continue;
-        };
-        received.push(
-            got.duration_since(created)
-                .unwrap_or_default()
-                .as_secs_f64()
-                * 1000.0,
-        );
-        recorded.push(
-            acked
-                .duration_since(created)
-                .unwrap_or_default()
-                .as_secs_f64()
-                * 1000.0,
-        );
-    }
-    received.sort_by(f64::total_cmp);
-    recorded.sort_by(f64::total_cmp);
-    println!(
-        "| agents | tasks | connect all (s) | created->received p50 / p99 (ms) | created->recorded p50 / p99 (ms) | tasks/s | CP RSS idle / connected / peak (MiB) |"
-    );
-    println!("|---|---|---|---|---|---|---|");
-    println!(
-        "| {} | {} | {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {:.0} | {:.0} / {:.0} / {:.0} |",
-        args.agents,
-        received.len(),
-        connect_secs,
-        percentile(&received, 50.0),
-        percentile(&received, 99.0),
-        percentile(&recorded, 50.0),
-        percentile(&recorded, 99.0),
-        args.tasks as f64 / run_secs,
-        rss_idle as f64 / 1024.0,
-        rss_connected as f64 / 1024.0,
-        rss_peak as f64 / 1024.0,
-    );
-    Ok(())
+    submitted.into_iter().collect()
 }
 
-/// Accepts every assignment and reports success at once; records when the task arrived and when the control
-/// plane acknowledged the result (it acknowledges only after recording it in PostgreSQL).
-async fn simulate_agent(mut session: raw_agent::RawSession, timings: Shared) -> anyhow::Result<()> {
+/// Opens a stream and waits for its Welcome.
+async fn connect(endpoint: &str, ca: &str, creds: &Credentials) -> anyhow::Result<RawSession> {
+    let channel = raw_agent::channel(endpoint, ca, Some((&creds.cert_pem, &creds.key_pem))).await?;
+    let mut session = open_session(channel, 8).await?;
+    match session.next(Duration::from_secs(60)).await??.msg {
+        Some(Down::Welcome(_)) => Ok(session),
+        other => anyhow::bail!("expected Welcome, got {other:?}"),
+    }
+}
+
+/// Serves `session`, and after it breaks reconnects as the agent does (full-jitter backoff, 0.5 s doubling to
+/// 30 s, reset after a stream that lasted 10 s).
+async fn keep_connected(
+    endpoint: String,
+    ca: String,
+    creds: Credentials,
+    first: RawSession,
+    timings: Shared,
+    fleet: Arc<Fleet>,
+) {
+    let mut backoff = Backoff::new(BackoffSettings {
+        initial: Duration::from_millis(500),
+        max: Duration::from_secs(30),
+    });
+    let mut session = Some(first);
     loop {
-        let message = session
-            .rx
-            .message()
-            .await
-            .context("session broke")?
-            .context("session ended")?;
+        if let Some(open) = session.take() {
+            fleet.connected.fetch_add(1, Ordering::SeqCst);
+            let opened = Instant::now();
+            let _ended = simulate_agent(open, &timings).await;
+            fleet.connected.fetch_sub(1, Ordering::SeqCst);
+            if opened.elapsed() >= Duration::from_secs(10) {
+                backoff.reset();
+            }
+        }
+        tokio::time::sleep(backoff.next_delay()).await;
+        if let Ok(open) = connect(&endpoint, &ca, &creds).await {
+            fleet.reconnects.fetch_add(1, Ordering::SeqCst);
+            session = Some(open);
+        }
+    }
+}
+
+/// Sends a heartbeat every 10 s (the stack's interval), accepts every assignment and reports success at once;
+/// records when the task arrived and when the control plane acknowledged the result (it acknowledges only
+/// after recording it in PostgreSQL). Returns when the stream breaks.
+async fn simulate_agent(mut session: RawSession, timings: &Shared) -> anyhow::Result<()> {
+    let beats = session.tx.clone();
+    let heartbeat = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tick.tick().await;
+            let beat = Up::Heartbeat(Heartbeat {
+                agent_version: "agent-swarm".into(),
+                kubernetes_reachable: true,
+                ..Default::default()
+            });
+            if beats
+                .send(agent_protocol::AgentMessage { msg: Some(beat) })
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let outcome = serve(&mut session, timings).await;
+    heartbeat.abort();
+    outcome
+}
+
+async fn serve(session: &mut RawSession, timings: &Shared) -> anyhow::Result<()> {
+    loop {
+        let message = session.next(Duration::from_secs(3600)).await??;
         match message.msg {
             Some(Down::Task(task)) => {
                 timings
@@ -288,5 +580,169 @@ async fn simulate_agent(mut session: raw_agent::RawSession, timings: Shared) -> 
             }
             _ => {}
         }
+    }
+}
+
+/// Restarts the first replica with every agent connected and measures when they are all back, probing the
+/// API (`GET /clusters`) every 20 ms from the moment it answers again until then.
+async fn storm(stack: &mut Stack, fleet: &Fleet, agents: usize) -> anyhow::Result<()> {
+    let api = stack.api.clone();
+    let started = Instant::now();
+    stack.restart_control_plane().await?;
+    let restarted = started.elapsed();
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    let mut api_back = None;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while fleet.connected.load(Ordering::SeqCst) < agents {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {} of {agents} agents back after 600 s",
+            fleet.connected.load(Ordering::SeqCst)
+        );
+        let asked = Instant::now();
+        match api
+            .call(reqwest::Method::GET, "/clusters?limit=50", None)
+            .await
+        {
+            Ok((status, _)) if status.is_success() => {
+                api_back.get_or_insert(started.elapsed());
+                latencies.push(asked.elapsed().as_secs_f64() * 1000.0);
+            }
+            _ if api_back.is_some() => errors += 1,
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let all_back = started.elapsed();
+    latencies.sort_by(f64::total_cmp);
+    println!(
+        "reconnect storm: replica restarted (SIGTERM, start) in {restarted:.1?}, API answering {:.1?} after the \
+         stop began; all {agents} agents back {all_back:.1?} after it; API meanwhile: {} answers, p50 {:.1} ms, \
+         p99 {:.1} ms, max {:.1} ms, {errors} errors",
+        api_back.unwrap_or_default(),
+        latencies.len(),
+        percentile(&latencies, 50.0),
+        percentile(&latencies, 99.0),
+        latencies.last().copied().unwrap_or(f64::NAN),
+    );
+    Ok(())
+}
+
+/// The same PostgreSQL's rates for the queue's statements, measured with pgbench on a scratch table shaped like
+/// `tasks`: enqueue, claim (`FOR UPDATE SKIP LOCKED`) and complete, one task per statement and 100 per
+/// statement, 8 clients each. Rates count the rows that changed state, not transactions, so a claim that found
+/// nothing left counts nothing. The batched ceiling of a whole task is the three batched steps one after another.
+fn floors(stack: &Stack, seconds: u64, measured: f64) -> anyhow::Result<()> {
+    let dir = stack.dir.join("floors");
+    std::fs::create_dir_all(&dir)?;
+    stack.postgres_query(
+        "DROP TABLE IF EXISTS floor_tasks; \
+         CREATE TABLE floor_tasks (id uuid PRIMARY KEY, cluster_id uuid NOT NULL, state text NOT NULL, \
+           payload jsonb NOT NULL, lease_id uuid, created_at timestamptz NOT NULL DEFAULT now()); \
+         CREATE INDEX floor_tasks_pending ON floor_tasks (created_at) WHERE state = 'pending'; \
+         CREATE INDEX floor_tasks_leased ON floor_tasks (created_at) WHERE state = 'leased';",
+    )?;
+    let enqueue = |n: u32| {
+        format!(
+            "INSERT INTO floor_tasks (id, cluster_id, state, payload) SELECT gen_random_uuid(), \
+             gen_random_uuid(), 'pending', '{{\"kind\":\"apply\"}}' FROM generate_series(1, {n});\n"
+        )
+    };
+    let step = |from: &str, to: &str, n: u32| {
+        format!(
+            "UPDATE floor_tasks SET state = '{to}', lease_id = gen_random_uuid() WHERE id IN (SELECT id FROM \
+             floor_tasks WHERE state = '{from}' ORDER BY created_at LIMIT {n} FOR UPDATE SKIP LOCKED);\n"
+        )
+    };
+    let count = |state: &str| -> anyhow::Result<f64> {
+        let rows = stack.postgres_query(&format!(
+            "SELECT count(*) FROM floor_tasks WHERE state = '{state}'"
+        ))?;
+        Ok(rows.trim().parse()?)
+    };
+    let mut rates = Vec::new();
+    for (name, script, grows) in [
+        ("enqueue 1", enqueue(1), "pending"),
+        ("enqueue 100", enqueue(100), "pending"),
+        ("claim 1", step("pending", "leased", 1), "leased"),
+        ("claim 100", step("pending", "leased", 100), "leased"),
+        ("complete 1", step("leased", "succeeded", 1), "succeeded"),
+        (
+            "complete 100",
+            step("leased", "succeeded", 100),
+            "succeeded",
+        ),
+    ] {
+        if name.starts_with("claim") {
+            // Enough pending rows that a claim never runs dry: a million more than the enqueues left.
+            stack.postgres_query(&enqueue(1_000_000).replace(";\n", ";"))?;
+        }
+        let before = count(grows)?;
+        let run = pgbench(&dir, &stack.database_url, name, &script, seconds)?;
+        let rows = count(grows)? - before;
+        rates.push((name, rows / run.as_secs_f64()));
+    }
+    let rate = |name: &str| rates.iter().find(|(n, _)| *n == name).map_or(0.0, |r| r.1);
+    let batched =
+        1.0 / (1.0 / rate("enqueue 100") + 1.0 / rate("claim 100") + 1.0 / rate("complete 100"));
+    let single = 1.0 / (1.0 / rate("enqueue 1") + 1.0 / rate("claim 1") + 1.0 / rate("complete 1"));
+    println!(
+        "same-run floors (pgbench, 8 clients, {seconds} s each, rows/s): {}",
+        rates
+            .iter()
+            .map(|(name, r)| format!("{name} {r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "whole task, one per statement: {single:.0}/s; batched 100: {batched:.0}/s; measured {measured:.0}/s = \
+         {:.1} % of the batched ceiling, {:.1} % of the single-row one",
+        100.0 * measured / batched,
+        100.0 * measured / single
+    );
+    stack.postgres_query("DROP TABLE floor_tasks")?;
+    Ok(())
+}
+
+/// Runs one pgbench script and returns how long it ran (its transactions over its rate).
+fn pgbench(
+    dir: &Path,
+    url: &str,
+    name: &str,
+    script: &str,
+    seconds: u64,
+) -> anyhow::Result<Duration> {
+    let file = dir.join(format!("{}.sql", name.replace(' ', "-")));
+    std::fs::write(&file, script)?;
+    let output = std::process::Command::new("pgbench")
+        .args(["-n", "-c", "8", "-j", "2", "-T", &seconds.to_string(), "-f"])
+        .arg(&file)
+        .arg(url)
+        .output()
+        .context("run pgbench (from the PostgreSQL client package)")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    anyhow::ensure!(
+        output.status.success(),
+        "pgbench {name}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let number = |prefix: &str| -> Option<f64> {
+        stdout.lines().find_map(|line| {
+            line.trim()
+                .strip_prefix(prefix)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+    };
+    let transactions = number("number of transactions actually processed: ");
+    let tps = number("tps = ");
+    match (transactions, tps) {
+        (Some(transactions), Some(tps)) if tps > 0.0 => {
+            Ok(Duration::from_secs_f64(transactions / tps))
+        }
+        _ => anyhow::bail!("no rate in pgbench's output for {name}: {stdout}"),
     }
 }
