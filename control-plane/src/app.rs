@@ -100,6 +100,13 @@ pub async fn start(
         supervisor.spawn("dispatcher", move || dispatcher.clone().run(store.clone()));
     }
     {
+        let (dispatcher, store) = (dispatcher.clone(), store.clone());
+        let interval = Duration::from_secs(u64::from(config.agents.heartbeat_interval_seconds));
+        supervisor.spawn("dispatcher patrol", move || {
+            dispatcher.clone().patrol(store.clone(), interval)
+        });
+    }
+    {
         let store = store.clone();
         let interval = Duration::from_millis(config.tasks.poll_interval_ms);
         supervisor.spawn("housekeeping", move || {

@@ -1,5 +1,6 @@
 //! The task queue and the demo-step link, against a real PostgreSQL (one database per test): leases, renewal,
-//! expiry and redelivery, completion with a stale lease, cancellation and idempotency. Waits are for conditions
+//! expiry and redelivery, completion with a stale lease, cancellation and idempotency; heartbeats and the
+//! dispatcher's patrol queries. Waits are for conditions
 //! (`harness::wait_until`), never fixed sleeps.
 
 use std::time::Duration;
@@ -12,8 +13,9 @@ use control_plane::domain::{
 };
 use control_plane::signing::TaskSigner;
 use control_plane::store::{
-    Demo, DemoInsert, NewCloudAccount, NewCluster, NewDemo, NewRegion, NewTask, Region, Store,
-    StoreError, TaskCompletion, TaskInsert, channels,
+    Demo, DemoInsert, Heartbeat, Issuance, NewCertificate, NewCloudAccount, NewCluster, NewDemo,
+    NewRegion, NewTask, RefusedCertificate, Region, Store, StoreError, TaskCompletion, TaskInsert,
+    channels,
 };
 use harness::wait_until;
 use uuid::Uuid;
@@ -772,4 +774,126 @@ async fn the_schema_accepts_exactly_the_domain_values() {
         error.contains("\"exploded\" is not a cluster status"),
         "{error}"
     );
+}
+
+/// What the dispatcher's patrol asks once per interval for all of a replica's streams: which clusters have agent
+/// tasks waiting (not those leased, not Terraform's), and which held certificates may no longer be used.
+#[tokio::test]
+async fn the_patrol_finds_waiting_tasks_and_refused_certificates_in_one_query_each() {
+    let q = queue("queue_patrol").await;
+    let elsewhere = Uuid::new_v4();
+    let clusters = [q.cluster_id, elsewhere];
+    q.insert(TaskSpec::TerraformDrift, 3).await;
+    let waiting = || {
+        q.store
+            .clusters_with_pending_tasks(&clusters, TaskKind::AGENT)
+    };
+    assert!(
+        waiting().await.unwrap().is_empty(),
+        "Terraform tasks do not wake agents"
+    );
+    q.insert(apply("a"), 3).await;
+    assert_eq!(waiting().await.unwrap(), vec![q.cluster_id]);
+    assert_eq!(q.lease(10, Duration::from_secs(60)).await.len(), 1);
+    assert!(
+        waiting().await.unwrap().is_empty(),
+        "a leased task waits for no one"
+    );
+
+    let now = chrono::Utc::now();
+    let valid = NewCertificate {
+        serial: "0a",
+        not_before: now,
+        not_after: now + chrono::Duration::hours(1),
+    };
+    q.store
+        .record_certificate(q.cluster_id, &valid, Issuance::Bootstrap)
+        .await
+        .unwrap();
+    let held = [
+        (q.cluster_id, "0a".to_string()),
+        (q.cluster_id, "0b".to_string()),
+        (elsewhere, "0a".to_string()),
+    ];
+    let reasons = |refused: Vec<RefusedCertificate>| -> Vec<(Uuid, String, String)> {
+        let mut reasons: Vec<_> = refused
+            .into_iter()
+            .map(|r| (r.cluster_id, r.serial, r.reason))
+            .collect();
+        reasons.sort();
+        reasons
+    };
+    let not_ours = "certificate was not issued to this cluster".to_string();
+    assert_eq!(
+        reasons(q.store.certificate_refusals(&held).await.unwrap()),
+        {
+            let mut expected = vec![
+                (q.cluster_id, "0b".to_string(), not_ours.clone()),
+                (elsewhere, "0a".to_string(), not_ours),
+            ];
+            expected.sort();
+            expected
+        }
+    );
+    assert!(q.store.revoke_agent(q.cluster_id).await.unwrap());
+    assert_eq!(
+        reasons(q.store.certificate_refusals(&held[..1]).await.unwrap()),
+        vec![(
+            q.cluster_id,
+            "0a".to_string(),
+            "certificate was revoked".to_string()
+        )]
+    );
+}
+
+/// A heartbeat is one statement: the cluster's status and versions, the round trip measured since the previous
+/// heartbeat folded into the smoothed value, and the session marked seen.
+#[tokio::test]
+async fn a_heartbeat_records_the_round_trip_and_keeps_the_session_connected() {
+    let q = queue("queue_heartbeat").await;
+    let session = q
+        .store
+        .open_session("replica-a", q.cluster_id, "0a", "test", None)
+        .await
+        .unwrap();
+    let beat = |rtt_ms: Option<f64>| Heartbeat {
+        agent_version: "1.2.3".into(),
+        kubernetes_version: "v1.37.2".into(),
+        node_count: 3,
+        kubernetes_reachable: true,
+        kubernetes_error: None,
+        rtt_ms,
+    };
+    let last_seen = || async {
+        sqlx::query_scalar::<_, chrono::DateTime<chrono::Utc>>(
+            "SELECT last_seen_at FROM agent_sessions WHERE id = $1",
+        )
+        .bind(session)
+        .fetch_one(q.store.pool())
+        .await
+        .unwrap()
+    };
+    let opened = last_seen().await;
+    for (rtt, smoothed) in [
+        (None, None),
+        (Some(100.0), Some(100.0)),
+        (None, Some(100.0)),
+        (Some(20.0), Some(80.0)),
+    ] {
+        let selection = q
+            .store
+            .record_heartbeat(q.cluster_id, session, &beat(rtt))
+            .await
+            .unwrap();
+        assert!(selection.is_some(), "the cluster exists");
+        let cluster = q.store.cluster(q.cluster_id).await.unwrap();
+        assert_eq!(
+            cluster.agent.rtt_ms, smoothed,
+            "after a heartbeat with {rtt:?}"
+        );
+        assert_eq!(cluster.status, ClusterStatus::Ready);
+        assert_eq!(cluster.agent.node_count, Some(3));
+        assert!(cluster.agent.connected);
+    }
+    assert!(last_seen().await > opened, "the session was marked seen");
 }

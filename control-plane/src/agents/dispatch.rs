@@ -1,4 +1,5 @@
-//! Fans PostgreSQL notifications out to the agent streams of this process, keyed by cluster.
+//! Fans PostgreSQL notifications out to the agent streams of this process, keyed by cluster, and patrols for
+//! what notifications alone could miss.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -7,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+use crate::domain::TaskKind;
 use crate::store::{Store, channels};
 
 /// What an agent stream must react to.
@@ -20,46 +22,127 @@ pub enum ClusterSignal {
     },
     /// The cluster was deleted: close the stream.
     Revoked,
+    /// The certificate with this serial may no longer be used (revoked, or the end of a renewal's overlap):
+    /// the stream holding it closes; others of the cluster stay.
+    CertificateRefused {
+        serial: String,
+        reason: String,
+    },
     /// This process is stopping: end the stream so the agent reconnects elsewhere or later.
     ShuttingDown,
 }
 
+/// This process's streams of one cluster: the channel that signals them and the certificates they hold.
+struct ClusterStreams {
+    tx: broadcast::Sender<ClusterSignal>,
+    /// Serial -> number of streams holding it (an agent reconnecting may overlap its old stream).
+    serials: HashMap<String, usize>,
+}
+
 #[derive(Default)]
 pub struct Dispatcher {
-    clusters: Mutex<HashMap<Uuid, broadcast::Sender<ClusterSignal>>>,
+    clusters: Mutex<HashMap<Uuid, ClusterStreams>>,
 }
 
 impl Dispatcher {
-    pub fn subscribe(&self, cluster_id: Uuid) -> broadcast::Receiver<ClusterSignal> {
+    /// Registers a stream of `cluster_id` holding the certificate `serial`.
+    pub fn subscribe(&self, cluster_id: Uuid, serial: &str) -> broadcast::Receiver<ClusterSignal> {
         let mut clusters = self.clusters.lock().expect("dispatcher lock poisoned");
-        clusters
+        let streams = clusters
             .entry(cluster_id)
-            .or_insert_with(|| broadcast::channel(64).0)
-            .subscribe()
+            .or_insert_with(|| ClusterStreams {
+                tx: broadcast::channel(64).0,
+                serials: HashMap::new(),
+            });
+        *streams.serials.entry(serial.to_string()).or_default() += 1;
+        streams.tx.subscribe()
     }
 
-    /// Drops the cluster's channel once its last stream has gone.
-    pub fn release(&self, cluster_id: Uuid) {
+    /// Forgets a stream once it has ended (its receiver dropped); the cluster's channel goes with its last.
+    pub fn release(&self, cluster_id: Uuid, serial: &str) {
         let mut clusters = self.clusters.lock().expect("dispatcher lock poisoned");
-        if clusters
-            .get(&cluster_id)
-            .is_some_and(|tx| tx.receiver_count() == 0)
-        {
+        let Some(streams) = clusters.get_mut(&cluster_id) else {
+            return;
+        };
+        if let Some(count) = streams.serials.get_mut(serial) {
+            *count -= 1;
+            if *count == 0 {
+                streams.serials.remove(serial);
+            }
+        }
+        if streams.tx.receiver_count() == 0 {
             clusters.remove(&cluster_id);
         }
     }
 
     fn send(&self, cluster_id: Uuid, signal: ClusterSignal) {
         let clusters = self.clusters.lock().expect("dispatcher lock poisoned");
-        if let Some(tx) = clusters.get(&cluster_id) {
-            let _ = tx.send(signal);
+        if let Some(streams) = clusters.get(&cluster_id) {
+            let _ = streams.tx.send(signal);
         }
     }
 
     fn broadcast_all(&self, signal: ClusterSignal) {
         let clusters = self.clusters.lock().expect("dispatcher lock poisoned");
-        for tx in clusters.values() {
-            let _ = tx.send(signal.clone());
+        for streams in clusters.values() {
+            let _ = streams.tx.send(signal.clone());
+        }
+    }
+
+    /// The (cluster, certificate serial) pairs this process's streams hold.
+    fn held(&self) -> Vec<(Uuid, String)> {
+        let clusters = self.clusters.lock().expect("dispatcher lock poisoned");
+        clusters
+            .iter()
+            .flat_map(|(cluster_id, streams)| {
+                streams
+                    .serials
+                    .keys()
+                    .map(move |serial| (*cluster_id, serial.clone()))
+            })
+            .collect()
+    }
+
+    /// Once per `interval`, with two queries for all of this process's streams rather than two per stream:
+    /// signals clusters whose tasks wait (a notification that found its task momentarily locked, or one lost
+    /// while the listener reconnected), and closes streams whose certificate may no longer be used (the end of
+    /// a renewal's overlap has no notification).
+    pub async fn patrol(self: Arc<Self>, store: Store, interval: Duration) {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let held = self.held();
+            if held.is_empty() {
+                continue;
+            }
+            let mut cluster_ids: Vec<Uuid> = held.iter().map(|(id, _)| *id).collect();
+            cluster_ids.dedup();
+            match store
+                .clusters_with_pending_tasks(&cluster_ids, TaskKind::AGENT)
+                .await
+            {
+                Ok(waiting) => {
+                    for cluster_id in waiting {
+                        self.send(cluster_id, ClusterSignal::TasksReady);
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "patrol: cannot look for waiting tasks"),
+            }
+            match store.certificate_refusals(&held).await {
+                Ok(refused) => {
+                    for refused in refused {
+                        self.send(
+                            refused.cluster_id,
+                            ClusterSignal::CertificateRefused {
+                                serial: refused.serial,
+                                reason: refused.reason,
+                            },
+                        );
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "patrol: cannot check certificates"),
+            }
         }
     }
 
@@ -133,8 +216,8 @@ mod tests {
         let dispatcher = Dispatcher::default();
         let a = Uuid::new_v4();
         let b = Uuid::new_v4();
-        let mut rx_a = dispatcher.subscribe(a);
-        let mut rx_b = dispatcher.subscribe(b);
+        let mut rx_a = dispatcher.subscribe(a, "01");
+        let mut rx_b = dispatcher.subscribe(b, "02");
         let task = Uuid::new_v4();
         let lease = Uuid::new_v4();
         dispatcher.route(channels::TASK_CANCELLED, &format!("{a}:{task}:{lease}"));
@@ -151,13 +234,21 @@ mod tests {
     }
 
     #[test]
-    fn release_keeps_channels_that_still_have_streams() {
+    fn release_keeps_channels_and_serials_that_still_have_streams() {
         let dispatcher = Dispatcher::default();
         let a = Uuid::new_v4();
-        let first = dispatcher.subscribe(a);
-        let _second = dispatcher.subscribe(a);
-        drop(first);
-        dispatcher.release(a);
-        assert!(dispatcher.clusters.lock().unwrap().contains_key(&a));
+        let old = dispatcher.subscribe(a, "old");
+        let renewed = dispatcher.subscribe(a, "new");
+        let overlapping = dispatcher.subscribe(a, "new");
+        drop(old);
+        dispatcher.release(a, "old");
+        assert_eq!(dispatcher.held(), vec![(a, "new".to_string())]);
+        drop(overlapping);
+        dispatcher.release(a, "new");
+        assert_eq!(dispatcher.held(), vec![(a, "new".to_string())]);
+        drop(renewed);
+        dispatcher.release(a, "new");
+        assert!(dispatcher.held().is_empty());
+        assert!(dispatcher.clusters.lock().unwrap().is_empty());
     }
 }

@@ -60,7 +60,7 @@ pub(super) async fn open(
     super::check_agent_version(&hello.agent_version)?;
     let cluster_id = identity.cluster_id;
     // Subscribe before the first lease so no notification falls in between.
-    let signals = service.dispatcher.subscribe(cluster_id);
+    let signals = service.dispatcher.subscribe(cluster_id, &identity.serial);
     let session_id = service
         .store
         .open_session(
@@ -96,6 +96,7 @@ pub(super) async fn open(
         demos_loaded_at: None,
         opened: std::time::Instant::now(),
         last_heartbeat: std::time::Instant::now(),
+        pending_rtt_ms: None,
         log_selection_sent: None,
     };
     tokio::spawn(session.run(inbound, signals).instrument(span));
@@ -128,6 +129,8 @@ struct Session {
     opened: std::time::Instant,
     /// When the agent's last heartbeat arrived (the stream's opening until the first).
     last_heartbeat: std::time::Instant,
+    /// The round trip measured since the last heartbeat, recorded with the next one.
+    pending_rtt_ms: Option<f64>,
     /// What this stream last told the agent to collect; sent again only when it changes.
     log_selection_sent: Option<crate::domain::LogSelection>,
 }
@@ -168,7 +171,9 @@ impl Session {
             End::AgentClosed | End::AgentError(_) => {}
         }
         drop(signals);
-        self.service.dispatcher.release(self.cluster_id());
+        self.service
+            .dispatcher
+            .release(self.cluster_id(), &self.identity.serial);
         self.service.metrics.agent_streams.dec();
         if let Err(error) = self.service.store.close_session(self.session_id).await {
             tracing::warn!(%error, "could not record the end of the session");
@@ -183,18 +188,13 @@ impl Session {
         if let Err(status) = self.deliver().await {
             return End::Failed(status);
         }
-        // A stream outlives its certificate's revocation by at most one interval: this is how the end of a
-        // renewal's overlap reaches a stream still open with the old certificate, heartbeats or not.
-        let mut certificate_check = tokio::time::interval(self.service.settings.heartbeat_interval);
-        certificate_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        certificate_check.tick().await;
+        // Heartbeats stop arriving on a stalled link, so their absence is checked on a timer of its own.
+        let mut liveness_check = tokio::time::interval(self.service.settings.heartbeat_interval);
+        liveness_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        liveness_check.tick().await;
         loop {
             let step = tokio::select! {
-                // A revoked certificate is the more telling reason when both apply.
-                _ = certificate_check.tick() => match self.check_certificate().await {
-                    Ok(()) => self.check_heartbeats(),
-                    Err(status) => Err(status),
-                },
+                _ = liveness_check.tick() => self.check_heartbeats(),
                 message = inbound.message() => match message {
                     Ok(Some(message)) => self.handle(message).await,
                     Ok(None) => return End::AgentClosed,
@@ -204,6 +204,13 @@ impl Session {
                     Ok(ClusterSignal::TasksReady) | Err(broadcast::error::RecvError::Lagged(_)) => self.deliver().await,
                     Ok(ClusterSignal::Cancelled { task_id, lease_id }) => self.cancel(task_id, lease_id).await,
                     Ok(ClusterSignal::Revoked) => return End::Revoked,
+                    // The dispatcher's patrol: a stream outlives its certificate's revocation by at most one
+                    // heartbeat interval.
+                    Ok(ClusterSignal::CertificateRefused { serial, reason }) if serial == self.identity.serial => {
+                        tracing::info!(%reason, "certificate refused");
+                        return End::Revoked;
+                    }
+                    Ok(ClusterSignal::CertificateRefused { .. }) => Ok(()),
                     Ok(ClusterSignal::ShuttingDown) => return End::Failed(Status::unavailable("the control plane is shutting down; reconnect")),
                     Err(broadcast::error::RecvError::Closed) => return End::Failed(Status::unavailable("control plane is shutting down")),
                 },
@@ -231,19 +238,6 @@ impl Session {
             )));
         }
         Ok(())
-    }
-
-    async fn check_certificate(&self) -> Result<(), Status> {
-        let refusal = self
-            .service
-            .store
-            .certificate_refusal(self.cluster_id(), &self.identity.serial)
-            .await
-            .map_err(|e| internal("checking the certificate", e))?;
-        match refusal {
-            Some(reason) => Err(Status::permission_denied(reason)),
-            None => Ok(()),
-        }
     }
 
     async fn send(&self, msg: Down) -> Result<(), Status> {
@@ -408,6 +402,7 @@ impl Session {
             node_count: i32::try_from(beat.node_count).unwrap_or(i32::MAX),
             kubernetes_reachable: beat.kubernetes_reachable,
             kubernetes_error: Some(beat.kubernetes_error.clone()).filter(|e| !e.is_empty()),
+            rtt_ms: self.pending_rtt_ms.take(),
         };
         let selection = self
             .service
@@ -430,10 +425,8 @@ impl Session {
             .renew_leases(self.cluster_id(), &leases, self.service.settings.lease)
             .await
             .map_err(|e| internal("renewing leases", e))?;
-        self.ping().await?;
-        // A safety net behind notifications: a task whose notification found it momentarily locked is picked
-        // up within one heartbeat.
-        self.deliver().await
+        // Tasks a notification missed are the dispatcher's patrol's to find, not each heartbeat's.
+        self.ping().await
     }
 
     /// Starts a round-trip measurement; the nonce is the send time, so a late or repeated Pong is harmless.
@@ -451,11 +444,9 @@ impl Session {
             );
             return Ok(());
         };
-        self.service
-            .store
-            .record_agent_rtt(self.cluster_id(), rtt_micros as f64 / 1000.0)
-            .await
-            .map_err(|e| internal("recording the agent round trip", e))
+        // Kept for the next heartbeat's single write rather than a write of its own.
+        self.pending_rtt_ms = Some(rtt_micros as f64 / 1000.0);
+        Ok(())
     }
 
     async fn result(&mut self, result: TaskResult) -> Result<(), Status> {

@@ -151,34 +151,72 @@ impl Store {
         cluster_id: Uuid,
         serial: &str,
     ) -> Result<Option<String>, StoreError> {
-        #[derive(sqlx::FromRow)]
-        struct Standing {
-            revoked_at: Option<DateTime<Utc>>,
-            deleted_at: Option<DateTime<Utc>>,
-        }
-        // A revocation in the future is a renewed certificate's overlap: still valid until then.
-        let row: Option<Standing> = sqlx::query_as(
-            "SELECT CASE WHEN c.revoked_at <= now() THEN c.revoked_at END AS revoked_at, k.deleted_at
-             FROM agent_certificates c JOIN clusters k ON k.id = c.cluster_id
-             WHERE c.serial = $1 AND c.cluster_id = $2",
-        )
-        .bind(serial)
-        .bind(cluster_id)
-        .fetch_optional(self.pool())
-        .await?;
-        Ok(match row {
-            None => Some("certificate was not issued to this cluster".into()),
-            Some(Standing {
-                deleted_at: Some(_),
-                ..
-            }) => Some(format!("cluster {cluster_id} was deleted")),
-            Some(Standing {
-                revoked_at: Some(_),
-                ..
-            }) => Some("certificate was revoked".into()),
-            Some(_) => None,
-        })
+        let held = [(cluster_id, serial.to_string())];
+        Ok(self
+            .certificate_refusals(&held)
+            .await?
+            .into_iter()
+            .next()
+            .map(|refused| refused.reason))
     }
+
+    /// The certificates among `held` (cluster, serial) that may no longer be used, with the reason; one query
+    /// for all of a process's streams.
+    pub async fn certificate_refusals(
+        &self,
+        held: &[(Uuid, String)],
+    ) -> Result<Vec<RefusedCertificate>, StoreError> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            cluster_id: Uuid,
+            serial: String,
+            issued: bool,
+            cluster_deleted: bool,
+        }
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (cluster_ids, serials): (Vec<Uuid>, Vec<String>) = held.iter().cloned().unzip();
+        // A revocation in the future is a renewed certificate's overlap: still valid until then.
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT h.cluster_id, h.serial, c.serial IS NOT NULL AS issued,
+                    coalesce(k.deleted_at IS NOT NULL, false) AS cluster_deleted
+             FROM unnest($1::uuid[], $2::text[]) AS h(cluster_id, serial)
+             LEFT JOIN agent_certificates c ON c.serial = h.serial AND c.cluster_id = h.cluster_id
+             LEFT JOIN clusters k ON k.id = h.cluster_id
+             WHERE c.serial IS NULL OR c.revoked_at <= now() OR k.deleted_at IS NOT NULL",
+        )
+        .bind(&cluster_ids)
+        .bind(&serials)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let reason = if !row.issued {
+                    "certificate was not issued to this cluster".to_string()
+                } else if row.cluster_deleted {
+                    format!("cluster {} was deleted", row.cluster_id)
+                } else {
+                    // The query's only other reason to return a row.
+                    "certificate was revoked".to_string()
+                };
+                RefusedCertificate {
+                    cluster_id: row.cluster_id,
+                    serial: row.serial,
+                    reason,
+                }
+            })
+            .collect())
+    }
+}
+
+/// A certificate an agent holds that may no longer be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedCertificate {
+    pub cluster_id: Uuid,
+    pub serial: String,
+    pub reason: String,
 }
 
 /// Within `tx`: revokes the cluster's certificates (those in a renewal's overlap too) and unused bootstrap

@@ -72,6 +72,8 @@ pub struct Heartbeat {
     pub node_count: i32,
     pub kubernetes_reachable: bool,
     pub kubernetes_error: Option<String>,
+    /// A round trip measured since the previous heartbeat, folded into the cluster's smoothed value.
+    pub rtt_ms: Option<f64>,
 }
 
 const SELECT: &str = "SELECT k.id, k.region_id, r.code AS region_code, k.name, k.role, k.status, k.status_message,
@@ -86,21 +88,6 @@ const SELECT: &str = "SELECT k.id, k.region_id, r.code AS region_code, k.name, k
         AND s.disconnected_at IS NULL AND s.last_seen_at > now() - make_interval(secs => $1)) AS agent_connected) a";
 
 impl Store {
-    /// Folds one round-trip measurement into the cluster's smoothed value (weight 1/4, as TCP's SRTT uses 1/8:
-    /// heartbeats are rarer than segments).
-    pub async fn record_agent_rtt(&self, cluster_id: Uuid, rtt_ms: f64) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE clusters SET agent_rtt_ms = CASE WHEN agent_rtt_ms IS NULL THEN $2
-                                                    ELSE agent_rtt_ms * 0.75 + $2 * 0.25 END
-             WHERE id = $1",
-        )
-        .bind(cluster_id)
-        .bind(rtt_ms)
-        .execute(self.pool())
-        .await?;
-        Ok(())
-    }
-
     pub async fn insert_cluster(&self, new: NewCluster) -> Result<Cluster, StoreError> {
         self.region(new.region_id).await?;
         let id = Uuid::new_v4();
@@ -224,8 +211,10 @@ impl Store {
         Ok(updated.rows_affected() == 1)
     }
 
-    /// Records a heartbeat: the cluster becomes `ready` (or `degraded` when the agent cannot reach its API).
-    /// Returns the cluster's log selection (for the agent), or `None` when the cluster has been deleted.
+    /// Records a heartbeat in one statement: the cluster becomes `ready` (or `degraded` when the agent cannot
+    /// reach its API), the round trip is folded in (weight 1/4, as TCP's SRTT uses 1/8: heartbeats are rarer
+    /// than segments), and the session is marked seen. Returns the cluster's log selection (for the agent), or
+    /// `None` when the cluster has been deleted.
     pub async fn record_heartbeat(
         &self,
         cluster_id: Uuid,
@@ -250,10 +239,14 @@ impl Store {
             .after_heartbeat(beat.kubernetes_reachable)
             .expect("a ready cluster heeds heartbeats");
         let selection: Option<LogSelection> = sqlx::query_as(
-            "UPDATE clusters SET agent_version = $2, kubernetes_version = $3, node_count = $4,
+            "WITH seen AS (UPDATE agent_sessions SET last_seen_at = now() WHERE id = $10)
+             UPDATE clusters SET agent_version = $2, kubernetes_version = $3, node_count = $4,
                     kubernetes_reachable = $5, kubernetes_error = $6, last_heartbeat_at = now(),
                     status = CASE WHEN status = ANY($9) THEN $7 ELSE status END,
                     status_message = CASE WHEN status = ANY($9) THEN $8 ELSE status_message END,
+                    agent_rtt_ms = CASE WHEN $11::float8 IS NULL THEN agent_rtt_ms
+                                        WHEN agent_rtt_ms IS NULL THEN $11
+                                        ELSE agent_rtt_ms * 0.75 + $11 * 0.25 END,
                     updated_at = now()
              WHERE id = $1 AND deleted_at IS NULL
              RETURNING log_all_namespaces, log_namespaces",
@@ -267,9 +260,10 @@ impl Store {
         .bind(status)
         .bind(message)
         .bind(&heeded)
+        .bind(session_id)
+        .bind(beat.rtt_ms)
         .fetch_optional(self.pool())
         .await?;
-        self.touch_session(session_id).await?;
         Ok(selection)
     }
 }

@@ -20,7 +20,7 @@ mod tokens;
 mod users;
 
 pub use audit::{AuditEntry, AuditFilter, NewAuditEntry};
-pub use certificates::{AgentCertificateRow, Issuance, NewCertificate};
+pub use certificates::{AgentCertificateRow, Issuance, NewCertificate, RefusedCertificate};
 pub use clouds::{CloudAccount, NewCloudAccount};
 pub use clusters::{AgentStatus, Cluster, Heartbeat, NewCluster};
 pub use demos::{Demo, DemoChange, DemoInsert, DemoStep, DemoVersion, NewDemo};

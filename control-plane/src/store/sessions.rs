@@ -45,14 +45,6 @@ impl Store {
         Ok(id)
     }
 
-    pub async fn touch_session(&self, session_id: Uuid) -> Result<(), StoreError> {
-        sqlx::query("UPDATE agent_sessions SET last_seen_at = now() WHERE id = $1")
-            .bind(session_id)
-            .execute(self.pool())
-            .await?;
-        Ok(())
-    }
-
     pub async fn close_session(&self, session_id: Uuid) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE agent_sessions SET disconnected_at = now() WHERE id = $1 AND disconnected_at IS NULL",

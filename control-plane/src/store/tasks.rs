@@ -345,6 +345,27 @@ impl Store {
         Ok(leased)
     }
 
+    /// Which of `cluster_ids` have tasks of `kinds` waiting to be leased; one query for all of a process's
+    /// streams (through the `tasks_open` index).
+    pub async fn clusters_with_pending_tasks(
+        &self,
+        cluster_ids: &[Uuid],
+        kinds: &[TaskKind],
+    ) -> Result<Vec<Uuid>, StoreError> {
+        if cluster_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT cluster_id FROM tasks
+             WHERE cluster_id = ANY($1) AND state = $2 AND kind = ANY($3)",
+        )
+        .bind(cluster_ids)
+        .bind(TaskState::Pending)
+        .bind(kinds)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
     /// The agent accepted a delivery: leased -> running. False when the lease is no longer current.
     pub async fn mark_running(
         &self,

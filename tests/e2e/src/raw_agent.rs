@@ -7,8 +7,8 @@ use agent_protocol::agent_message::Msg as Up;
 use agent_protocol::agent_service_client::AgentServiceClient;
 use agent_protocol::control_message::Msg as Down;
 use agent_protocol::{
-    AgentMessage, BootstrapRequest, BootstrapResponse, ControlMessage, Hello, Pong, RecoverRequest,
-    RenewRequest,
+    AgentMessage, BootstrapRequest, BootstrapResponse, ControlMessage, Heartbeat, Hello, Pong,
+    RecoverRequest, RenewRequest,
 };
 use anyhow::Context;
 use rcgen::{CertificateParams, KeyPair};
@@ -184,6 +184,21 @@ impl RawSession {
                 _ => return Ok(Ok(message)),
             }
         }
+    }
+
+    /// Heartbeats every 500 ms, as a live agent does (so the stream is not closed for silence), skipping what
+    /// the server sends, until the stream ends; returns the status it ended with.
+    pub async fn heartbeat_until_end(&mut self, within: Duration) -> anyhow::Result<tonic::Status> {
+        let deadline = tokio::time::Instant::now() + within;
+        while tokio::time::Instant::now() < deadline {
+            // A send fails once the server has ended the stream; its status is what the next read returns.
+            let _ = self.send(Up::Heartbeat(Heartbeat::default())).await;
+            match self.next(Duration::from_millis(500)).await {
+                Ok(Err(status)) => return Ok(status),
+                Ok(Ok(_)) | Err(_) => {}
+            }
+        }
+        anyhow::bail!("the stream was still open after {within:?}")
     }
 
     pub async fn send(&self, msg: agent_protocol::agent_message::Msg) -> anyhow::Result<()> {
