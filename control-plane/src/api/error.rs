@@ -123,6 +123,10 @@ impl Problems {
         });
     }
 
+    pub fn count(&self) -> usize {
+        self.0.len()
+    }
+
     pub fn extend(&mut self, problems: Vec<FieldProblem>) {
         self.0.extend(problems);
     }

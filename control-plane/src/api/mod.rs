@@ -122,6 +122,7 @@ fn authenticated_operations() -> Vec<UtoipaMethodRouter<ApiState>> {
         routes!(clusters::plan),
         routes!(clusters::drift_check),
         routes!(tasks::create),
+        routes!(tasks::create_batch),
         routes!(demos::list, demos::create),
         routes!(demos::get, demos::delete),
         routes!(demos::retry),

@@ -13,7 +13,7 @@ use super::auth::{Principal, Role};
 use super::error::{ApiError, ErrorBody, Problems};
 use super::json::JsonBody;
 use super::query::QueryParams;
-use crate::domain::taskspec::{ApplyPayload, TaskSpec, Tier};
+use crate::domain::taskspec::{ApplyPayload, FieldProblem, TaskSpec, Tier};
 use crate::domain::{TaskKind, TaskState};
 use crate::logs::TaskLogLine;
 use crate::store::{NewTask, Task, TaskEvent, TaskFilter, TaskInsert};
@@ -72,8 +72,34 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Task>), ApiError> {
     principal.require(Role::Operator, "submit tasks")?;
     let mut problems = Problems::default();
+    let task = new_apply_task(&state, &principal, cluster_id, body, "", &mut problems);
+    problems.into_result()?;
+    state.store.live_cluster(cluster_id).await?;
+    let task = task.expect("a task without problems");
+    let inserted = state.store.insert_task(task).await?;
+    Ok(match inserted {
+        TaskInsert::Created(task) => {
+            tracing::info!(task_id = %task.id, cluster_id = %cluster_id, by = %principal.label(), "task created");
+            (StatusCode::CREATED, Json(task))
+        }
+        TaskInsert::Existing(task) => (StatusCode::OK, Json(task)),
+    })
+}
+
+/// Checks one submitted apply task, adding its problems under `field_prefix`, and builds it (signed) when it
+/// has none.
+fn new_apply_task(
+    state: &ApiState,
+    principal: &Principal,
+    cluster_id: Uuid,
+    body: CreateTask,
+    field_prefix: &str,
+    problems: &mut Problems,
+) -> Option<NewTask> {
+    let before = problems.count();
+    let field = |name: &str| format!("{field_prefix}{name}");
     if body.kind.parse::<TaskKind>() != Ok(TaskKind::Apply) {
-        problems.add("kind", "must be apply");
+        problems.add(field("kind"), "must be apply");
     }
     let payload = ApplyPayload {
         manifest: body.manifest.clone().unwrap_or_default(),
@@ -86,26 +112,29 @@ pub async fn create(
         },
     };
     if body.manifest.is_none() {
-        problems.add("manifest", "is required for apply tasks");
+        problems.add(field("manifest"), "is required for apply tasks");
     } else {
-        problems.extend(payload.validate(&state.config.apply_policy.policy()));
+        for problem in payload.validate(&state.config.apply_policy.policy()) {
+            problems.add(field(&problem.field), problem.message);
+        }
     }
     if let Some(key) = &body.idempotency_key
         && (key.is_empty() || key.len() > 200)
     {
-        problems.add("idempotency_key", "must be 1-200 characters");
+        problems.add(field("idempotency_key"), "must be 1-200 characters");
     }
     let max_attempts = body
         .max_attempts
         .unwrap_or(state.config.tasks.default_max_attempts);
     if !(1..=20).contains(&max_attempts) {
-        problems.add("max_attempts", "must be between 1 and 20");
+        problems.add(field("max_attempts"), "must be between 1 and 20");
     }
-    problems.into_result()?;
-    let cluster = state.store.live_cluster(cluster_id).await?;
+    if problems.count() > before {
+        return None;
+    }
     let mut task = NewTask {
         id: Uuid::new_v4(),
-        cluster_id: cluster.id,
+        cluster_id,
         spec: TaskSpec::Apply(payload),
         reason: body
             .reason
@@ -122,14 +151,107 @@ pub async fn create(
         .signer
         .seal(&mut task)
         .expect("apply tasks run on agents");
-    let inserted = state.store.insert_task(task).await?;
-    Ok(match inserted {
-        TaskInsert::Created(task) => {
-            tracing::info!(task_id = %task.id, cluster_id = %cluster.id, by = %principal.label(), "task created");
-            (StatusCode::CREATED, Json(task))
+    Some(task)
+}
+
+/// At most this many tasks in one batch: a batch is one transaction, and its request must fit the body limit.
+pub const MAX_BATCH_TASKS: usize = 1000;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTaskBatch {
+    /// 1 to 1,000 tasks, for any clusters.
+    pub tasks: Vec<BatchedTask>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchedTask {
+    pub cluster_id: Uuid,
+    pub task: CreateTask,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TaskBatch {
+    /// In the order submitted.
+    pub tasks: Vec<BatchedOutcome>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BatchedOutcome {
+    /// False when the idempotency key returned a task created earlier.
+    pub created: bool,
+    pub task: Task,
+}
+
+/// Submit many tasks, to one cluster or many, in one transaction (operator)
+///
+/// All or nothing: a problem with any task (named by its index, e.g. `tasks[3].task.manifest`), a cluster that
+/// does not exist, or an idempotency key used before for a different request refuses the whole batch. Each
+/// task otherwise behaves as if submitted alone, idempotency keys included.
+#[utoipa::path(
+    post,
+    path = "/tasks/batch",
+    operation_id = "create_task_batch",
+    request_body = CreateTaskBatch,
+    responses(
+        (status = 200, description = "Every task, created or existing, in the order submitted", body = TaskBatch),
+        (status = 409, description = "An idempotency key was used for another request", body = ErrorBody),
+        (status = 422, description = "The batch or one of its tasks is invalid", body = ErrorBody),
+    )
+)]
+pub async fn create_batch(
+    State(state): State<ApiState>,
+    principal: Principal,
+    JsonBody(body): JsonBody<CreateTaskBatch>,
+) -> Result<Json<TaskBatch>, ApiError> {
+    principal.require(Role::Operator, "submit tasks")?;
+    if !(1..=MAX_BATCH_TASKS).contains(&body.tasks.len()) {
+        return Err(ApiError::validation(vec![FieldProblem {
+            field: "tasks".into(),
+            message: format!("must hold 1 to {MAX_BATCH_TASKS} tasks"),
+        }]));
+    }
+    let mut problems = Problems::default();
+    let cluster_ids: Vec<Uuid> = body.tasks.iter().map(|t| t.cluster_id).collect();
+    let live = state.store.live_cluster_ids(&cluster_ids).await?;
+    let mut tasks = Vec::with_capacity(body.tasks.len());
+    for (i, batched) in body.tasks.into_iter().enumerate() {
+        if !live.contains(&batched.cluster_id) {
+            problems.add(format!("tasks[{i}].cluster_id"), "no such cluster");
         }
-        TaskInsert::Existing(task) => (StatusCode::OK, Json(task)),
-    })
+        let prefix = format!("tasks[{i}].task.");
+        tasks.extend(new_apply_task(
+            &state,
+            &principal,
+            batched.cluster_id,
+            batched.task,
+            &prefix,
+            &mut problems,
+        ));
+    }
+    problems.into_result()?;
+    let inserted = state.store.insert_tasks(tasks).await?;
+    let created = inserted
+        .iter()
+        .filter(|i| matches!(i, TaskInsert::Created(_)))
+        .count();
+    tracing::info!(tasks = inserted.len(), created, by = %principal.label(), "task batch submitted");
+    Ok(Json(TaskBatch {
+        tasks: inserted
+            .into_iter()
+            .map(|inserted| match inserted {
+                TaskInsert::Created(task) => BatchedOutcome {
+                    created: true,
+                    task,
+                },
+                TaskInsert::Existing(task) => BatchedOutcome {
+                    created: false,
+                    task,
+                },
+            })
+            .collect(),
+    }))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -143,6 +143,19 @@ impl Store {
         Ok(cluster)
     }
 
+    /// Which of `ids` are clusters that exist and are not deleted.
+    pub async fn live_cluster_ids(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<std::collections::HashSet<Uuid>, StoreError> {
+        let live: Vec<Uuid> =
+            sqlx::query_scalar("SELECT id FROM clusters WHERE id = ANY($1) AND deleted_at IS NULL")
+                .bind(ids)
+                .fetch_all(self.pool())
+                .await?;
+        Ok(live.into_iter().collect())
+    }
+
     pub async fn clusters(&self) -> Result<Vec<Cluster>, StoreError> {
         Ok(sqlx::query_as::<_, Cluster>(AssertSqlSafe(format!(
             "{SELECT} WHERE k.deleted_at IS NULL ORDER BY k.name"

@@ -2,6 +2,7 @@
 //! attempt counting, idempotency keys, and NOTIFY so agent streams in any process learn of new work at once.
 //! Every transition is a single conditional UPDATE, so several control-plane processes can share the queue.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -185,7 +186,17 @@ async fn notify_task_ready(
     conn: &mut sqlx::PgConnection,
     cluster_id: Uuid,
 ) -> Result<(), StoreError> {
-    notify(&mut *conn, channels::TASK_READY, &cluster_id.to_string()).await?;
+    notify_tasks_ready(conn, &[cluster_id]).await
+}
+
+/// Tasks of these clusters became leasable: one notification per cluster, and one wake-up for the provisioners.
+async fn notify_tasks_ready(
+    conn: &mut sqlx::PgConnection,
+    cluster_ids: &[Uuid],
+) -> Result<(), StoreError> {
+    for cluster_id in cluster_ids {
+        notify(&mut *conn, channels::TASK_READY, &cluster_id.to_string()).await?;
+    }
     notify(conn, channels::PROVISIONER_WORK, "").await
 }
 
@@ -211,56 +222,116 @@ impl Store {
         fields(otel.name = "queue insert", task_id = %new.id, cluster_id = %new.cluster_id)
     )]
     pub async fn insert_task(&self, new: NewTask) -> Result<TaskInsert, StoreError> {
+        let mut inserted = self.insert_tasks(vec![new]).await?;
+        Ok(inserted.remove(0))
+    }
+
+    /// Inserts tasks in one transaction, all or none, returning each as created or as the task its idempotency
+    /// key found (also one earlier in the same batch); a key used for a different request refuses the batch.
+    /// Events go in one statement and each cluster is notified once.
+    pub async fn insert_tasks(&self, tasks: Vec<NewTask>) -> Result<Vec<TaskInsert>, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let id = new.id;
-        let seal = new.seal.as_ref();
-        let kind = new.spec.kind();
-        let payload = new.spec.payload();
-        let inserted: Option<Uuid> = sqlx::query_scalar(
-            "INSERT INTO tasks (id, cluster_id, kind, payload, state, reason, idempotency_key, parent_id,
-                                created_by, max_attempts, body, signature, signing_key_id, demo_step_id, trace_parent)
-             VALUES ($1, $2, $3, $4, $14, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15)
-             ON CONFLICT (cluster_id, idempotency_key) DO NOTHING RETURNING id",
-        )
-        .bind(id)
-        .bind(new.cluster_id)
-        .bind(kind)
-        .bind(&payload)
-        .bind(&new.reason)
-        .bind(&new.idempotency_key)
-        .bind(new.parent_id)
-        .bind(&new.created_by)
-        .bind(new.max_attempts)
-        .bind(seal.map(|seal| &seal.body))
-        .bind(seal.map(|seal| &seal.signature))
-        .bind(seal.map(|seal| &seal.key_id))
-        .bind(new.demo_step)
-        .bind(TaskState::Pending)
-        .bind(&new.trace_parent)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if inserted.is_none() {
-            tx.rollback().await?;
-            let key = new.idempotency_key.clone().unwrap_or_default();
-            let existing = sqlx::query_as::<_, Task>(AssertSqlSafe(format!(
-                "{SELECT} WHERE cluster_id = $1 AND idempotency_key = $2"
-            )))
+        // (task id, created) in submission order.
+        let mut outcomes: Vec<(Uuid, bool)> = Vec::with_capacity(tasks.len());
+        for (index, new) in tasks.iter().enumerate() {
+            let seal = new.seal.as_ref();
+            let kind = new.spec.kind();
+            let payload = new.spec.payload();
+            let inserted: Option<Uuid> = sqlx::query_scalar(
+                "INSERT INTO tasks (id, cluster_id, kind, payload, state, reason, idempotency_key, parent_id,
+                                    created_by, max_attempts, body, signature, signing_key_id, demo_step_id, trace_parent)
+                 VALUES ($1, $2, $3, $4, $14, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15)
+                 ON CONFLICT (cluster_id, idempotency_key) DO NOTHING RETURNING id",
+            )
+            .bind(new.id)
             .bind(new.cluster_id)
-            .bind(&key)
-            .fetch_one(self.pool())
+            .bind(kind)
+            .bind(&payload)
+            .bind(&new.reason)
+            .bind(&new.idempotency_key)
+            .bind(new.parent_id)
+            .bind(&new.created_by)
+            .bind(new.max_attempts)
+            .bind(seal.map(|seal| &seal.body))
+            .bind(seal.map(|seal| &seal.signature))
+            .bind(seal.map(|seal| &seal.key_id))
+            .bind(new.demo_step)
+            .bind(TaskState::Pending)
+            .bind(&new.trace_parent)
+            .fetch_optional(&mut *tx)
             .await?;
-            if existing.kind != kind || existing.payload.0 != payload {
+            if let Some(id) = inserted {
+                outcomes.push((id, true));
+                continue;
+            }
+            let key = new.idempotency_key.clone().unwrap_or_default();
+            let (existing, existing_kind, existing_payload): (Uuid, TaskKind, Json<serde_json::Value>) =
+                sqlx::query_as(
+                    "SELECT id, kind, payload FROM tasks WHERE cluster_id = $1 AND idempotency_key = $2",
+                )
+                .bind(new.cluster_id)
+                .bind(&key)
+                .fetch_one(&mut *tx)
+                .await?;
+            if existing_kind != kind || existing_payload.0 != payload {
+                let which = if tasks.len() > 1 {
+                    format!("task {index} of the batch: ")
+                } else {
+                    String::new()
+                };
                 return Err(StoreError::Conflict(format!(
-                    "idempotency key {key:?} was already used for task {} with a different request",
-                    existing.id
+                    "{which}idempotency key {key:?} was already used for task {existing} with a different request"
                 )));
             }
-            return Ok(TaskInsert::Existing(existing));
+            outcomes.push((existing, false));
         }
-        add_event(&mut tx, id, "created", &new.reason).await?;
-        notify_task_ready(&mut tx, new.cluster_id).await?;
+        let created: Vec<&NewTask> = tasks
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, (_, created))| *created)
+            .map(|(task, _)| task)
+            .collect();
+        if !created.is_empty() {
+            let ids: Vec<Uuid> = created.iter().map(|task| task.id).collect();
+            let reasons: Vec<&str> = created.iter().map(|task| task.reason.as_str()).collect();
+            sqlx::query(
+                "INSERT INTO task_events (task_id, kind, message)
+                 SELECT id, 'created', reason FROM unnest($1::uuid[], $2::text[]) AS t(id, reason)",
+            )
+            .bind(&ids)
+            .bind(&reasons)
+            .execute(&mut *tx)
+            .await?;
+            let mut clusters: Vec<Uuid> = created.iter().map(|task| task.cluster_id).collect();
+            clusters.sort_unstable();
+            clusters.dedup();
+            notify_tasks_ready(&mut tx, &clusters).await?;
+        }
         tx.commit().await?;
-        Ok(TaskInsert::Created(self.task(id).await?))
+        let ids: Vec<Uuid> = outcomes.iter().map(|(id, _)| *id).collect();
+        let found: HashMap<Uuid, Task> =
+            sqlx::query_as::<_, Task>(AssertSqlSafe(format!("{SELECT} WHERE id = ANY($1)")))
+                .bind(&ids)
+                .fetch_all(self.pool())
+                .await?
+                .into_iter()
+                .map(|task| (task.id, task))
+                .collect();
+        outcomes
+            .into_iter()
+            .map(|(id, created)| {
+                // Cloned: a later entry of the batch with the same idempotency key returns the same task.
+                let task = found
+                    .get(&id)
+                    .cloned()
+                    .ok_or_else(|| StoreError::not_found("task", id))?;
+                Ok(if created {
+                    TaskInsert::Created(task)
+                } else {
+                    TaskInsert::Existing(task)
+                })
+            })
+            .collect()
     }
 
     pub async fn task(&self, id: Uuid) -> Result<Task, StoreError> {

@@ -1100,3 +1100,156 @@ async fn install_manifest_applies_and_an_in_cluster_agent_keeps_its_identity_in_
         "the restarted agent must not have bootstrapped again"
     );
 }
+
+/// A batch of tasks for several clusters is one request and one transaction: each agent gets exactly its own
+/// tasks; a problem anywhere refuses the whole batch, naming the task; idempotency keys behave per task.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_batch_reaches_each_cluster_once_or_is_refused_whole() {
+    let stack = Stack::start(StackOptions {
+        cluster: false,
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let mut agents = Vec::new();
+    let mut cluster_ids = Vec::new();
+    for name in ["batch-a", "batch-b"] {
+        let cluster = stack.register_cluster(name).await.unwrap();
+        let bundle = stack.bootstrap_token(&cluster.cluster_id).await.unwrap();
+        let ca = field(&bundle["install"], "ca_pem").unwrap();
+        let credentials = raw_agent::bootstrap(
+            &stack.agent_endpoint,
+            &ca,
+            &field(&bundle, "token").unwrap(),
+        )
+        .await
+        .unwrap();
+        agents.push((ca, credentials));
+        cluster_ids.push(cluster.cluster_id);
+    }
+    let entry = |cluster: usize, name: &str, key: Option<&str>| {
+        json!({
+            "cluster_id": cluster_ids[cluster],
+            "task": apply_body(&format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n"), key),
+        })
+    };
+    let task_count = || async {
+        let count = stack.postgres_query("SELECT count(*) FROM tasks").unwrap();
+        count.trim().parse::<u64>().unwrap()
+    };
+
+    // Refused whole: a bad manifest and an unknown cluster are named by index, nothing is created.
+    let mut unknown = entry(0, "c", None);
+    unknown["cluster_id"] = json!(uuid::Uuid::new_v4());
+    let mut bad = entry(1, "b", None);
+    bad["task"]["manifest"] = json!("kind: Namespace\n");
+    let (status, body) = stack
+        .api
+        .call(
+            Method::POST,
+            "/tasks/batch",
+            Some(&json!({"tasks": [entry(0, "a", None), bad, unknown]})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let fields: Vec<&str> = body["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
+    assert!(
+        fields
+            .iter()
+            .any(|f| f.starts_with("tasks[1].task.manifest")),
+        "{body}"
+    );
+    assert!(fields.contains(&"tasks[2].cluster_id"), "{body}");
+    assert!(!fields.iter().any(|f| f.starts_with("tasks[0]")), "{body}");
+    let (status, body) = stack
+        .api
+        .call(Method::POST, "/tasks/batch", Some(&json!({"tasks": []})))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(task_count().await, 0, "a refused batch creates nothing");
+
+    // Accepted: two tasks for each cluster, in the order given; each agent receives exactly its two. (The
+    // streams open only now: they send no heartbeats, so they would be closed as silent after three intervals.)
+    let mut sessions = Vec::new();
+    for (ca, credentials) in &agents {
+        let identity = Some((credentials.cert_pem.as_str(), credentials.key_pem.as_str()));
+        let channel = raw_agent::channel(&stack.agent_endpoint, ca, identity)
+            .await
+            .unwrap();
+        let mut session = open_session(channel, 4).await.unwrap();
+        let welcome = session.next(WAIT).await.unwrap().unwrap();
+        assert!(matches!(welcome.msg, Some(Down::Welcome(_))), "{welcome:?}");
+        sessions.push(session);
+    }
+    let batch = json!({"tasks": [
+        entry(0, "a1", Some("k-a1")), entry(1, "b1", None), entry(0, "a2", None), entry(1, "b2", Some("k-b2")),
+    ]});
+    let accepted = stack.api.post("/tasks/batch", &batch).await.unwrap();
+    let outcomes = accepted["tasks"].as_array().unwrap();
+    assert_eq!(outcomes.len(), 4);
+    assert!(outcomes.iter().all(|o| o["created"] == true), "{accepted}");
+    let expected_cluster = [0, 1, 0, 1];
+    for (outcome, cluster) in outcomes.iter().zip(expected_cluster) {
+        assert_eq!(outcome["task"]["cluster_id"], json!(cluster_ids[cluster]));
+    }
+    for (index, session) in sessions.iter_mut().enumerate() {
+        let mut received = Vec::new();
+        while received.len() < 2 {
+            match session.next(WAIT).await.unwrap().unwrap().msg {
+                Some(Down::Task(task)) => received.push(task.task_id),
+                _ => continue,
+            }
+        }
+        let mut expected: Vec<String> = outcomes
+            .iter()
+            .zip(expected_cluster)
+            .filter(|(_, cluster)| *cluster == index)
+            .map(|(o, _)| o["task"]["id"].as_str().unwrap().to_string())
+            .collect();
+        received.sort();
+        expected.sort();
+        assert_eq!(received, expected, "cluster {index} gets its own tasks");
+    }
+
+    // Sent again: the keyed tasks come back as they were, the others are new; a key reused for another
+    // manifest refuses the batch and names the task.
+    let again = stack.api.post("/tasks/batch", &batch).await.unwrap();
+    let created: Vec<bool> = again["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["created"].as_bool().unwrap())
+        .collect();
+    assert_eq!(created, [false, true, true, false]);
+    assert_eq!(again["tasks"][0]["task"]["id"], outcomes[0]["task"]["id"]);
+    assert_eq!(task_count().await, 6);
+    let (status, body) = stack
+        .api
+        .call(
+            Method::POST,
+            "/tasks/batch",
+            Some(&json!({"tasks": [entry(0, "a3", None), entry(1, "other", Some("k-b2"))]})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("task 1 of the batch"),
+        "{body}"
+    );
+    assert_eq!(
+        task_count().await,
+        6,
+        "the conflicting batch created nothing"
+    );
+}

@@ -36,6 +36,9 @@ struct Args {
     /// Task submissions in flight at once.
     #[arg(long, default_value_t = 16)]
     submit_concurrency: usize,
+    /// Tasks per submission: 1 posts each to `/clusters/{id}/tasks`, more post batches to `/tasks/batch`.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
     /// Control-plane replicas on the one database; agents reach them through a least-connections TCP balancer.
     #[arg(long, default_value_t = 1)]
     replicas: usize,
@@ -287,6 +290,7 @@ async fn main() -> anyhow::Result<()> {
         stack.api.clone(),
         clusters.clone(),
         args.tasks,
+        args.batch.max(1),
         args.submit_concurrency,
         timings.clone(),
     ));
@@ -435,33 +439,57 @@ async fn submit_all(
     api: Api,
     clusters: Vec<String>,
     tasks: usize,
+    batch: usize,
     concurrency: usize,
     timings: Shared,
 ) -> anyhow::Result<()> {
-    let submitted: Vec<anyhow::Result<()>> = stream::iter(0..tasks)
-        .map(|i| {
+    let manifest =
+        |i: usize| format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bench-{i}\n");
+    let batches: Vec<Vec<usize>> = (0..tasks)
+        .collect::<Vec<_>>()
+        .chunks(batch)
+        .map(<[usize]>::to_vec)
+        .collect();
+    let submitted: Vec<anyhow::Result<()>> = stream::iter(batches)
+        .map(|numbers| {
             let api = api.clone();
-            let cluster_id = clusters[i % clusters.len()].clone();
             let timings = timings.clone();
+            let cluster_of = |i: usize| clusters[i % clusters.len()].clone();
+            let single = numbers.len() == 1 && batch == 1;
+            let request = if single {
+                let i = numbers[0];
+                (
+                    format!("/clusters/{}/tasks", cluster_of(i)),
+                    json!({"kind": "apply", "manifest": manifest(i)}),
+                )
+            } else {
+                let entries: Vec<serde_json::Value> = numbers
+                    .iter()
+                    .map(|&i| {
+                        json!({"cluster_id": cluster_of(i), "task": {"kind": "apply", "manifest": manifest(i)}})
+                    })
+                    .collect();
+                ("/tasks/batch".to_string(), json!({ "tasks": entries }))
+            };
             async move {
-                let manifest =
-                    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bench-{i}\n");
-                let task = api
-                    .post(
-                        &format!("/clusters/{cluster_id}/tasks"),
-                        &json!({"kind": "apply", "manifest": manifest}),
-                    )
-                    .await?;
-                let created = chrono::DateTime::parse_from_rfc3339(&field(&task, "created_at")?)?;
-                let created = SystemTime::UNIX_EPOCH
-                    + Duration::from_nanos(created.timestamp_nanos_opt().unwrap_or(0) as u64);
-                timings
-                    .lock()
-                    .unwrap()
-                    .tasks
-                    .entry(field(&task, "id")?)
-                    .or_default()
-                    .created = Some(created);
+                let answer = api.post(&request.0, &request.1).await?;
+                let created: Vec<serde_json::Value> = if single {
+                    vec![answer]
+                } else {
+                    answer["tasks"]
+                        .as_array()
+                        .context("a batch answer lists its tasks")?
+                        .iter()
+                        .map(|outcome| outcome["task"].clone())
+                        .collect()
+                };
+                let mut timings = timings.lock().unwrap();
+                for task in created {
+                    let at = chrono::DateTime::parse_from_rfc3339(&field(&task, "created_at")?)?;
+                    let at = SystemTime::UNIX_EPOCH
+                        + Duration::from_nanos(at.timestamp_nanos_opt().unwrap_or(0) as u64);
+                    timings.tasks.entry(field(&task, "id")?).or_default().created = Some(at);
+                }
                 Ok(())
             }
         })
