@@ -240,6 +240,13 @@ async fn a_task_goes_pending_leased_running_succeeded_and_a_second_report_change
             .await
             .unwrap()
     );
+    assert!(
+        !q.store
+            .mark_running(q.cluster_id, id, lease_id)
+            .await
+            .unwrap(),
+        "a second acceptance changes nothing"
+    );
     assert_eq!(q.state(id).await, TaskState::Running);
     assert_eq!(
         q.complete(id, lease_id, true, false).await,
@@ -254,9 +261,17 @@ async fn a_task_goes_pending_leased_running_succeeded_and_a_second_report_change
         .await
         .unwrap()
         .into_iter()
-        .map(|event| event.kind)
+        .map(|event| format!("{}: {}", event.kind, event.message))
         .collect();
-    assert_eq!(events, ["created", "leased", "running", "succeeded"]);
+    assert_eq!(
+        events,
+        [
+            "created: test",
+            "leased: delivered to agent (attempt 1)",
+            "running: agent started the task",
+            "succeeded: succeeded",
+        ]
+    );
 }
 
 #[tokio::test]

@@ -91,6 +91,7 @@ pub(super) async fn open(
         max_concurrent: hello.max_concurrent_tasks.clamp(1, MAX_CONCURRENT_TASKS) as usize,
         tx,
         in_flight: HashMap::new(),
+        may_have_waiting: false,
         region: None,
         demos: HashSet::new(),
         demos_loaded_at: None,
@@ -119,6 +120,9 @@ struct Session {
     tx: mpsc::Sender<Result<ControlMessage, Status>>,
     /// Deliveries on this stream without a recorded result: task id -> lease id.
     in_flight: HashMap<Uuid, Uuid>,
+    /// Tasks may be waiting that the stream had no room for (a lease filled it, or a signal came while it
+    /// was full), so a freed slot should look for them; otherwise it waits for the next signal.
+    may_have_waiting: bool,
     /// The cluster's region code, tagged on demo log lines; read on the first batch.
     region: Option<String>,
     /// Demos placed on this cluster: pod log lines naming any other demo are dropped, since anyone who can
@@ -252,6 +256,7 @@ impl Session {
         self.check_heartbeats()?;
         let room = self.max_concurrent.saturating_sub(self.in_flight.len());
         if room == 0 {
+            self.may_have_waiting = true;
             return Ok(());
         }
         let leased = self
@@ -266,6 +271,7 @@ impl Session {
             )
             .await
             .map_err(|e| internal("leasing tasks", e))?;
+        self.may_have_waiting = leased.len() == room;
         for task in leased {
             self.service.metrics.tasks_delivered.inc();
             let waited = (Utc::now() - task.created_at).to_std().unwrap_or_default();
@@ -318,9 +324,19 @@ impl Session {
                 lease_id: lease_id.to_string(),
             }))
             .await?;
-            return self.deliver().await;
+            return self.deliver_into_freed_slot().await;
         }
         Ok(())
+    }
+
+    /// After a slot was freed: leases only when tasks may have been left waiting for room, sparing a lease
+    /// query per result when the stream keeps up (the dispatcher's signals cover new tasks).
+    async fn deliver_into_freed_slot(&mut self) -> Result<(), Status> {
+        if self.may_have_waiting {
+            self.deliver().await
+        } else {
+            Ok(())
+        }
     }
 
     async fn handle(&mut self, message: AgentMessage) -> Result<(), Status> {
@@ -479,7 +495,7 @@ impl Session {
         }
         // Acknowledge even a stale report: the agent must stop resending it either way.
         self.send(ack).await?;
-        self.deliver().await
+        self.deliver_into_freed_slot().await
     }
 
     async fn record_result(

@@ -379,20 +379,25 @@ impl Store {
         if limit <= 0 {
             return Ok(Vec::new());
         }
-        let mut tx = self.pool().begin().await?;
+        // One statement (the lease and its events), so a delivery costs one round trip and one commit.
         let leased = sqlx::query_as::<_, LeasedTask>(
             "WITH candidates AS (
                  SELECT id FROM tasks
                  WHERE cluster_id = $1 AND state = $6 AND kind = ANY($5)
                  ORDER BY created_at
                  LIMIT $2
-                 FOR NO KEY UPDATE SKIP LOCKED)
-             UPDATE tasks t SET state = $7, attempts = t.attempts + 1, lease_id = gen_random_uuid(),
-                    lease_session_id = $3, lease_expires_at = now() + make_interval(secs => $4),
-                    objects = '[]'::jsonb, error = NULL, updated_at = now()
-             FROM candidates c WHERE t.id = c.id
-             RETURNING t.id, t.lease_id, t.attempts, t.kind, t.payload, t.reason, t.lease_expires_at, t.created_at,
-                       t.cluster_id, t.body, t.signature, t.signing_key_id, t.trace_parent",
+                 FOR NO KEY UPDATE SKIP LOCKED),
+             leased AS (
+                 UPDATE tasks t SET state = $7, attempts = t.attempts + 1, lease_id = gen_random_uuid(),
+                        lease_session_id = $3, lease_expires_at = now() + make_interval(secs => $4),
+                        objects = '[]'::jsonb, error = NULL, updated_at = now()
+                 FROM candidates c WHERE t.id = c.id
+                 RETURNING t.id, t.lease_id, t.attempts, t.kind, t.payload, t.reason, t.lease_expires_at,
+                           t.created_at, t.cluster_id, t.body, t.signature, t.signing_key_id, t.trace_parent),
+             events AS (
+                 INSERT INTO task_events (task_id, kind, message)
+                 SELECT id, $8, 'delivered to agent (attempt ' || attempts || ')' FROM leased)
+             SELECT * FROM leased",
         )
         .bind(cluster_id)
         .bind(limit)
@@ -401,18 +406,9 @@ impl Store {
         .bind(kinds)
         .bind(TaskState::Pending)
         .bind(leased_state())
-        .fetch_all(&mut *tx)
+        .bind(TaskState::Leased.as_str())
+        .fetch_all(self.pool())
         .await?;
-        for task in &leased {
-            add_event(
-                &mut tx,
-                task.id,
-                TaskState::Leased.as_str(),
-                &format!("delivered to agent (attempt {})", task.attempts),
-            )
-            .await?;
-        }
-        tx.commit().await?;
         Ok(leased)
     }
 
@@ -444,29 +440,25 @@ impl Store {
         task_id: Uuid,
         lease_id: Uuid,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin().await?;
-        let updated = sqlx::query(
-            "UPDATE tasks SET state = $5, started_at = coalesce(started_at, now()), updated_at = now()
-             WHERE id = $1 AND cluster_id = $2 AND lease_id = $3 AND state = $4",
+        // One statement with its event: acceptances come once per delivery.
+        let started: Option<Uuid> = sqlx::query_scalar(
+            "WITH started AS (
+                 UPDATE tasks SET state = $5, started_at = coalesce(started_at, now()), updated_at = now()
+                 WHERE id = $1 AND cluster_id = $2 AND lease_id = $3 AND state = $4
+                 RETURNING id)
+             INSERT INTO task_events (task_id, kind, message)
+             SELECT id, $6, 'agent started the task' FROM started
+             RETURNING task_id",
         )
         .bind(task_id)
         .bind(cluster_id)
         .bind(lease_id)
         .bind(leased_state())
         .bind(leased_state().start().expect("a leased task can start"))
-        .execute(&mut *tx)
+        .bind(TaskState::Running.as_str())
+        .fetch_optional(self.pool())
         .await?;
-        if updated.rows_affected() == 1 {
-            add_event(
-                &mut tx,
-                task_id,
-                TaskState::Running.as_str(),
-                "agent started the task",
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(updated.rows_affected() == 1)
+        Ok(started.is_some())
     }
 
     /// Appends progress from the current lease holder. False when the lease is no longer current.

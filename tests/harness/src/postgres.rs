@@ -196,6 +196,14 @@ fn launch(
         // Many tests in one process each open a connection pool.
         .args(["-c", "max_connections=300"])
         .current_dir(dir);
+    // Statement statistics for benchmarks that ask where PostgreSQL's time goes (`CREATE EXTENSION` turns
+    // them on per database); loaded only where the server has the module.
+    if bin_dir
+        .parent()
+        .is_some_and(|root| root.join("lib/pg_stat_statements.so").exists())
+    {
+        command.args(["-c", "shared_preload_libraries=pg_stat_statements"]);
+    }
     let pg_isready = bin_dir.join("pg_isready");
     Launch {
         label: "PostgreSQL",

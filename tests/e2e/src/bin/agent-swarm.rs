@@ -283,6 +283,12 @@ async fn main() -> anyhow::Result<()> {
         used.push(cpu_seconds(std::process::id(), false));
         used
     };
+    // Where PostgreSQL's time goes during the task phase, by statement (when the server has the module).
+    let statements = stack
+        .postgres_query(
+            "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()",
+        )
+        .is_ok();
     let commits_before = commits()?;
     let cpu_before = cpu(&pids);
     let run_started = Instant::now();
@@ -301,23 +307,62 @@ async fn main() -> anyhow::Result<()> {
         })
         .await?;
         let victim = peers.last_mut().expect("--kill-one has a peer");
+        // Back means: as many new streams as the victim held, and every agent connected again.
+        let victim_streams = stack
+            .agent_relay
+            .as_ref()
+            .and_then(|relay| relay.connections_per_target().last().map(|(_, n)| *n))
+            .context("--kill-one runs behind the balancer")?;
+        let reconnects_before = fleet.reconnects.load(Ordering::SeqCst);
         victim.process.kill_9()?;
         let at = Instant::now();
-        eprintln!("killed the last replica (pid {})", victim.process.pid());
+        eprintln!(
+            "killed the last replica (pid {}, {victim_streams} streams)",
+            victim.process.pid()
+        );
         wait_for("every agent back", || {
-            fleet.connected.load(Ordering::SeqCst) >= args.agents
+            fleet.reconnects.load(Ordering::SeqCst) - reconnects_before >= victim_streams
+                && fleet.connected.load(Ordering::SeqCst) >= args.agents
         })
         .await?;
         killed = Some((at, at.elapsed()));
     }
     submitting.await??;
-    wait_for(&format!("all {} tasks recorded", args.tasks), || {
-        timings.lock().unwrap().recorded() >= args.tasks
-    })
-    .await?;
+    // A result committed just before its replica was killed never had its ResultAck sent, and a simulated
+    // agent does not resend results as the real one does: PostgreSQL says when every task has finished.
+    let finished = || -> anyhow::Result<usize> {
+        Ok(stack
+            .postgres_query(
+                "SELECT count(*) FROM tasks WHERE state IN ('succeeded', 'failed', 'cancelled')",
+            )?
+            .trim()
+            .parse()?)
+    };
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while timings.lock().unwrap().recorded() < args.tasks && finished()? < args.tasks {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "all {} tasks finished: not within 600 s",
+            args.tasks
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let unacknowledged = args.tasks - timings.lock().unwrap().recorded().min(args.tasks);
     let run_secs = run_started.elapsed().as_secs_f64();
     let cpu_after = cpu(&pids);
     let commits_per_task = (commits()? - commits_before) / args.tasks as f64;
+    let statement_profile = if statements {
+        stack.postgres_query(&format!(
+            "SELECT round(total_exec_time::numeric / {tasks}, 3) || ' ms/task, ' || calls || ' calls, '
+                    || round(mean_exec_time::numeric, 3) || ' ms each: '
+                    || regexp_replace(left(query, 110), '\\s+', ' ', 'g')
+             FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+             ORDER BY total_exec_time DESC LIMIT 12",
+            tasks = args.tasks
+        ))?
+    } else {
+        String::new()
+    };
     let rss_peak: Vec<u64> = pids.iter().map(|pid| rss_kib(*pid, "VmHWM:")).collect();
     let states = stack.postgres_query(
         "SELECT state || ':' || count(*) || ':' || sum(attempts) FROM tasks GROUP BY state ORDER BY state",
@@ -372,6 +417,19 @@ async fn main() -> anyhow::Result<()> {
         mib(&rss_peak),
         per_agent_kib,
     );
+    if !statement_profile.is_empty() {
+        println!(
+            "PostgreSQL execution time by statement during the tasks (pg_stat_statements, top 12):"
+        );
+        for line in statement_profile.lines() {
+            println!("  {line}");
+        }
+    }
+    if unacknowledged > 0 {
+        println!(
+            "results recorded whose acknowledgement never reached the agent (lost with the killed replica; left out of the latencies): {unacknowledged}"
+        );
+    }
     println!(
         "task states (state:count:attempts): {}",
         states.split_whitespace().collect::<Vec<_>>().join(" ")
