@@ -193,9 +193,8 @@ impl RawSession {
         while tokio::time::Instant::now() < deadline {
             // A send fails once the server has ended the stream; its status is what the next read returns.
             let _ = self.send(Up::Heartbeat(Heartbeat::default())).await;
-            match self.next(Duration::from_millis(500)).await {
-                Ok(Err(status)) => return Ok(status),
-                Ok(Ok(_)) | Err(_) => {}
+            if let Ok(Err(status)) = self.next(Duration::from_millis(500)).await {
+                return Ok(status);
             }
         }
         anyhow::bail!("the stream was still open after {within:?}")
