@@ -89,3 +89,11 @@ pub fn field(value: &Value, name: &str) -> anyhow::Result<String> {
         .map(str::to_string)
         .with_context(|| format!("no string field {name:?} in {value}"))
 }
+
+/// The `field` of each problem a validation error body (422) names, in order.
+pub fn problem_fields(body: &Value) -> Vec<&str> {
+    body["error"]["details"]
+        .as_array()
+        .map(|details| details.iter().filter_map(|d| d["field"].as_str()).collect())
+        .unwrap_or_default()
+}

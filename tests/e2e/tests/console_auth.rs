@@ -2,6 +2,7 @@
 //! CSRF on every state change, roles, rate limiting, idle expiry, sign-out, user and API token management, and
 //! the audit log of all of it.
 
+use e2e::api::problem_fields;
 use e2e::{Stack, StackOptions};
 use reqwest::header::{COOKIE, SET_COOKIE};
 use reqwest::{Method, StatusCode};
@@ -175,12 +176,7 @@ async fn sessions_csrf_roles_rate_limits_and_audit() {
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let fields: Vec<&str> = body["error"]["details"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["field"].as_str().unwrap())
-        .collect();
+    let fields = problem_fields(&body);
     assert_eq!(fields, ["password", "role"], "{body}");
     let (status, vera) = admin
         .call(

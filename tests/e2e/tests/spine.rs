@@ -6,7 +6,7 @@ use std::time::Duration;
 use agent_protocol::agent_message::Msg as Up;
 use agent_protocol::control_message::Msg as Down;
 use agent_protocol::{TaskAccepted, TaskResult};
-use e2e::api::field;
+use e2e::api::{field, problem_fields};
 use e2e::raw_agent::{self, open_session};
 use e2e::{AgentState, Stack, StackOptions};
 use reqwest::{Method, StatusCode};
@@ -1153,12 +1153,7 @@ async fn a_task_batch_reaches_each_cluster_once_or_is_refused_whole() {
         .await
         .unwrap();
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    let fields: Vec<&str> = body["error"]["details"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["field"].as_str().unwrap())
-        .collect();
+    let fields = problem_fields(&body);
     assert!(
         fields
             .iter()
