@@ -521,7 +521,7 @@ async fn a_step_task_wakes_its_demo_through_the_foreign_key() {
     let demo = q.demo("hello").await;
     assert_eq!(demo.status, DemoStatus::Developing);
     assert_eq!(demo.current_step, Some(StepName::EnsureCluster));
-    let steps = q.store.demo_steps(demo.id, 1).await.unwrap();
+    let (_, steps) = q.store.demo_with_steps(demo.id).await.unwrap();
     let names: Vec<StepName> = steps.iter().map(|s| s.name).collect();
     assert_eq!(names, StepName::DEPLOY);
     assert!(steps.iter().all(|s| s.state == StepState::Pending));
@@ -555,7 +555,7 @@ async fn a_step_task_wakes_its_demo_through_the_foreign_key() {
 async fn a_delete_during_a_deploy_cancels_the_running_step_task_and_queues_the_teardown() {
     let q = queue("queue_demo_delete").await;
     let demo = q.demo("hello").await;
-    let steps = q.store.demo_steps(demo.id, 1).await.unwrap();
+    let (_, steps) = q.store.demo_with_steps(demo.id).await.unwrap();
     let mut apply_task = q.new_task(apply("demo-hello"), 3, None);
     apply_task.demo_step = Some(steps[3].id);
     let TaskInsert::Created(task) = q.store.insert_task(apply_task).await.unwrap() else {
@@ -600,7 +600,7 @@ async fn a_delete_during_a_deploy_cancels_the_running_step_task_and_queues_the_t
     let task = q.store.task(task.id).await.unwrap();
     assert_eq!(task.state, TaskState::Cancelled);
     assert_eq!(task.error.as_deref(), Some("cancelled by bob"));
-    let teardown = q.store.demo_steps(demo.id, 2).await.unwrap();
+    let (_, teardown) = q.store.demo_with_steps(demo.id).await.unwrap();
     let names: Vec<StepName> = teardown.iter().map(|s| s.name).collect();
     assert_eq!(names, StepName::TEARDOWN);
     assert!(teardown.iter().all(|s| s.state == StepState::Pending));

@@ -213,7 +213,7 @@ pub async fn create(
         }
         DemoInsert::Existing(demo) => (StatusCode::OK, demo),
     };
-    let steps = state.store.demo_steps(demo.id, demo.version).await?;
+    let (demo, steps) = state.store.demo_with_steps(demo.id).await?;
     Ok((status, Json(DemoDetail { demo, steps })))
 }
 
@@ -247,8 +247,7 @@ pub async fn get(
     _: Principal,
     Path(id): Path<Uuid>,
 ) -> Result<Json<DemoDetail>, ApiError> {
-    let demo = state.store.demo(id).await?;
-    let steps = state.store.demo_steps(demo.id, demo.version).await?;
+    let (demo, steps) = state.store.demo_with_steps(id).await?;
     Ok(Json(DemoDetail { demo, steps }))
 }
 
@@ -279,7 +278,7 @@ async fn change(
 ) -> Result<(StatusCode, Json<DemoDetail>), ApiError> {
     let demo = state.store.change_demo(id, change).await?;
     tracing::info!(demo_id = %demo.id, version = demo.version, "demo version queued");
-    let steps = state.store.demo_steps(demo.id, demo.version).await?;
+    let (demo, steps) = state.store.demo_with_steps(demo.id).await?;
     Ok((StatusCode::ACCEPTED, Json(DemoDetail { demo, steps })))
 }
 
@@ -496,7 +495,7 @@ pub async fn delete(
         )
         .await?;
     tracing::info!(demo_id = %demo.id, by = %principal.label(), "demo delete requested");
-    let steps = state.store.demo_steps(demo.id, demo.version).await?;
+    let (demo, steps) = state.store.demo_with_steps(demo.id).await?;
     Ok((StatusCode::ACCEPTED, Json(DemoDetail { demo, steps })))
 }
 
@@ -523,7 +522,7 @@ pub async fn retry(
     principal.require(Role::Operator, "retry demo steps")?;
     let demo = state.store.retry_demo(id, &principal.label()).await?;
     tracing::info!(demo_id = %demo.id, by = %principal.label(), step = ?demo.current_step, "demo step retry");
-    let steps = state.store.demo_steps(demo.id, demo.version).await?;
+    let (demo, steps) = state.store.demo_with_steps(demo.id).await?;
     Ok((StatusCode::ACCEPTED, Json(DemoDetail { demo, steps })))
 }
 
@@ -604,14 +603,9 @@ pub async fn events(
                 tokio::time::sleep(std::time::Duration::from_millis(250)).await;
             }
             w.first = false;
-            let Ok(demo) = w.store.demo(w.id).await else {
+            let Ok((demo, steps)) = w.store.demo_with_steps(w.id).await else {
                 return None;
             };
-            let steps = w
-                .store
-                .demo_steps(demo.id, demo.version)
-                .await
-                .unwrap_or_default();
             for step in &steps {
                 let key = (step.version, step.position);
                 let value = (step.state, step.message.clone());

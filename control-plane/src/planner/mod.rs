@@ -87,8 +87,7 @@ impl Planner {
             policy: self.config.apply_policy.policy(),
         };
         loop {
-            let demo = self.store.demo(claimed.id).await?;
-            let steps = self.store.demo_steps(demo.id, demo.version).await?;
+            let (demo, steps) = self.store.demo_with_steps(claimed.id).await?;
             let Some(step) = steps.iter().find(|s| s.state != StepState::Succeeded) else {
                 return Ok(());
             };

@@ -342,19 +342,28 @@ impl Store {
         .await?)
     }
 
-    pub async fn demo_steps(
-        &self,
-        demo_id: Uuid,
-        version: i32,
-    ) -> Result<Vec<DemoStep>, StoreError> {
-        Ok(sqlx::query_as::<_, DemoStep>(
+    /// The demo and its current version's steps as of one moment. Read apart, a reader could see the last step
+    /// succeeded but the demo row from before the same commit set its status.
+    pub async fn demo_with_steps(&self, id: Uuid) -> Result<(Demo, Vec<DemoStep>), StoreError> {
+        let mut tx = self
+            .pool()
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?;
+        let demo = sqlx::query_as::<_, Demo>(sqlx::AssertSqlSafe(format!("{SELECT} WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::not_found("demo", id))?;
+        let steps = sqlx::query_as::<_, DemoStep>(
             "SELECT id, version, position, name, state, message, task_id, attempt, started_at, finished_at
              FROM demo_steps WHERE demo_id = $1 AND version = $2 ORDER BY position",
         )
-        .bind(demo_id)
-        .bind(version)
-        .fetch_all(self.pool())
-        .await?)
+        .bind(demo.id)
+        .bind(demo.version)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((demo, steps))
     }
 
     /// Takes one demo whose current deploy has unfinished steps and is due, for `lease`; several planners
