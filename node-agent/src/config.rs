@@ -25,7 +25,7 @@ const DEFAULT_LOG_BATCH_LINES: usize = 500;
 const DEFAULT_LOG_FLUSH_INTERVAL: Duration = Duration::from_millis(1000);
 const DEFAULT_LOG_BUFFER_MAX_BYTES: u64 = 256 * 1024 * 1024;
 const MIN_LOG_BUFFER_MAX_BYTES: u64 = 64 * 1024;
-const DEFAULT_LOG_SEND_WINDOW: usize = 32;
+const DEFAULT_LOG_SEND_WINDOW: usize = 128;
 /// Where the log buffers go when the state is a Secret (in a cluster): the install manifest mounts a volume there.
 pub const IN_CLUSTER_LOG_BUFFER_DIR: &str = "/var/lib/edgefleet/log-buffer";
 const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_millis(500);

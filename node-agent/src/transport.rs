@@ -3,9 +3,13 @@
 use std::time::Duration;
 
 use agent_protocol::agent_service_client::AgentServiceClient;
+use agent_protocol::{AgentMessage, ControlMessage};
+use bytes::BufMut;
+use futures::Stream;
 use thiserror::Error;
-use tonic::codec::CompressionEncoding;
+use tonic::codec::{Codec, CompressionEncoding, EncodeBuf, Encoder, Streaming};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic_prost::ProstDecoder;
 
 use crate::config::ControlPlane;
 use crate::error::error_chain;
@@ -40,7 +44,9 @@ pub async fn connect_pinned(
     ca_pem: &str,
 ) -> Result<AgentServiceClient<Channel>, TransportError> {
     let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem));
-    connect(control_plane, tls).await
+    Ok(compressed(AgentServiceClient::new(
+        connect(control_plane, tls).await?,
+    )))
 }
 
 /// Connects with the agent's client certificate. Trusts the CA stored at bootstrap plus, when configured, the
@@ -50,6 +56,28 @@ pub async fn connect_mutual(
     credentials: &Credentials,
     install_ca_pem: Option<&str>,
 ) -> Result<AgentServiceClient<Channel>, TransportError> {
+    let channel = connect_mutual_channel(control_plane, credentials, install_ca_pem).await?;
+    Ok(compressed(AgentServiceClient::new(channel)))
+}
+
+/// Connects like [`connect_mutual`] for the session stream, whose uplink carries stored log batches as they are.
+pub async fn connect_session(
+    control_plane: &ControlPlane,
+    credentials: &Credentials,
+    install_ca_pem: Option<&str>,
+) -> Result<SessionClient, TransportError> {
+    let channel = connect_mutual_channel(control_plane, credentials, install_ca_pem).await?;
+    let grpc = tonic::client::Grpc::new(channel)
+        .send_compressed(CompressionEncoding::Zstd)
+        .accept_compressed(CompressionEncoding::Zstd);
+    Ok(SessionClient(grpc))
+}
+
+async fn connect_mutual_channel(
+    control_plane: &ControlPlane,
+    credentials: &Credentials,
+    install_ca_pem: Option<&str>,
+) -> Result<Channel, TransportError> {
     let roots = std::iter::once(credentials.ca_pem())
         .chain(install_ca_pem)
         .filter(|pem| !pem.trim().is_empty())
@@ -63,10 +91,76 @@ pub async fn connect_mutual(
     connect(control_plane, tls).await
 }
 
+/// What the agent sends up the session stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Uplink {
+    Message(AgentMessage),
+    /// An `AgentMessage` already encoded: a log batch as the disk buffer stores it, sent without being decoded
+    /// and encoded again (at 100,000 lines/s that round trip was a tenth of the agent's CPU).
+    Encoded(Vec<u8>),
+}
+
+/// The generated client's `session` call with an encoder that also takes encoded messages.
+pub struct SessionClient(tonic::client::Grpc<Channel>);
+
+impl SessionClient {
+    pub async fn open(
+        &mut self,
+        uplink: impl Stream<Item = Uplink> + Send + 'static,
+    ) -> Result<tonic::Response<Streaming<ControlMessage>>, tonic::Status> {
+        self.0.ready().await.map_err(|err| {
+            tonic::Status::unavailable(format!("control plane connection not ready: {err}"))
+        })?;
+        // The generated client's path for AgentService.Session (protocol/proto/agent.proto).
+        let path = http::uri::PathAndQuery::from_static("/edgefleet.agent.v1.AgentService/Session");
+        let mut request = tonic::Request::new(uplink);
+        request.extensions_mut().insert(tonic::GrpcMethod::new(
+            "edgefleet.agent.v1.AgentService",
+            "Session",
+        ));
+        self.0.streaming(request, path, UplinkCodec).await
+    }
+}
+
+struct UplinkCodec;
+
+impl Codec for UplinkCodec {
+    type Encode = Uplink;
+    type Decode = ControlMessage;
+    type Encoder = UplinkEncoder;
+    type Decoder = ProstDecoder<ControlMessage>;
+
+    fn encoder(&mut self) -> UplinkEncoder {
+        UplinkEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ProstDecoder::default()
+    }
+}
+
+struct UplinkEncoder;
+
+impl Encoder for UplinkEncoder {
+    type Item = Uplink;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Uplink, buf: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        match item {
+            Uplink::Message(message) => prost::Message::encode(&message, buf)
+                .map_err(|err| tonic::Status::internal(format!("cannot encode: {err}"))),
+            Uplink::Encoded(bytes) => {
+                buf.put_slice(&bytes);
+                Ok(())
+            }
+        }
+    }
+}
+
 async fn connect(
     control_plane: &ControlPlane,
     tls: ClientTlsConfig,
-) -> Result<AgentServiceClient<Channel>, TransportError> {
+) -> Result<Channel, TransportError> {
     let url = &control_plane.url;
     let endpoint_error = |source| TransportError::Endpoint {
         url: url.clone(),
@@ -91,8 +185,12 @@ async fn connect(
             url: url.clone(),
             detail: error_chain(&err),
         })?;
-    // Log batches are most of the uplink and compress several times over; the server answers in kind.
-    Ok(AgentServiceClient::new(channel)
+    Ok(channel)
+}
+
+// Log batches are most of the uplink and compress several times over; the server answers in kind.
+fn compressed(client: AgentServiceClient<Channel>) -> AgentServiceClient<Channel> {
+    client
         .send_compressed(CompressionEncoding::Zstd)
-        .accept_compressed(CompressionEncoding::Zstd))
+        .accept_compressed(CompressionEncoding::Zstd)
 }

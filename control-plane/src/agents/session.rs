@@ -2,6 +2,7 @@
 //! reports, renews leases on heartbeats, and stores log batches before acknowledging them.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use agent_protocol::agent_message::Msg as Up;
@@ -571,21 +572,37 @@ impl Session {
         }
         let mut lines = Vec::with_capacity(batch.lines.len());
         let mut refused = 0usize;
+        // Shared by every line of the batch instead of copied into each.
+        let cluster_id: Arc<str> = self.cluster_id().to_string().into();
+        let region: Arc<str> = self.region.as_deref().unwrap_or_default().into();
+        let no_demo: Arc<str> = Arc::from("");
+        // Lines of one demo come in runs: its id is checked and shared once per run.
+        let mut last_demo: Option<(String, Option<Arc<str>>)> = None;
         for line in batch.lines {
             // A line of a pod that opted in to collection names no demo; one that names a demo must name one
             // placed here (anyone who can label a pod on this cluster could name another's).
             let demo_id = if line.demo_id.is_empty() {
-                String::new()
+                Some(no_demo.clone())
             } else {
-                match Uuid::parse_str(&line.demo_id) {
-                    Ok(demo_id) if self.runs_demo(demo_id).await? => demo_id.to_string(),
+                match &last_demo {
+                    Some((raw, checked)) if *raw == line.demo_id => checked.clone(),
                     _ => {
-                        refused += 1;
-                        continue;
+                        let checked = match Uuid::parse_str(&line.demo_id) {
+                            Ok(demo_id) if self.runs_demo(demo_id).await? => {
+                                Some(Arc::from(demo_id.to_string()))
+                            }
+                            _ => None,
+                        };
+                        last_demo = Some((line.demo_id.clone(), checked.clone()));
+                        checked
                     }
                 }
             };
-            let level = level_name(line.level()).to_string();
+            let Some(demo_id) = demo_id else {
+                refused += 1;
+                continue;
+            };
+            let level = level_name(line.level());
             let stream = line.stream().into();
             // Agents before line identities: the pod's name and a hash of time and text stand in.
             let (pod_uid, seq) = if line.pod_uid.is_empty() {
@@ -598,8 +615,8 @@ impl Session {
             };
             let source = LineSource {
                 demo_id,
-                cluster_id: self.cluster_id().to_string(),
-                region: self.region.clone().unwrap_or_default(),
+                cluster_id: cluster_id.clone(),
+                region: region.clone(),
                 namespace: line.namespace,
                 pod: line.pod,
                 pod_uid,

@@ -4,6 +4,8 @@
 //! The schema sticks to what ClickHouse 18.16 (Debian's package) supports: no DateTime64 or LowCardinality,
 //! so times are Int64 nanoseconds beside a Date column for partitioning.
 
+use std::sync::Arc;
+
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 
@@ -121,25 +123,26 @@ pub fn content_seq(unix_nanos: i64, message: &str) -> u64 {
     )
 }
 
-/// One line a demo's container wrote, tagged with where it ran.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Row)]
+/// One line a demo's container wrote, tagged with where it ran. Only written, never read back as such: what a
+/// batch repeats on every line (cluster, region, demo) is shared rather than copied per line.
+#[derive(Debug, Clone, PartialEq, Serialize, Row)]
 pub struct DemoLogLine {
     pub date: u16,
     pub ts_nanos: i64,
-    pub demo_id: String,
-    pub cluster_id: String,
+    pub demo_id: Arc<str>,
+    pub cluster_id: Arc<str>,
     /// The region's code (e.g. `ap-shanghai`).
-    pub region: String,
+    pub region: Arc<str>,
     pub namespace: String,
     pub pod: String,
     pub container: String,
-    pub level: String,
+    pub level: &'static str,
     pub message: String,
     /// With the cluster and container, the line's identity: the agent numbers each container's lines.
     pub pod_uid: String,
     pub seq: u64,
     /// [`LineStream::as_str`].
-    pub stream: String,
+    pub stream: &'static str,
 }
 
 /// What a pod log line is: a container's output (stdout and stderr together, as the Kubernetes log API gives
@@ -175,9 +178,9 @@ impl From<agent_protocol::LogStream> for LineStream {
 /// Where a pod log line came from and its number there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineSource {
-    pub demo_id: String,
-    pub cluster_id: String,
-    pub region: String,
+    pub demo_id: Arc<str>,
+    pub cluster_id: Arc<str>,
+    pub region: Arc<str>,
     pub namespace: String,
     pub pod: String,
     pub pod_uid: String,
@@ -187,7 +190,7 @@ pub struct LineSource {
 }
 
 impl DemoLogLine {
-    pub fn new(ts_nanos: i64, source: LineSource, level: String, message: String) -> Self {
+    pub fn new(ts_nanos: i64, source: LineSource, level: &'static str, message: String) -> Self {
         Self {
             date: date_of(ts_nanos),
             ts_nanos,
@@ -201,7 +204,7 @@ impl DemoLogLine {
             message,
             pod_uid: source.pod_uid,
             seq: source.seq,
-            stream: source.stream.as_str().to_owned(),
+            stream: source.stream.as_str(),
         }
     }
 }

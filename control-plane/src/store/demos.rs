@@ -349,11 +349,12 @@ impl Store {
             .pool()
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await?;
-        let demo = sqlx::query_as::<_, Demo>(sqlx::AssertSqlSafe(format!("{SELECT} WHERE id = $1")))
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StoreError::not_found("demo", id))?;
+        let demo =
+            sqlx::query_as::<_, Demo>(sqlx::AssertSqlSafe(format!("{SELECT} WHERE id = $1")))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StoreError::not_found("demo", id))?;
         let steps = sqlx::query_as::<_, DemoStep>(
             "SELECT id, version, position, name, state, message, task_id, attempt, started_at, finished_at
              FROM demo_steps WHERE demo_id = $1 AND version = $2 ORDER BY position",

@@ -5,12 +5,14 @@
 //! Layout: segment files `<first batch id>.seg` in one directory; a record is a 20-byte header (payload length,
 //! CRC-32 of id + line count + payload, batch id, line count) and the payload. Acknowledged ids are appended to
 //! `<first batch id>.acks` (not synced: a lost ack only means a resend), and a segment is deleted once every
-//! record in it is acknowledged. A torn or corrupt record (a crash mid-write, a bad disk) ends its segment: it
+//! record in it is acknowledged; the segment being written is emptied and written on instead, so a buffer that
+//! keeps up does not create a file per burst of acks. A torn or corrupt record (a crash mid-write, a bad disk) ends its segment: it
 //! and what follows are counted and skipped, never sent.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -92,6 +94,8 @@ struct Segment {
     path: PathBuf,
     bytes: u64,
     records: Vec<Record>,
+    /// The open acks file, once a record of the segment was acknowledged.
+    acks: Option<File>,
 }
 
 impl Segment {
@@ -285,15 +289,18 @@ impl DiskQueue {
 
     fn start_segment(&mut self, first_batch_id: u64) -> Result<(), DiskQueueError> {
         let path = self.dir.join(format!("{first_batch_id:020}{SUFFIX}"));
+        let io_err = |source| DiskQueueError::Io {
+            path: path.clone(),
+            source,
+        };
+        // Readable too: batches of the open segment are read back through the same handle.
         let file = OpenOptions::new()
             .create(true)
-            .truncate(true)
-            .write(true)
+            .read(true)
+            .append(true)
             .open(&path)
-            .map_err(|source| DiskQueueError::Io {
-                path: path.clone(),
-                source,
-            })?;
+            .map_err(io_err)?;
+        file.set_len(0).map_err(io_err)?;
         // The new name must survive a crash too, or a synced record could sit in a file nobody finds.
         if let Ok(dir) = File::open(&self.dir) {
             let _ = dir.sync_all();
@@ -303,6 +310,7 @@ impl DiskQueue {
             path,
             bytes: 0,
             records: Vec::new(),
+            acks: None,
         });
         Ok(())
     }
@@ -321,6 +329,7 @@ impl DiskQueue {
         }) else {
             return Ok(false);
         };
+        let open = index + 1 == self.segments.len() && self.writer.is_some();
         let segment = &mut self.segments[index];
         let acks_path = segment.path.with_extension(&ACKS_SUFFIX[1..]);
         let Some(record) = segment
@@ -331,23 +340,34 @@ impl DiskQueue {
             return Ok(false);
         };
         record.acked = true;
+        let io_err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| DiskQueueError::Io { path, source }
+        };
         if segment.unacked().next().is_some() {
-            let io_err = |source| DiskQueueError::Io {
-                path: acks_path.clone(),
-                source,
+            let acks = match &mut segment.acks {
+                Some(acks) => acks,
+                None => segment.acks.insert(
+                    OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&acks_path)
+                        .map_err(io_err(&acks_path))?,
+                ),
             };
-            let mut acks = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&acks_path)
-                .map_err(io_err)?;
-            acks.write_all(&batch_id.to_le_bytes()).map_err(io_err)?;
+            acks.write_all(&batch_id.to_le_bytes())
+                .map_err(io_err(&acks_path))?;
+        } else if open {
+            // Emptied in place; a crash before the next synced append may bring its records back as unacked,
+            // which only means a resend.
+            let writer = self.writer.as_ref().expect("the open segment has a writer");
+            writer.set_len(0).map_err(io_err(&segment.path))?;
+            segment.acks = None;
+            self.bytes -= segment.bytes;
+            segment.bytes = 0;
+            segment.records.clear();
+            remove(&acks_path)?;
         } else {
-            let last = index + 1 == self.segments.len();
-            // The open segment goes too; the next append starts another.
-            if last {
-                self.writer = None;
-            }
             let done = self.segments.remove(index).expect("index is in range");
             self.bytes -= done.bytes;
             remove(&done.path)?;
@@ -359,20 +379,23 @@ impl DiskQueue {
     /// The next unacknowledged batch not yet handed out on this stream, read back from disk.
     pub fn next_unsent(&mut self) -> Result<Option<(u64, Vec<u8>)>, DiskQueueError> {
         let after = self.sent_up_to;
+        let last = self.segments.len().saturating_sub(1);
         let found = self
             .segments
             .iter()
-            .filter(|segment| segment.records.last().is_some_and(|r| r.batch_id > after))
-            .find_map(|segment| {
+            .enumerate()
+            .filter(|(_, segment)| segment.records.last().is_some_and(|r| r.batch_id > after))
+            .find_map(|(index, segment)| {
                 segment
                     .unacked()
                     .find(|record| record.batch_id > after)
-                    .map(|record| (segment.path.clone(), *record))
+                    .map(|record| (index, &segment.path, *record))
             });
-        let Some((path, record)) = found else {
+        let Some((index, path, record)) = found else {
             return Ok(None);
         };
-        let payload = read_payload(&path, record)?;
+        let writer = self.writer.as_ref().filter(|_| index == last);
+        let payload = read_payload(path, writer, record)?;
         self.sent_up_to = record.batch_id;
         Ok(Some((record.batch_id, payload)))
     }
@@ -405,15 +428,22 @@ fn remove(path: &Path) -> Result<(), DiskQueueError> {
     }
 }
 
-fn read_payload(path: &Path, record: Record) -> Result<Vec<u8>, DiskQueueError> {
+/// Reads a record's payload through `open` (the segment being written) or by opening the segment.
+fn read_payload(
+    path: &Path,
+    open: Option<&File>,
+    record: Record,
+) -> Result<Vec<u8>, DiskQueueError> {
     let io_err = |source| DiskQueueError::Io {
         path: path.to_owned(),
         source,
     };
-    let mut file = File::open(path).map_err(io_err)?;
-    file.seek(SeekFrom::Start(record.offset)).map_err(io_err)?;
     let mut payload = vec![0; record.len as usize];
-    file.read_exact(&mut payload).map_err(io_err)?;
+    match open {
+        Some(file) => file.read_exact_at(&mut payload, record.offset),
+        None => File::open(path).and_then(|file| file.read_exact_at(&mut payload, record.offset)),
+    }
+    .map_err(io_err)?;
     Ok(payload)
 }
 
@@ -465,6 +495,7 @@ fn scan(path: &Path) -> Result<(Segment, bool), DiskQueueError> {
         path: path.to_owned(),
         bytes: at as u64,
         records,
+        acks: None,
     };
     Ok((segment, corrupt))
 }
@@ -514,6 +545,45 @@ mod tests {
             [1, 3, 4]
         );
         assert_eq!(again[1].1, "batch-3-".repeat(5).as_bytes());
+    }
+
+    #[test]
+    fn a_queue_that_keeps_up_writes_on_in_one_segment_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = limits(10_000, 1_000, WhenFull::Block);
+        let (mut queue, _) = DiskQueue::open(dir.path(), limits).unwrap();
+        let files = |dir: &Path| {
+            let mut names: Vec<String> = fs::read_dir(dir)
+                .unwrap()
+                .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+                .collect();
+            names.sort();
+            names
+        };
+        for id in (1..=40u64).step_by(2) {
+            queue
+                .append(id, 1, format!("batch {id}").as_bytes())
+                .unwrap();
+            queue.append(id + 1, 1, b"second").unwrap();
+            assert_eq!(drain(&mut queue).len(), 2);
+            assert!(queue.ack(id).unwrap());
+            assert!(queue.ack(id + 1).unwrap());
+            assert_eq!(queue.bytes(), 0, "all acknowledged: the space is back");
+        }
+        assert_eq!(files(dir.path()), ["00000000000000000001.seg"]);
+        // Written on after being emptied: what follows is read back and survives a restart.
+        queue.append(500, 3, b"after emptying").unwrap();
+        queue.append(501, 1, b"and one more").unwrap();
+        assert!(queue.ack(501).unwrap());
+        assert_eq!(
+            drain(&mut queue),
+            [(500, b"after emptying".to_vec())],
+            "an acknowledged batch is not handed out"
+        );
+        drop(queue);
+        let (mut queue, recovered) = DiskQueue::open(dir.path(), limits).unwrap();
+        assert_eq!((recovered.batches, recovered.lines), (1, 3));
+        assert_eq!(drain(&mut queue), [(500, b"after emptying".to_vec())]);
     }
 
     #[test]

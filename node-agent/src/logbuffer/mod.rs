@@ -18,6 +18,8 @@ pub trait Batch: Message + Default + Sized {
     type Line;
     /// What the buffer's messages call it.
     const WHAT: &'static str;
+    /// Its field number in `AgentMessage`'s `msg` oneof (protocol/proto/agent.proto).
+    const AGENT_MESSAGE_FIELD: u32;
     fn new(batch_id: u64, lines: Vec<Self::Line>) -> Self;
     fn into_lines(self) -> Vec<Self::Line>;
     /// Roughly what a line adds to an encoded batch.
@@ -31,6 +33,7 @@ pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
 impl Batch for LogBatch {
     type Line = LogLine;
     const WHAT: &'static str = "task log";
+    const AGENT_MESSAGE_FIELD: u32 = 6;
     fn new(batch_id: u64, lines: Vec<LogLine>) -> Self {
         Self { batch_id, lines }
     }
@@ -46,6 +49,7 @@ impl Batch for LogBatch {
 impl Batch for PodLogBatch {
     type Line = PodLogLine;
     const WHAT: &'static str = "pod log";
+    const AGENT_MESSAGE_FIELD: u32 = 7;
     fn new(batch_id: u64, lines: Vec<PodLogLine>) -> Self {
         Self { batch_id, lines }
     }
@@ -61,6 +65,19 @@ impl Batch for PodLogBatch {
             + line.pod_uid.len()
             + 32
     }
+}
+
+/// `AgentMessage { msg: <B's field> = payload }` in protobuf's encoding: the field's key, the length, the bytes.
+fn as_agent_message<B: Batch>(payload: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(payload.len() + 16);
+    prost::encoding::encode_key(
+        B::AGENT_MESSAGE_FIELD,
+        prost::encoding::WireType::LengthDelimited,
+        &mut message,
+    );
+    prost::encoding::encode_varint(payload.len() as u64, &mut message);
+    message.extend_from_slice(payload);
+    message
 }
 
 /// Batching, buffering and sending of log lines.
@@ -186,24 +203,18 @@ impl<B: Batch> LogBuffer<B> {
         }
     }
 
-    /// The next batch to send on this stream, if the window has room.
-    pub fn next_to_send(&mut self) -> Option<B> {
+    /// The next batch to send on this stream, if the window has room, as the encoded `AgentMessage` that
+    /// carries it: the stored bytes framed as the message's field, never decoded (they were encoded by
+    /// [`Self::seal`] and pass their checksum when the buffer is opened).
+    pub fn next_to_send(&mut self) -> Option<Vec<u8>> {
         if self.in_flight >= self.settings.send_window {
             return None;
         }
         match self.queue.next_unsent() {
-            Ok(Some((batch_id, payload))) => match B::decode(payload.as_slice()) {
-                Ok(batch) => {
-                    self.in_flight += 1;
-                    Some(batch)
-                }
-                // The checksum passed, so this is a bug rather than a bad disk; the batch cannot be sent.
-                Err(err) => {
-                    error!(batch_id, error = %err, "a stored {} batch does not decode; dropping it", B::WHAT);
-                    let _ = self.queue.ack(batch_id);
-                    None
-                }
-            },
+            Ok(Some((_, payload))) => {
+                self.in_flight += 1;
+                Some(as_agent_message::<B>(&payload))
+            }
             Ok(None) => None,
             Err(err) => {
                 error!(error = %err, "cannot read the {} buffer", B::WHAT);
@@ -250,6 +261,9 @@ impl<B: Batch> LogBuffer<B> {
 
 #[cfg(test)]
 mod tests {
+    use agent_protocol::AgentMessage;
+    use agent_protocol::agent_message::Msg;
+
     use super::*;
 
     fn settings(dir: &std::path::Path, batch_lines: usize, max_bytes: u64) -> LogSettings {
@@ -267,6 +281,14 @@ mod tests {
         LogLine {
             message: message.into(),
             ..LogLine::default()
+        }
+    }
+
+    /// What the control plane decodes from a sent batch.
+    fn received(message: Vec<u8>) -> LogBatch {
+        match AgentMessage::decode(message.as_slice()).unwrap().msg {
+            Some(Msg::Logs(batch)) => batch,
+            other => panic!("not a task log batch: {other:?}"),
         }
     }
 
@@ -297,14 +319,16 @@ mod tests {
 
         // A window of two: the third waits for an ack.
         let sent: Vec<u64> = std::iter::from_fn(|| buffer.next_to_send())
-            .map(|b| b.batch_id)
+            .map(|message| received(message).batch_id)
             .collect();
         assert_eq!(sent, [100, 101]);
         assert!(buffer.ack(100));
-        assert_eq!(buffer.next_to_send().unwrap().batch_id, 102);
+        assert_eq!(received(buffer.next_to_send().unwrap()).batch_id, 102);
         // A new stream sends everything unacknowledged again, from disk.
         buffer.rewind();
-        let resent: Vec<LogBatch> = std::iter::from_fn(|| buffer.next_to_send()).collect();
+        let resent: Vec<LogBatch> = std::iter::from_fn(|| buffer.next_to_send())
+            .map(received)
+            .collect();
         assert_eq!(
             resent.iter().map(|b| b.batch_id).collect::<Vec<_>>(),
             [101, 102]
@@ -344,5 +368,32 @@ mod tests {
         assert_eq!(batch.lines[0].message.len(), big.len());
         assert!(buffer.accepting());
         assert_eq!(buffer.dropped_lines(), 0, "blocking never drops");
+    }
+
+    #[test]
+    fn a_stored_pod_batch_goes_out_as_the_agent_message_prost_would_encode() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut buffer, _) = LogBuffer::<PodLogBatch>::open(
+            &settings(dir.path(), 1, 1 << 20),
+            "p",
+            WhenFull::Block,
+            7,
+        )
+        .unwrap();
+        // Long enough for a length of several varint bytes.
+        let line = PodLogLine {
+            message: "x".repeat(70_000),
+            pod_uid: "uid".into(),
+            seq: 3,
+            ..PodLogLine::default()
+        };
+        let Sealed::Written { batch, .. } = buffer.push(line) else {
+            panic!("a batch of one line is sealed at once");
+        };
+        let expected = AgentMessage {
+            msg: Some(Msg::PodLogs(batch)),
+        }
+        .encode_to_vec();
+        assert_eq!(buffer.next_to_send().unwrap(), expected);
     }
 }

@@ -2,7 +2,11 @@
 //! level is read from the text itself.
 
 use agent_protocol::LogLevel;
+use std::borrow::Cow;
+
 use chrono::DateTime;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 
 /// Longer lines are cut here (on a character boundary) so one runaway line cannot fill a batch.
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
@@ -34,12 +38,15 @@ pub fn bounded(text: &str) -> String {
 pub fn level(text: &str) -> LogLevel {
     let trimmed = text.trim_start();
     if trimmed.starts_with('{')
-        && let Ok(serde_json::Value::Object(fields)) = serde_json::from_str(trimmed)
+        && let Ok(fields) = serde_json::from_str::<LevelFields>(trimmed)
     {
-        return ["level", "severity", "lvl"]
-            .iter()
-            .find_map(|key| fields.get(*key).and_then(|v| v.as_str()))
-            .and_then(level_word)
+        return [fields.level, fields.severity, fields.lvl]
+            .into_iter()
+            .find_map(|field| match field {
+                Some(FieldValue::Text(word)) => Some(word),
+                _ => None,
+            })
+            .and_then(|word| level_word(&word))
             .unwrap_or(LogLevel::Info);
     }
     if let Some(found) = trimmed
@@ -57,14 +64,61 @@ pub fn level(text: &str) -> LogLevel {
         .unwrap_or(LogLevel::Info)
 }
 
+/// The fields of a JSON line that may state its level; the others are skipped without being built, which
+/// matters at tens of thousands of lines a second.
+#[derive(Deserialize)]
+struct LevelFields<'a> {
+    #[serde(borrow, default)]
+    level: Option<FieldValue<'a>>,
+    #[serde(borrow, default)]
+    severity: Option<FieldValue<'a>>,
+    #[serde(borrow, default)]
+    lvl: Option<FieldValue<'a>>,
+}
+
+/// Text states a level; a number, object or anything else does not.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FieldValue<'a> {
+    Text(#[serde(borrow)] Cow<'a, str>),
+    Other(IgnoredAny),
+}
+
+const LEVEL_WORDS: [(&str, LogLevel); 14] = [
+    ("error", LogLevel::Error),
+    ("err", LogLevel::Error),
+    ("fatal", LogLevel::Error),
+    ("critical", LogLevel::Error),
+    ("crit", LogLevel::Error),
+    ("panic", LogLevel::Error),
+    ("emerg", LogLevel::Error),
+    ("alert", LogLevel::Error),
+    ("warn", LogLevel::Warn),
+    ("warning", LogLevel::Warn),
+    ("info", LogLevel::Info),
+    ("notice", LogLevel::Info),
+    ("debug", LogLevel::Debug),
+    ("trace", LogLevel::Debug),
+];
+
 fn level_word(word: &str) -> Option<LogLevel> {
-    match word.to_ascii_lowercase().as_str() {
-        "error" | "err" | "fatal" | "critical" | "crit" | "panic" | "emerg" | "alert" => {
-            Some(LogLevel::Error)
-        }
-        "warn" | "warning" => Some(LogLevel::Warn),
-        "info" | "notice" => Some(LogLevel::Info),
-        "debug" | "trace" => Some(LogLevel::Debug),
+    LEVEL_WORDS
+        .iter()
+        .find(|(known, _)| known.eq_ignore_ascii_case(word))
+        .map(|(_, level)| *level)
+        .or_else(|| klog_level(word))
+}
+
+/// klog and glog start a line with the level's letter and the date: `I1123 21:53:38.456738 1 main.go:42] ...`.
+fn klog_level(token: &str) -> Option<LogLevel> {
+    let (letter, date) = token.split_at_checked(1)?;
+    if date.len() != 4 || !date.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    match letter {
+        "I" => Some(LogLevel::Info),
+        "W" => Some(LogLevel::Warn),
+        "E" | "F" => Some(LogLevel::Error),
         _ => None,
     }
 }
@@ -95,6 +149,28 @@ mod tests {
             (r#"{"level":"error","msg":"boom"}"#, LogLevel::Error),
             (r#"{"severity":"DEBUG","msg":"x"}"#, LogLevel::Debug),
             ("ts=1 level=warn msg=\"slow\"", LogLevel::Warn),
+            (
+                r#"{"level":30,"severity":"warning","msg":"x"}"#,
+                LogLevel::Warn,
+            ),
+            (
+                r#"{"msg":"no level","nested":{"level":"error"}}"#,
+                LogLevel::Info,
+            ),
+            (r#"{"level":"\u0045RROR","msg":"escaped"}"#, LogLevel::Error),
+            (
+                "E1123 21:53:38.456738       1 main.go:42] cannot sync",
+                LogLevel::Error,
+            ),
+            (
+                "W1123 21:53:38.456738       1 main.go:42] slow",
+                LogLevel::Warn,
+            ),
+            (
+                "I1123 21:53:38.456738       1 main.go:42] started",
+                LogLevel::Info,
+            ),
+            ("E12 is not a klog prefix", LogLevel::Info),
             ("GET / 200", LogLevel::Info),
             ("", LogLevel::Info),
         ] {

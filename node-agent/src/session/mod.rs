@@ -34,7 +34,7 @@ use crate::podlogs::configured::ConfiguredSelection;
 use crate::podlogs::positions::SharedPositions;
 use crate::runner::{Started, TaskEvent, TaskRunner};
 use crate::tasklog::TaskLog;
-use crate::transport::{self, TransportError};
+use crate::transport::{self, TransportError, Uplink};
 use outbox::ResultOutbox;
 
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -87,11 +87,17 @@ enum Ending {
 }
 
 /// Sends on the current stream; a send fails only once the stream is gone, which the inbound side reports.
-struct Link(mpsc::UnboundedSender<AgentMessage>);
+struct Link(mpsc::UnboundedSender<Uplink>);
 
 impl Link {
     fn send(&self, msg: Up) {
-        let _ = self.0.send(AgentMessage { msg: Some(msg) });
+        let _ = self
+            .0
+            .send(Uplink::Message(AgentMessage { msg: Some(msg) }));
+    }
+
+    fn send_encoded(&self, message: Vec<u8>) {
+        let _ = self.0.send(Uplink::Encoded(message));
     }
 }
 
@@ -264,7 +270,7 @@ impl Session {
         credentials: Credentials,
         previous_end: Option<&str>,
     ) -> (Option<Instant>, Ending) {
-        let connected = transport::connect_mutual(
+        let connected = transport::connect_session(
             &self.settings.control_plane,
             &credentials,
             self.settings.install_ca_pem.as_deref(),
@@ -290,7 +296,7 @@ impl Session {
         // The call returns once the server sends response headers; a server that never does must not hang us.
         let opened = tokio::time::timeout(
             WELCOME_TIMEOUT,
-            client.session(UnboundedReceiverStream::new(receiver)),
+            client.open(UnboundedReceiverStream::new(receiver)),
         )
         .await;
         let mut inbound = match opened {
@@ -566,6 +572,9 @@ impl Session {
     fn flush_logs(&mut self) {
         self.seal_task_logs();
         self.seal_pod_logs();
+        if let Err(err) = self.positions.save(Utc::now().timestamp()) {
+            error!(error = %err, "cannot save pod log positions; a restart would read more lines again");
+        }
     }
 
     fn seal_task_logs(&mut self) {
@@ -587,9 +596,7 @@ impl Session {
     /// A pod batch on disk moves the positions its followers would resume from after a restart.
     fn after_pod_log_seal(&mut self, sealed: Sealed<PodLogBatch>) {
         if let Sealed::Written { batch, appended } = sealed {
-            if let Err(err) = self.positions.advance(&batch.lines, Utc::now().timestamp()) {
-                error!(error = %err, "cannot save pod log positions; a restart would read those lines again");
-            }
+            self.positions.advance(&batch.lines, Utc::now().timestamp());
             self.report_dropped::<PodLogBatch>(
                 appended.dropped_lines,
                 self.pod_logs.dropped_lines(),
@@ -613,11 +620,11 @@ impl Session {
 
     /// Sends batches from the disk buffers while the window allows.
     fn send_log_batches(&mut self, link: &Link) {
-        while let Some(batch) = self.logs.next_to_send() {
-            link.send(Up::Logs(batch));
+        while let Some(message) = self.logs.next_to_send() {
+            link.send_encoded(message);
         }
-        while let Some(batch) = self.pod_logs.next_to_send() {
-            link.send(Up::PodLogs(batch));
+        while let Some(message) = self.pod_logs.next_to_send() {
+            link.send_encoded(message);
         }
     }
 

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod load;
 pub mod otlp;
+pub mod procfs;
 pub mod raw_agent;
 pub mod stack;
 

@@ -15,6 +15,7 @@ use agent_protocol::{Heartbeat, TaskAccepted, TaskResult};
 use anyhow::Context;
 use clap::Parser;
 use e2e::api::field;
+use e2e::procfs::{Memory, cpu_seconds, memory_kib};
 use e2e::raw_agent::{self, Credentials, RawSession, open_session};
 use e2e::{Api, PeerControlPlane, Stack, StackOptions};
 use futures::stream::{self, StreamExt};
@@ -93,68 +94,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-fn rss_kib(pid: u32, field_name: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with(field_name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// CPU seconds (user + system) process `pid` has used; `with_children` adds those of its children it waited
-/// for and of its children still running (PostgreSQL's backends are the postmaster's children; this process's
-/// children are the stack's servers, counted on their own).
-fn cpu_seconds(pid: u32, with_children: bool) -> f64 {
-    let fields = |stat: &str| -> Option<(u32, u64)> {
-        // The command name is in parentheses and may hold spaces: fields are counted after its end.
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let parent = fields.get(1)?.parse().ok()?;
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        // utime, stime, cutime, cstime: fields 14-17 of proc(5), 11-14 here.
-        let waited = if with_children {
-            ticks(13) + ticks(14)
-        } else {
-            0
-        };
-        Some((parent, ticks(11) + ticks(12) + waited))
-    };
-    let mut ticks = 0;
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for entry in entries.filter_map(Result::ok) {
-            let Some(other) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let Some((parent, used)) = std::fs::read_to_string(entry.path().join("stat"))
-                .ok()
-                .and_then(|stat| fields(&stat))
-            else {
-                continue;
-            };
-            if other == pid || (with_children && parent == pid) {
-                ticks += used;
-            }
-        }
-    }
-    // SAFETY: sysconf only reads a configuration value.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
-    ticks as f64 / per_second as f64
-}
-
 /// Raises this process's open-file limit to its hard limit (10,000 agents need more than the usual 1,024
 /// soft limit); processes it starts inherit it. Returns the limit now in force.
 fn raise_open_file_limit() -> u64 {
@@ -205,7 +144,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let mut pids = vec![stack.control_plane.pid()];
     pids.extend(peers.iter().map(|peer| peer.process.pid()));
-    let rss_idle: Vec<u64> = pids.iter().map(|pid| rss_kib(*pid, "VmRSS:")).collect();
+    let rss_idle: Vec<u64> = pids
+        .iter()
+        .map(|pid| memory_kib(*pid, Memory::Resident))
+        .collect();
 
     let cloud = stack
         .api
@@ -261,7 +203,10 @@ async fn main() -> anyhow::Result<()> {
         .into_iter()
         .collect::<Result<_, _>>()?;
     let connect_secs = connect_started.elapsed().as_secs_f64();
-    let rss_connected: Vec<u64> = pids.iter().map(|pid| rss_kib(*pid, "VmRSS:")).collect();
+    let rss_connected: Vec<u64> = pids
+        .iter()
+        .map(|pid| memory_kib(*pid, Memory::Resident))
+        .collect();
     eprintln!("{} agents connected in {connect_secs:.1} s", clusters.len());
     if let Some(relay) = &stack.agent_relay {
         eprintln!("streams per replica: {:?}", relay.connections_per_target());
@@ -363,7 +308,10 @@ async fn main() -> anyhow::Result<()> {
     } else {
         String::new()
     };
-    let rss_peak: Vec<u64> = pids.iter().map(|pid| rss_kib(*pid, "VmHWM:")).collect();
+    let rss_peak: Vec<u64> = pids
+        .iter()
+        .map(|pid| memory_kib(*pid, Memory::Peak))
+        .collect();
     let states = stack.postgres_query(
         "SELECT state || ':' || count(*) || ':' || sum(attempts) FROM tasks GROUP BY state ORDER BY state",
     )?;

@@ -3,12 +3,12 @@
 //! same run. Reports lines per second, CPU seconds per hop and bytes on the agent's wire per line.
 //! See docs/benchmarks.md for the method and how to rerun it.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
 use e2e::api::field;
+use e2e::procfs::{Memory, cpu_seconds, memory_kib};
 use e2e::{Stack, StackOptions, write_container_log};
 use serde_json::json;
 
@@ -26,58 +26,10 @@ struct Args {
     /// Lines per append to a container's log file.
     #[arg(long, default_value_t = 10_000)]
     chunk: u64,
-}
-
-/// CPU seconds (user + system) a process, and with `descendants` all processes it started, have used so far.
-fn cpu_seconds(root: u32, descendants: bool) -> f64 {
-    let ticks = 100.0; // USER_HZ on Linux
-    let mut parents: HashMap<u32, u32> = HashMap::new();
-    let mut times: HashMap<u32, f64> = HashMap::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // Fields after the command name, which is in parentheses and may hold spaces.
-        let Some(rest) = stat.rsplit_once(") ").map(|(_, rest)| rest) else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let (Some(ppid), Some(utime), Some(stime)) = (
-            fields.get(1).and_then(|f| f.parse().ok()),
-            fields.get(11).and_then(|f| f.parse::<f64>().ok()),
-            fields.get(12).and_then(|f| f.parse::<f64>().ok()),
-        ) else {
-            continue;
-        };
-        parents.insert(pid, ppid);
-        times.insert(pid, (utime + stime) / ticks);
-    }
-    times
-        .iter()
-        .filter(|(pid, _)| {
-            let mut at = **pid;
-            loop {
-                if at == root {
-                    return true;
-                }
-                if !descendants {
-                    return false;
-                }
-                match parents.get(&at) {
-                    Some(&parent) if parent != 0 && parent != at => at = parent,
-                    _ => return false,
-                }
-            }
-        })
-        .map(|(_, seconds)| seconds)
-        .sum()
+    /// Seconds the agent is watched at rest (its demos deployed, no line written) before the lines are
+    /// written; 0 skips it.
+    #[arg(long, default_value_t = 30)]
+    idle_seconds: u64,
 }
 
 fn line(pod: usize, n: u64) -> String {
@@ -102,8 +54,30 @@ async fn clickhouse_count(stack: &Stack, demo_ids: &[String]) -> anyhow::Result<
 
 /// ClickHouse's insert rate for `rows` rows shaped like the pipeline's, sent as TSV over HTTP in inserts of
 /// `per_insert` rows one after another, into a table made like `demo_logs`.
-async fn raw_insert_rate(stack: &Stack, rows: &[String], per_insert: usize) -> anyhow::Result<f64> {
-    let table = format!("raw_{per_insert}");
+/// The most rows the control plane puts in one insert (`SinkSettings::default().max_lines`).
+const PIPELINE_INSERT_ROWS: usize = 50_000;
+
+/// ClickHouse's own rate for `rows` in inserts of `per_insert`, into a fresh table made like `demo_logs`. It
+/// starts once no merge is running (the pipeline's parts, or the previous reference's), so one reference does not
+/// pay for another's merges.
+async fn raw_insert_rate(
+    stack: &Stack,
+    table: &str,
+    rows: &[String],
+    per_insert: usize,
+) -> anyhow::Result<f64> {
+    harness::wait_until(
+        "ClickHouse to finish merging",
+        Duration::from_secs(120),
+        Duration::from_millis(100),
+        || async {
+            let merges = stack
+                .clickhouse_query("SELECT count() FROM system.merges")
+                .ok()?;
+            (merges.trim() == "0").then_some(())
+        },
+    )
+    .await?;
     stack.clickhouse_query(&format!("CREATE TABLE {{db}}.{table} AS {{db}}.demo_logs"))?;
     let client = reqwest::Client::new();
     let url = format!(
@@ -148,9 +122,13 @@ async fn main() -> anyhow::Result<()> {
     // Process logs stay there for a look afterwards.
     let dir = std::env::temp_dir().join(format!("log-bench-{}", std::process::id()));
     println!("process logs in {}", dir.display());
+    // The agent as it runs by default (heartbeats every 10 s, info logging), so its footprint at rest is its own.
     let stack = Stack::start(StackOptions {
         dir: Some(dir),
         agent_relay: true,
+        heartbeat_seconds: 10,
+        lease_seconds: 30,
+        agent_env: vec![("EDGEFLEET_LOG".into(), "info".into())],
         ..StackOptions::default().with_templates()
     })
     .await?;
@@ -213,6 +191,26 @@ async fn main() -> anyhow::Result<()> {
             false,
         ),
     ];
+    if args.idle_seconds > 0 {
+        // A measurement window, not a wait for anything: whatever the agent does at rest in it is counted.
+        let window = Duration::from_secs(args.idle_seconds);
+        let uplink_before = relay.upstream_bytes();
+        let downlink_before = relay.downstream_bytes();
+        let cpu_before = cpu_seconds(agent.pid(), true);
+        tokio::time::sleep(window).await;
+        let uplink = relay.upstream_bytes() - uplink_before;
+        let downlink = relay.downstream_bytes() - downlink_before;
+        let cpu = cpu_seconds(agent.pid(), true) - cpu_before;
+        println!(
+            "agent at rest for {} s ({} demos followed, heartbeats every 10 s): RSS {:.1} MiB, uplink {:.0} bit/s ({uplink} bytes of TLS), downlink {:.0} bit/s, CPU {:.2} % of a core",
+            window.as_secs(),
+            args.pods,
+            memory_kib(agent.pid(), Memory::Resident) as f64 / 1024.0,
+            uplink as f64 * 8.0 / window.as_secs_f64(),
+            downlink as f64 * 8.0 / window.as_secs_f64(),
+            100.0 * cpu / window.as_secs_f64()
+        );
+    }
     let cpu_before: Vec<f64> = pids
         .iter()
         .map(|(_, pid, descendants)| cpu_seconds(*pid, *descendants))
@@ -274,8 +272,10 @@ async fn main() -> anyhow::Result<()> {
             row.join("\t") + "\n"
         })
         .collect();
-    let raw_bulk = raw_insert_rate(&stack, &rows, rows.len()).await?;
-    let raw_batched = raw_insert_rate(&stack, &rows, 5_000).await?;
+    let raw_bulk = raw_insert_rate(&stack, "raw_bulk", &rows, rows.len()).await?;
+    let raw_batched = raw_insert_rate(&stack, "raw_5000", &rows, 5_000).await?;
+    let raw_as_pipeline =
+        raw_insert_rate(&stack, "raw_as_pipeline", &rows, PIPELINE_INSERT_ROWS).await?;
 
     println!(
         "cluster {}: {} pods, {total} lines of ~{} bytes",
@@ -289,16 +289,22 @@ async fn main() -> anyhow::Result<()> {
         elapsed.as_secs_f64()
     );
     println!(
-        "raw ClickHouse insert of the same rows (TSV over HTTP): one insert {raw_bulk:.0} rows/s; 5,000-row inserts {raw_batched:.0} rows/s"
+        "raw ClickHouse insert of the same rows (TSV over HTTP): one insert {raw_bulk:.0} rows/s; 5,000-row inserts {raw_batched:.0} rows/s; {PIPELINE_INSERT_ROWS}-row inserts {raw_as_pipeline:.0} rows/s"
     );
     println!(
-        "pipeline / raw: {:.1} % of one bulk insert, {:.1} % of 5,000-row inserts",
+        "pipeline / raw: {:.1} % of one bulk insert, {:.1} % of 5,000-row inserts, {:.1} % of {PIPELINE_INSERT_ROWS}-row inserts",
         100.0 * rate / raw_bulk,
-        100.0 * rate / raw_batched
+        100.0 * rate / raw_batched,
+        100.0 * rate / raw_as_pipeline
     );
     println!(
         "agent -> control plane on the wire (TLS, zstd): {:.1} bytes per line ({wire} bytes)",
         wire as f64 / total as f64
+    );
+    println!(
+        "agent memory: peak RSS {:.1} MiB during the run, {:.1} MiB after",
+        memory_kib(agent.pid(), Memory::Peak) as f64 / 1024.0,
+        memory_kib(agent.pid(), Memory::Resident) as f64 / 1024.0
     );
     let per_10k = |seconds: f64| seconds / elapsed.as_secs_f64() / (rate / 10_000.0);
     for ((name, _, _), seconds) in pids.iter().zip(&cpu) {
