@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use agent_protocol::agent_service_client::AgentServiceClient;
+use agent_protocol::agent_service_server::SERVICE_NAME;
 use agent_protocol::{AgentMessage, ControlMessage};
 use bytes::BufMut;
 use futures::Stream;
@@ -111,13 +112,12 @@ impl SessionClient {
         self.0.ready().await.map_err(|err| {
             tonic::Status::unavailable(format!("control plane connection not ready: {err}"))
         })?;
-        // The generated client's path for AgentService.Session (protocol/proto/agent.proto).
-        let path = http::uri::PathAndQuery::from_static("/edgefleet.agent.v1.AgentService/Session");
+        let path = http::uri::PathAndQuery::try_from(format!("/{SERVICE_NAME}/Session"))
+            .map_err(|err| tonic::Status::internal(format!("session path: {err}")))?;
         let mut request = tonic::Request::new(uplink);
-        request.extensions_mut().insert(tonic::GrpcMethod::new(
-            "edgefleet.agent.v1.AgentService",
-            "Session",
-        ));
+        request
+            .extensions_mut()
+            .insert(tonic::GrpcMethod::new(SERVICE_NAME, "Session"));
         self.0.streaming(request, path, UplinkCodec).await
     }
 }
