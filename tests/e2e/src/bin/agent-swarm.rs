@@ -50,6 +50,12 @@ struct Args {
     /// takes to be back and the API's latency meanwhile.
     #[arg(long)]
     storm: bool,
+    /// After the tasks, call the API's list endpoints at this many requests a second (open loop) for
+    /// `--api-seconds`, with every agent connected; 0 skips it.
+    #[arg(long, default_value_t = 0)]
+    api_rate: u32,
+    #[arg(long, default_value_t = 30)]
+    api_seconds: u64,
     /// Seconds each pgbench floor runs; 0 skips the floors.
     #[arg(long, default_value_t = 5)]
     floor_seconds: u64,
@@ -406,6 +412,9 @@ async fn main() -> anyhow::Result<()> {
         println!("replica killed: every agent back {back:.1?} after the kill");
     }
 
+    if args.api_rate > 0 {
+        api_load(&stack, args.api_rate, args.api_seconds, statements).await?;
+    }
     if args.storm {
         storm(&mut stack, &fleet, args.agents).await?;
     }
@@ -615,6 +624,88 @@ async fn serve(session: &mut RawSession, timings: &Shared) -> anyhow::Result<()>
             _ => {}
         }
     }
+}
+
+/// Calls the list endpoints at `rate` requests a second for `seconds`, open loop: each request starts at its
+/// scheduled time whether or not earlier ones have answered, so slow answers cannot hold the load back and hide
+/// themselves. Reports latency per endpoint and, as the same run's reference, what PostgreSQL spent per
+/// statement meanwhile.
+async fn api_load(stack: &Stack, rate: u32, seconds: u64, statements: bool) -> anyhow::Result<()> {
+    const PATHS: [&str; 4] = [
+        "/clusters?limit=50",
+        "/tasks?limit=50",
+        "/regions",
+        "/demos",
+    ];
+    if statements {
+        stack.postgres_query("SELECT pg_stat_statements_reset()")?;
+    }
+    let total = u64::from(rate) * seconds;
+    let mut schedule = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
+    schedule.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut calls = tokio::task::JoinSet::new();
+    let started = Instant::now();
+    for n in 0..total {
+        schedule.tick().await;
+        let api = stack.api.clone();
+        let path = PATHS[n as usize % PATHS.len()];
+        calls.spawn(async move {
+            let asked = Instant::now();
+            let answered = match api.call(reqwest::Method::GET, path, None).await {
+                Ok((status, _)) if status.is_success() => Ok(()),
+                Ok((status, body)) => Err(format!("{status} {}", body["error"]["code"])),
+                Err(error) => Err(format!("no answer: {}", error.root_cause())),
+            };
+            (path, asked.elapsed().as_secs_f64() * 1000.0, answered)
+        });
+    }
+    let sent_in = started.elapsed();
+    let mut latencies: HashMap<&str, Vec<f64>> = HashMap::new();
+    let mut errors: HashMap<String, usize> = HashMap::new();
+    while let Some(call) = calls.join_next().await {
+        let (path, ms, answered) = call?;
+        match answered {
+            Ok(()) => latencies.entry(path).or_default().push(ms),
+            Err(error) => *errors.entry(error).or_default() += 1,
+        }
+    }
+    println!(
+        "API lists, open loop: {total} requests at {rate}/s scheduled, sent in {sent_in:.1?} ({:.0}/s), errors: {errors:?}",
+        total as f64 / sent_in.as_secs_f64()
+    );
+    let mut all = Vec::new();
+    for path in PATHS {
+        let mut ms = latencies.remove(path).unwrap_or_default();
+        ms.sort_by(f64::total_cmp);
+        println!(
+            "  GET {path}: {} answers, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            ms.len(),
+            percentile(&ms, 50.0),
+            percentile(&ms, 99.0),
+            ms.last().copied().unwrap_or(f64::NAN)
+        );
+        all.extend(ms);
+    }
+    all.sort_by(f64::total_cmp);
+    println!(
+        "  all: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile(&all, 50.0),
+        percentile(&all, 99.0),
+        all.last().copied().unwrap_or(f64::NAN)
+    );
+    if statements {
+        let profile = stack.postgres_query(
+            "SELECT calls || ' calls, ' || round(mean_exec_time::numeric, 3) || ' ms each, max '
+                    || round(max_exec_time::numeric, 3) || ' ms: ' || regexp_replace(left(query, 110), '\\s+', ' ', 'g')
+             FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+             ORDER BY total_exec_time DESC LIMIT 8",
+        )?;
+        println!("  PostgreSQL meanwhile (pg_stat_statements, top 8 by total time):");
+        for line in profile.lines() {
+            println!("    {line}");
+        }
+    }
+    Ok(())
 }
 
 /// Restarts the first replica with every agent connected and measures when they are all back, probing the
