@@ -49,20 +49,6 @@ impl ClickHouse {
         )?;
         let account = ServiceAccount::for_server("clickhouse")?;
         let dir = server_dir("clickhouse", account)?;
-        let ports = ServerPorts {
-            http: free_port(),
-            tcp: free_port(),
-            interserver: free_port(),
-        };
-        let config = dir.join("config.xml");
-        let users = dir.join("users.xml");
-        fs::write(&config, server_config(&dir, &users, &ports))?;
-        fs::write(&users, USERS_CONFIG)?;
-
-        let mut command = Command::new(server);
-        command
-            .arg(format!("--config-file={}", config.display()))
-            .current_dir(&dir);
         let http = ureq::Agent::new_with_config(
             ureq::Agent::config_builder()
                 .timeout_global(Some(QUERY_TIMEOUT))
@@ -70,17 +56,25 @@ impl ClickHouse {
                 .http_status_as_error(false)
                 .build(),
         );
-        let ping_url = format!("http://127.0.0.1:{}/ping", ports.http);
-        let pid = Launch {
-            label: "ClickHouse",
-            command,
-            account,
-            // Its data is thrown away, so there is nothing to shut down cleanly.
-            death_signal: libc::SIGKILL,
-            output_log: dir.join("stdout.log"),
-            other_logs: vec![dir.join("server.err.log")],
-        }
-        .start(|| answers_ping(&http, &ping_url))?;
+        // A free port is only bound by the server a moment later, so a server another test process starts
+        // meanwhile can take it: then start again on new ports.
+        const ATTEMPTS: u32 = 3;
+        let mut attempt = 1;
+        let (ports, pid) = loop {
+            match launch(&server, &dir, account, &http) {
+                Err(error)
+                    if attempt < ATTEMPTS
+                        && format!("{error:#}").contains("Address already in use") =>
+                {
+                    eprintln!(
+                        "harness: ClickHouse lost a port to another process; starting it again on new ports"
+                    );
+                    let _ = fs::remove_file(dir.join("server.err.log"));
+                    attempt += 1;
+                }
+                launched => break launched?,
+            }
+        };
 
         let clickhouse = ClickHouse {
             http_port: ports.http,
@@ -157,6 +151,41 @@ impl ClickHouse {
     pub fn log_path(&self) -> PathBuf {
         self.dir.join("server.log")
     }
+}
+
+/// Starts the server in `dir` on newly picked ports; returns them and its pid once it answers.
+fn launch(
+    server: &Path,
+    dir: &Path,
+    account: Option<ServiceAccount>,
+    http: &ureq::Agent,
+) -> anyhow::Result<(ServerPorts, u32)> {
+    let ports = ServerPorts {
+        http: free_port(),
+        tcp: free_port(),
+        interserver: free_port(),
+    };
+    let config = dir.join("config.xml");
+    let users = dir.join("users.xml");
+    fs::write(&config, server_config(dir, &users, &ports))?;
+    fs::write(&users, USERS_CONFIG)?;
+
+    let mut command = Command::new(server);
+    command
+        .arg(format!("--config-file={}", config.display()))
+        .current_dir(dir);
+    let ping_url = format!("http://127.0.0.1:{}/ping", ports.http);
+    let pid = Launch {
+        label: "ClickHouse",
+        command,
+        account,
+        // Its data is thrown away, so there is nothing to shut down cleanly.
+        death_signal: libc::SIGKILL,
+        output_log: dir.join("stdout.log"),
+        other_logs: vec![dir.join("server.err.log")],
+    }
+    .start(|| answers_ping(http, &ping_url))?;
+    Ok((ports, pid))
 }
 
 fn answers_ping(http: &ureq::Agent, ping_url: &str) -> bool {
