@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::ports::free_port;
-use crate::server::{Launch, find_executable, server_dir, unique_database_name};
+use crate::server::{
+    Launch, find_executable, retry_on_lost_port, server_dir, unique_database_name,
+};
 use crate::spawn::ServiceAccount;
 
 /// Long enough for a big insert or merge on a busy CI machine; a hung server still fails the test.
@@ -56,25 +58,11 @@ impl ClickHouse {
                 .http_status_as_error(false)
                 .build(),
         );
-        // A free port is only bound by the server a moment later, so a server another test process starts
-        // meanwhile can take it: then start again on new ports.
-        const ATTEMPTS: u32 = 3;
-        let mut attempt = 1;
-        let (ports, pid) = loop {
-            match launch(&server, &dir, account, &http) {
-                Err(error)
-                    if attempt < ATTEMPTS
-                        && format!("{error:#}").contains("Address already in use") =>
-                {
-                    eprintln!(
-                        "harness: ClickHouse lost a port to another process; starting it again on new ports"
-                    );
-                    let _ = fs::remove_file(dir.join("server.err.log"));
-                    attempt += 1;
-                }
-                launched => break launched?,
-            }
-        };
+        let (ports, pid) = retry_on_lost_port("ClickHouse", || {
+            // What an earlier try logged would be taken for this one's.
+            let _ = fs::remove_file(dir.join("server.err.log"));
+            launch(&server, &dir, account, &http)
+        })?;
 
         let clickhouse = ClickHouse {
             http_port: ports.http,

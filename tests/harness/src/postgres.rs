@@ -11,7 +11,9 @@ use anyhow::{Context, bail};
 
 use crate::logs::file_tail;
 use crate::ports::free_port;
-use crate::server::{Launch, find_executable, server_dir, unique_database_name};
+use crate::server::{
+    Launch, find_executable, retry_on_lost_port, server_dir, unique_database_name,
+};
 use crate::spawn::ServiceAccount;
 
 /// The superuser `initdb` creates; the harness always connects as it.
@@ -50,8 +52,10 @@ impl Postgres {
         let account = ServiceAccount::for_server("postgres")?;
         let dir = server_dir("postgres", account)?;
         init_cluster(&bin_dir, &dir.join("data"), &dir, account)?;
-        let port = free_port();
-        let pid = launch(&bin_dir, &dir, port, account)?;
+        let (port, pid) = retry_on_lost_port("PostgreSQL", || {
+            let port = free_port();
+            Ok((port, launch(&bin_dir, &dir, port, account)?))
+        })?;
         let postgres = Postgres {
             port,
             pid: AtomicU32::new(pid),

@@ -37,6 +37,30 @@ pub(crate) fn server_dir(name: &str, account: Option<ServiceAccount>) -> anyhow:
     Ok(dir)
 }
 
+/// Runs `launch` (which picks its ports anew each time) again, up to three tries in all, while it fails because a
+/// port it picked was taken before the server bound it: a free port is only bound a moment after it is picked,
+/// and a server another test process starts meanwhile can take it.
+pub(crate) fn retry_on_lost_port<T>(
+    label: &str,
+    mut launch: impl FnMut() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    const TRIES: u32 = 3;
+    let mut tried = 1;
+    loop {
+        match launch() {
+            Err(error)
+                if tried < TRIES && format!("{error:#}").contains("Address already in use") =>
+            {
+                eprintln!(
+                    "harness: {label} lost a port to another process; starting it again on new ports"
+                );
+                tried += 1;
+            }
+            launched => return launched,
+        }
+    }
+}
+
 /// How to launch one server and tell when it is up.
 pub(crate) struct Launch<'a> {
     /// For messages: "PostgreSQL", "ClickHouse".
@@ -129,7 +153,7 @@ pub(crate) fn unique_database_name(name_hint: &str, number: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::unique_database_name;
+    use super::{retry_on_lost_port, unique_database_name};
 
     #[test]
     fn database_names_are_plain_identifiers() {
@@ -137,5 +161,36 @@ mod tests {
         assert_eq!(unique_database_name("9lives", 1), "db_9lives_1");
         assert_eq!(unique_database_name("", 2), "db__2");
         assert_eq!(unique_database_name("Ünïcode Name", 4), "db__n_code_name_4");
+    }
+
+    #[test]
+    fn a_start_that_lost_a_port_is_tried_again_and_other_failures_are_not() {
+        let lost = || {
+            anyhow::anyhow!("ClickHouse exited: Net Exception: Address already in use: 127.0.0.1:1")
+        };
+        let mut tries = 0;
+        let started = retry_on_lost_port("test server", || {
+            tries += 1;
+            if tries < 3 { Err(lost()) } else { Ok(tries) }
+        });
+        assert_eq!(started.unwrap(), 3);
+
+        let mut tries = 0;
+        let refused: anyhow::Result<()> = retry_on_lost_port("test server", || {
+            tries += 1;
+            Err(anyhow::anyhow!("bad configuration"))
+        });
+        assert_eq!(
+            (refused.is_err(), tries),
+            (true, 1),
+            "only a lost port is worth another try"
+        );
+
+        let mut tries = 0;
+        let gave_up: anyhow::Result<()> = retry_on_lost_port("test server", || {
+            tries += 1;
+            Err(lost())
+        });
+        assert_eq!((gave_up.is_err(), tries), (true, 3), "three tries in all");
     }
 }
