@@ -2,23 +2,25 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::header::LINK;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::ApiState;
 use super::auth::{Principal, Role};
 use super::error::{ApiError, ErrorBody, Problems};
 use super::json::JsonBody;
+use super::query::QueryParams;
 use crate::agents::install::{self, InstallBundle, InstallInputs};
 use crate::crypto::{BOOTSTRAP_TOKEN_PREFIX, OneTimeSecret};
 use crate::domain::taskspec::{FieldProblem, TaskSpec};
 use crate::domain::{ClusterRole, LogSelection, Provisioning};
 use crate::provisioner;
 use crate::store::{
-    Cluster, NewCluster, NewTask, OfflineReport, SessionRow, StoreError, Task, TaskInsert,
+    Cluster, ClusterPage, NewCluster, NewTask, OfflineReport, SessionRow, StoreError, Task, TaskInsert,
 };
 
 #[derive(Deserialize, ToSchema)]
@@ -346,18 +348,64 @@ pub async fn drift_check(
     .await
 }
 
-/// List clusters (not deleted) with their agent state
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Page size; without it every cluster comes back in one answer.
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<i64>,
+    /// Only clusters whose name sorts after this one: the last name of the previous page.
+    pub after: Option<String>,
+}
+
+/// List clusters (not deleted) with their agent state, by name
+///
+/// With `limit`, a page: when it is full, the `Link` header carries the next page's URL (`rel="next"`), which
+/// asks for the clusters after the last name on this one, so clusters added or deleted between pages never
+/// make a page skip or repeat one.
 #[utoipa::path(
     get,
     path = "/clusters",
     operation_id = "list_clusters",
-    responses((status = 200, description = "Clusters", body = [Cluster]))
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Clusters", body = [Cluster],
+         headers(("Link" = String, description = "`<URL of the next page>; rel=\"next\"` when this page is full"))),
+        (status = 422, description = "A parameter is invalid", body = ErrorBody),
+    )
 )]
 pub async fn list(
     State(state): State<ApiState>,
     _: Principal,
-) -> Result<Json<Vec<Cluster>>, ApiError> {
-    Ok(Json(state.store.clusters().await?))
+    QueryParams(query): QueryParams<ListQuery>,
+) -> Result<(HeaderMap, Json<Vec<Cluster>>), ApiError> {
+    let mut problems = Problems::default();
+    if let Some(limit) = query.limit
+        && !(1..=500).contains(&limit)
+    {
+        problems.add("limit", "must be between 1 and 500");
+    }
+    problems.into_result()?;
+    let page = ClusterPage {
+        after: query.after,
+        limit: query.limit,
+    };
+    let clusters = state.store.clusters_page(&page).await?;
+    let mut headers = HeaderMap::new();
+    if let (Some(limit), Some(last)) = (page.limit, clusters.last())
+        && clusters.len() as i64 == limit
+    {
+        let next: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("limit", &limit.to_string())
+            .append_pair("after", &last.name)
+            .finish();
+        let link = format!("</api/v1/clusters?{next}>; rel=\"next\"");
+        headers.insert(
+            LINK,
+            HeaderValue::try_from(link).expect("a form-encoded query is a valid header value"),
+        );
+    }
+    Ok((headers, Json(clusters)))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -1,15 +1,17 @@
-//! Query-string parameters, refused like JSON bodies when they hold a control character: a NUL byte would
-//! otherwise reach PostgreSQL, which cannot store it in text, and come back as a server error.
+//! Query-string parameters, refused like JSON bodies with a 422 that names the parameter: a value of the wrong
+//! type (`limit=many`), or a control character: a NUL byte would otherwise reach PostgreSQL, which cannot store
+//! it in text, and come back as a server error.
 
-use axum::extract::{FromRequestParts, Query};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 use super::json::control_character;
+use crate::domain::taskspec::FieldProblem;
 
-/// `axum::extract::Query` behind a 422 that names each parameter holding a control character.
+/// The query string deserialized into `T`, or a 422 naming each parameter that is wrong.
 pub struct QueryParams<T>(pub T);
 
 impl<S, T> FromRequestParts<S> for QueryParams<T>
@@ -19,7 +21,7 @@ where
 {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Response> {
         let raw = parts.uri.query().unwrap_or_default();
         let problems: Vec<_> = url::form_urlencoded::parse(raw.as_bytes())
             .flat_map(|(name, value)| {
@@ -31,10 +33,20 @@ where
         if !problems.is_empty() {
             return Err(ApiError::validation(problems).into_response());
         }
-        let Query(value) = Query::<T>::from_request_parts(parts, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        Ok(QueryParams(value))
+        let parameters = serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(raw.as_bytes()));
+        serde_path_to_error::deserialize(parameters)
+            .map(QueryParams)
+            .map_err(|error| {
+                let field = match error.path().to_string() {
+                    path if path == "." => "query".to_string(),
+                    path => path,
+                };
+                let problem = FieldProblem {
+                    field,
+                    message: error.into_inner().to_string(),
+                };
+                ApiError::validation(vec![problem]).into_response()
+            })
     }
 }
 
@@ -45,6 +57,7 @@ mod tests {
     #[derive(serde::Deserialize, Debug)]
     struct Filter {
         actor: Option<String>,
+        limit: Option<i64>,
     }
 
     async fn extract(uri: &str) -> Result<QueryParams<Filter>, Response> {
@@ -65,7 +78,30 @@ mod tests {
         let body = String::from_utf8(body.to_vec()).unwrap();
         assert!(body.contains("\"field\":\"actor\""), "{body}");
         assert!(body.contains("U+0000"), "{body}");
-        let accepted = extract("/audit?actor=user%3Aalice").await.unwrap();
+        let accepted = extract("/audit?actor=user%3Aalice&limit=5").await.unwrap();
         assert_eq!(accepted.0.actor.as_deref(), Some("user:alice"));
+        assert_eq!(accepted.0.limit, Some(5));
+    }
+
+    #[tokio::test]
+    async fn a_value_of_the_wrong_type_is_a_422_naming_its_parameter() {
+        let refused = extract("/audit?limit=many").await.err().unwrap();
+        assert_eq!(
+            refused.status(),
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY
+        );
+        let body = axum::body::to_bytes(refused.into_body(), 4096)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "validation_failed");
+        assert_eq!(body["error"]["details"][0]["field"], "limit");
+        assert!(
+            body["error"]["details"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("invalid digit"),
+            "{body}"
+        );
     }
 }

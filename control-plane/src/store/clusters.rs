@@ -57,6 +57,15 @@ pub struct AgentStatus {
     pub certificate_expires_at: Option<DateTime<Utc>>,
 }
 
+/// A keyset page of live clusters ordered by name; the defaults give all of them.
+#[derive(Debug, Default)]
+pub struct ClusterPage {
+    /// The last name of the previous page.
+    pub after: Option<String>,
+    /// None: no limit.
+    pub limit: Option<i64>,
+}
+
 pub struct NewCluster {
     pub region_id: Uuid,
     pub name: String,
@@ -156,11 +165,20 @@ impl Store {
         Ok(live.into_iter().collect())
     }
 
+    /// Every cluster that has not been deleted, by name.
     pub async fn clusters(&self) -> Result<Vec<Cluster>, StoreError> {
+        self.clusters_page(&ClusterPage::default()).await
+    }
+
+    /// Live clusters by name, from after `page.after` and at most `page.limit` of them. Walks the live-name index
+    /// and stops at the limit, so a page costs the same however many clusters there are.
+    pub async fn clusters_page(&self, page: &ClusterPage) -> Result<Vec<Cluster>, StoreError> {
         Ok(sqlx::query_as::<_, Cluster>(AssertSqlSafe(format!(
-            "{SELECT} WHERE k.deleted_at IS NULL ORDER BY k.name"
+            "{SELECT} WHERE k.deleted_at IS NULL AND ($2::text IS NULL OR k.name > $2) ORDER BY k.name LIMIT $3"
         )))
         .bind(self.agent_stale_after_secs())
+        .bind(page.after.as_deref())
+        .bind(page.limit)
         .fetch_all(self.pool())
         .await?)
     }

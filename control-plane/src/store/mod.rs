@@ -22,7 +22,7 @@ mod users;
 pub use audit::{AuditEntry, AuditFilter, NewAuditEntry};
 pub use certificates::{AgentCertificateRow, Issuance, NewCertificate, RefusedCertificate};
 pub use clouds::{CloudAccount, NewCloudAccount};
-pub use clusters::{AgentStatus, Cluster, Heartbeat, NewCluster};
+pub use clusters::{AgentStatus, Cluster, ClusterPage, Heartbeat, NewCluster};
 pub use demos::{Demo, DemoChange, DemoInsert, DemoStep, DemoVersion, NewDemo};
 pub use fleet::{RegionSample, TaskCounts};
 pub use log_outbox::OutboxBatch;

@@ -179,10 +179,18 @@ impl Store {
         &self,
         token_sha256: &str,
     ) -> Result<Option<ApiPrincipal>, StoreError> {
+        // `last_used_at` is written at most once a minute: a write per request would make every API call a
+        // commit waiting on the WAL flush, while a read-only transaction commits without one.
         let row: Option<(Uuid, String, String)> = sqlx::query_as(
-            "UPDATE api_tokens SET last_used_at = now()
-             WHERE token_sha256 = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
-             RETURNING id, name, role",
+            "WITH token AS (
+                 SELECT id, name, role, last_used_at FROM api_tokens
+                 WHERE token_sha256 = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+             ), touched AS (
+                 UPDATE api_tokens t SET last_used_at = now() FROM token
+                 WHERE t.id = token.id
+                   AND (token.last_used_at IS NULL OR token.last_used_at < now() - interval '1 minute')
+             )
+             SELECT id, name, role FROM token",
         )
         .bind(token_sha256)
         .fetch_optional(self.pool())

@@ -154,15 +154,22 @@ impl Store {
         token_sha256: &str,
         limits: &SessionLimits,
     ) -> Result<Option<SessionUser>, StoreError> {
+        // `last_seen_at` is written once per sixtieth of the idle timeout (30 s of 30 minutes), not per request:
+        // a session then lapses at most that much early, and a busy console does not make every read a commit.
         Ok(sqlx::query_as::<_, SessionUser>(
-            "UPDATE console_sessions s SET last_seen_at = now()
-             FROM users u
-             WHERE s.token_sha256 = $1 AND u.id = s.user_id AND NOT u.disabled AND s.revoked_at IS NULL
-               AND s.expires_at > now() AND s.last_seen_at > now() - make_interval(secs => $2)
-               AND s.created_at > now() - make_interval(secs => $3)
-             RETURNING s.id AS session_id, s.csrf_token,
-                       least(s.expires_at, now() + make_interval(secs => $2)) AS expires_at,
-                       u.id AS user_id, u.username, u.role",
+            "WITH session AS (
+                 SELECT s.id AS session_id, s.csrf_token, s.last_seen_at,
+                        least(s.expires_at, now() + make_interval(secs => $2)) AS expires_at,
+                        u.id AS user_id, u.username, u.role
+                 FROM console_sessions s JOIN users u ON u.id = s.user_id
+                 WHERE s.token_sha256 = $1 AND NOT u.disabled AND s.revoked_at IS NULL
+                   AND s.expires_at > now() AND s.last_seen_at > now() - make_interval(secs => $2)
+                   AND s.created_at > now() - make_interval(secs => $3)
+             ), touched AS (
+                 UPDATE console_sessions s SET last_seen_at = now() FROM session
+                 WHERE s.id = session.session_id AND session.last_seen_at < now() - make_interval(secs => $2 / 60)
+             )
+             SELECT session_id, csrf_token, expires_at, user_id, username, role FROM session",
         )
         .bind(token_sha256)
         .bind(limits.idle_timeout.as_secs_f64())

@@ -1,6 +1,7 @@
 //! A small client for the control plane's REST API, failing with the server's error body.
 
 use anyhow::{Context, bail};
+use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -38,6 +39,17 @@ impl Api {
         path: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<(StatusCode, Value)> {
+        let (status, _, value) = self.call_with_headers(method, path, body).await?;
+        Ok((status, value))
+    }
+
+    /// Like `call`, with the response's headers too (paging links).
+    pub async fn call_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(StatusCode, HeaderMap, Value)> {
         let mut request = self
             .http
             .request(method.clone(), format!("{}{path}", self.base))
@@ -50,13 +62,14 @@ impl Api {
             .await
             .with_context(|| format!("{method} {path}"))?;
         let status = response.status();
+        let headers = response.headers().clone();
         let text = response.text().await?;
         let value = if text.is_empty() {
             Value::Null
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
-        Ok((status, value))
+        Ok((status, headers, value))
     }
 
     /// Like `call`, but a non-2xx status is an error carrying the body.

@@ -1248,3 +1248,106 @@ async fn a_task_batch_reaches_each_cluster_once_or_is_refused_whole() {
         "the conflicting batch created nothing"
     );
 }
+
+/// The names on a page of `GET /clusters` and the URL of the next page from its `Link` header.
+async fn clusters_page(stack: &Stack, path: &str) -> (Vec<String>, Option<String>) {
+    let (status, headers, body) = stack
+        .api
+        .call_with_headers(Method::GET, path, None)
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    let names = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_owned())
+        .collect();
+    let next = headers.get("link").map(|link| {
+        let link = link.to_str().unwrap();
+        let url = link
+            .strip_prefix("</api/v1")
+            .and_then(|rest| rest.strip_suffix(">; rel=\"next\""))
+            .unwrap_or_else(|| panic!("unexpected Link header {link:?}"));
+        url.to_owned()
+    });
+    (names, next)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clusters_page_by_name_without_skips_or_repeats_while_the_list_changes() {
+    let stack = Stack::start(StackOptions {
+        cluster: false,
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let (_, region_id) = stack.register_region("paging", "eu").await.unwrap();
+    let register = |name: &str| {
+        let body = json!({"region_id": region_id, "name": name});
+        let api = stack.api.clone();
+        async move { field(&api.post("/clusters", &body).await.unwrap(), "id").unwrap() }
+    };
+    let mut ids = std::collections::HashMap::new();
+    for name in ["page-b", "page-c", "page-d", "page-e", "page-f", "page-g", "page-h"] {
+        ids.insert(name, register(name).await);
+    }
+    let everything = clusters_page(&stack, "/clusters").await;
+    assert_eq!(everything.1, None, "an unpaged list has no next page");
+    assert!(everything.0.is_sorted(), "{:?}", everything.0);
+
+    let (first, next) = clusters_page(&stack, "/clusters?limit=3").await;
+    assert_eq!(first, everything.0[..3]);
+    // Between pages: one cluster of the first page and one of the rest are deleted, and one is added on each
+    // side of the cut. A later page must hold every live cluster after the cut once and nothing before it.
+    let cut = first.last().unwrap().clone();
+    let gone_later = everything.0[4].clone();
+    for name in [&first[0], &gone_later] {
+        let id = &ids[name.as_str()];
+        stack
+            .api
+            .ok(Method::DELETE, &format!("/clusters/{id}"), None)
+            .await
+            .unwrap();
+    }
+    register("page-a").await;
+    register("page-i").await;
+    let mut rest = Vec::new();
+    let mut next = next;
+    while let Some(path) = next {
+        let (names, following) = clusters_page(&stack, &path).await;
+        assert!(names.len() <= 3, "{path}: {names:?}");
+        rest.extend(names);
+        next = following;
+    }
+    let now = clusters_page(&stack, "/clusters").await.0;
+    let expected: Vec<_> = now.iter().filter(|name| **name > cut).cloned().collect();
+    assert_eq!(rest, expected);
+    assert!(rest.contains(&"page-i".to_owned()) && !rest.contains(&gone_later));
+
+    for bad in ["limit=0", "limit=501", "limit=many"] {
+        let (status, body) = stack
+            .api
+            .call(Method::GET, &format!("/clusters?{bad}"), None)
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+        assert!(body.to_string().contains("limit"), "{bad}: {body}");
+    }
+
+    // A token's last use is recorded, but not rewritten by every request within the minute.
+    let used = |tokens: Value| -> Vec<Value> {
+        tokens
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|token| token["last_used_at"].clone())
+            .collect()
+    };
+    let before = used(stack.api.get("/api-tokens").await.unwrap());
+    assert!(before.iter().any(|at| !at.is_null()), "{before:?}");
+    for _ in 0..5 {
+        stack.api.get("/regions").await.unwrap();
+    }
+    assert_eq!(used(stack.api.get("/api-tokens").await.unwrap()), before);
+}
