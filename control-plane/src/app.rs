@@ -70,6 +70,12 @@ pub async fn start(
     )
     .await?;
     store.migrate().await?;
+    let api_store = Store::connect(
+        &config.database_url,
+        config.database_api_connections,
+        stale_after,
+    )
+    .await?;
     let logs = LogStore::new(&config.clickhouse)?;
     logs.ensure_schema().await?;
     let ca = Arc::new(AgentCa::load_or_create(&store, &sbox).await?);
@@ -182,17 +188,19 @@ pub async fn start(
             hello_timeout: Duration::from_secs(10),
             instance: config.instance_name.clone(),
             task_keys: signer.key_set().clone(),
+            // Half the agents' connections, so set-ups never take every one from the running streams.
+            concurrent_setups: (config.database_max_connections as usize / 2).max(1),
         },
     );
     let tls = grpc.tls_config(&config.agent_tls_names)?;
-    let agent_listener = bind(config.agent_listen).await?;
+    let agent_listener = bind(config.agent_listen, AGENT_LISTEN_BACKLOG).await?;
     let agent_addr = agent_listener
         .local_addr()
         .map_err(|source| StartError::Listen {
             addr: config.agent_listen,
             source,
         })?;
-    let api_listener = bind(config.api_listen).await?;
+    let api_listener = bind(config.api_listen, API_LISTEN_BACKLOG).await?;
     let api_addr = api_listener
         .local_addr()
         .map_err(|source| StartError::Listen {
@@ -229,7 +237,7 @@ pub async fn start(
 
     let closing_store = store.clone();
     let router = api::router(ApiState {
-        store,
+        store: api_store,
         logs,
         sbox,
         ca,
@@ -270,10 +278,26 @@ pub async fn start(
     })
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Listen { addr, source })
+/// Connections the kernel queues for the REST API before they are accepted (tokio's default).
+const API_LISTEN_BACKLOG: u32 = 1024;
+/// Connections the kernel queues on the agent port. Handshakes are let in a few at a time, so after a replica
+/// restart thousands of agents wait here; when the queue is full their SYNs are dropped and each retries only
+/// after the kernel's doubling SYN timeouts (1, 3, 7, 15, 31, 63 s), which made a reconnect storm's last agents
+/// take minutes. The kernel caps it at `net.core.somaxconn` (4096 by default).
+const AGENT_LISTEN_BACKLOG: u32 = 16384;
+
+async fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener, StartError> {
+    let listen = || -> std::io::Result<TcpListener> {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(backlog)
+    };
+    listen().map_err(|source| StartError::Listen { addr, source })
 }
 
 /// Registers the configured admin token, or on a fresh database prints a generated one exactly once.

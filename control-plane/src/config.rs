@@ -49,8 +49,13 @@ pub struct Config {
     #[serde(default = "defaults::agent_tls_names")]
     pub agent_tls_names: Vec<String>,
     pub database_url: String,
+    /// Connections for agent streams and background work.
     #[serde(default = "defaults::database_max_connections")]
     pub database_max_connections: u32,
+    /// The REST API's and console's own connections, apart from the agents' so that a reconnect storm (every
+    /// agent of a restarted replica opening its session at once) cannot make API requests queue behind it.
+    #[serde(default = "defaults::database_api_connections")]
+    pub database_api_connections: u32,
     pub clickhouse: ClickHouseConfig,
     /// Base64 of 32 random bytes; seals cloud credentials and the CA key at rest.
     #[serde(default)]
@@ -446,6 +451,9 @@ mod defaults {
     pub fn database_max_connections() -> u32 {
         20
     }
+    pub fn database_api_connections() -> u32 {
+        8
+    }
     pub fn clickhouse_database() -> String {
         "edgefleet".into()
     }
@@ -569,6 +577,14 @@ impl Config {
                 "agents.heartbeat_interval_seconds",
                 "must be shorter than tasks.lease_seconds, or leases expire between heartbeats",
             ));
+        }
+        for (field, connections) in [
+            ("database_max_connections", self.database_max_connections),
+            ("database_api_connections", self.database_api_connections),
+        ] {
+            if connections == 0 {
+                return Err(invalid(field, "must be at least 1"));
+            }
         }
         if self.agents.max_concurrent_handshakes == 0 {
             return Err(invalid(

@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::AgentGrpc;
-use super::identity::internal;
+use super::identity::{internal, store_failed};
 use crate::crypto::{BOOTSTRAP_TOKEN_PREFIX, sha256_hex};
 use crate::pki::{IssuedCertificate, PkiError};
 use crate::store::{BootstrapRedemption, Issuance, NewCertificate};
@@ -31,7 +31,7 @@ pub(super) async fn bootstrap(
         .store
         .redeem_bootstrap_token(&sha256_hex(&request.token))
         .await
-        .map_err(|e| internal("redeeming the bootstrap token", e))?;
+        .map_err(|e| store_failed("redeeming the bootstrap token", e))?;
     let cluster_id = match redemption {
         BootstrapRedemption::Redeemed { cluster_id } => cluster_id,
         refused => {
@@ -149,7 +149,7 @@ async fn issue(
         .store
         .record_certificate(cluster_id, &record, issuance)
         .await
-        .map_err(|e| internal("recording the certificate", e))?;
+        .map_err(|e| store_failed("recording the certificate", e))?;
     service.metrics.certificates_issued.inc();
     Ok(issued)
 }

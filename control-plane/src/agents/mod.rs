@@ -15,6 +15,7 @@ use agent_protocol::agent_service_server::{AgentService, AgentServiceServer};
 use agent_protocol::{
     AgentMessage, BootstrapRequest, BootstrapResponse, RecoverRequest, RenewRequest, RenewResponse,
 };
+use tokio::sync::Semaphore;
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -54,6 +55,8 @@ pub struct AgentSettings {
     pub instance: String,
     /// The task-signing keys agents pin at bootstrap and update at renewal.
     pub task_keys: agent_protocol::SignedTaskKeySet,
+    /// New streams doing their set-up in the database at once.
+    pub concurrent_setups: usize,
 }
 
 #[derive(Clone)]
@@ -65,6 +68,7 @@ pub struct AgentGrpc {
     demo_logs: LogSink<DemoLogLine>,
     metrics: Metrics,
     settings: AgentSettings,
+    setup_turns: Arc<Semaphore>,
 }
 
 impl AgentGrpc {
@@ -84,6 +88,7 @@ impl AgentGrpc {
             logs,
             demo_logs,
             metrics,
+            setup_turns: Arc::new(Semaphore::new(settings.concurrent_setups.max(1))),
             settings,
         }
     }

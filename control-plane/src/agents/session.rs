@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::AgentGrpc;
 use super::dispatch::ClusterSignal;
-use super::identity::internal;
+use super::identity::store_failed;
 use crate::domain::TaskKind;
 use crate::logs::{DemoLogLine, LineSource, LogRow, LogSink, TaskLogLine};
 use crate::metrics::StateLabel;
@@ -37,7 +37,7 @@ pub(super) async fn open(
     service: &AgentGrpc,
     request: Request<Streaming<AgentMessage>>,
 ) -> Result<Response<ControlStream>, Status> {
-    let identity = service.authenticate(&request).await?;
+    let identity = service.identify(&request)?;
     let peer_addr = request.remote_addr().map(|a| a.to_string());
     let mut inbound = request.into_inner();
     let hello = match tokio::time::timeout(service.settings.hello_timeout, inbound.message()).await
@@ -59,6 +59,15 @@ pub(super) async fn open(
         Err(_) => return Err(Status::deadline_exceeded("no Hello received in time")),
     };
     super::check_agent_version(&hello.agent_version)?;
+    // New streams take turns for their database work (the certificate's standing, the session row) here
+    // instead of queueing in the connection pool, whose waits time out: when a replica restarts, every agent
+    // it held sets up at once, and the turns keep connections free for the streams already running.
+    let turn = service
+        .setup_turns
+        .acquire()
+        .await
+        .map_err(|_| Status::unavailable("the control plane is shutting down; reconnect"))?;
+    service.check_standing(&identity).await?;
     let cluster_id = identity.cluster_id;
     // Subscribe before the first lease so no notification falls in between.
     let signals = service.dispatcher.subscribe(cluster_id, &identity.serial);
@@ -72,7 +81,8 @@ pub(super) async fn open(
             peer_addr.clone(),
         )
         .await
-        .map_err(|e| internal("opening the session", e))?;
+        .map_err(|e| store_failed("opening the session", e))?;
+    drop(turn);
     let (tx, rx) = mpsc::channel(256);
     let welcome = Down::Welcome(Welcome {
         cluster_id: cluster_id.to_string(),
@@ -271,7 +281,7 @@ impl Session {
                 self.service.settings.lease,
             )
             .await
-            .map_err(|e| internal("leasing tasks", e))?;
+            .map_err(|e| store_failed("leasing tasks", e))?;
         self.may_have_waiting = leased.len() == room;
         for task in leased {
             self.service.metrics.tasks_delivered.inc();
@@ -359,7 +369,7 @@ impl Session {
                     .store
                     .mark_running(self.cluster_id(), task_id, lease_id)
                     .await
-                    .map_err(|e| internal("recording task start", e))?;
+                    .map_err(|e| store_failed("recording task start", e))?;
                 if !current {
                     tracing::debug!(%task_id, "accept for a stale lease ignored");
                 }
@@ -381,7 +391,7 @@ impl Session {
                         &objects,
                     )
                     .await
-                    .map_err(|e| internal("recording task progress", e))?;
+                    .map_err(|e| store_failed("recording task progress", e))?;
                 Ok(())
             }
             Up::Result(result) => self.result(result).await,
@@ -399,7 +409,7 @@ impl Session {
             .store
             .record_offline_report(self.cluster_id(), &report)
             .await
-            .map_err(|e| internal("recording an offline report", e))?;
+            .map_err(|e| store_failed("recording an offline report", e))?;
         tracing::info!(
             report_id = %report.id,
             offline_seconds = (report.back_at - report.offline_since).num_seconds(),
@@ -426,7 +436,7 @@ impl Session {
             .store
             .record_heartbeat(self.cluster_id(), self.session_id, &record)
             .await
-            .map_err(|e| internal("recording a heartbeat", e))?
+            .map_err(|e| store_failed("recording a heartbeat", e))?
             .ok_or_else(|| Status::permission_denied("the cluster was deleted"))?;
         if self.log_selection_sent.as_ref() != Some(&selection) {
             self.send(Down::LogSelection((&selection).into())).await?;
@@ -441,7 +451,7 @@ impl Session {
             .store
             .renew_leases(self.cluster_id(), &leases, self.service.settings.lease)
             .await
-            .map_err(|e| internal("renewing leases", e))?;
+            .map_err(|e| store_failed("renewing leases", e))?;
         // Tasks a notification missed are the dispatcher's patrol's to find, not each heartbeat's.
         self.ping().await
     }
@@ -513,7 +523,7 @@ impl Session {
             .store
             .complete_task(self.cluster_id(), task_id, lease_id, completion)
             .await
-            .map_err(|e| internal("recording a task result", e))?;
+            .map_err(|e| store_failed("recording a task result", e))?;
         match state {
             Some(state) => {
                 tracing::info!(%task_id, state = state.as_str(), "task result recorded");
@@ -567,7 +577,7 @@ impl Session {
                 .store
                 .cluster(self.cluster_id())
                 .await
-                .map_err(|e| internal("reading the cluster", e))?;
+                .map_err(|e| store_failed("reading the cluster", e))?;
             self.region = Some(cluster.region_code);
         }
         let mut lines = Vec::with_capacity(batch.lines.len());
@@ -658,7 +668,7 @@ impl Session {
                 .store
                 .demo_ids_on_cluster(self.cluster_id())
                 .await
-                .map_err(|e| internal("reading the cluster's demos", e))?
+                .map_err(|e| store_failed("reading the cluster's demos", e))?
                 .into_iter()
                 .collect();
             self.demos_loaded_at = Some(std::time::Instant::now());

@@ -85,11 +85,13 @@ impl Timings {
 
 type Shared = Arc<Mutex<Timings>>;
 
-/// Streams open now (Welcome received, not yet broken) and how many were opened again after a break.
+/// Streams open now (Welcome received, not yet broken), how many were opened again after a break, and how many
+/// attempts to open one again failed.
 #[derive(Default)]
 struct Fleet {
     connected: AtomicUsize,
     reconnects: AtomicUsize,
+    failed_reconnects: AtomicUsize,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -550,9 +552,14 @@ async fn keep_connected(
             }
         }
         tokio::time::sleep(backoff.next_delay()).await;
-        if let Ok(open) = connect(&endpoint, &ca, &creds).await {
-            fleet.reconnects.fetch_add(1, Ordering::SeqCst);
-            session = Some(open);
+        match connect(&endpoint, &ca, &creds).await {
+            Ok(open) => {
+                fleet.reconnects.fetch_add(1, Ordering::SeqCst);
+                session = Some(open);
+            }
+            Err(_) => {
+                fleet.failed_reconnects.fetch_add(1, Ordering::SeqCst);
+            }
         }
     }
 }
@@ -719,7 +726,19 @@ async fn storm(stack: &mut Stack, fleet: &Fleet, agents: usize) -> anyhow::Resul
     let mut errors = 0;
     let mut api_back = None;
     let deadline = Instant::now() + Duration::from_secs(600);
+    let failed_before = fleet.failed_reconnects.load(Ordering::SeqCst);
+    let mut timeline = Vec::new();
+    let mut next_point = Duration::ZERO;
     while fleet.connected.load(Ordering::SeqCst) < agents {
+        if started.elapsed() >= next_point {
+            timeline.push(format!(
+                "{:.0} s: {} back, {} failed attempts",
+                started.elapsed().as_secs_f64(),
+                fleet.connected.load(Ordering::SeqCst),
+                fleet.failed_reconnects.load(Ordering::SeqCst) - failed_before
+            ));
+            next_point += Duration::from_secs(5);
+        }
         anyhow::ensure!(
             Instant::now() < deadline,
             "only {} of {agents} agents back after 600 s",
@@ -750,6 +769,11 @@ async fn storm(stack: &mut Stack, fleet: &Fleet, agents: usize) -> anyhow::Resul
         percentile(&latencies, 50.0),
         percentile(&latencies, 99.0),
         latencies.last().copied().unwrap_or(f64::NAN),
+    );
+    println!(
+        "  agents back over time: {}; {} failed attempts in all",
+        timeline.join("; "),
+        fleet.failed_reconnects.load(Ordering::SeqCst) - failed_before
     );
     Ok(())
 }
