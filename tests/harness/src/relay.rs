@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
@@ -22,7 +23,9 @@ struct Shared {
     /// Where connections go, each with the number of open connections it holds.
     targets: Mutex<Vec<(SocketAddr, usize)>>,
     /// Both sides of every open connection by id, with the index of its target, to shut them down on a cut.
-    open: Mutex<HashMap<u64, ([TcpStream; 2], usize)>>,
+    /// Shared with the two copy threads rather than duplicated: one descriptor per side keeps thousands of
+    /// relayed agents within the process's open-file limit.
+    open: Mutex<HashMap<u64, ([Arc<TcpStream>; 2], usize)>>,
     next_id: AtomicU64,
     /// Bytes copied client -> server and server -> client.
     upstream_bytes: AtomicU64,
@@ -46,6 +49,12 @@ impl Relay {
     /// namespace than the connections to `target` (see `Region::local_port`).
     pub fn start_on(listener: TcpListener, target: SocketAddr) -> io::Result<Self> {
         let addr = listener.local_addr()?;
+        // std listens with a backlog of 128; thousands of agents connecting at once overflowed it, and a
+        // dropped SYN is retried only after the kernel's doubling timeouts. Listening again on a listening
+        // socket changes its backlog on Linux (the kernel caps it at net.core.somaxconn).
+        if unsafe { libc::listen(listener.as_raw_fd(), 16384) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
         let shared = Arc::new(Shared {
             targets: Mutex::new(vec![(target, 0)]),
             ..Shared::default()
@@ -117,25 +126,18 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
         };
         let _ = client.set_nodelay(true);
         let _ = server.set_nodelay(true);
-        let (Ok(client_copy), Ok(server_copy), Ok(a), Ok(b)) = (
-            client.try_clone(),
-            server.try_clone(),
-            client.try_clone(),
-            server.try_clone(),
-        ) else {
-            shared.release(target);
-            continue;
-        };
+        let (client, server) = (Arc::new(client), Arc::new(server));
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        lock(&shared.open).insert(id, ([a, b], target));
+        lock(&shared.open).insert(id, ([client.clone(), server.clone()], target));
         let up = shared.clone();
+        let (from, to) = (client.clone(), server.clone());
         thread::spawn(move || {
-            copy(client, server, &up.upstream_bytes);
+            copy(&from, &to, &up.upstream_bytes);
             up.forget(id);
         });
         let down = shared.clone();
         thread::spawn(move || {
-            copy(server_copy, client_copy, &down.downstream_bytes);
+            copy(&server, &client, &down.downstream_bytes);
             down.forget(id);
         });
     }
@@ -175,16 +177,17 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn copy(mut from: TcpStream, mut to: TcpStream, counter: &AtomicU64) {
+fn copy(mut from: &TcpStream, mut to: &TcpStream, counter: &AtomicU64) {
     let mut buffer = vec![0; 64 * 1024];
     loop {
         match from.read(&mut buffer) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
+                // Counted before it is passed on, so a reader that got the bytes back always sees them counted.
+                counter.fetch_add(n as u64, Ordering::Relaxed);
                 if to.write_all(&buffer[..n]).is_err() {
                     break;
                 }
-                counter.fetch_add(n as u64, Ordering::Relaxed);
             }
         }
     }
