@@ -20,7 +20,8 @@ use crate::domain::taskspec::{FieldProblem, TaskSpec};
 use crate::domain::{ClusterRole, LogSelection, Provisioning};
 use crate::provisioner;
 use crate::store::{
-    Cluster, ClusterPage, NewCluster, NewTask, OfflineReport, SessionRow, StoreError, Task, TaskInsert,
+    Cluster, ClusterPage, NewCluster, NewTask, OfflineReport, SessionRow, StoreError, Task,
+    TaskInsert,
 };
 
 #[derive(Deserialize, ToSchema)]

@@ -33,7 +33,8 @@ where
         if !problems.is_empty() {
             return Err(ApiError::validation(problems).into_response());
         }
-        let parameters = serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(raw.as_bytes()));
+        let parameters =
+            serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(raw.as_bytes()));
         serde_path_to_error::deserialize(parameters)
             .map(QueryParams)
             .map_err(|error| {

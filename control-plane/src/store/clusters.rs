@@ -142,11 +142,11 @@ impl Store {
         sqlx::query_as::<_, Cluster>(AssertSqlSafe(format!(
             "{COLUMNS} FROM clusters k {JOINS} WHERE k.id = $2"
         )))
-            .bind(self.agent_stale_after_secs())
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?
-            .ok_or_else(|| StoreError::not_found("cluster", id))
+        .bind(self.agent_stale_after_secs())
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or_else(|| StoreError::not_found("cluster", id))
     }
 
     /// A cluster that has not been deleted.

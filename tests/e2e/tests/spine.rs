@@ -1289,7 +1289,9 @@ async fn clusters_page_by_name_without_skips_or_repeats_while_the_list_changes()
         async move { field(&api.post("/clusters", &body).await.unwrap(), "id").unwrap() }
     };
     let mut ids = std::collections::HashMap::new();
-    for name in ["page-b", "page-c", "page-d", "page-e", "page-f", "page-g", "page-h"] {
+    for name in [
+        "page-b", "page-c", "page-d", "page-e", "page-f", "page-g", "page-h",
+    ] {
         ids.insert(name, register(name).await);
     }
     let everything = clusters_page(&stack, "/clusters").await;
