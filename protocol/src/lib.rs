@@ -8,6 +8,7 @@ pub use v1::*;
 
 #[cfg(feature = "kube")]
 pub mod apply;
+pub mod codec;
 pub mod manifest;
 pub mod policy;
 pub mod signing;

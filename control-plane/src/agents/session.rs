@@ -14,6 +14,8 @@ use agent_protocol::{
 };
 use chrono::Utc;
 use tokio::sync::{broadcast, mpsc};
+use tokio_stream::StreamExt;
+use tokio_stream::adapters::Map;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
@@ -28,7 +30,12 @@ use crate::metrics::StateLabel;
 use crate::pki::AgentIdentity;
 use crate::store::{self, LeasedTask, ObjectReport, TaskCompletion};
 
-pub type ControlStream = ReceiverStream<Result<ControlMessage, Status>>;
+/// What goes to the agent. Boxed in the channel because the channel's first block (32 slots) lives as long as the
+/// stream: 8 bytes a slot instead of 184, about 6 KiB less per connected agent.
+type Outgoing = Box<Result<ControlMessage, Status>>;
+
+pub type ControlStream =
+    Map<ReceiverStream<Outgoing>, fn(Outgoing) -> Result<ControlMessage, Status>>;
 
 /// Never more deliveries in flight on one stream than this, whatever the agent asks for.
 const MAX_CONCURRENT_TASKS: u32 = 64;
@@ -89,7 +96,7 @@ pub(super) async fn open(
         heartbeat_interval_seconds: service.settings.heartbeat_interval.as_secs() as u32,
         server_time_unix: Utc::now().timestamp(),
     });
-    tx.send(Ok(ControlMessage { msg: Some(welcome) }))
+    tx.send(Box::new(Ok(ControlMessage { msg: Some(welcome) })))
         .await
         .map_err(|_| Status::cancelled("the agent went away"))?;
     service.metrics.agent_streams.inc();
@@ -112,7 +119,8 @@ pub(super) async fn open(
         log_selection_sent: None,
     };
     tokio::spawn(session.run(inbound, signals).instrument(span));
-    Ok(Response::new(ReceiverStream::new(rx)))
+    let unbox: fn(Outgoing) -> Result<ControlMessage, Status> = |message| *message;
+    Ok(Response::new(ReceiverStream::new(rx).map(unbox)))
 }
 
 /// Why a session ended, for the log line.
@@ -128,7 +136,7 @@ struct Session {
     identity: AgentIdentity,
     session_id: Uuid,
     max_concurrent: usize,
-    tx: mpsc::Sender<Result<ControlMessage, Status>>,
+    tx: mpsc::Sender<Outgoing>,
     /// Deliveries on this stream without a recorded result: task id -> lease id.
     in_flight: HashMap<Uuid, Uuid>,
     /// Tasks may be waiting that the stream had no room for (a lease filled it, or a signal came while it
@@ -175,13 +183,13 @@ impl Session {
             End::Revoked => {
                 let _ = self
                     .tx
-                    .send(Err(Status::permission_denied(
+                    .send(Box::new(Err(Status::permission_denied(
                         "the agent's certificate was revoked (its cluster was deleted, or an admin revoked the agent); bootstrap again with a new token",
-                    )))
+                    ))))
                     .await;
             }
             End::Failed(status) => {
-                let _ = self.tx.send(Err(status)).await;
+                let _ = self.tx.send(Box::new(Err(status))).await;
             }
             End::AgentClosed | End::AgentError(_) => {}
         }
@@ -200,7 +208,10 @@ impl Session {
         inbound: &mut Streaming<AgentMessage>,
         signals: &mut broadcast::Receiver<ClusterSignal>,
     ) -> End {
-        if let Err(status) = self.deliver().await {
+        // The handlers below are boxed: their futures (database calls, log stores) are several kilobytes, and
+        // inlined they would make this waiting loop, which lives as long as the agent is connected, as large
+        // as the largest of them for every agent (13 KiB a stream, measured with heaptrack).
+        if let Err(status) = Box::pin(self.deliver()).await {
             return End::Failed(status);
         }
         // Heartbeats stop arriving on a stalled link, so their absence is checked on a timer of its own.
@@ -211,13 +222,13 @@ impl Session {
             let step = tokio::select! {
                 _ = liveness_check.tick() => self.check_heartbeats(),
                 message = inbound.message() => match message {
-                    Ok(Some(message)) => self.handle(message).await,
+                    Ok(Some(message)) => Box::pin(self.handle(message)).await,
                     Ok(None) => return End::AgentClosed,
                     Err(status) => return End::AgentError(status),
                 },
                 signal = signals.recv() => match signal {
-                    Ok(ClusterSignal::TasksReady) | Err(broadcast::error::RecvError::Lagged(_)) => self.deliver().await,
-                    Ok(ClusterSignal::Cancelled { task_id, lease_id }) => self.cancel(task_id, lease_id).await,
+                    Ok(ClusterSignal::TasksReady) | Err(broadcast::error::RecvError::Lagged(_)) => Box::pin(self.deliver()).await,
+                    Ok(ClusterSignal::Cancelled { task_id, lease_id }) => Box::pin(self.cancel(task_id, lease_id)).await,
                     Ok(ClusterSignal::Revoked) => return End::Revoked,
                     // The dispatcher's patrol: a stream outlives its certificate's revocation by at most one
                     // heartbeat interval.
@@ -257,7 +268,7 @@ impl Session {
 
     async fn send(&self, msg: Down) -> Result<(), Status> {
         self.tx
-            .send(Ok(ControlMessage { msg: Some(msg) }))
+            .send(Box::new(Ok(ControlMessage { msg: Some(msg) })))
             .await
             .map_err(|_| Status::cancelled("the agent went away"))
     }
@@ -691,7 +702,9 @@ impl Session {
                 let stored = sink.submit(cluster_id, lines.clone()).await;
                 match stored.await {
                     Ok(Ok(())) => {
-                        let _ = tx.send(Ok(ControlMessage { msg: Some(ack) })).await;
+                        let _ = tx
+                            .send(Box::new(Ok(ControlMessage { msg: Some(ack) })))
+                            .await;
                         return;
                     }
                     Ok(Err(error)) => {
