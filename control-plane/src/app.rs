@@ -119,6 +119,13 @@ pub async fn start(
             housekeeping(store.clone(), interval)
         });
     }
+    {
+        let store = store.clone();
+        let keep = chrono::TimeDelta::days(i64::from(config.tasks.retention_days));
+        supervisor.spawn("task_retention", move || {
+            prune_finished_tasks(store.clone(), keep)
+        });
+    }
     let sink = LogSink::start(logs.clone(), SinkSettings::default(), metrics.clone());
     let demo_sink = LogSink::start(logs.clone(), SinkSettings::default(), metrics.clone());
     {
@@ -371,6 +378,39 @@ async fn ensure_admin_user(store: &Store, console: &ConsoleConfig) -> Result<(),
 
 /// Periodically returns tasks with expired leases to the queue, closes sessions of vanished processes and
 /// forgets old sign-in counters; all idempotent, so every process runs them.
+/// Deletes finished tasks older than `keep` every few minutes, a bounded batch per statement so that a large
+/// backlog (the first run after an upgrade, a lowered retention) never holds one long transaction.
+async fn prune_finished_tasks(store: Store, keep: chrono::TimeDelta) {
+    const EVERY: Duration = Duration::from_secs(300);
+    const BATCH: i64 = 1000;
+    loop {
+        let before = chrono::Utc::now() - keep;
+        let mut deleted = 0;
+        loop {
+            match store.prune_finished_tasks(before, BATCH).await {
+                Ok(rows) => {
+                    deleted += rows;
+                    if rows < BATCH as u64 {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "could not delete finished tasks past retention; retrying later");
+                    break;
+                }
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(
+                tasks = deleted,
+                days = keep.num_days(),
+                "deleted finished tasks past retention"
+            );
+        }
+        tokio::time::sleep(EVERY).await;
+    }
+}
+
 async fn housekeeping(store: Store, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -220,6 +220,9 @@ pub struct TaskConfig {
     pub default_max_attempts: i32,
     /// How often each agent stream re-checks the queue for redeliverable tasks, besides notifications.
     pub poll_interval_ms: u64,
+    /// Days a finished task (with its events) is kept before it is deleted; its logs in ClickHouse follow their
+    /// own retention (`clickhouse.retention`).
+    pub retention_days: u32,
 }
 
 impl Default for TaskConfig {
@@ -228,6 +231,7 @@ impl Default for TaskConfig {
             lease_seconds: 30,
             default_max_attempts: 3,
             poll_interval_ms: 2000,
+            retention_days: 30,
         }
     }
 }
@@ -548,6 +552,9 @@ impl Config {
                 "must be 1-64 letters, digits, '.', '_' or '-'",
             ));
         }
+        if self.tasks.retention_days == 0 {
+            return Err(invalid("tasks.retention_days", "must be at least 1"));
+        }
         if self.console.sample_interval_seconds == 0 || self.console.sample_retention_hours == 0 {
             return Err(invalid(
                 "console.sample_interval_seconds",
@@ -774,6 +781,22 @@ mod tests {
         assert_eq!(config.clickhouse.url, "http://127.0.0.1:8123");
         assert_eq!(config.tasks.lease_seconds, 45);
         assert_eq!(config.tasks.default_max_attempts, 3);
+    }
+
+    #[test]
+    fn task_retention_is_in_days_and_at_least_one() {
+        let config = Config::load(None, minimal_env()).unwrap();
+        assert_eq!(config.tasks.retention_days, 30);
+        let mut env = minimal_env();
+        env.push(("EDGEFLEET_CP_TASKS__RETENTION_DAYS".into(), "7".into()));
+        assert_eq!(Config::load(None, env).unwrap().tasks.retention_days, 7);
+        let mut env = minimal_env();
+        env.push(("EDGEFLEET_CP_TASKS__RETENTION_DAYS".into(), "0".into()));
+        let err = Config::load(None, env).unwrap_err().to_string();
+        assert!(
+            err.starts_with("config key `tasks.retention_days`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -912,3 +912,100 @@ async fn a_heartbeat_records_the_round_trip_and_keeps_the_session_connected() {
     }
     assert!(last_seen().await > opened, "the session was marked seen");
 }
+
+#[tokio::test]
+async fn retention_deletes_old_finished_tasks_but_keeps_open_recent_and_still_referenced_ones() {
+    let q = queue("queue_retention").await;
+    let finish = |id: Uuid| {
+        let q = &q;
+        async move {
+            let leased = q.lease(1, Duration::from_secs(60)).await;
+            assert_eq!(
+                leased.first().map(|t| t.0),
+                Some(id),
+                "the task to finish is next"
+            );
+            q.complete(id, leased[0].1, true, false).await;
+            assert_eq!(q.state(id).await, TaskState::Succeeded);
+        }
+    };
+    let old = q.insert(apply("old"), 3).await;
+    finish(old).await;
+    let recent = q.insert(apply("recent"), 3).await;
+    finish(recent).await;
+    let parent = q.insert(apply("parent"), 3).await;
+    finish(parent).await;
+    let mut follow_up = q.new_task(apply("child"), 3, None);
+    follow_up.parent_id = Some(parent);
+    let TaskInsert::Created(child) = q.store.insert_task(follow_up).await.unwrap() else {
+        panic!("a new task")
+    };
+    finish(child.id).await;
+    let demo = q.demo("kept").await;
+    let (_, steps) = q.store.demo_with_steps(demo.id).await.unwrap();
+    let step_task = q.insert(apply("step"), 3).await;
+    finish(step_task).await;
+    sqlx::query("UPDATE demo_steps SET task_id = $1 WHERE id = $2")
+        .bind(step_task)
+        .bind(steps[3].id)
+        .execute(q.store.pool())
+        .await
+        .unwrap();
+    let open = q.insert(apply("open"), 3).await;
+    // Everything but `recent` finished (or, for `open`, was created) 40 days ago, `old` first.
+    sqlx::query(
+        "UPDATE tasks SET created_at = now() - interval '40 days',
+             finished_at = CASE WHEN finished_at IS NULL THEN NULL
+                                WHEN id = $1 THEN now() - interval '41 days' ELSE now() - interval '40 days' END
+         WHERE id <> $2",
+    )
+    .bind(old)
+    .bind(recent)
+    .execute(q.store.pool())
+    .await
+    .unwrap();
+    let events_of_old = q.store.task_events(old).await.unwrap();
+    assert!(!events_of_old.is_empty(), "a finished task has events");
+    let cutoff = chrono::Utc::now() - chrono::TimeDelta::days(30);
+
+    assert_eq!(
+        q.store.prune_finished_tasks(cutoff, 1).await.unwrap(),
+        1,
+        "a batch holds at most the limit"
+    );
+    assert!(
+        matches!(q.store.task(old).await, Err(StoreError::NotFound { .. })),
+        "the oldest goes first"
+    );
+    let left_events: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM task_events WHERE task_id = $1")
+            .bind(old)
+            .fetch_one(q.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(left_events, 0, "its events went with it");
+
+    assert_eq!(
+        q.store.prune_finished_tasks(cutoff, 100).await.unwrap(),
+        1,
+        "only the follow-up task: its parent is still pointed at, the step's task is the step's record"
+    );
+    assert!(matches!(
+        q.store.task(child.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(
+        q.store.prune_finished_tasks(cutoff, 100).await.unwrap(),
+        1,
+        "the parent, once its follow-up is gone"
+    );
+    assert!(matches!(
+        q.store.task(parent).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(q.store.prune_finished_tasks(cutoff, 100).await.unwrap(), 0);
+    for kept in [recent, step_task, open] {
+        q.store.task(kept).await.unwrap();
+    }
+    assert_eq!(q.state(open).await, TaskState::Pending);
+}

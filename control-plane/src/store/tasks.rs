@@ -659,6 +659,31 @@ impl Store {
         Ok(expired.len() as u64)
     }
 
+    /// Deletes up to `limit` tasks that finished before `before`, oldest first, with their events. A task a demo
+    /// step points at stays as that step's record, and so does one whose follow-up task still exists (it goes
+    /// after the follow-up). Replicas may run this at once: each skips the rows another is deleting.
+    pub async fn prune_finished_tasks(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
+        let result = sqlx::query(
+            "DELETE FROM tasks WHERE id IN (
+                 SELECT id FROM tasks t
+                 WHERE finished_at < $1
+                   AND NOT EXISTS (SELECT 1 FROM demo_steps s WHERE s.task_id = t.id)
+                   AND NOT EXISTS (SELECT 1 FROM tasks c WHERE c.parent_id = t.id)
+                 ORDER BY finished_at
+                 LIMIT $2
+                 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(before)
+        .bind(limit)
+        .execute(self.pool())
+        .await?;
+        Ok(result.rows_affected())
+    }
+
     /// Cancels a task that has not finished. When an agent holds it, the agent's stream is told to stop.
     pub async fn cancel_task(&self, task_id: Uuid, by: &str) -> Result<Task, StoreError> {
         let mut tx = self.pool().begin().await?;
