@@ -72,7 +72,7 @@ pub use aws::{EmulatedAws, MOTO_PROXY_ENV, aws};
 pub use clickhouse::{ClickHouse, clickhouse};
 pub use kube::KubeCluster;
 pub use ports::free_port;
-pub use postgres::{Postgres, postgres};
+pub use postgres::{HeldSnapshot, Postgres, postgres};
 pub use process::{LinePattern, Process, process_is_gone};
 pub use relay::Relay;
 pub use run_dir::test_dir;

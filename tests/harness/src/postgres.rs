@@ -1,6 +1,7 @@
 //! A private PostgreSQL server per test process, started from the system's PostgreSQL binaries.
 
 use std::fs::{self, File};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -29,6 +30,19 @@ pub struct Postgres {
     dir: PathBuf,
     account: Option<ServiceAccount>,
     databases_created: AtomicU64,
+}
+
+/// A transaction held open by [`Postgres::hold_snapshot`]; dropping it ends the session, which rolls it back.
+#[derive(Debug)]
+pub struct HeldSnapshot {
+    psql: std::process::Child,
+}
+
+impl Drop for HeldSnapshot {
+    fn drop(&mut self) {
+        let _ = self.psql.kill();
+        let _ = self.psql.wait();
+    }
 }
 
 /// The PostgreSQL server of this test process, started on first use (about a second) and stopped by the
@@ -154,6 +168,48 @@ impl Postgres {
             );
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Opens a `REPEATABLE READ` transaction on `database_url` and keeps it open until the returned value is
+    /// dropped: its snapshot pins the server's xmin, so vacuum removes no row version deleted or updated after
+    /// it began (the situation of a forgotten transaction or a long report). Returns once the server shows the
+    /// snapshot held.
+    pub fn hold_snapshot(&self, database_url: &str) -> anyhow::Result<HeldSnapshot> {
+        const NAME: &str = "harness-held-snapshot";
+        let separator = if database_url.contains('?') { '&' } else { '?' };
+        let mut psql = Command::new(self.bin_dir.join("psql"))
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
+            .args([
+                "-d",
+                &format!("{database_url}{separator}application_name={NAME}"),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .context("run psql")?;
+        let stdin = psql.stdin.as_mut().context("psql's stdin")?;
+        stdin
+            .write_all(b"BEGIN ISOLATION LEVEL REPEATABLE READ;\nSELECT count(*) FROM pg_class;\n")
+            .context("write to psql")?;
+        stdin.flush().context("write to psql")?;
+        let held = HeldSnapshot { psql };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let holding = self.query(
+                database_url,
+                &format!(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{NAME}' \
+                     AND backend_xmin IS NOT NULL AND state = 'idle in transaction'"
+                ),
+            )?;
+            if holding.trim() == "1" {
+                return Ok(held);
+            }
+            if Instant::now() > deadline {
+                bail!("the held snapshot did not show in pg_stat_activity within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The TCP port on 127.0.0.1.
@@ -294,7 +350,7 @@ fn init_cluster(
         .append(true)
         .open(&conf)
         .with_context(|| format!("open {}", conf.display()))?;
-    std::io::Write::write_all(&mut settings, b"\nsynchronous_commit = off\n")?;
+    settings.write_all(b"\nsynchronous_commit = off\n")?;
     Ok(())
 }
 

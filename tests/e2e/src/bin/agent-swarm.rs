@@ -56,6 +56,14 @@ struct Args {
     api_rate: u32,
     #[arg(long, default_value_t = 30)]
     api_seconds: u64,
+    /// Hold a `REPEATABLE READ` transaction open from before the first submission until every task has
+    /// finished: its snapshot pins PostgreSQL's xmin, so no dead row version can be vacuumed meanwhile.
+    #[arg(long)]
+    hold_snapshot: bool,
+    /// Seconds between progress lines during the tasks (tasks recorded, rate, the `tasks` table's dead rows
+    /// and size).
+    #[arg(long, default_value_t = 60)]
+    progress_seconds: u64,
     /// Seconds each pgbench floor runs; 0 skips the floors.
     #[arg(long, default_value_t = 5)]
     floor_seconds: u64,
@@ -242,9 +250,23 @@ async fn main() -> anyhow::Result<()> {
             "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()",
         )
         .is_ok();
+    let held = if args.hold_snapshot {
+        let held = stack.postgres.hold_snapshot(&stack.database_url)?;
+        eprintln!("holding a REPEATABLE READ snapshot open until every task has finished");
+        Some(held)
+    } else {
+        None
+    };
+    println!("the tasks table before: {}", task_table(&stack)?);
     let commits_before = commits()?;
     let cpu_before = cpu(&pids);
     let run_started = Instant::now();
+    let progress = tokio::spawn(progress(
+        stack.postgres,
+        stack.database_url.clone(),
+        timings.clone(),
+        Duration::from_secs(args.progress_seconds.max(1)),
+    ));
     let submitting = tokio::spawn(submit_all(
         stack.api.clone(),
         clusters.clone(),
@@ -302,6 +324,12 @@ async fn main() -> anyhow::Result<()> {
     }
     let unacknowledged = args.tasks - timings.lock().unwrap().recorded().min(args.tasks);
     let run_secs = run_started.elapsed().as_secs_f64();
+    progress.abort();
+    let tasks_table_after = task_table(&stack)?;
+    if held.is_some() {
+        println!("the snapshot was held for {run_secs:.0} s, over the whole task phase");
+    }
+    drop(held);
     let cpu_after = cpu(&pids);
     let commits_per_task = (commits()? - commits_before) / args.tasks as f64;
     let statement_profile = if statements {
@@ -381,6 +409,7 @@ async fn main() -> anyhow::Result<()> {
             println!("  {line}");
         }
     }
+    println!("the tasks table after: {tasks_table_after}");
     if unacknowledged > 0 {
         println!(
             "results recorded whose acknowledgement never reached the agent (lost with the killed replica; left out of the latencies): {unacknowledged}"
@@ -424,6 +453,49 @@ async fn main() -> anyhow::Result<()> {
         floors(&stack, args.floor_seconds, tasks_per_second)?;
     }
     Ok(())
+}
+
+/// Rows and size of the `tasks` table and of its index of open tasks (the one every lease scans).
+fn task_table_sql() -> &'static str {
+    "SELECT n_live_tup || ' live rows, ' || n_dead_tup || ' dead; table ' || pg_size_pretty(pg_table_size('tasks'))
+            || ', open-task index ' || pg_size_pretty(pg_relation_size('tasks_open'))
+     FROM pg_stat_user_tables WHERE relname = 'tasks'"
+}
+
+fn task_table(stack: &Stack) -> anyhow::Result<String> {
+    Ok(stack.postgres_query(task_table_sql())?.trim().to_string())
+}
+
+/// Prints, every `every`, the tasks recorded so far, the rate since the last line and the `tasks` table's state.
+async fn progress(
+    postgres: &'static harness::Postgres,
+    database_url: String,
+    timings: Shared,
+    every: Duration,
+) {
+    let started = Instant::now();
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut recorded_before = 0;
+    loop {
+        ticks.tick().await;
+        let recorded = timings.lock().unwrap().recorded();
+        let url = database_url.clone();
+        // psql blocks; keep it off the runtime's threads, which carry the simulated agents.
+        let table =
+            match tokio::task::spawn_blocking(move || postgres.query(&url, task_table_sql())).await
+            {
+                Ok(Ok(rows)) => rows.trim().to_string(),
+                Ok(Err(error)) => format!("({error:#})"),
+                Err(error) => format!("({error})"),
+            };
+        eprintln!(
+            "{:>5.0} s: {recorded} tasks recorded, {:.0}/s in the last {:?}; tasks table: {table}",
+            started.elapsed().as_secs_f64(),
+            (recorded - recorded_before) as f64 / every.as_secs_f64(),
+            every,
+        );
+        recorded_before = recorded;
+    }
 }
 
 /// Up to five attempts, a second apart.
