@@ -376,8 +376,6 @@ async fn ensure_admin_user(store: &Store, console: &ConsoleConfig) -> Result<(),
     Ok(())
 }
 
-/// Periodically returns tasks with expired leases to the queue, closes sessions of vanished processes and
-/// forgets old sign-in counters; all idempotent, so every process runs them.
 /// Deletes finished tasks older than `keep` every few minutes, a bounded batch per statement so that a large
 /// backlog (the first run after an upgrade, a lowered retention) never holds one long transaction.
 async fn prune_finished_tasks(store: Store, keep: chrono::TimeDelta) {
@@ -411,6 +409,8 @@ async fn prune_finished_tasks(store: Store, keep: chrono::TimeDelta) {
     }
 }
 
+/// Periodically returns tasks with expired leases to the queue, closes sessions of vanished processes and
+/// forgets old sign-in counters; all idempotent, so every process runs them.
 async fn housekeeping(store: Store, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
