@@ -26,6 +26,11 @@ pub struct LoopLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabel {
+    pub write: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RejectionLabel {
     pub reason: String,
 }
@@ -53,6 +58,8 @@ pub struct Metrics {
     pub terraform_runs_active: Gauge,
     /// Restarts of supervised background loops, by loop.
     pub loop_restarts: Family<LoopLabel, Counter>,
+    /// Agent streams' queue writes per group commit, by write (`lease`, `accept`, `result`, `heartbeat`).
+    pub queue_batch_size: Family<WriteLabel, Histogram, fn() -> Histogram>,
 }
 
 impl Metrics {
@@ -72,6 +79,10 @@ impl Metrics {
         let terraform_runs = Family::<RunLabel, Counter>::default();
         let terraform_runs_active = Gauge::default();
         let loop_restarts = Family::<LoopLabel, Counter>::default();
+        let queue_batch_size =
+            Family::<WriteLabel, Histogram, fn() -> Histogram>::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(1.0, 2.0, 10))
+            });
         registry.register(
             "agent_streams",
             "Open agent streams on this process",
@@ -142,6 +153,11 @@ impl Metrics {
             "Restarts of background loops (planner, provisioner, ...) after they ended or panicked",
             loop_restarts.clone(),
         );
+        registry.register(
+            "queue_batch_size",
+            "Agent streams' queue writes done in one group commit, by write",
+            queue_batch_size.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             agent_streams,
@@ -158,6 +174,7 @@ impl Metrics {
             terraform_runs,
             terraform_runs_active,
             loop_restarts,
+            queue_batch_size,
         }
     }
 

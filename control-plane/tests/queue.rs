@@ -13,9 +13,9 @@ use control_plane::domain::{
 };
 use control_plane::signing::TaskSigner;
 use control_plane::store::{
-    Demo, DemoInsert, Heartbeat, Issuance, NewCertificate, NewCloudAccount, NewCluster, NewDemo,
-    NewRegion, NewTask, RefusedCertificate, Region, Store, StoreError, TaskCompletion, TaskInsert,
-    channels,
+    Demo, DemoInsert, Heartbeat, Issuance, LeaseRef, NewCertificate, NewCloudAccount, NewCluster,
+    NewDemo, NewRegion, NewTask, RefusedCertificate, Region, Store, StoreError, StreamLease,
+    TaskCompletion, TaskInsert, channels,
 };
 use harness::wait_until;
 use uuid::Uuid;
@@ -1008,4 +1008,179 @@ async fn retention_deletes_old_finished_tasks_but_keeps_open_recent_and_still_re
         q.store.task(kept).await.unwrap();
     }
     assert_eq!(q.state(open).await, TaskState::Pending);
+}
+
+fn completion(success: bool, retryable: bool) -> TaskCompletion {
+    TaskCompletion {
+        success,
+        error: (!success).then(|| "it broke".to_owned()),
+        objects: Vec::new(),
+        retryable,
+        fails_cluster: None,
+    }
+}
+
+#[tokio::test]
+async fn one_batch_leases_for_many_streams_and_records_many_results_each_under_its_own_lease() {
+    let q = queue("queue_batches").await;
+    let region_id = q.store.cluster(q.cluster_id).await.unwrap().region_id;
+    let other = q
+        .store
+        .insert_cluster(NewCluster {
+            region_id,
+            name: "eu-2".into(),
+            role: ClusterRole::User,
+            api_endpoint: None,
+            provision_spec: None,
+        })
+        .await
+        .unwrap()
+        .id;
+    let mut mine = Vec::new();
+    for namespace in ["a", "b", "c"] {
+        mine.push(q.insert(apply(namespace), 3).await);
+    }
+    let mut theirs = Vec::new();
+    for namespace in ["x", "y"] {
+        let mut task = q.new_task(apply(namespace), 1, None);
+        task.cluster_id = other;
+        q.signer.seal(&mut task).unwrap();
+        theirs.push(q.store.insert_task(task).await.unwrap());
+    }
+    let mut theirs: Vec<Uuid> = theirs
+        .into_iter()
+        .map(|inserted| match inserted {
+            TaskInsert::Created(task) => task.id,
+            TaskInsert::Existing(_) => panic!("a task without a key is always new"),
+        })
+        .collect();
+    let sessions = [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
+    let requests = [
+        StreamLease {
+            cluster_id: q.cluster_id,
+            session_id: sessions[0],
+            room: 2,
+        },
+        StreamLease {
+            cluster_id: other,
+            session_id: sessions[1],
+            room: 5,
+        },
+        // A second stream of the first cluster in the same batch gets what the first left.
+        StreamLease {
+            cluster_id: q.cluster_id,
+            session_id: sessions[2],
+            room: 2,
+        },
+    ];
+    let leased = q
+        .store
+        .lease_tasks_for_streams(&requests, TaskKind::AGENT, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        leased.iter().map(Vec::len).collect::<Vec<_>>(),
+        [2, 2, 1],
+        "each stream within its room, every task once"
+    );
+    for (request, tasks) in requests.iter().zip(&leased) {
+        for task in tasks {
+            assert_eq!(
+                (task.cluster_id, task.session_id),
+                (request.cluster_id, request.session_id)
+            );
+        }
+    }
+    let ids = |tasks: &[&control_plane::store::LeasedTask]| {
+        let mut ids: Vec<Uuid> = tasks.iter().map(|task| task.id).collect();
+        ids.sort();
+        ids
+    };
+    mine.sort();
+    theirs.sort();
+    assert_eq!(
+        ids(&leased[0].iter().chain(&leased[2]).collect::<Vec<_>>()),
+        mine
+    );
+    assert_eq!(ids(&leased[1].iter().collect::<Vec<_>>()), theirs);
+    let lease_of = |task: &control_plane::store::LeasedTask| LeaseRef {
+        cluster_id: task.cluster_id,
+        task_id: task.id,
+        lease_id: task.lease_id,
+    };
+    let (a, b, c) = (
+        lease_of(&leased[0][0]),
+        lease_of(&leased[0][1]),
+        lease_of(&leased[2][0]),
+    );
+    let (x, y) = (lease_of(&leased[1][0]), lease_of(&leased[1][1]));
+
+    let stale = LeaseRef {
+        lease_id: Uuid::new_v4(),
+        ..c
+    };
+    assert_eq!(
+        q.store
+            .mark_running_many(&[a, stale, b, x, y])
+            .await
+            .unwrap(),
+        [true, false, true, true, true]
+    );
+    assert_eq!(q.state(c.task_id).await, TaskState::Leased);
+    assert!(q.store.mark_running(c.cluster_id, c.task_id, c.lease_id).await.unwrap());
+
+    let wrong_cluster = LeaseRef {
+        cluster_id: other,
+        ..c
+    };
+    let states = q
+        .store
+        .complete_tasks(&[
+            (a, completion(true, false)),
+            // The same lease reported twice in one batch counts once.
+            (a, completion(false, false)),
+            (b, completion(false, true)),
+            (wrong_cluster, completion(true, false)),
+            (x, completion(false, false)),
+            (y, completion(true, false)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        states,
+        [
+            Some(TaskState::Succeeded),
+            None,
+            Some(TaskState::Pending),
+            None,
+            Some(TaskState::Failed),
+            Some(TaskState::Succeeded),
+        ]
+    );
+    assert_eq!(q.state(a.task_id).await, TaskState::Succeeded);
+    assert_eq!(q.state(b.task_id).await, TaskState::Pending);
+    assert_eq!(q.state(c.task_id).await, TaskState::Running);
+    let failed = q.store.task(x.task_id).await.unwrap();
+    assert_eq!(
+        (failed.state, failed.error.as_deref(), failed.finished_at.is_some()),
+        (TaskState::Failed, Some("it broke"), true)
+    );
+    let last_event = |events: Vec<control_plane::store::TaskEvent>| {
+        let event = events.last().unwrap();
+        format!("{}: {}", event.kind, event.message)
+    };
+    assert_eq!(
+        last_event(q.store.task_events(b.task_id).await.unwrap()),
+        "pending: failed, will retry: it broke"
+    );
+    assert_eq!(
+        last_event(q.store.task_events(a.task_id).await.unwrap()),
+        "succeeded: succeeded"
+    );
+    // The retried task is leased again under a new lease, as its second attempt.
+    let [(again, new_lease, attempt)] = q.lease(5, Duration::from_secs(60)).await[..] else {
+        panic!("the retried task is leased again")
+    };
+    assert_eq!((again, attempt), (b.task_id, 2));
+    assert_ne!(new_lease, b.lease_id);
 }

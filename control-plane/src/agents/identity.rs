@@ -57,7 +57,8 @@ pub(super) fn internal(doing: &str, error: impl std::fmt::Display) -> Status {
 
 /// Like [`internal`], except that a database that is busy or away (pool exhausted, connection lost) is
 /// `Unavailable`: a passing condition the agent retries, logged as a warning.
-pub(super) fn store_failed(doing: &str, error: StoreError) -> Status {
+pub(super) fn store_failed(doing: &str, error: impl std::borrow::Borrow<StoreError>) -> Status {
+    let error = error.borrow();
     if error.is_transient() {
         tracing::warn!(%error, "{doing} failed; the agent will retry");
         Status::unavailable(format!(

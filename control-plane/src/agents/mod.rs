@@ -2,6 +2,7 @@
 
 mod bootstrap;
 mod dispatch;
+mod group_commit;
 pub mod handshakes;
 mod identity;
 pub mod install;
@@ -69,6 +70,7 @@ pub struct AgentGrpc {
     metrics: Metrics,
     settings: AgentSettings,
     setup_turns: Arc<Semaphore>,
+    writes: group_commit::StreamWrites,
 }
 
 impl AgentGrpc {
@@ -82,6 +84,7 @@ impl AgentGrpc {
         settings: AgentSettings,
     ) -> Self {
         Self {
+            writes: group_commit::StreamWrites::start(&store, settings.lease, &metrics),
             store,
             ca,
             dispatcher,

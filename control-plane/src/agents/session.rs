@@ -24,11 +24,10 @@ use uuid::Uuid;
 use super::AgentGrpc;
 use super::dispatch::ClusterSignal;
 use super::identity::store_failed;
-use crate::domain::TaskKind;
 use crate::logs::{DemoLogLine, LineSource, LogRow, LogSink, TaskLogLine};
 use crate::metrics::StateLabel;
 use crate::pki::AgentIdentity;
-use crate::store::{self, LeasedTask, ObjectReport, TaskCompletion};
+use crate::store::{self, LeaseRef, LeasedTask, ObjectReport, StreamLease, TaskCompletion};
 
 /// What goes to the agent. Boxed in the channel because the channel's first block (32 slots) lives as long as the
 /// stream: 8 bytes a slot instead of 184, about 6 KiB less per connected agent.
@@ -163,6 +162,14 @@ impl Session {
         self.identity.cluster_id
     }
 
+    fn lease_ref(&self, task_id: Uuid, lease_id: Uuid) -> LeaseRef {
+        LeaseRef {
+            cluster_id: self.cluster_id(),
+            task_id,
+            lease_id,
+        }
+    }
+
     async fn run(
         mut self,
         mut inbound: Streaming<AgentMessage>,
@@ -283,14 +290,13 @@ impl Session {
         }
         let leased = self
             .service
-            .store
-            .lease_tasks(
-                self.cluster_id(),
-                self.session_id,
-                TaskKind::AGENT,
-                room as i64,
-                self.service.settings.lease,
-            )
+            .writes
+            .lease
+            .submit(StreamLease {
+                cluster_id: self.cluster_id(),
+                session_id: self.session_id,
+                room: room as i64,
+            })
             .await
             .map_err(|e| store_failed("leasing tasks", e))?;
         self.may_have_waiting = leased.len() == room;
@@ -330,7 +336,7 @@ impl Session {
                         retryable: false,
                         fails_cluster: None,
                     };
-                    self.record_result(task.id, task.lease_id, &completion)
+                    self.record_result(task.id, task.lease_id, completion)
                         .await?;
                 }
             }
@@ -377,8 +383,9 @@ impl Session {
                 };
                 let current = self
                     .service
-                    .store
-                    .mark_running(self.cluster_id(), task_id, lease_id)
+                    .writes
+                    .accept
+                    .submit(self.lease_ref(task_id, lease_id))
                     .await
                     .map_err(|e| store_failed("recording task start", e))?;
                 if !current {
@@ -444,8 +451,9 @@ impl Session {
         };
         let selection = self
             .service
-            .store
-            .record_heartbeat(self.cluster_id(), self.session_id, &record)
+            .writes
+            .heartbeat
+            .submit((self.cluster_id(), self.session_id, record))
             .await
             .map_err(|e| store_failed("recording a heartbeat", e))?
             .ok_or_else(|| Status::permission_denied("the cluster was deleted"))?;
@@ -511,7 +519,7 @@ impl Session {
             if !result.trace_parent.is_empty() {
                 telemetry::set_parent(&span, &result.trace_parent);
             }
-            self.record_result(task_id, lease_id, &completion)
+            self.record_result(task_id, lease_id, completion)
                 .instrument(span)
                 .await?;
         }
@@ -524,15 +532,16 @@ impl Session {
         &mut self,
         task_id: Uuid,
         lease_id: Uuid,
-        completion: &TaskCompletion,
+        completion: TaskCompletion,
     ) -> Result<(), Status> {
         if self.in_flight.get(&task_id) == Some(&lease_id) {
             self.in_flight.remove(&task_id);
         }
         let state = self
             .service
-            .store
-            .complete_task(self.cluster_id(), task_id, lease_id, completion)
+            .writes
+            .complete
+            .submit((self.lease_ref(task_id, lease_id), completion))
             .await
             .map_err(|e| store_failed("recording a task result", e))?;
         match state {

@@ -75,6 +75,7 @@ pub struct NewCluster {
     pub provision_spec: Option<serde_json::Value>,
 }
 
+#[derive(Debug, Clone)]
 pub struct Heartbeat {
     pub agent_version: String,
     pub kubernetes_version: String,
@@ -251,16 +252,109 @@ impl Store {
         Ok(updated.rows_affected() == 1)
     }
 
-    /// Records a heartbeat in one statement: the cluster becomes `ready` (or `degraded` when the agent cannot
-    /// reach its API), the round trip is folded in (weight 1/4, as TCP's SRTT uses 1/8: heartbeats are rarer
-    /// than segments), and the session is marked seen. Returns the cluster's log selection (for the agent), or
-    /// `None` when the cluster has been deleted.
+    /// Records a heartbeat; see [`Store::record_heartbeats`].
     pub async fn record_heartbeat(
         &self,
         cluster_id: Uuid,
         session_id: Uuid,
         beat: &Heartbeat,
     ) -> Result<Option<LogSelection>, StoreError> {
+        let mut selections = self
+            .record_heartbeats(&[(cluster_id, session_id, beat.clone())])
+            .await?;
+        Ok(selections.remove(0))
+    }
+
+    /// Records heartbeats of many streams in one statement: each cluster becomes `ready` (or `degraded` when its
+    /// agent cannot reach its API), the round trip is folded in (weight 1/4, as TCP's SRTT uses 1/8: heartbeats
+    /// are rarer than segments), and the sessions are marked seen. Returns, per heartbeat, the cluster's log
+    /// selection (for the agent), or `None` when the cluster has been deleted. Two heartbeats of one cluster in
+    /// a batch (an agent whose old stream overlaps its new one) update it once.
+    pub async fn record_heartbeats(
+        &self,
+        beats: &[(Uuid, Uuid, Heartbeat)],
+    ) -> Result<Vec<Option<LogSelection>>, StoreError> {
+        // The statuses a heartbeat may change, and the one it sets: ClusterStatus::after_heartbeat.
+        let heeded: Vec<ClusterStatus> = ClusterStatus::ALL
+            .iter()
+            .copied()
+            .filter(|status| status.after_heartbeat(true).is_some())
+            .collect();
+        // In cluster order, so that concurrent batches lock shared rows in the same order.
+        let mut sorted: Vec<&(Uuid, Uuid, Heartbeat)> = beats.iter().collect();
+        sorted.sort_by_key(|(cluster_id, _, _)| *cluster_id);
+        sorted.dedup_by_key(|(cluster_id, _, _)| *cluster_id);
+        let mut columns = HeartbeatColumns::default();
+        for (cluster_id, _, beat) in &sorted {
+            columns.push(*cluster_id, beat);
+        }
+        let session_ids: Vec<Uuid> = beats.iter().map(|(_, session_id, _)| *session_id).collect();
+        let seen: Vec<SeenCluster> = sqlx::query_as(
+            "WITH seen AS (UPDATE agent_sessions SET last_seen_at = now() WHERE id = ANY($10))
+             UPDATE clusters k SET agent_version = b.agent_version, kubernetes_version = b.kubernetes_version,
+                    node_count = b.node_count, kubernetes_reachable = b.reachable,
+                    kubernetes_error = b.error, last_heartbeat_at = now(),
+                    status = CASE WHEN k.status = ANY($11) THEN b.status ELSE k.status END,
+                    status_message = CASE WHEN k.status = ANY($11) THEN b.message ELSE k.status_message END,
+                    agent_rtt_ms = CASE WHEN b.rtt IS NULL THEN k.agent_rtt_ms
+                                        WHEN k.agent_rtt_ms IS NULL THEN b.rtt
+                                        ELSE k.agent_rtt_ms * 0.75 + b.rtt * 0.25 END,
+                    updated_at = now()
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::bool[], $6::text[], $7::text[],
+                         $8::text[], $9::float8[])
+                  AS b(id, agent_version, kubernetes_version, node_count, reachable, error, status, message, rtt)
+             WHERE k.id = b.id AND k.deleted_at IS NULL
+             RETURNING k.id, k.log_all_namespaces, k.log_namespaces",
+        )
+        // Planned for its arrays each time (see `Store::lease_tasks_for_streams`).
+        .persistent(false)
+        .bind(&columns.cluster_ids)
+        .bind(&columns.agent_versions)
+        .bind(&columns.kubernetes_versions)
+        .bind(&columns.node_counts)
+        .bind(&columns.reachable)
+        .bind(&columns.errors)
+        .bind(&columns.statuses)
+        .bind(&columns.messages)
+        .bind(&columns.rtts)
+        .bind(&session_ids)
+        .bind(&heeded)
+        .fetch_all(self.pool())
+        .await?;
+        let selections: std::collections::HashMap<Uuid, LogSelection> = seen
+            .into_iter()
+            .map(|seen| (seen.id, seen.selection))
+            .collect();
+        Ok(beats
+            .iter()
+            .map(|(cluster_id, _, _)| selections.get(cluster_id).cloned())
+            .collect())
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct SeenCluster {
+    id: Uuid,
+    #[sqlx(flatten)]
+    selection: LogSelection,
+}
+
+/// Heartbeats as columns, for one `unnest`.
+#[derive(Default)]
+struct HeartbeatColumns {
+    cluster_ids: Vec<Uuid>,
+    agent_versions: Vec<String>,
+    kubernetes_versions: Vec<String>,
+    node_counts: Vec<i32>,
+    reachable: Vec<bool>,
+    errors: Vec<Option<String>>,
+    statuses: Vec<ClusterStatus>,
+    messages: Vec<String>,
+    rtts: Vec<Option<f64>>,
+}
+
+impl HeartbeatColumns {
+    fn push(&mut self, cluster_id: Uuid, beat: &Heartbeat) {
         let message = if beat.kubernetes_reachable {
             "agent connected".to_string()
         } else {
@@ -269,41 +363,18 @@ impl Store {
                 beat.kubernetes_error.as_deref().unwrap_or("unknown error")
             )
         };
-        // The statuses a heartbeat may change, and the one it sets: ClusterStatus::after_heartbeat.
-        let heeded: Vec<ClusterStatus> = ClusterStatus::ALL
-            .iter()
-            .copied()
-            .filter(|status| status.after_heartbeat(true).is_some())
-            .collect();
-        let status = ClusterStatus::Ready
-            .after_heartbeat(beat.kubernetes_reachable)
-            .expect("a ready cluster heeds heartbeats");
-        let selection: Option<LogSelection> = sqlx::query_as(
-            "WITH seen AS (UPDATE agent_sessions SET last_seen_at = now() WHERE id = $10)
-             UPDATE clusters SET agent_version = $2, kubernetes_version = $3, node_count = $4,
-                    kubernetes_reachable = $5, kubernetes_error = $6, last_heartbeat_at = now(),
-                    status = CASE WHEN status = ANY($9) THEN $7 ELSE status END,
-                    status_message = CASE WHEN status = ANY($9) THEN $8 ELSE status_message END,
-                    agent_rtt_ms = CASE WHEN $11::float8 IS NULL THEN agent_rtt_ms
-                                        WHEN agent_rtt_ms IS NULL THEN $11
-                                        ELSE agent_rtt_ms * 0.75 + $11 * 0.25 END,
-                    updated_at = now()
-             WHERE id = $1 AND deleted_at IS NULL
-             RETURNING log_all_namespaces, log_namespaces",
-        )
-        .bind(cluster_id)
-        .bind(&beat.agent_version)
-        .bind(&beat.kubernetes_version)
-        .bind(beat.node_count)
-        .bind(beat.kubernetes_reachable)
-        .bind(&beat.kubernetes_error)
-        .bind(status)
-        .bind(message)
-        .bind(&heeded)
-        .bind(session_id)
-        .bind(beat.rtt_ms)
-        .fetch_optional(self.pool())
-        .await?;
-        Ok(selection)
+        self.cluster_ids.push(cluster_id);
+        self.agent_versions.push(beat.agent_version.clone());
+        self.kubernetes_versions.push(beat.kubernetes_version.clone());
+        self.node_counts.push(beat.node_count);
+        self.reachable.push(beat.kubernetes_reachable);
+        self.errors.push(beat.kubernetes_error.clone());
+        self.statuses.push(
+            ClusterStatus::Ready
+                .after_heartbeat(beat.kubernetes_reachable)
+                .expect("a ready cluster heeds heartbeats"),
+        );
+        self.messages.push(message);
+        self.rtts.push(beat.rtt_ms);
     }
 }

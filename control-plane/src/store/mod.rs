@@ -32,8 +32,8 @@ pub use regions::{NewRegion, Region};
 pub use sessions::SessionRow;
 pub use sign_in::{Attempts, ThrottleKeys};
 pub use tasks::{
-    LeasedTask, NewTask, ObjectReport, Task, TaskCompletion, TaskEvent, TaskFilter, TaskInsert,
-    TaskSeal,
+    LeaseRef, LeasedTask, NewTask, ObjectReport, StreamLease, Task, TaskCompletion, TaskEvent,
+    TaskFilter, TaskInsert, TaskSeal,
 };
 pub use templates::TemplateRow;
 pub use tokens::{ApiPrincipal, ApiToken, BootstrapRedemption};
@@ -91,6 +91,13 @@ impl StoreError {
 }
 
 impl StoreError {
+    /// The transaction lost a deadlock or a serialization conflict: the same transaction tried again is
+    /// expected to succeed.
+    pub fn is_conflict_to_retry(&self) -> bool {
+        matches!(self, Self::Database(sqlx::Error::Database(database))
+            if database.code().is_some_and(|code| matches!(code.as_ref(), "40001" | "40P01")))
+    }
+
     pub(crate) fn not_found(what: &'static str, id: impl ToString) -> Self {
         Self::NotFound {
             what,

@@ -153,7 +153,8 @@ impl Store {
                     started_at = coalesce(t.started_at, now()), error = NULL, updated_at = now()
              FROM candidates c WHERE t.id = c.id
              RETURNING t.id, t.lease_id, t.attempts, t.kind, t.payload, t.reason, t.lease_expires_at, t.created_at,
-                       t.cluster_id, t.body, t.signature, t.signing_key_id, t.trace_parent",
+                       t.cluster_id, t.body, t.signature, t.signing_key_id, t.trace_parent,
+                       t.lease_session_id AS session_id",
         )
         .bind(kinds)
         .bind(worker_id)

@@ -115,8 +115,27 @@ pub struct LeasedTask {
     pub signature: Option<Vec<u8>>,
     pub signing_key_id: Option<String>,
     pub trace_parent: Option<String>,
+    /// The stream the task was leased to.
+    pub session_id: Uuid,
 }
 
+/// A stream asking for work: up to `room` pending tasks of its cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamLease {
+    pub cluster_id: Uuid,
+    pub session_id: Uuid,
+    pub room: i64,
+}
+
+/// What a report from a runner quotes: the task and the lease it was delivered under, on its cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseRef {
+    pub cluster_id: Uuid,
+    pub task_id: Uuid,
+    pub lease_id: Uuid,
+}
+
+#[derive(Debug, Clone)]
 pub struct TaskCompletion {
     pub success: bool,
     pub error: Option<String>,
@@ -145,6 +164,18 @@ fn leased_state() -> TaskState {
     TaskState::Pending
         .lease()
         .expect("a pending task can be leased")
+}
+
+/// `states` as an SQL list of literals, for statements that must use the partial index of open tasks
+/// (`tasks_open`): PostgreSQL switches a prepared statement to a generic plan after a few runs, and a generic
+/// plan can use a partial index only when the statement itself shows the state, not a bound parameter. Without
+/// it a lease scanned every task its cluster ever had. The values are the enum's own, never input.
+fn state_literals(states: &[TaskState]) -> String {
+    states
+        .iter()
+        .map(|state| format!("'{}'", state.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The states in which a runner holds the task under a lease (`TaskState::is_leased`).
@@ -311,6 +342,7 @@ impl Store {
         let ids: Vec<Uuid> = outcomes.iter().map(|(id, _)| *id).collect();
         let found: HashMap<Uuid, Task> =
             sqlx::query_as::<_, Task>(AssertSqlSafe(format!("{SELECT} WHERE id = ANY($1)")))
+                .persistent(false)
                 .bind(&ids)
                 .fetch_all(self.pool())
                 .await?
@@ -364,10 +396,7 @@ impl Store {
         .await?)
     }
 
-    /// Leases up to `limit` pending tasks of `kinds` for the cluster to one agent stream. `SKIP LOCKED` lets
-    /// concurrent streams (in any process) take different tasks instead of waiting on each other; the lock is
-    /// `NO KEY UPDATE` so rows that merely reference the task (demo steps take a key-share lock through their
-    /// foreign key) do not make it look taken.
+    /// Leases up to `limit` pending tasks of `kinds` for the cluster to one agent stream.
     pub async fn lease_tasks(
         &self,
         cluster_id: Uuid,
@@ -376,39 +405,86 @@ impl Store {
         limit: i64,
         lease: Duration,
     ) -> Result<Vec<LeasedTask>, StoreError> {
-        if limit <= 0 {
-            return Ok(Vec::new());
+        let request = StreamLease {
+            cluster_id,
+            session_id,
+            room: limit,
+        };
+        let mut leased = self.lease_tasks_for_streams(&[request], kinds, lease).await?;
+        Ok(leased.remove(0))
+    }
+
+    /// Leases pending tasks of `kinds` for many streams at once, each up to its room, oldest first; returns
+    /// each request's tasks in the requests' order. `SKIP LOCKED` lets concurrent leases (in any process) take
+    /// different tasks instead of waiting on each other; the lock is `NO KEY UPDATE` so rows that merely
+    /// reference the task (demo steps take a key-share lock through their foreign key) do not make it look
+    /// taken. Requests of one cluster go in separate statements, since within one statement a row it has
+    /// already locked is not skipped.
+    pub async fn lease_tasks_for_streams(
+        &self,
+        requests: &[StreamLease],
+        kinds: &[TaskKind],
+        lease: Duration,
+    ) -> Result<Vec<Vec<LeasedTask>>, StoreError> {
+        let mut leased: Vec<Vec<LeasedTask>> = vec![Vec::new(); requests.len()];
+        for round in rounds_of_distinct_clusters(requests) {
+            let (mut cluster_ids, mut session_ids, mut rooms) = (Vec::new(), Vec::new(), Vec::new());
+            for &index in &round {
+                let request = &requests[index];
+                cluster_ids.push(request.cluster_id);
+                session_ids.push(request.session_id);
+                rooms.push(request.room);
+            }
+            // One statement (the leases and their events): one round trip and one commit per round. Not
+            // prepared, like every statement here that takes a batch as arrays: a prepared statement soon runs
+            // a generic plan, made for arrays of ten and with the table's statistics of that moment; made while
+            // `tasks` was small (a new control plane), it scanned the whole table on every call until the next
+            // ANALYZE. Planned each time, it sees the batch's size and the table's.
+            let rows = sqlx::query_as::<_, LeasedTask>(AssertSqlSafe(format!(
+                "WITH requests AS (
+                     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS r(cluster_id, session_id, room)),
+                 candidates AS (
+                     SELECT c.id, r.session_id FROM requests r
+                     CROSS JOIN LATERAL (
+                         SELECT id FROM tasks
+                         WHERE cluster_id = r.cluster_id AND state IN ({pending}) AND kind = ANY($4)
+                         ORDER BY created_at
+                         LIMIT r.room
+                         FOR NO KEY UPDATE SKIP LOCKED) c),
+                 leased AS (
+                     UPDATE tasks t SET state = $5, attempts = t.attempts + 1, lease_id = gen_random_uuid(),
+                            lease_session_id = c.session_id,
+                            lease_expires_at = now() + make_interval(secs => $6),
+                            objects = '[]'::jsonb, error = NULL, updated_at = now()
+                     FROM candidates c WHERE t.id = c.id
+                     RETURNING t.id, t.lease_id, t.attempts, t.kind, t.payload, t.reason, t.lease_expires_at,
+                               t.created_at, t.cluster_id, t.body, t.signature, t.signing_key_id, t.trace_parent,
+                               t.lease_session_id AS session_id),
+                 events AS (
+                     INSERT INTO task_events (task_id, kind, message)
+                     SELECT id, $7, 'delivered to agent (attempt ' || attempts || ')' FROM leased)
+                 SELECT * FROM leased ORDER BY created_at",
+                pending = state_literals(&[TaskState::Pending]),
+            )))
+            .persistent(false)
+            .bind(&cluster_ids)
+            .bind(&session_ids)
+            .bind(&rooms)
+            .bind(kinds)
+            .bind(leased_state())
+            .bind(lease.as_secs_f64())
+            .bind(TaskState::Leased.as_str())
+            .fetch_all(self.pool())
+            .await?;
+            let by_session: HashMap<Uuid, usize> = round
+                .iter()
+                .map(|&index| (requests[index].session_id, index))
+                .collect();
+            for task in rows {
+                let index = by_session[&task.session_id];
+                leased[index].push(task);
+            }
         }
-        // One statement (the lease and its events), so a delivery costs one round trip and one commit.
-        let leased = sqlx::query_as::<_, LeasedTask>(
-            "WITH candidates AS (
-                 SELECT id FROM tasks
-                 WHERE cluster_id = $1 AND state = $6 AND kind = ANY($5)
-                 ORDER BY created_at
-                 LIMIT $2
-                 FOR NO KEY UPDATE SKIP LOCKED),
-             leased AS (
-                 UPDATE tasks t SET state = $7, attempts = t.attempts + 1, lease_id = gen_random_uuid(),
-                        lease_session_id = $3, lease_expires_at = now() + make_interval(secs => $4),
-                        objects = '[]'::jsonb, error = NULL, updated_at = now()
-                 FROM candidates c WHERE t.id = c.id
-                 RETURNING t.id, t.lease_id, t.attempts, t.kind, t.payload, t.reason, t.lease_expires_at,
-                           t.created_at, t.cluster_id, t.body, t.signature, t.signing_key_id, t.trace_parent),
-             events AS (
-                 INSERT INTO task_events (task_id, kind, message)
-                 SELECT id, $8, 'delivered to agent (attempt ' || attempts || ')' FROM leased)
-             SELECT * FROM leased",
-        )
-        .bind(cluster_id)
-        .bind(limit)
-        .bind(session_id)
-        .bind(lease.as_secs_f64())
-        .bind(kinds)
-        .bind(TaskState::Pending)
-        .bind(leased_state())
-        .bind(TaskState::Leased.as_str())
-        .fetch_all(self.pool())
-        .await?;
         Ok(leased)
     }
 
@@ -422,12 +498,13 @@ impl Store {
         if cluster_ids.is_empty() {
             return Ok(Vec::new());
         }
-        Ok(sqlx::query_scalar(
+        Ok(sqlx::query_scalar(AssertSqlSafe(format!(
             "SELECT DISTINCT cluster_id FROM tasks
-             WHERE cluster_id = ANY($1) AND state = $2 AND kind = ANY($3)",
-        )
+             WHERE cluster_id = ANY($1) AND state IN ({pending}) AND kind = ANY($2)",
+            pending = state_literals(&[TaskState::Pending]),
+        )))
+        .persistent(false)
         .bind(cluster_ids)
-        .bind(TaskState::Pending)
         .bind(kinds)
         .fetch_all(self.pool())
         .await?)
@@ -440,25 +517,47 @@ impl Store {
         task_id: Uuid,
         lease_id: Uuid,
     ) -> Result<bool, StoreError> {
-        // One statement with its event: acceptances come once per delivery.
-        let started: Option<Uuid> = sqlx::query_scalar(
+        let accepted = LeaseRef {
+            cluster_id,
+            task_id,
+            lease_id,
+        };
+        Ok(self.mark_running_many(&[accepted]).await?[0])
+    }
+
+    /// Acceptances of many deliveries in one statement with their events; for each, whether its lease was
+    /// current (a stale one changes nothing).
+    pub async fn mark_running_many(&self, accepted: &[LeaseRef]) -> Result<Vec<bool>, StoreError> {
+        // In id order, so that concurrent batches lock shared rows in the same order.
+        let mut sorted: Vec<&LeaseRef> = accepted.iter().collect();
+        sorted.sort_by_key(|accepted| accepted.task_id);
+        let task_ids: Vec<Uuid> = sorted.iter().map(|a| a.task_id).collect();
+        let cluster_ids: Vec<Uuid> = sorted.iter().map(|a| a.cluster_id).collect();
+        let lease_ids: Vec<Uuid> = sorted.iter().map(|a| a.lease_id).collect();
+        let started: Vec<(Uuid, Uuid)> = sqlx::query_as(
             "WITH started AS (
-                 UPDATE tasks SET state = $5, started_at = coalesce(started_at, now()), updated_at = now()
-                 WHERE id = $1 AND cluster_id = $2 AND lease_id = $3 AND state = $4
-                 RETURNING id)
-             INSERT INTO task_events (task_id, kind, message)
-             SELECT id, $6, 'agent started the task' FROM started
-             RETURNING task_id",
+                 UPDATE tasks t SET state = $5, started_at = coalesce(t.started_at, now()), updated_at = now()
+                 FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS a(id, cluster_id, lease_id)
+                 WHERE t.id = a.id AND t.cluster_id = a.cluster_id AND t.lease_id = a.lease_id AND t.state = $4
+                 RETURNING t.id, t.lease_id),
+             events AS (
+                 INSERT INTO task_events (task_id, kind, message)
+                 SELECT id, $6, 'agent started the task' FROM started)
+             SELECT id, lease_id FROM started",
         )
-        .bind(task_id)
-        .bind(cluster_id)
-        .bind(lease_id)
+        .persistent(false)
+        .bind(&task_ids)
+        .bind(&cluster_ids)
+        .bind(&lease_ids)
         .bind(leased_state())
         .bind(leased_state().start().expect("a leased task can start"))
         .bind(TaskState::Running.as_str())
-        .fetch_optional(self.pool())
+        .fetch_all(self.pool())
         .await?;
-        Ok(started.is_some())
+        Ok(accepted
+            .iter()
+            .map(|a| started.contains(&(a.task_id, a.lease_id)))
+            .collect())
     }
 
     /// Appends progress from the current lease holder. False when the lease is no longer current.
@@ -491,11 +590,6 @@ impl Store {
 
     /// Records the lease holder's result. A retryable failure with attempts left goes back to pending.
     /// Returns the new state, or `None` when the report quotes a lease that is no longer current.
-    #[tracing::instrument(
-        name = "queue.complete",
-        skip_all,
-        fields(otel.name = "queue complete", %task_id, success = completion.success)
-    )]
     pub async fn complete_task(
         &self,
         cluster_id: Uuid,
@@ -503,66 +597,76 @@ impl Store {
         lease_id: Uuid,
         completion: &TaskCompletion,
     ) -> Result<Option<TaskState>, StoreError> {
-        let mut tx = self.pool().begin().await?;
-        let current: Option<(TaskState, bool)> = sqlx::query_as(
-            "SELECT state, attempts < max_attempts FROM tasks
-             WHERE id = $1 AND cluster_id = $2 AND lease_id = $3 FOR UPDATE",
-        )
-        .bind(task_id)
-        .bind(cluster_id)
-        .bind(lease_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let end = if completion.success {
-            AttemptEnd::Succeeded
-        } else {
-            AttemptEnd::Failed {
-                retryable: completion.retryable,
-            }
+        let report = LeaseRef {
+            cluster_id,
+            task_id,
+            lease_id,
         };
-        // A report quoting a lease that is gone (expired, cancelled, redelivered) changes nothing.
-        let Some(state) =
-            current.and_then(|(state, attempts_left)| state.end_attempt(end, attempts_left).ok())
-        else {
-            tx.rollback().await?;
-            return Ok(None);
-        };
-        sqlx::query(
-            "UPDATE tasks SET state = $2, error = $3, objects = $4, updated_at = now(),
-                 lease_id = NULL, lease_session_id = NULL, lease_expires_at = NULL,
-                 finished_at = CASE WHEN $5 THEN now() END
-             WHERE id = $1",
-        )
-        .bind(task_id)
-        .bind(state)
-        .bind(&completion.error)
-        .bind(Json(&completion.objects))
-        .bind(state.is_final())
-        .execute(&mut *tx)
-        .await?;
-        let message = match (state, &completion.error) {
-            (TaskState::Succeeded, _) => "succeeded".to_string(),
-            (TaskState::Pending, Some(error)) => format!("failed, will retry: {error}"),
-            (_, Some(error)) => format!("failed: {error}"),
-            (_, None) => "failed".to_string(),
-        };
-        add_event(&mut tx, task_id, state.as_str(), &message).await?;
-        if let (TaskState::Failed, Some(status_message)) = (state, &completion.fails_cluster) {
-            sqlx::query(
-                "UPDATE clusters SET status = $3, status_message = $2, updated_at = now()
-                 WHERE id = $1 AND deleted_at IS NULL",
-            )
-            .bind(cluster_id)
-            .bind(status_message)
-            .bind(crate::domain::ClusterStatus::Failed)
-            .execute(&mut *tx)
+        let mut states = self
+            .complete_tasks(&[(report, completion.clone())])
             .await?;
+        Ok(states.remove(0))
+    }
+
+    /// Records many results in one transaction: for each, the new state, or `None` when it quotes a lease that
+    /// is no longer current (expired, cancelled, redelivered, or already reported earlier in the batch).
+    #[tracing::instrument(
+        name = "queue.complete",
+        skip_all,
+        fields(otel.name = "queue complete", results = reports.len())
+    )]
+    pub async fn complete_tasks(
+        &self,
+        reports: &[(LeaseRef, TaskCompletion)],
+    ) -> Result<Vec<Option<TaskState>>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let task_ids: Vec<Uuid> = reports.iter().map(|(report, _)| report.task_id).collect();
+        // Locked in id order, so that concurrent batches wait for each other instead of deadlocking.
+        let rows: Vec<(Uuid, Uuid, Option<Uuid>, TaskState, bool)> = sqlx::query_as(
+            "SELECT id, cluster_id, lease_id, state, attempts < max_attempts FROM tasks
+             WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+        )
+        .persistent(false)
+        .bind(&task_ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut current: HashMap<Uuid, (Uuid, Option<Uuid>, TaskState, bool)> = rows
+            .into_iter()
+            .map(|(id, cluster_id, lease_id, state, attempts_left)| {
+                (id, (cluster_id, lease_id, state, attempts_left))
+            })
+            .collect();
+        let mut states = Vec::with_capacity(reports.len());
+        let mut ended = EndedAttempts::default();
+        for (report, completion) in reports {
+            let state = current
+                .get_mut(&report.task_id)
+                .filter(|(cluster_id, lease_id, _, _)| {
+                    *cluster_id == report.cluster_id && *lease_id == Some(report.lease_id)
+                })
+                .and_then(|(_, lease_id, state, attempts_left)| {
+                    let end = if completion.success {
+                        AttemptEnd::Succeeded
+                    } else {
+                        AttemptEnd::Failed {
+                            retryable: completion.retryable,
+                        }
+                    };
+                    let next = state.end_attempt(end, *attempts_left).ok()?;
+                    // A second report of the same lease in this batch finds it gone, as it would later.
+                    *lease_id = None;
+                    Some(next)
+                });
+            if let Some(state) = state {
+                ended.push(report, completion, state);
+            }
+            states.push(state);
         }
-        if state == TaskState::Pending {
-            notify_task_ready(&mut tx, cluster_id).await?;
+        if !ended.task_ids.is_empty() {
+            ended.write(&mut tx).await?;
         }
         tx.commit().await?;
-        Ok(Some(state))
+        Ok(states)
     }
 
     /// Extends the leases an agent says it still holds.
@@ -582,6 +686,7 @@ impl Store {
              WHERE t.cluster_id = $1 AND t.id = l.task_id AND t.lease_id = l.lease_id
                AND t.state = ANY($5)",
         )
+        .persistent(false)
         .bind(cluster_id)
         .bind(&task_ids)
         .bind(&lease_ids)
@@ -596,12 +701,12 @@ impl Store {
     /// run this at any time.
     pub async fn expire_leases(&self) -> Result<u64, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let expired: Vec<(Uuid, Uuid, TaskState, i32, bool)> = sqlx::query_as(
+        let expired: Vec<(Uuid, Uuid, TaskState, i32, bool)> = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT id, cluster_id, state, attempts, attempts < max_attempts FROM tasks
-             WHERE state = ANY($1) AND lease_expires_at < now()
+             WHERE state IN ({held}) AND lease_expires_at < now()
              FOR UPDATE SKIP LOCKED",
-        )
-        .bind(held_states())
+            held = state_literals(&held_states()),
+        )))
         .fetch_all(&mut *tx)
         .await?;
         for (task_id, cluster_id, state, attempts, attempts_left) in &expired {
@@ -725,5 +830,109 @@ impl Store {
         }
         tx.commit().await?;
         self.task(task_id).await
+    }
+}
+
+/// Splits lease requests into rounds in which no cluster appears twice, keeping their order.
+fn rounds_of_distinct_clusters(requests: &[StreamLease]) -> Vec<Vec<usize>> {
+    let mut rounds: Vec<(std::collections::HashSet<Uuid>, Vec<usize>)> = Vec::new();
+    for (index, request) in requests.iter().enumerate() {
+        if request.room <= 0 {
+            continue;
+        }
+        match rounds
+            .iter_mut()
+            .find(|(clusters, _)| !clusters.contains(&request.cluster_id))
+        {
+            Some((clusters, round)) => {
+                clusters.insert(request.cluster_id);
+                round.push(index);
+            }
+            None => rounds.push(([request.cluster_id].into(), vec![index])),
+        }
+    }
+    rounds.into_iter().map(|(_, round)| round).collect()
+}
+
+/// The attempts a batch of results ends, written with one statement per table.
+#[derive(Default)]
+struct EndedAttempts {
+    task_ids: Vec<Uuid>,
+    states: Vec<TaskState>,
+    errors: Vec<Option<String>>,
+    objects: Vec<Json<Vec<ObjectReport>>>,
+    finished: Vec<bool>,
+    messages: Vec<String>,
+    /// Tasks that failed for good taking their cluster with them: (cluster, status message).
+    failed_clusters: Vec<(Uuid, String)>,
+    /// Clusters with a task back to pending, to be notified.
+    retried_clusters: Vec<Uuid>,
+}
+
+impl EndedAttempts {
+    fn push(&mut self, report: &LeaseRef, completion: &TaskCompletion, state: TaskState) {
+        let message = match (state, &completion.error) {
+            (TaskState::Succeeded, _) => "succeeded".to_string(),
+            (TaskState::Pending, Some(error)) => format!("failed, will retry: {error}"),
+            (_, Some(error)) => format!("failed: {error}"),
+            (_, None) => "failed".to_string(),
+        };
+        self.task_ids.push(report.task_id);
+        self.states.push(state);
+        self.errors.push(completion.error.clone());
+        self.objects.push(Json(completion.objects.clone()));
+        self.finished.push(state.is_final());
+        self.messages.push(message);
+        if let (TaskState::Failed, Some(status_message)) = (state, &completion.fails_cluster) {
+            self.failed_clusters
+                .push((report.cluster_id, status_message.clone()));
+        }
+        if state == TaskState::Pending && !self.retried_clusters.contains(&report.cluster_id) {
+            self.retried_clusters.push(report.cluster_id);
+        }
+    }
+
+    async fn write(&self, tx: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE tasks t SET state = e.state, error = e.error, objects = e.objects, updated_at = now(),
+                 lease_id = NULL, lease_session_id = NULL, lease_expires_at = NULL,
+                 finished_at = CASE WHEN e.finished THEN now() END
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::bool[])
+                  AS e(id, state, error, objects, finished)
+             WHERE t.id = e.id",
+        )
+        .persistent(false)
+        .bind(&self.task_ids)
+        .bind(&self.states)
+        .bind(&self.errors)
+        .bind(&self.objects)
+        .bind(&self.finished)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO task_events (task_id, kind, message)
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[])",
+        )
+        .persistent(false)
+        .bind(&self.task_ids)
+        .bind(&self.states)
+        .bind(&self.messages)
+        .execute(&mut *tx)
+        .await?;
+        for (cluster_id, status_message) in &self.failed_clusters {
+            sqlx::query(
+                "UPDATE clusters SET status = $3, status_message = $2, updated_at = now()
+                 WHERE id = $1 AND deleted_at IS NULL",
+            )
+            .bind(cluster_id)
+            .bind(status_message)
+            .bind(crate::domain::ClusterStatus::Failed)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !self.retried_clusters.is_empty() {
+            notify_tasks_ready(tx, &self.retried_clusters).await?;
+        }
+        Ok(())
     }
 }
