@@ -513,6 +513,52 @@ async fn an_idempotency_key_returns_the_first_task_and_refuses_a_different_reque
         Err(other) => panic!("expected a conflict, got {other}"),
         Ok(_) => panic!("a reused key with another manifest was accepted"),
     }
+
+    // In one batch: a key used twice for the same request makes one task; an earlier key is found; a key
+    // used twice for different requests refuses the whole batch, naming the entry.
+    let batch = q
+        .store
+        .insert_tasks(vec![
+            q.new_task(apply("c"), 3, Some("click-2")),
+            q.new_task(apply("c"), 3, Some("click-2")),
+            q.new_task(apply("a"), 3, Some("click-1")),
+            q.new_task(apply("d"), 3, None),
+        ])
+        .await
+        .unwrap();
+    let outcomes: Vec<(bool, Uuid)> = batch
+        .iter()
+        .map(|inserted| match inserted {
+            TaskInsert::Created(task) => (true, task.id),
+            TaskInsert::Existing(task) => (false, task.id),
+        })
+        .collect();
+    assert!(outcomes[0].0 && !outcomes[1].0 && !outcomes[2].0 && outcomes[3].0);
+    assert_eq!(outcomes[1].1, outcomes[0].1);
+    assert_eq!(outcomes[2].1, created[0]);
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM tasks")
+            .fetch_one(q.store.pool())
+            .await
+            .unwrap()
+    };
+    let before = count().await;
+    match q
+        .store
+        .insert_tasks(vec![
+            q.new_task(apply("e"), 3, Some("click-3")),
+            q.new_task(apply("f"), 3, Some("click-3")),
+        ])
+        .await
+    {
+        Err(StoreError::Conflict(message)) => assert!(
+            message.starts_with("task 1 of the batch: idempotency key \"click-3\""),
+            "{message}"
+        ),
+        Err(other) => panic!("expected a conflict, got {other}"),
+        Ok(_) => panic!("one key for two different requests was accepted"),
+    }
+    assert_eq!(count().await, before, "a refused batch inserts nothing");
 }
 
 #[tokio::test]

@@ -225,9 +225,12 @@ async fn notify_tasks_ready(
     conn: &mut sqlx::PgConnection,
     cluster_ids: &[Uuid],
 ) -> Result<(), StoreError> {
-    for cluster_id in cluster_ids {
-        notify(&mut *conn, channels::TASK_READY, &cluster_id.to_string()).await?;
-    }
+    let payloads: Vec<String> = cluster_ids.iter().map(Uuid::to_string).collect();
+    sqlx::query("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS p(payload)")
+        .bind(channels::TASK_READY)
+        .bind(&payloads)
+        .execute(&mut *conn)
+        .await?;
     notify(conn, channels::PROVISIONER_WORK, "").await
 }
 
@@ -262,49 +265,88 @@ impl Store {
     /// Events go in one statement and each cluster is notified once.
     pub async fn insert_tasks(&self, tasks: Vec<NewTask>) -> Result<Vec<TaskInsert>, StoreError> {
         let mut tx = self.pool().begin().await?;
+        let columns = NewTaskColumns::of(&tasks);
+        // One statement for the whole batch, planned for its arrays (see `lease_tasks_for_streams`). A key
+        // used twice in the batch inserts its first task only; the second finds it below.
+        let inserted: std::collections::HashSet<Uuid> = sqlx::query_scalar(
+            "INSERT INTO tasks (id, cluster_id, kind, payload, state, reason, idempotency_key, parent_id,
+                                created_by, max_attempts, body, signature, signing_key_id, demo_step_id, trace_parent)
+             SELECT id, cluster_id, kind, payload, $15, reason, idempotency_key, parent_id, created_by, max_attempts,
+                    body, signature, signing_key_id, demo_step_id, trace_parent
+             FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::text[], $6::text[], $7::uuid[],
+                         $8::text[], $9::int[], $10::bytea[], $11::bytea[], $12::text[], $13::bigint[], $14::text[])
+                  WITH ORDINALITY AS n(id, cluster_id, kind, payload, reason, idempotency_key, parent_id, created_by,
+                                       max_attempts, body, signature, signing_key_id, demo_step_id, trace_parent, ord)
+             ORDER BY ord
+             ON CONFLICT (cluster_id, idempotency_key) DO NOTHING RETURNING id",
+        )
+        .persistent(false)
+        .bind(&columns.ids)
+        .bind(&columns.cluster_ids)
+        .bind(&columns.kinds)
+        .bind(&columns.payloads)
+        .bind(&columns.reasons)
+        .bind(&columns.idempotency_keys)
+        .bind(&columns.parent_ids)
+        .bind(&columns.created_by)
+        .bind(&columns.max_attempts)
+        .bind(&columns.bodies)
+        .bind(&columns.signatures)
+        .bind(&columns.key_ids)
+        .bind(&columns.demo_steps)
+        .bind(&columns.trace_parents)
+        .bind(TaskState::Pending)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        // The tasks whose idempotency key was taken, earlier or in this batch: the same request again returns
+        // the task it made; a different request under the same key refuses the batch.
+        let (taken_clusters, taken_keys): (Vec<Uuid>, Vec<&str>) = tasks
+            .iter()
+            .filter(|task| !inserted.contains(&task.id))
+            .map(|task| {
+                (
+                    task.cluster_id,
+                    task.idempotency_key.as_deref().unwrap_or_default(),
+                )
+            })
+            .unzip();
+        let holders: HashMap<(Uuid, String), (Uuid, TaskKind, Json<serde_json::Value>)> =
+            if taken_keys.is_empty() {
+                HashMap::new()
+            } else {
+                sqlx::query_as::<_, (Uuid, String, Uuid, TaskKind, Json<serde_json::Value>)>(
+                    "SELECT t.cluster_id, t.idempotency_key, t.id, t.kind, t.payload
+                     FROM tasks t JOIN unnest($1::uuid[], $2::text[]) AS k(cluster_id, idempotency_key)
+                       ON t.cluster_id = k.cluster_id AND t.idempotency_key = k.idempotency_key",
+                )
+                .persistent(false)
+                .bind(&taken_clusters)
+                .bind(&taken_keys)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(|(cluster_id, key, id, kind, payload)| ((cluster_id, key), (id, kind, payload)))
+                .collect()
+            };
         // (task id, created) in submission order.
         let mut outcomes: Vec<(Uuid, bool)> = Vec::with_capacity(tasks.len());
         for (index, new) in tasks.iter().enumerate() {
-            let seal = new.seal.as_ref();
-            let kind = new.spec.kind();
-            let payload = new.spec.payload();
-            let inserted: Option<Uuid> = sqlx::query_scalar(
-                "INSERT INTO tasks (id, cluster_id, kind, payload, state, reason, idempotency_key, parent_id,
-                                    created_by, max_attempts, body, signature, signing_key_id, demo_step_id, trace_parent)
-                 VALUES ($1, $2, $3, $4, $14, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15)
-                 ON CONFLICT (cluster_id, idempotency_key) DO NOTHING RETURNING id",
-            )
-            .bind(new.id)
-            .bind(new.cluster_id)
-            .bind(kind)
-            .bind(&payload)
-            .bind(&new.reason)
-            .bind(&new.idempotency_key)
-            .bind(new.parent_id)
-            .bind(&new.created_by)
-            .bind(new.max_attempts)
-            .bind(seal.map(|seal| &seal.body))
-            .bind(seal.map(|seal| &seal.signature))
-            .bind(seal.map(|seal| &seal.key_id))
-            .bind(new.demo_step)
-            .bind(TaskState::Pending)
-            .bind(&new.trace_parent)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(id) = inserted {
-                outcomes.push((id, true));
+            if inserted.contains(&new.id) {
+                outcomes.push((new.id, true));
                 continue;
             }
             let key = new.idempotency_key.clone().unwrap_or_default();
-            let (existing, existing_kind, existing_payload): (Uuid, TaskKind, Json<serde_json::Value>) =
-                sqlx::query_as(
-                    "SELECT id, kind, payload FROM tasks WHERE cluster_id = $1 AND idempotency_key = $2",
-                )
-                .bind(new.cluster_id)
-                .bind(&key)
-                .fetch_one(&mut *tx)
-                .await?;
-            if existing_kind != kind || existing_payload.0 != payload {
+            let Some((existing, existing_kind, existing_payload)) =
+                holders.get(&(new.cluster_id, key.clone()))
+            else {
+                return Err(StoreError::Conflict(format!(
+                    "task {} was not inserted and no task holds its idempotency key {key:?}",
+                    new.id
+                )));
+            };
+            if *existing_kind != columns.kinds[index] || existing_payload.0 != columns.payloads[index].0 {
                 let which = if tasks.len() > 1 {
                     format!("task {index} of the batch: ")
                 } else {
@@ -314,7 +356,7 @@ impl Store {
                     "{which}idempotency key {key:?} was already used for task {existing} with a different request"
                 )));
             }
-            outcomes.push((existing, false));
+            outcomes.push((*existing, false));
         }
         let created: Vec<&NewTask> = tasks
             .iter()
@@ -934,5 +976,47 @@ impl EndedAttempts {
             notify_tasks_ready(tx, &self.retried_clusters).await?;
         }
         Ok(())
+    }
+}
+
+/// New tasks as columns, for one `unnest`.
+struct NewTaskColumns {
+    ids: Vec<Uuid>,
+    cluster_ids: Vec<Uuid>,
+    kinds: Vec<TaskKind>,
+    payloads: Vec<Json<serde_json::Value>>,
+    reasons: Vec<String>,
+    idempotency_keys: Vec<Option<String>>,
+    parent_ids: Vec<Option<Uuid>>,
+    created_by: Vec<String>,
+    max_attempts: Vec<i32>,
+    bodies: Vec<Option<Vec<u8>>>,
+    signatures: Vec<Option<Vec<u8>>>,
+    key_ids: Vec<Option<String>>,
+    demo_steps: Vec<Option<i64>>,
+    trace_parents: Vec<Option<String>>,
+}
+
+impl NewTaskColumns {
+    fn of(tasks: &[NewTask]) -> Self {
+        Self {
+            ids: tasks.iter().map(|task| task.id).collect(),
+            cluster_ids: tasks.iter().map(|task| task.cluster_id).collect(),
+            kinds: tasks.iter().map(|task| task.spec.kind()).collect(),
+            payloads: tasks.iter().map(|task| Json(task.spec.payload())).collect(),
+            reasons: tasks.iter().map(|task| task.reason.clone()).collect(),
+            idempotency_keys: tasks.iter().map(|task| task.idempotency_key.clone()).collect(),
+            parent_ids: tasks.iter().map(|task| task.parent_id).collect(),
+            created_by: tasks.iter().map(|task| task.created_by.clone()).collect(),
+            max_attempts: tasks.iter().map(|task| task.max_attempts).collect(),
+            bodies: tasks.iter().map(|task| task.seal.as_ref().map(|s| s.body.clone())).collect(),
+            signatures: tasks
+                .iter()
+                .map(|task| task.seal.as_ref().map(|s| s.signature.clone()))
+                .collect(),
+            key_ids: tasks.iter().map(|task| task.seal.as_ref().map(|s| s.key_id.clone())).collect(),
+            demo_steps: tasks.iter().map(|task| task.demo_step).collect(),
+            trace_parents: tasks.iter().map(|task| task.trace_parent.clone()).collect(),
+        }
     }
 }
