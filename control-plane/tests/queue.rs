@@ -1173,7 +1173,12 @@ async fn one_batch_leases_for_many_streams_and_records_many_results_each_under_i
         [true, false, true, true, true]
     );
     assert_eq!(q.state(c.task_id).await, TaskState::Leased);
-    assert!(q.store.mark_running(c.cluster_id, c.task_id, c.lease_id).await.unwrap());
+    assert!(
+        q.store
+            .mark_running(c.cluster_id, c.task_id, c.lease_id)
+            .await
+            .unwrap()
+    );
 
     let wrong_cluster = LeaseRef {
         cluster_id: other,
@@ -1208,7 +1213,11 @@ async fn one_batch_leases_for_many_streams_and_records_many_results_each_under_i
     assert_eq!(q.state(c.task_id).await, TaskState::Running);
     let failed = q.store.task(x.task_id).await.unwrap();
     assert_eq!(
-        (failed.state, failed.error.as_deref(), failed.finished_at.is_some()),
+        (
+            failed.state,
+            failed.error.as_deref(),
+            failed.finished_at.is_some()
+        ),
         (TaskState::Failed, Some("it broke"), true)
     );
     let last_event = |events: Vec<control_plane::store::TaskEvent>| {

@@ -114,12 +114,7 @@ where
     /// Starts `writers` writers, each taking batches of at most `max_batch`. `write` returns one outcome per
     /// item, in the items' order. Several writers let one batch commit while the next is being written; the
     /// writers end when the last handle is dropped.
-    pub fn start<F, Fut>(
-        writers: usize,
-        max_batch: usize,
-        batch_sizes: Histogram,
-        write: F,
-    ) -> Self
+    pub fn start<F, Fut>(writers: usize, max_batch: usize, batch_sizes: Histogram, write: F) -> Self
     where
         F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<O>, StoreError>> + Send + 'static,
@@ -224,7 +219,10 @@ where
     }
 }
 
-async fn write_retrying_conflicts<I, O, F, Fut>(items: &[I], write: &F) -> Result<Vec<O>, StoreError>
+async fn write_retrying_conflicts<I, O, F, Fut>(
+    items: &[I],
+    write: &F,
+) -> Result<Vec<O>, StoreError>
 where
     I: Clone,
     F: Fn(Vec<I>) -> Fut,

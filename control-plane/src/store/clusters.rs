@@ -365,7 +365,8 @@ impl HeartbeatColumns {
         };
         self.cluster_ids.push(cluster_id);
         self.agent_versions.push(beat.agent_version.clone());
-        self.kubernetes_versions.push(beat.kubernetes_version.clone());
+        self.kubernetes_versions
+            .push(beat.kubernetes_version.clone());
         self.node_counts.push(beat.node_count);
         self.reachable.push(beat.kubernetes_reachable);
         self.errors.push(beat.kubernetes_error.clone());

@@ -346,7 +346,9 @@ impl Store {
                     new.id
                 )));
             };
-            if *existing_kind != columns.kinds[index] || existing_payload.0 != columns.payloads[index].0 {
+            if *existing_kind != columns.kinds[index]
+                || existing_payload.0 != columns.payloads[index].0
+            {
                 let which = if tasks.len() > 1 {
                     format!("task {index} of the batch: ")
                 } else {
@@ -452,7 +454,9 @@ impl Store {
             session_id,
             room: limit,
         };
-        let mut leased = self.lease_tasks_for_streams(&[request], kinds, lease).await?;
+        let mut leased = self
+            .lease_tasks_for_streams(&[request], kinds, lease)
+            .await?;
         Ok(leased.remove(0))
     }
 
@@ -470,7 +474,8 @@ impl Store {
     ) -> Result<Vec<Vec<LeasedTask>>, StoreError> {
         let mut leased: Vec<Vec<LeasedTask>> = vec![Vec::new(); requests.len()];
         for round in rounds_of_distinct_clusters(requests) {
-            let (mut cluster_ids, mut session_ids, mut rooms) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut cluster_ids, mut session_ids, mut rooms) =
+                (Vec::new(), Vec::new(), Vec::new());
             for &index in &round {
                 let request = &requests[index];
                 cluster_ids.push(request.cluster_id);
@@ -644,9 +649,7 @@ impl Store {
             task_id,
             lease_id,
         };
-        let mut states = self
-            .complete_tasks(&[(report, completion.clone())])
-            .await?;
+        let mut states = self.complete_tasks(&[(report, completion.clone())]).await?;
         Ok(states.remove(0))
     }
 
@@ -743,14 +746,15 @@ impl Store {
     /// run this at any time.
     pub async fn expire_leases(&self) -> Result<u64, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let expired: Vec<(Uuid, Uuid, TaskState, i32, bool)> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT id, cluster_id, state, attempts, attempts < max_attempts FROM tasks
+        let expired: Vec<(Uuid, Uuid, TaskState, i32, bool)> =
+            sqlx::query_as(AssertSqlSafe(format!(
+                "SELECT id, cluster_id, state, attempts, attempts < max_attempts FROM tasks
              WHERE state IN ({held}) AND lease_expires_at < now()
              FOR UPDATE SKIP LOCKED",
-            held = state_literals(&held_states()),
-        )))
-        .fetch_all(&mut *tx)
-        .await?;
+                held = state_literals(&held_states()),
+            )))
+            .fetch_all(&mut *tx)
+            .await?;
         for (task_id, cluster_id, state, attempts, attempts_left) in &expired {
             let LeaseExpiry {
                 next,
@@ -1005,16 +1009,25 @@ impl NewTaskColumns {
             kinds: tasks.iter().map(|task| task.spec.kind()).collect(),
             payloads: tasks.iter().map(|task| Json(task.spec.payload())).collect(),
             reasons: tasks.iter().map(|task| task.reason.clone()).collect(),
-            idempotency_keys: tasks.iter().map(|task| task.idempotency_key.clone()).collect(),
+            idempotency_keys: tasks
+                .iter()
+                .map(|task| task.idempotency_key.clone())
+                .collect(),
             parent_ids: tasks.iter().map(|task| task.parent_id).collect(),
             created_by: tasks.iter().map(|task| task.created_by.clone()).collect(),
             max_attempts: tasks.iter().map(|task| task.max_attempts).collect(),
-            bodies: tasks.iter().map(|task| task.seal.as_ref().map(|s| s.body.clone())).collect(),
+            bodies: tasks
+                .iter()
+                .map(|task| task.seal.as_ref().map(|s| s.body.clone()))
+                .collect(),
             signatures: tasks
                 .iter()
                 .map(|task| task.seal.as_ref().map(|s| s.signature.clone()))
                 .collect(),
-            key_ids: tasks.iter().map(|task| task.seal.as_ref().map(|s| s.key_id.clone())).collect(),
+            key_ids: tasks
+                .iter()
+                .map(|task| task.seal.as_ref().map(|s| s.key_id.clone()))
+                .collect(),
             demo_steps: tasks.iter().map(|task| task.demo_step).collect(),
             trace_parents: tasks.iter().map(|task| task.trace_parent.clone()).collect(),
         }
