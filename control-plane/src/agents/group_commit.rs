@@ -90,6 +90,9 @@ pub type WriteError = Arc<StoreError>;
 
 type Reply<O> = oneshot::Sender<Result<O, WriteError>>;
 
+/// Queued writes, shared by a kind's writers.
+type Queue<I, O> = Arc<Mutex<mpsc::Receiver<(I, Reply<O>)>>>;
+
 /// How many times a batch that lost a deadlock or a serialization conflict is tried again before its
 /// streams get the error.
 const CONFLICT_RETRIES: usize = 3;
@@ -149,7 +152,7 @@ fn writers_gone() -> WriteError {
 }
 
 async fn writer<I, O, F, Fut>(
-    queue: Arc<Mutex<mpsc::Receiver<(I, Reply<O>)>>>,
+    queue: Queue<I, O>,
     max_batch: usize,
     batch_sizes: Histogram,
     write: Arc<F>,
