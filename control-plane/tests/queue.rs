@@ -121,19 +121,29 @@ impl Queue {
 
     /// Leases for one agent stream, with the given lease length: (task, lease, attempt).
     async fn lease(&self, limit: i64, lease: Duration) -> Vec<(Uuid, Uuid, i32)> {
+        let request = StreamLease {
+            cluster_id: self.cluster_id,
+            session_id: Uuid::new_v4(),
+            room: limit,
+        };
         self.store
-            .lease_tasks(
-                self.cluster_id,
-                Uuid::new_v4(),
-                TaskKind::AGENT,
-                limit,
-                lease,
-            )
+            .lease_tasks_for_streams(&[request], TaskKind::AGENT, lease)
             .await
             .unwrap()
+            .remove(0)
             .into_iter()
             .map(|task| (task.id, task.lease_id, task.attempts))
             .collect()
+    }
+
+    /// The agent accepted the delivery; whether its lease was current.
+    async fn accept(&self, task_id: Uuid, lease_id: Uuid) -> bool {
+        let accepted = LeaseRef {
+            cluster_id: self.cluster_id,
+            task_id,
+            lease_id,
+        };
+        self.store.mark_running_many(&[accepted]).await.unwrap()[0]
     }
 
     async fn complete(
@@ -234,17 +244,9 @@ async fn a_task_goes_pending_leased_running_succeeded_and_a_second_report_change
     };
     assert_eq!((leased, attempts), (id, 1));
     assert_eq!(q.state(id).await, TaskState::Leased);
+    assert!(q.accept(id, lease_id).await);
     assert!(
-        q.store
-            .mark_running(q.cluster_id, id, lease_id)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !q.store
-            .mark_running(q.cluster_id, id, lease_id)
-            .await
-            .unwrap(),
+        !q.accept(id, lease_id).await,
         "a second acceptance changes nothing"
     );
     assert_eq!(q.state(id).await, TaskState::Running);
@@ -305,23 +307,13 @@ async fn an_expired_lease_is_redelivered_and_the_old_holders_report_is_dropped()
     let [(_, old_lease, 1)] = q.lease(1, Duration::from_millis(300)).await[..] else {
         panic!("first attempt leased")
     };
-    assert!(
-        q.store
-            .mark_running(q.cluster_id, id, old_lease)
-            .await
-            .unwrap()
-    );
+    assert!(q.accept(id, old_lease).await);
     q.expire(id).await;
     assert_eq!(q.state(id).await, TaskState::Pending);
     let [(_, new_lease, 2)] = q.lease(1, Duration::from_secs(60)).await[..] else {
         panic!("second attempt leased")
     };
-    assert!(
-        !q.store
-            .mark_running(q.cluster_id, id, old_lease)
-            .await
-            .unwrap()
-    );
+    assert!(!q.accept(id, old_lease).await);
     assert_eq!(q.complete(id, old_lease, true, false).await, None);
     assert_eq!(q.state(id).await, TaskState::Leased);
     assert_eq!(
@@ -337,12 +329,7 @@ async fn an_expired_lease_with_no_attempts_left_fails_the_task_saying_why() {
     let [(_, lease_id, 1)] = q.lease(1, Duration::from_millis(300)).await[..] else {
         panic!("leased")
     };
-    assert!(
-        q.store
-            .mark_running(q.cluster_id, id, lease_id)
-            .await
-            .unwrap()
-    );
+    assert!(q.accept(id, lease_id).await);
     q.expire(id).await;
     let task = q.store.task(id).await.unwrap();
     assert_eq!(task.state, TaskState::Failed);
@@ -376,12 +363,7 @@ async fn a_delivery_never_acknowledged_is_redelivered_without_using_up_an_attemp
     let [(_, lease_id, 1)] = q.lease(1, Duration::from_secs(60)).await[..] else {
         panic!("leased once more")
     };
-    assert!(
-        q.store
-            .mark_running(q.cluster_id, id, lease_id)
-            .await
-            .unwrap()
-    );
+    assert!(q.accept(id, lease_id).await);
     assert_eq!(
         q.complete(id, lease_id, true, false).await,
         Some(TaskState::Succeeded)
@@ -943,9 +925,10 @@ async fn a_heartbeat_records_the_round_trip_and_keeps_the_session_connected() {
     ] {
         let selection = q
             .store
-            .record_heartbeat(q.cluster_id, session, &beat(rtt))
+            .record_heartbeats(&[(q.cluster_id, session, beat(rtt))])
             .await
-            .unwrap();
+            .unwrap()
+            .remove(0);
         assert!(selection.is_some(), "the cluster exists");
         let cluster = q.store.cluster(q.cluster_id).await.unwrap();
         assert_eq!(
@@ -1173,12 +1156,7 @@ async fn one_batch_leases_for_many_streams_and_records_many_results_each_under_i
         [true, false, true, true, true]
     );
     assert_eq!(q.state(c.task_id).await, TaskState::Leased);
-    assert!(
-        q.store
-            .mark_running(c.cluster_id, c.task_id, c.lease_id)
-            .await
-            .unwrap()
-    );
+    assert!(q.accept(c.task_id, c.lease_id).await);
 
     let wrong_cluster = LeaseRef {
         cluster_id: other,

@@ -252,19 +252,6 @@ impl Store {
         Ok(updated.rows_affected() == 1)
     }
 
-    /// Records a heartbeat; see [`Store::record_heartbeats`].
-    pub async fn record_heartbeat(
-        &self,
-        cluster_id: Uuid,
-        session_id: Uuid,
-        beat: &Heartbeat,
-    ) -> Result<Option<LogSelection>, StoreError> {
-        let mut selections = self
-            .record_heartbeats(&[(cluster_id, session_id, beat.clone())])
-            .await?;
-        Ok(selections.remove(0))
-    }
-
     /// Records heartbeats of many streams in one statement: each cluster becomes `ready` (or `degraded` when its
     /// agent cannot reach its API), the round trip is folded in (weight 1/4, as TCP's SRTT uses 1/8: heartbeats
     /// are rarer than segments), and the sessions are marked seen. Returns, per heartbeat, the cluster's log

@@ -440,26 +440,6 @@ impl Store {
         .await?)
     }
 
-    /// Leases up to `limit` pending tasks of `kinds` for the cluster to one agent stream.
-    pub async fn lease_tasks(
-        &self,
-        cluster_id: Uuid,
-        session_id: Uuid,
-        kinds: &[TaskKind],
-        limit: i64,
-        lease: Duration,
-    ) -> Result<Vec<LeasedTask>, StoreError> {
-        let request = StreamLease {
-            cluster_id,
-            session_id,
-            room: limit,
-        };
-        let mut leased = self
-            .lease_tasks_for_streams(&[request], kinds, lease)
-            .await?;
-        Ok(leased.remove(0))
-    }
-
     /// Leases pending tasks of `kinds` for many streams at once, each up to its room, oldest first; returns
     /// each request's tasks in the requests' order. `SKIP LOCKED` lets concurrent leases (in any process) take
     /// different tasks instead of waiting on each other; the lock is `NO KEY UPDATE` so rows that merely
@@ -557,23 +537,8 @@ impl Store {
         .await?)
     }
 
-    /// The agent accepted a delivery: leased -> running. False when the lease is no longer current.
-    pub async fn mark_running(
-        &self,
-        cluster_id: Uuid,
-        task_id: Uuid,
-        lease_id: Uuid,
-    ) -> Result<bool, StoreError> {
-        let accepted = LeaseRef {
-            cluster_id,
-            task_id,
-            lease_id,
-        };
-        Ok(self.mark_running_many(&[accepted]).await?[0])
-    }
-
-    /// Acceptances of many deliveries in one statement with their events; for each, whether its lease was
-    /// current (a stale one changes nothing).
+    /// The agent accepted deliveries: leased -> running, in one statement with their events. For each, whether
+    /// its lease was current (a stale one changes nothing).
     pub async fn mark_running_many(&self, accepted: &[LeaseRef]) -> Result<Vec<bool>, StoreError> {
         // In id order, so that concurrent batches lock shared rows in the same order.
         let mut sorted: Vec<&LeaseRef> = accepted.iter().collect();
