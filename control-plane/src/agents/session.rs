@@ -537,11 +537,20 @@ impl Session {
         if self.in_flight.get(&task_id) == Some(&lease_id) {
             self.in_flight.remove(&task_id);
         }
+        // The write is a batch's, made by a writer outside this stream's trace; this span (a child of the
+        // result's) covers the wait for it.
+        let recorded = tracing::info_span!(
+            "queue.complete",
+            otel.name = "queue complete",
+            %task_id,
+            success = completion.success,
+        );
         let state = self
             .service
             .writes
             .complete
             .submit((self.lease_ref(task_id, lease_id), completion))
+            .instrument(recorded)
             .await
             .map_err(|e| store_failed("recording a task result", e))?;
         match state {

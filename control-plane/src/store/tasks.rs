@@ -602,6 +602,11 @@ impl Store {
 
     /// Records the lease holder's result. A retryable failure with attempts left goes back to pending.
     /// Returns the new state, or `None` when the report quotes a lease that is no longer current.
+    #[tracing::instrument(
+        name = "queue.complete",
+        skip_all,
+        fields(otel.name = "queue complete", %task_id, success = completion.success)
+    )]
     pub async fn complete_task(
         &self,
         cluster_id: Uuid,
@@ -620,11 +625,6 @@ impl Store {
 
     /// Records many results in one transaction: for each, the new state, or `None` when it quotes a lease that
     /// is no longer current (expired, cancelled, redelivered, or already reported earlier in the batch).
-    #[tracing::instrument(
-        name = "queue.complete",
-        skip_all,
-        fields(otel.name = "queue complete", results = reports.len())
-    )]
     pub async fn complete_tasks(
         &self,
         reports: &[(LeaseRef, TaskCompletion)],
