@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::agents::handshakes::{self, HandshakeLimits};
+use crate::agents::handshakes::{self, HandshakeLimits, HandshakeRuntime};
 use crate::agents::{AgentGrpc, AgentSettings, Dispatcher};
 use crate::api::{self, ApiState};
 use crate::config::{Config, ConfigError, ConsoleConfig};
@@ -40,6 +40,8 @@ pub enum StartError {
     },
     #[error("image templates: {0}")]
     Templates(#[from] crate::templates::TemplateError),
+    #[error("cannot start the agent handshake threads: {0}")]
+    HandshakeThreads(#[source] std::io::Error),
     #[error("agent service TLS: {0}")]
     Tls(#[from] tonic::transport::Error),
     #[error("console.admin_password_file {path}: {reason}")]
@@ -226,6 +228,9 @@ pub async fn start(
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
+    let handshake_threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let handshake_runtime =
+        HandshakeRuntime::new(handshake_threads).map_err(StartError::HandshakeThreads)?;
     let agent_connections = handshakes::incoming(
         agent_listener,
         Arc::new(tls),
@@ -234,6 +239,7 @@ pub async fn start(
             timeout: Duration::from_secs(config.agents.handshake_timeout_seconds),
         },
         metrics.clone(),
+        handshake_runtime.handle(),
     );
     let grpc_server = tonic::transport::Server::builder()
         // Detects agents that vanished without closing their connection (e.g. a killed node).
@@ -274,6 +280,7 @@ pub async fn start(
             Err(error) => tracing::warn!(%error, "could not record the end of agent sessions"),
         }
         supervisor.shut_down().await;
+        drop(handshake_runtime);
         grpc_result.map_err(|e| format!("agent service: {e}"))?;
         api_result.map_err(|e| format!("API: {e}"))?;
         Ok(())
