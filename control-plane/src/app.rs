@@ -202,14 +202,14 @@ pub async fn start(
         },
     );
     let tls = grpc.tls_config(&config.agent_tls_names)?;
-    let agent_listener = bind(config.agent_listen, AGENT_LISTEN_BACKLOG).await?;
+    let agent_listener = bind(config.agent_listen, AGENT_LISTEN_BACKLOG)?;
     let agent_addr = agent_listener
         .local_addr()
         .map_err(|source| StartError::Listen {
             addr: config.agent_listen,
             source,
         })?;
-    let api_listener = bind(config.api_listen, API_LISTEN_BACKLOG).await?;
+    let api_listener = bind(config.api_listen, API_LISTEN_BACKLOG)?;
     let api_addr = api_listener
         .local_addr()
         .map_err(|source| StartError::Listen {
@@ -300,7 +300,8 @@ const API_LISTEN_BACKLOG: u32 = 1024;
 /// take minutes. The kernel caps it at `net.core.somaxconn` (4096 by default).
 const AGENT_LISTEN_BACKLOG: u32 = 16384;
 
-async fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener, StartError> {
+/// Must run inside a runtime: the listener registers with that runtime's I/O driver.
+fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener, StartError> {
     let listen = || -> std::io::Result<TcpListener> {
         let socket = if addr.is_ipv4() {
             tokio::net::TcpSocket::new_v4()?

@@ -225,6 +225,32 @@ impl Queue {
         demo
     }
 
+    /// The rows of `task_queue` (task, held) and the open tasks (task, not pending), both in task order: the
+    /// two must be equal after any change.
+    async fn queue_and_open_tasks(&self) -> (Vec<(Uuid, bool)>, Vec<(Uuid, bool)>) {
+        let queue = sqlx::query_as("SELECT task_id, held FROM task_queue ORDER BY task_id")
+            .fetch_all(self.store.pool())
+            .await
+            .unwrap();
+        let open = sqlx::query_as(
+            "SELECT id, state <> 'pending' FROM tasks
+             WHERE state IN ('pending', 'leased', 'running') ORDER BY id",
+        )
+        .fetch_all(self.store.pool())
+        .await
+        .unwrap();
+        (queue, open)
+    }
+
+    /// Asserts that `task_queue` holds exactly `expected` (task, held), and that this is what `tasks` says.
+    async fn assert_queue(&self, step: &str, expected: &[(Uuid, bool)]) {
+        let (queue, open) = self.queue_and_open_tasks().await;
+        let mut expected = expected.to_vec();
+        expected.sort();
+        assert_eq!(queue, expected, "task_queue after {step}");
+        assert_eq!(queue, open, "task_queue against tasks after {step}");
+    }
+
     async fn demo_wakes(&self, demo_id: Uuid) -> i64 {
         sqlx::query_scalar("SELECT planner_wakes FROM demos WHERE id = $1")
             .bind(demo_id)
@@ -273,6 +299,91 @@ async fn a_task_goes_pending_leased_running_succeeded_and_a_second_report_change
             "running: agent started the task",
             "succeeded: succeeded",
         ]
+    );
+}
+
+/// Every lease, expiry and patrol reads `task_queue`, which the database keeps in step with `tasks`: a row per
+/// open task, marked held while leased or running, gone once the task ends whichever way it ends.
+#[tokio::test]
+async fn task_queue_holds_each_open_task_until_it_ends_whichever_way_it_ends() {
+    let q = queue("queue_open_table").await;
+    let [done, retried, expired, cancelled, deleted, left] = [
+        q.insert(apply("a"), 3).await,
+        q.insert(apply("b"), 3).await,
+        q.insert(apply("c"), 3).await,
+        q.insert(apply("d"), 3).await,
+        q.insert(apply("e"), 3).await,
+        q.insert(apply("f"), 3).await,
+    ];
+    let terraform = q.insert(TaskSpec::TerraformDrift, 3).await;
+    let all_pending =
+        [done, retried, expired, cancelled, deleted, left, terraform].map(|id| (id, false));
+    q.assert_queue("submission", &all_pending).await;
+
+    let leases = q.lease(3, Duration::from_millis(300)).await;
+    let leased: Vec<Uuid> = leases.iter().map(|(id, _, _)| *id).collect();
+    assert_eq!(leased, [done, retried, expired], "oldest first");
+    let lease_of = |id: Uuid| leases.iter().find(|(task, _, _)| *task == id).unwrap().1;
+    let mut expected = vec![
+        (done, true),
+        (retried, true),
+        (expired, true),
+        (cancelled, false),
+        (deleted, false),
+        (left, false),
+        (terraform, false),
+    ];
+    q.assert_queue("a lease", &expected).await;
+    assert!(q.accept(done, lease_of(done)).await);
+    assert!(q.accept(retried, lease_of(retried)).await);
+    q.assert_queue("acceptance (leased -> running: still held)", &expected)
+        .await;
+
+    assert_eq!(
+        q.complete(done, lease_of(done), true, false).await,
+        Some(TaskState::Succeeded)
+    );
+    expected.retain(|(id, _)| *id != done);
+    q.assert_queue("success", &expected).await;
+    assert_eq!(
+        q.complete(retried, lease_of(retried), false, true).await,
+        Some(TaskState::Pending)
+    );
+    expected[0].1 = false;
+    q.assert_queue("a retryable failure", &expected).await;
+    q.expire(expired).await;
+    expected[1].1 = false;
+    q.assert_queue("an expired lease", &expected).await;
+
+    q.store.cancel_task(cancelled, "alice").await.unwrap();
+    expected.retain(|(id, _)| *id != cancelled);
+    q.assert_queue("a cancel", &expected).await;
+    sqlx::query("DELETE FROM tasks WHERE id = $1")
+        .bind(deleted)
+        .execute(q.store.pool())
+        .await
+        .unwrap();
+    expected.retain(|(id, _)| *id != deleted);
+    q.assert_queue("a delete", &expected).await;
+    assert_eq!(
+        q.store
+            .clusters_with_pending_tasks(&[q.cluster_id], TaskKind::AGENT)
+            .await
+            .unwrap(),
+        [q.cluster_id]
+    );
+
+    q.store.delete_cluster(q.cluster_id, None).await.unwrap();
+    q.assert_queue("the cluster's deletion", &[]).await;
+    for id in [retried, expired, left, terraform] {
+        assert_eq!(q.state(id).await, TaskState::Cancelled);
+    }
+    assert!(
+        q.store
+            .clusters_with_pending_tasks(&[q.cluster_id], TaskKind::AGENT)
+            .await
+            .unwrap()
+            .is_empty()
     );
 }
 
@@ -739,6 +850,15 @@ async fn the_typed_domain_migration_keeps_rows_written_before_it_readable() {
     assert_eq!(
         store.task(task_id).await.unwrap().kind,
         TaskKind::TerraformApply
+    );
+    let held: bool = sqlx::query_scalar("SELECT held FROM task_queue WHERE task_id = $1")
+        .bind(task_id)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert!(
+        held,
+        "an open task written before the queue table is in it, held"
     );
 }
 

@@ -216,7 +216,8 @@ impl Store {
         super::certificates::revoke_agent_in(&mut tx, id).await?;
         let cancelled: Vec<Uuid> = sqlx::query_scalar(
             "UPDATE tasks SET state = 'cancelled', error = 'cluster deleted', finished_at = now(), updated_at = now()
-             WHERE cluster_id = $1 AND state IN ('pending', 'leased', 'running') AND id IS DISTINCT FROM $2
+             WHERE id IN (SELECT task_id FROM task_queue WHERE cluster_id = $1)
+               AND state IN ('pending', 'leased', 'running') AND id IS DISTINCT FROM $2
              RETURNING id",
         )
         .bind(id)

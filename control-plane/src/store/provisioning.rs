@@ -136,16 +136,16 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         let leased = sqlx::query_as::<_, LeasedTask>(
             "WITH candidates AS (
-                 SELECT t.id FROM tasks t
+                 SELECT t.id FROM task_queue q JOIN tasks t ON t.id = q.task_id
                  JOIN clusters k ON k.id = t.cluster_id JOIN regions r ON r.id = k.region_id
-                 WHERE t.state = 'pending' AND t.kind = ANY($1)
-                   AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.cluster_id = t.cluster_id
-                                   AND o.state IN ('leased', 'running') AND o.kind = ANY($1))
-                   AND (SELECT count(*) FROM tasks o JOIN clusters ok ON ok.id = o.cluster_id
+                 WHERE NOT q.held AND q.kind = ANY($1) AND t.state = 'pending'
+                   AND NOT EXISTS (SELECT 1 FROM task_queue o WHERE o.cluster_id = q.cluster_id
+                                   AND o.held AND o.kind = ANY($1))
+                   AND (SELECT count(*) FROM task_queue o JOIN clusters ok ON ok.id = o.cluster_id
                         JOIN regions orr ON orr.id = ok.region_id
-                        WHERE o.state IN ('leased', 'running') AND o.kind = ANY($1)
+                        WHERE o.held AND o.kind = ANY($1)
                           AND orr.cloud_account_id = r.cloud_account_id) < $4
-                 ORDER BY t.created_at
+                 ORDER BY q.created_at
                  LIMIT 1
                  FOR NO KEY UPDATE OF t SKIP LOCKED)
              UPDATE tasks t SET state = 'running', attempts = t.attempts + 1, lease_id = gen_random_uuid(),

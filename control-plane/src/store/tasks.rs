@@ -166,18 +166,6 @@ fn leased_state() -> TaskState {
         .expect("a pending task can be leased")
 }
 
-/// `states` as an SQL list of literals, for statements that must use the partial index of open tasks
-/// (`tasks_open`): PostgreSQL switches a prepared statement to a generic plan after a few runs, and a generic
-/// plan can use a partial index only when the statement itself shows the state, not a bound parameter. Without
-/// it a lease scanned every task its cluster ever had. The values are the enum's own, never input.
-fn state_literals(states: &[TaskState]) -> String {
-    states
-        .iter()
-        .map(|state| format!("'{}'", state.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// The states in which a runner holds the task under a lease (`TaskState::is_leased`).
 fn held_states() -> Vec<TaskState> {
     TaskState::ALL
@@ -464,20 +452,22 @@ impl Store {
             }
             // One statement (the leases and their events): one round trip and one commit per round. Not
             // prepared, like every statement here that takes a batch as arrays: a prepared statement soon runs
-            // a generic plan, made for arrays of ten and with the table's statistics of that moment; made while
-            // `tasks` was small (a new control plane), it scanned the whole table on every call until the next
-            // ANALYZE. Planned each time, it sees the batch's size and the table's.
-            let rows = sqlx::query_as::<_, LeasedTask>(AssertSqlSafe(format!(
+            // a generic plan, made for arrays of ten and with the tables' statistics of that moment. Planned
+            // each time, it sees the batch's size and the tables'. Candidates come from `task_queue` (open
+            // tasks only) in order; the lock is taken on the `tasks` row, and its state checked there again,
+            // since a lease that lost the race for a row finds it changed once the winner commits.
+            let rows = sqlx::query_as::<_, LeasedTask>(
                 "WITH requests AS (
                      SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS r(cluster_id, session_id, room)),
                  candidates AS (
                      SELECT c.id, r.session_id FROM requests r
                      CROSS JOIN LATERAL (
-                         SELECT id FROM tasks
-                         WHERE cluster_id = r.cluster_id AND state IN ({pending}) AND kind = ANY($4)
-                         ORDER BY created_at
+                         SELECT t.id FROM task_queue q JOIN tasks t ON t.id = q.task_id
+                         WHERE q.cluster_id = r.cluster_id AND NOT q.held AND q.kind = ANY($4)
+                           AND t.state = $8
+                         ORDER BY q.created_at
                          LIMIT r.room
-                         FOR NO KEY UPDATE SKIP LOCKED) c),
+                         FOR NO KEY UPDATE OF t SKIP LOCKED) c),
                  leased AS (
                      UPDATE tasks t SET state = $5, attempts = t.attempts + 1, lease_id = gen_random_uuid(),
                             lease_session_id = c.session_id,
@@ -491,8 +481,7 @@ impl Store {
                      INSERT INTO task_events (task_id, kind, message)
                      SELECT id, $7, 'delivered to agent (attempt ' || attempts || ')' FROM leased)
                  SELECT * FROM leased ORDER BY created_at",
-                pending = state_literals(&[TaskState::Pending]),
-            )))
+            )
             .persistent(false)
             .bind(&cluster_ids)
             .bind(&session_ids)
@@ -501,6 +490,7 @@ impl Store {
             .bind(leased_state())
             .bind(lease.as_secs_f64())
             .bind(TaskState::Leased.as_str())
+            .bind(TaskState::Pending)
             .fetch_all(self.pool())
             .await?;
             let by_session: HashMap<Uuid, usize> = round
@@ -516,7 +506,7 @@ impl Store {
     }
 
     /// Which of `cluster_ids` have tasks of `kinds` waiting to be leased; one query for all of a process's
-    /// streams (through the `tasks_open` index).
+    /// streams (through `task_queue`, which holds open tasks only).
     pub async fn clusters_with_pending_tasks(
         &self,
         cluster_ids: &[Uuid],
@@ -525,11 +515,10 @@ impl Store {
         if cluster_ids.is_empty() {
             return Ok(Vec::new());
         }
-        Ok(sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT DISTINCT cluster_id FROM tasks
-             WHERE cluster_id = ANY($1) AND state IN ({pending}) AND kind = ANY($2)",
-            pending = state_literals(&[TaskState::Pending]),
-        )))
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT cluster_id FROM task_queue
+             WHERE cluster_id = ANY($1) AND NOT held AND kind = ANY($2)",
+        )
         .persistent(false)
         .bind(cluster_ids)
         .bind(kinds)
@@ -711,15 +700,15 @@ impl Store {
     /// run this at any time.
     pub async fn expire_leases(&self) -> Result<u64, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let expired: Vec<(Uuid, Uuid, TaskState, i32, bool)> =
-            sqlx::query_as(AssertSqlSafe(format!(
-                "SELECT id, cluster_id, state, attempts, attempts < max_attempts FROM tasks
-             WHERE state IN ({held}) AND lease_expires_at < now()
-             FOR UPDATE SKIP LOCKED",
-                held = state_literals(&held_states()),
-            )))
-            .fetch_all(&mut *tx)
-            .await?;
+        let expired: Vec<(Uuid, Uuid, TaskState, i32, bool)> = sqlx::query_as(
+            "SELECT t.id, t.cluster_id, t.state, t.attempts, t.attempts < t.max_attempts
+                 FROM task_queue q JOIN tasks t ON t.id = q.task_id
+                 WHERE q.held AND t.state = ANY($1) AND t.lease_expires_at < now()
+                 FOR UPDATE OF t SKIP LOCKED",
+        )
+        .bind(held_states())
+        .fetch_all(&mut *tx)
+        .await?;
         for (task_id, cluster_id, state, attempts, attempts_left) in &expired {
             let LeaseExpiry {
                 next,

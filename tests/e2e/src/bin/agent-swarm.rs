@@ -455,11 +455,14 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Rows and size of the `tasks` table and of its index of open tasks (the one every lease scans).
+/// Rows, size and HOT share of updates of the `tasks` table, and rows and size of `task_queue` (the open tasks
+/// every lease, expiry and patrol reads).
 fn task_table_sql() -> &'static str {
-    "SELECT n_live_tup || ' live rows, ' || n_dead_tup || ' dead; table ' || pg_size_pretty(pg_table_size('tasks'))
-            || ', open-task index ' || pg_size_pretty(pg_relation_size('tasks_open'))
-     FROM pg_stat_user_tables WHERE relname = 'tasks'"
+    "SELECT t.n_live_tup || ' live rows, ' || t.n_dead_tup || ' dead; table ' || pg_size_pretty(pg_table_size('tasks'))
+            || ', ' || t.n_tup_hot_upd || ' of ' || t.n_tup_upd || ' updates HOT; task_queue '
+            || q.n_live_tup || ' live rows, ' || q.n_dead_tup || ' dead, '
+            || pg_size_pretty(pg_total_relation_size('task_queue')) || ' with its indexes'
+     FROM pg_stat_user_tables t, pg_stat_user_tables q WHERE t.relname = 'tasks' AND q.relname = 'task_queue'"
 }
 
 fn task_table(stack: &Stack) -> anyhow::Result<String> {
@@ -498,12 +501,17 @@ async fn progress(
     }
 }
 
-/// Up to five attempts, a second apart.
+/// Up to five attempts, apart by the agent's own backoff (full jitter, from 1 s doubling), so that agents
+/// refused at once do not all come back at once.
 async fn retry<T, E, F>(attempt: impl Fn() -> F) -> anyhow::Result<T>
 where
     F: std::future::Future<Output = Result<T, E>>,
     E: Into<anyhow::Error>,
 {
+    let mut backoff = Backoff::new(BackoffSettings {
+        initial: Duration::from_secs(1),
+        max: Duration::from_secs(8),
+    });
     let mut tries = 0;
     loop {
         match attempt().await {
@@ -511,7 +519,7 @@ where
             Err(error) if tries >= 4 => return Err(error.into()),
             Err(_) => tries += 1,
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }
 
