@@ -123,6 +123,11 @@ pub async fn start(
     }
     {
         let store = store.clone();
+        let every = config.lease_duration() / 3;
+        supervisor.spawn("lease expiry", move || expire_leases(store.clone(), every));
+    }
+    {
+        let store = store.clone();
         let keep = chrono::TimeDelta::days(i64::from(config.tasks.retention_days));
         supervisor.spawn("task_retention", move || {
             prune_finished_tasks(store.clone(), keep)
@@ -417,9 +422,11 @@ async fn prune_finished_tasks(store: Store, keep: chrono::TimeDelta) {
     }
 }
 
-/// Periodically returns tasks with expired leases to the queue, closes sessions of vanished processes and
-/// forgets old sign-in counters; all idempotent, so every process runs them.
-async fn housekeeping(store: Store, every: Duration) {
+/// Returns tasks with expired leases to the queue (or fails them), every `every` (a third of a lease, so a
+/// lease is taken back at most a third of its length late). Not at the poll interval: the scan reads every held
+/// task's queue row, and while a long transaction elsewhere keeps old row versions alive it reads every
+/// version since, so its cost grows with that transaction's age. Idempotent, so every process runs it.
+async fn expire_leases(store: Store, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -429,6 +436,16 @@ async fn housekeeping(store: Store, every: Duration) {
             Ok(n) => tracing::info!(tasks = n, "expired task leases returned to the queue"),
             Err(error) => tracing::warn!(%error, "could not expire task leases"),
         }
+    }
+}
+
+/// Periodically closes sessions of vanished processes and forgets old sign-in counters; both idempotent, so
+/// every process runs them.
+async fn housekeeping(store: Store, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
         if let Err(error) = store.close_stale_sessions().await {
             tracing::warn!(%error, "could not close stale agent sessions");
         }

@@ -106,9 +106,10 @@ impl ObjectProblem {
 pub enum ApplyError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    // The document is boxed (here and in `Policy`) so that every `Result` carrying this error stays small.
     #[error("{document}: {problem}{}", NotAttempted(not_attempted))]
     Object {
-        document: DocumentRef,
+        document: Box<DocumentRef>,
         problem: ObjectProblem,
         not_attempted: Vec<usize>,
     },
@@ -122,7 +123,7 @@ pub enum ApplyError {
     InvalidObjectSet(String),
     #[error("{document}: {violation}; nothing was applied")]
     Policy {
-        document: DocumentRef,
+        document: Box<DocumentRef>,
         violation: Violation,
     },
     #[error("not available within {timeout:?}: {}", deployments.join("; "))]
@@ -219,7 +220,7 @@ impl Applier {
             let object = serde_json::to_value(&document.object).unwrap_or_default();
             if let Err(violation) = self.policy.check(&object, tier) {
                 return Err(ApplyError::Policy {
-                    document: document.reference(),
+                    document: Box::new(document.reference()),
                     violation,
                 });
             }
@@ -294,7 +295,7 @@ impl Applier {
                         .map(|document| document.index)
                         .collect();
                     let error = ApplyError::Object {
-                        document: reference,
+                        document: Box::new(reference),
                         problem,
                         not_attempted,
                     };
@@ -557,12 +558,12 @@ mod tests {
     #[test]
     fn object_errors_name_the_document_and_what_was_not_attempted() {
         let error = ApplyError::Object {
-            document: DocumentRef {
+            document: Box::new(DocumentRef {
                 index: 2,
                 kind: Some("Deployment".into()),
                 namespace: Some("demo".into()),
                 name: Some("web".into()),
-            },
+            }),
             problem: ObjectProblem::Rejected {
                 code: 422,
                 reason: "Invalid".into(),
@@ -577,10 +578,10 @@ mod tests {
         );
         assert!(!error.is_retryable());
         let unreachable = ApplyError::Object {
-            document: DocumentRef {
+            document: Box::new(DocumentRef {
                 index: 0,
                 ..DocumentRef::default()
-            },
+            }),
             problem: ObjectProblem::Unreachable("connection refused".into()),
             not_attempted: vec![],
         };

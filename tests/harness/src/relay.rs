@@ -17,6 +17,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 
+/// Both sides of a relayed connection (client, server), and the index of its target.
+type OpenConnection = ([Arc<TcpStream>; 2], usize);
+
 #[derive(Debug, Default)]
 struct Shared {
     cut: AtomicBool,
@@ -25,7 +28,7 @@ struct Shared {
     /// Both sides of every open connection by id, with the index of its target, to shut them down on a cut.
     /// Shared with the two copy threads rather than duplicated: one descriptor per side keeps thousands of
     /// relayed agents within the process's open-file limit.
-    open: Mutex<HashMap<u64, ([Arc<TcpStream>; 2], usize)>>,
+    open: Mutex<HashMap<u64, OpenConnection>>,
     next_id: AtomicU64,
     /// Bytes copied client -> server and server -> client.
     upstream_bytes: AtomicU64,
