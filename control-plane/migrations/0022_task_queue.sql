@@ -11,6 +11,10 @@
 --
 -- Lock order: writers lock the `tasks` row first (the triggers then touch this row), and the leases lock
 -- `tasks` rows too (`FOR NO KEY UPDATE OF t`), never rows here, so the two tables cannot deadlock.
+-- No task may be written between the copy below and the triggers' creation (replicas of the previous version
+-- keep running during a rolling upgrade), or it would be missing here; the lock lets readers through.
+LOCK TABLE tasks IN SHARE ROW EXCLUSIVE MODE;
+
 CREATE TABLE task_queue (
     task_id                uuid PRIMARY KEY,
     cluster_id             uuid NOT NULL,
