@@ -260,6 +260,32 @@ impl Queue {
     }
 }
 
+/// The queue's batched statements are estimated dear enough for JIT compilation, which cost more than running
+/// them; every connection of the store's pool has it off, whatever the server's default.
+#[tokio::test]
+async fn the_store_turns_jit_off_on_every_connection() {
+    let q = queue("queue_jit").await;
+    let server_default: String =
+        sqlx::query_scalar("SELECT boot_val FROM pg_settings WHERE name = 'jit'")
+            .fetch_one(q.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        server_default, "on",
+        "the test needs a server whose default differs"
+    );
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut connection = q.store.pool().acquire().await.unwrap();
+        let jit: String = sqlx::query_scalar("SHOW jit")
+            .fetch_one(&mut *connection)
+            .await
+            .unwrap();
+        assert_eq!(jit, "off");
+        held.push(connection);
+    }
+}
+
 #[tokio::test]
 async fn a_task_goes_pending_leased_running_succeeded_and_a_second_report_changes_nothing() {
     let q = queue("queue_happy").await;

@@ -40,7 +40,7 @@ pub use tokens::{ApiPrincipal, ApiToken, BootstrapRedemption};
 pub use users::{SessionLimits, SessionUser, User};
 
 use sqlx::PgPool;
-use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 
 /// Channels used with LISTEN/NOTIFY so every control-plane process hears about work for its agent streams.
 pub mod channels {
@@ -127,12 +127,16 @@ impl Store {
         max_connections: u32,
         agent_stale_after: std::time::Duration,
     ) -> Result<Self, StoreError> {
+        // No JIT: the queue's batched statements touch a few hundred rows by index, and their estimated cost
+        // crosses `jit_above_cost` once a batch is large, where compiling took 20-110 ms of a statement that runs
+        // in 3 (docs/benchmarks.md, "JIT off").
+        let options = url.parse::<PgConnectOptions>()?.options([("jit", "off")]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             // While PostgreSQL is down every request waits this long for a connection before it is answered
             // 503; a short wait keeps the API responsive (and clients retrying) through a restart.
             .acquire_timeout(std::time::Duration::from_secs(3))
-            .connect(url)
+            .connect_with(options)
             .await?;
         Ok(Self {
             pool,
