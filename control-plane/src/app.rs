@@ -1,13 +1,13 @@
 //! Wires the control plane together: database, ClickHouse, CA, the agent gRPC service and the REST API.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::agents::handshakes::{self, HandshakeLimits, HandshakeRuntime};
+use crate::agents::handshakes::{self, HANDSHAKE_NICE, HandshakeLimits};
 use crate::agents::{AgentGrpc, AgentSettings, Dispatcher};
 use crate::api::{self, ApiState};
 use crate::config::{Config, ConfigError, ConsoleConfig};
@@ -16,6 +16,7 @@ use crate::logs::{LogSink, LogStore, LogStoreError, SinkSettings};
 use crate::metrics::Metrics;
 use crate::pki::{AgentCa, PkiError};
 use crate::provisioner::{AgentInstall, ArtifactStore, Provisioner};
+use crate::runtime::DedicatedRuntime;
 use crate::signing::TaskSigner;
 use crate::store::{Store, StoreError};
 use crate::supervisor::{Supervisor, SupervisorSettings};
@@ -40,8 +41,12 @@ pub enum StartError {
     },
     #[error("image templates: {0}")]
     Templates(#[from] crate::templates::TemplateError),
-    #[error("cannot start the agent handshake threads: {0}")]
-    HandshakeThreads(#[source] std::io::Error),
+    #[error("cannot start the {what} threads: {source}")]
+    Threads {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("agent service TLS: {0}")]
     Tls(#[from] tonic::transport::Error),
     #[error("console.admin_password_file {path}: {reason}")]
@@ -72,12 +77,24 @@ pub async fn start(
     )
     .await?;
     store.migrate().await?;
-    let api_store = Store::connect(
-        &config.database_url,
-        config.database_api_connections,
-        stale_after,
-    )
-    .await?;
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    // The REST API (and the console) on threads of their own: on the main runtime its requests queued behind
+    // the tasks of thousands of streams being set up after a replica restart.
+    let api_runtime =
+        DedicatedRuntime::new("api", threads, 0).map_err(|source| StartError::Threads {
+            what: "API",
+            source,
+        })?;
+    // Connected from the API's runtime, so its connections' sockets are that runtime's to poll.
+    let api_store = {
+        let url = config.database_url.clone();
+        let connections = config.database_api_connections;
+        api_runtime
+            .handle()
+            .spawn(async move { Store::connect(&url, connections, stale_after).await })
+            .await
+            .unwrap_or_else(|failed| std::panic::resume_unwind(failed.into_panic()))?
+    };
     let logs = LogStore::new(&config.clickhouse)?;
     logs.ensure_schema().await?;
     let ca = Arc::new(AgentCa::load_or_create(&store, &sbox).await?);
@@ -214,7 +231,10 @@ pub async fn start(
             addr: config.agent_listen,
             source,
         })?;
-    let api_listener = bind(config.api_listen, API_LISTEN_BACKLOG)?;
+    let api_listener = {
+        let _api_runtime = api_runtime.handle().enter();
+        bind(config.api_listen, API_LISTEN_BACKLOG)?
+    };
     let api_addr = api_listener
         .local_addr()
         .map_err(|source| StartError::Listen {
@@ -233,9 +253,11 @@ pub async fn start(
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
-    let handshake_threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let handshake_runtime =
-        HandshakeRuntime::new(handshake_threads).map_err(StartError::HandshakeThreads)?;
+    let handshake_runtime = DedicatedRuntime::new("agent-handshake", threads, HANDSHAKE_NICE)
+        .map_err(|source| StartError::Threads {
+            what: "agent handshake",
+            source,
+        })?;
     let agent_connections = handshakes::incoming(
         agent_listener,
         Arc::new(tls),
@@ -265,11 +287,14 @@ pub async fn start(
         loops: supervisor.health(),
         failing_loop_after: supervisor.settings().failing_after,
     });
-    let api_server = axum::serve(
-        api_listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(wait_stop(stop_rx));
+    let api_server = api_runtime.handle().spawn(
+        axum::serve(
+            api_listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(wait_stop(stop_rx))
+        .into_future(),
+    );
 
     tracing::info!(instance = %config.instance_name, %api_addr, %agent_addr, agent_endpoint = %config.agent_endpoint, "control plane started");
     let serve = Box::pin(async move {
@@ -286,8 +311,11 @@ pub async fn start(
         }
         supervisor.shut_down().await;
         drop(handshake_runtime);
+        drop(api_runtime);
         grpc_result.map_err(|e| format!("agent service: {e}"))?;
-        api_result.map_err(|e| format!("API: {e}"))?;
+        api_result
+            .unwrap_or_else(|failed| std::panic::resume_unwind(failed.into_panic()))
+            .map_err(|e| format!("API: {e}"))?;
         Ok(())
     });
     Ok(Running {

@@ -15,6 +15,7 @@ pub mod pki;
 pub mod planner;
 pub mod process_log;
 pub mod provisioner;
+pub mod runtime;
 pub mod signing;
 pub mod store;
 pub mod supervisor;

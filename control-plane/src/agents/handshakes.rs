@@ -6,9 +6,10 @@
 //! connections wait in the kernel's listen backlog until one finishes, and a handshake not done within
 //! `timeout` is dropped.
 //!
-//! Handshakes run on threads of their own ([`HandshakeRuntime`]) with a lower CPU priority: a handshake is a few
-//! milliseconds of pure CPU, and on the API's runtime a reconnect storm's handshakes were queued ahead of API
-//! requests. On their own threads the kernel gives the API and the running streams the CPU first.
+//! Handshakes run on threads of their own ([`crate::runtime::DedicatedRuntime`]) with a lower CPU priority: a
+//! handshake is a few milliseconds of pure CPU, and on the main runtime a reconnect storm's handshakes were
+//! queued ahead of API requests. On their own threads the kernel gives the API and the running streams the CPU
+//! first.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,70 +32,11 @@ pub struct HandshakeLimits {
 
 /// The nice value added to the handshake threads': the kernel runs them when the API and the streams leave CPU
 /// free.
-const HANDSHAKE_NICE: libc::c_int = 10;
-
-/// The threads that run the agent port's TLS handshakes. Connections are accepted on the caller's runtime, so
-/// their sockets stay registered with its I/O driver: once a handshake is done the stream is served there, and
-/// its I/O never waits for these threads.
-pub struct HandshakeRuntime {
-    // An `Option` only so that `Drop` can take it: a runtime dropped inside another runtime's task must be shut
-    // down in the background.
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
-impl HandshakeRuntime {
-    pub fn new(threads: usize) -> std::io::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .thread_name("agent-handshake")
-            .on_thread_start(lower_this_threads_priority)
-            .enable_all()
-            .build()?;
-        Ok(Self {
-            runtime: Some(runtime),
-        })
-    }
-
-    pub fn handle(&self) -> &tokio::runtime::Handle {
-        self.runtime
-            .as_ref()
-            .expect("present until dropped")
-            .handle()
-    }
-}
-
-impl Drop for HandshakeRuntime {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
-
-fn lower_this_threads_priority() {
-    // On Linux the nice value belongs to the thread, so this leaves the process's other threads as they are.
-    // Relative to the thread's own value (inherited from the process), as `nice` would do; 19 is the lowest.
-    // SAFETY: plain system calls on the calling thread's id; no memory is passed.
-    let result = unsafe {
-        let thread = libc::gettid() as libc::id_t;
-        let current = libc::getpriority(libc::PRIO_PROCESS, thread);
-        libc::setpriority(
-            libc::PRIO_PROCESS,
-            thread,
-            (current + HANDSHAKE_NICE).min(19),
-        )
-    };
-    if result != 0 {
-        warn!(
-            error = %std::io::Error::last_os_error(),
-            "cannot lower the priority of an agent handshake thread; handshakes compete with the API for CPU"
-        );
-    }
-}
+pub const HANDSHAKE_NICE: libc::c_int = 10;
 
 /// Connections whose handshake finished, for `Server::serve_with_incoming`. Handshakes run on `on` (a
-/// [`HandshakeRuntime`]'s handle); accepting runs on the caller's runtime (a socket belongs to the I/O driver of
-/// the runtime that accepted it). The stream ends when the server stops taking connections. A stream
+/// [`crate::runtime::DedicatedRuntime`]'s handle); accepting runs on the caller's runtime (a socket belongs to
+/// the I/O driver of the runtime that accepted it). The stream ends when the server stops taking connections. A stream
 /// type tonic knows (`TlsStream<TcpStream>`) keeps the peer's certificates available to handlers
 /// (`Request::peer_certs`).
 pub fn incoming(
@@ -183,6 +125,7 @@ mod tests {
 
     use super::*;
     use crate::pki::AgentCa;
+    use crate::runtime::DedicatedRuntime;
 
     /// A TLS client trusting the CA, as an agent before it has a certificate.
     async fn tls_client(
@@ -207,41 +150,6 @@ mod tests {
             .await
     }
 
-    fn this_threads_nice() -> libc::c_int {
-        // SAFETY: plain system calls on the calling thread's id.
-        unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
-    }
-
-    #[tokio::test]
-    async fn handshakes_run_on_threads_of_lower_priority_than_the_rest_of_the_process() {
-        let before = this_threads_nice();
-        let handshakes = HandshakeRuntime::new(2).unwrap();
-        let on_handshake_thread = handshakes
-            .handle()
-            .spawn(async {
-                (
-                    this_threads_nice(),
-                    std::thread::current().name().map(str::to_owned),
-                )
-            })
-            .await
-            .unwrap();
-        assert_eq!(
-            on_handshake_thread,
-            (
-                (before + HANDSHAKE_NICE).min(19),
-                Some("agent-handshake".to_owned())
-            )
-        );
-        assert_eq!(
-            this_threads_nice(),
-            before,
-            "the caller's thread is left as it was"
-        );
-        // Dropped inside this runtime's task without panicking.
-        drop(handshakes);
-    }
-
     #[tokio::test]
     async fn connections_that_never_finish_a_handshake_hold_their_places_only_until_the_timeout() {
         const TIMEOUT: Duration = Duration::from_millis(1500);
@@ -254,7 +162,7 @@ mod tests {
             max_in_progress: 2,
             timeout: TIMEOUT,
         };
-        let handshakes = HandshakeRuntime::new(1).unwrap();
+        let handshakes = DedicatedRuntime::new("agent-handshake", 1, HANDSHAKE_NICE).unwrap();
         let mut connections = incoming(listener, tls, limits, metrics.clone(), handshakes.handle());
 
         // An agent alone: its handshake is done at once.

@@ -21,6 +21,15 @@ impl Api {
         }
     }
 
+    /// A copy with a connection pool of its own, for another runtime: a pooled connection is served by a task
+    /// on the runtime that opened it.
+    pub fn with_own_connections(&self) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            ..self.clone()
+        }
+    }
+
     pub fn base(&self) -> &str {
         &self.base
     }
