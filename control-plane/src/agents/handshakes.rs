@@ -36,8 +36,9 @@ pub const HANDSHAKE_NICE: libc::c_int = 10;
 
 /// Connections whose handshake finished, for `Server::serve_with_incoming`. Handshakes run on `on` (a
 /// [`crate::runtime::DedicatedRuntime`]'s handle); accepting runs on the caller's runtime (a socket belongs to
-/// the I/O driver of the runtime that accepted it). The stream ends when the server stops taking connections. A stream
-/// type tonic knows (`TlsStream<TcpStream>`) keeps the peer's certificates available to handlers
+/// the I/O driver of the runtime that accepted it), so once a handshake is done the stream is served there and
+/// its I/O never waits for the handshake threads. The stream ends when the server stops taking connections. A
+/// stream type tonic knows (`TlsStream<TcpStream>`) keeps the peer's certificates available to handlers
 /// (`Request::peer_certs`).
 pub fn incoming(
     listener: TcpListener,
