@@ -716,6 +716,52 @@ async fn a_step_task_wakes_its_demo_through_the_foreign_key() {
     );
 }
 
+/// Migration 0023: the trigger on `clusters` fires on a change of status only, which wakes the demos placed on
+/// the cluster; a rewrite of the row that keeps the status (every heartbeat) wakes nothing.
+#[tokio::test]
+async fn a_cluster_status_change_wakes_its_demos_and_a_heartbeat_does_not() {
+    let q = queue("queue_cluster_wake").await;
+    let demo = q.demo("hello").await;
+    sqlx::query("UPDATE demos SET cluster_id = $1 WHERE id = $2")
+        .bind(q.cluster_id)
+        .bind(demo.id)
+        .execute(q.store.pool())
+        .await
+        .unwrap();
+    let set_status = |status: &'static str| {
+        sqlx::query("UPDATE clusters SET status = $1, last_heartbeat_at = now() WHERE id = $2")
+            .bind(status)
+            .bind(q.cluster_id)
+            .execute(q.store.pool())
+    };
+
+    let before = q.demo_wakes(demo.id).await;
+    set_status("ready").await.unwrap();
+    assert_eq!(
+        q.demo_wakes(demo.id).await,
+        before + 1,
+        "registered -> ready"
+    );
+    set_status("ready").await.unwrap();
+    assert_eq!(
+        q.demo_wakes(demo.id).await,
+        before + 1,
+        "the same status written again"
+    );
+    sqlx::query("UPDATE clusters SET last_heartbeat_at = now(), node_count = 3 WHERE id = $1")
+        .bind(q.cluster_id)
+        .execute(q.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        q.demo_wakes(demo.id).await,
+        before + 1,
+        "a heartbeat's columns only"
+    );
+    set_status("degraded").await.unwrap();
+    assert_eq!(q.demo_wakes(demo.id).await, before + 2, "ready -> degraded");
+}
+
 #[tokio::test]
 async fn a_delete_during_a_deploy_cancels_the_running_step_task_and_queues_the_teardown() {
     let q = queue("queue_demo_delete").await;
