@@ -129,7 +129,7 @@ impl Store {
     ) -> Result<Self, StoreError> {
         // No JIT: the queue's batched statements touch a few hundred rows by index, and their estimated cost
         // crosses `jit_above_cost` once a batch is large, where compiling took 20-110 ms of a statement that runs
-        // in 3 (docs/benchmarks.md, "JIT off").
+        // in 3 (docs/benchmarks.md, "JIT off, quieter logs, the API on threads of its own").
         let options = url.parse::<PgConnectOptions>()?.options([("jit", "off")]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
